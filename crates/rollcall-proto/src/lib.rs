@@ -1,0 +1,19 @@
+//! The sans-IO core of rollcall: the monitor's per-node state machine, the wire codec and
+//! its authentication, the deadline wheel, and the events the shells act on.
+//!
+//! Nothing here reads a clock, touches a socket or a file, or draws OS randomness: every
+//! `now` is an argument and every effect is a value the caller polls. The daemon (tokio)
+//! and the simulator drive the same types, so what the simulator measures is what users get.
+//!
+//! Start reading at [`Monitor`]: its doc comment says in which order a shell calls it.
+//! The wire format lives in [`wire`] (documented in `docs/PROTOCOL.md`), keys in
+//! [`keyring`], deadlines in [`timer`].
+
+pub mod keyring;
+pub mod monitor;
+pub mod timer;
+pub mod wire;
+
+pub use keyring::{Key, KeyRing};
+pub use monitor::{Monitor, MonitorConfig};
+pub use rollcall_detect::Instant;

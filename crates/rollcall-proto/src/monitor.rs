@@ -1,0 +1,3 @@
+//! The monitor's core. STUB.
+pub struct Monitor;
+pub struct MonitorConfig;

@@ -1,0 +1,1 @@
+//! Deadlines: a hashed timer wheel holding at most one deadline per node.
