@@ -19,7 +19,7 @@ mod phi;
 mod time;
 
 pub use fixed::{FixedTimeout, FixedTimeoutConfig};
-pub use phi::{PhiAccrual, PhiAccrualConfig, PHI_WINDOW};
+pub use phi::{IntervalStats, PHI_WINDOW, PhiAccrual, PhiAccrualConfig};
 pub use time::Instant;
 
 use core::time::Duration;
@@ -44,6 +44,12 @@ pub trait Detector {
 
     /// The earliest instant at which [`Detector::level`] reaches `threshold` if no further
     /// heartbeat arrives, or `None` before the first heartbeat.
+    ///
+    /// The answer is a whole nanosecond at which `level(answer) >= threshold` holds, so a
+    /// caller that checks the level at its deadline finds the threshold crossed. A threshold
+    /// already reached at the last arrival (any threshold <= 0, for instance) gives the last
+    /// arrival; a threshold the level never reaches (NaN, +inf, or one it would only reach past
+    /// the end of the clock) gives [`Instant::MAX`].
     fn crossing(&self, threshold: f64) -> Option<Instant>;
 
     /// The level at which the node becomes `suspect` under this detector's configuration.
@@ -73,7 +79,9 @@ pub trait Detector {
 /// no virtual call on the hot path).
 #[derive(Clone, Debug)]
 pub enum AnyDetector {
+    /// The seed's detector: down after `interval x multiplier + grace` of silence.
     Fixed(FixedTimeout),
+    /// The adaptive detector: phi accrual over the recent inter-arrival times.
     Phi(PhiAccrual),
 }
 
@@ -126,6 +134,59 @@ impl Detector for AnyDetector {
             AnyDetector::Phi(d) => d.mean_interval(),
         }
     }
+}
+
+/// Rounds a count of nanoseconds to the nearest whole one, saturating at both ends.
+///
+/// A float-to-integer `as` cast saturates and maps NaN to zero, which is exactly the clamp
+/// wanted for a span that can only be non-negative.
+pub(crate) fn nanos_u64(nanos: f64) -> u64 {
+    nanos.round() as u64
+}
+
+/// How far [`earliest_crossing`] walks from its estimate, in nanoseconds.
+///
+/// The closed forms are accurate to a few nanoseconds for any span a heartbeat system
+/// meets (their float error is far below one part in 10^12), so a short walk always ends
+/// on the exact instant; the bound only keeps hostile inputs from making it long.
+const CROSSING_WALK_NS: u32 = 64;
+
+/// The earliest whole nanosecond after `last`, near `estimate_ns` nanoseconds after it, at
+/// which `reached` holds.
+///
+/// Detectors compute their crossing in closed form with floats, which may land a
+/// nanosecond either side of the instant at which their own `level` (also floats) reaches
+/// the threshold. Walking from the rounded-up estimate to the first instant where `reached`
+/// holds makes `level(crossing(t)) >= t` exact, and keeps round configured deadlines round
+/// (the seed's 4 s, not 4 s + 1 ns). `reached` must be monotonic in the instant.
+pub(crate) fn earliest_crossing(
+    last: Instant,
+    estimate_ns: f64,
+    reached: impl Fn(Instant) -> bool,
+) -> Instant {
+    // `ceil` then a saturating cast: negative and NaN estimates clamp to `last`, huge ones
+    // to the end of time.
+    let mut at = last + Duration::from_nanos(estimate_ns.ceil() as u64);
+    let one = Duration::from_nanos(1);
+    if reached(at) {
+        for _ in 0..CROSSING_WALK_NS {
+            if at <= last || !reached(at - one) {
+                break;
+            }
+            at = at - one;
+        }
+    } else {
+        for _ in 0..CROSSING_WALK_NS {
+            if at == Instant::MAX {
+                break;
+            }
+            at = at + one;
+            if reached(at) {
+                break;
+            }
+        }
+    }
+    at
 }
 
 #[cfg(test)]

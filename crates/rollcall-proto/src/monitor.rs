@@ -1,3 +1,510 @@
-//! The monitor's core. STUB.
-pub struct Monitor;
-pub struct MonitorConfig;
+//! The monitor's core: authenticates heartbeats, judges every node with its detector,
+//! and turns deadlines into state transitions.
+//!
+//! See [`Monitor`] for the order in which a shell drives it.
+
+mod config;
+mod node;
+mod types;
+
+pub use config::{DetectorConfig, MonitorConfig};
+pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, Transition};
+
+use crate::Instant;
+use crate::keyring::KeyRing;
+use crate::timer::{TimerStats, TimerWheel};
+use crate::wire::{self, Kind, Labels, Message};
+use core::time::Duration;
+use node::{Node, NodeTable};
+use rollcall_detect::Detector;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The monitor state machine (sans-IO).
+///
+/// A shell drives it like this, forever:
+/// 1. feed every received datagram to [`Monitor::handle_datagram`] with the instant it was
+///    received (the monitor's own monotonic clock, never a sender's timestamp);
+/// 2. when the instant returned by [`Monitor::poll_timeout`] has come, call
+///    [`Monitor::handle_timeout`];
+/// 3. after each `handle_*` call or command ([`Monitor::pause`], [`Monitor::resume`]),
+///    drain [`Monitor::poll_event`] and act on each event in order (persist, then react).
+///
+/// Prefer draining received datagrams before handling a timeout that is due at the same
+/// time: a heartbeat that already arrived must not lose a race against its own deadline.
+///
+/// Each node has at most one pending deadline in a timer wheel (its suspect deadline when
+/// `up`, its down deadline when `suspect`), moved on every heartbeat in O(1): no step ever
+/// scans all nodes.
+pub struct Monitor {
+    config: MonitorConfig,
+    ring: KeyRing,
+    nodes: NodeTable,
+    timers: TimerWheel,
+    /// Scratch space for the keys a timer expiry returns, kept to avoid an allocation per
+    /// tick.
+    fired: Vec<u32>,
+    events: VecDeque<MonitorEvent>,
+    stats: MonitorStats,
+    /// When the monitor expects to be called next at the latest.
+    next_tick: Instant,
+    /// The start of the current stretch of uninterrupted observation: the monitor's start
+    /// or the end of its last stall. No node's silence is counted from before it.
+    observed_from: Instant,
+}
+
+/// A node as the monitor sees it at some instant: for APIs and persistence.
+#[derive(Clone, Debug)]
+pub struct NodeView<'a> {
+    pub id: &'a str,
+    pub state: NodeState,
+    pub generation: u64,
+    pub sequence: u64,
+    /// The raw label block (see [`wire::Labels`]).
+    pub labels_raw: &'a [u8],
+    pub interval: Duration,
+    pub last_heartbeat: Option<Instant>,
+    /// The detector's level now: phi for phi accrual, elapsed / timeout for fixed.
+    pub level: f64,
+    /// The node's pending deadline (suspect when up, down when suspect), if any.
+    pub deadline: Option<Instant>,
+    pub addr: Option<SocketAddr>,
+}
+
+impl NodeView<'_> {
+    /// The labels as `(key, value)` pairs (empty if the stored block is unreadable, which
+    /// cannot happen for blocks that came through the codec).
+    pub fn labels(&self) -> Vec<(&str, &str)> {
+        Labels::from_bytes(self.labels_raw).map(|labels| labels.iter().collect()).unwrap_or_default()
+    }
+}
+
+/// A node read back from durable storage at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredNode {
+    pub id: String,
+    pub generation: u64,
+    pub sequence: u64,
+    pub interval_ms: u32,
+    pub state: NodeState,
+    pub labels_raw: Vec<u8>,
+}
+
+impl Monitor {
+    /// A monitor with no nodes, started at `now`. Fails if the configuration is invalid
+    /// (one sentence naming the problem).
+    pub fn new(config: MonitorConfig, ring: KeyRing, now: Instant) -> Result<Monitor, String> {
+        config.validate()?;
+        Ok(Monitor {
+            next_tick: now + config.tick,
+            observed_from: now,
+            config,
+            ring,
+            nodes: NodeTable::default(),
+            timers: TimerWheel::new(now),
+            fired: Vec::new(),
+            events: VecDeque::new(),
+            stats: MonitorStats::default(),
+        })
+    }
+
+    // ---- getters ----
+
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &MonitorStats {
+        &self.stats
+    }
+
+    pub fn timer_stats(&self) -> &TimerStats {
+        self.timers.stats()
+    }
+
+    /// Number of nodes tracked.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() == 0
+    }
+
+    pub fn node(&self, id: &str, now: Instant) -> Option<NodeView<'_>> {
+        let index = self.nodes.index_of(id)?;
+        Some(self.view(index, now))
+    }
+
+    /// Every node, in registration order.
+    pub fn nodes(&self, now: Instant) -> impl Iterator<Item = NodeView<'_>> {
+        (0..self.nodes.len() as u32).map(move |index| self.view(index, now))
+    }
+
+    // ---- inputs ----
+
+    /// Handles one received datagram. Bad input is counted by reason and dropped: it never
+    /// changes a node.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.observe_clock(now);
+        let message = match wire::decode(datagram, &self.ring) {
+            Ok(message) => message,
+            Err(error) => return self.reject(Rejection::Decode(error)),
+        };
+        let (index, registered) = match self.nodes.index_of(message.node) {
+            Some(index) => (index, false),
+            // A goodbye from a stranger says nothing worth a table entry.
+            None if message.kind == Kind::Goodbye => return,
+            None => match self.register(&message, now) {
+                Ok(index) => (index, true),
+                Err(rejection) => return self.reject(rejection),
+            },
+        };
+        if !registered {
+            let node = self.nodes.get(index);
+            if message.generation < node.generation {
+                return self.reject(Rejection::OldGeneration);
+            }
+            if message.generation == node.generation && message.sequence <= node.sequence {
+                return self.reject(Rejection::Replay);
+            }
+        }
+        match message.kind {
+            Kind::Heartbeat => self.accept_heartbeat(index, &message, from, registered, now),
+            Kind::Goodbye => self.accept_goodbye(index, &message, from, now),
+        }
+    }
+
+    /// Handles every deadline due at `now`. Call it when [`Monitor::poll_timeout`] says.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe_clock(now);
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
+        self.timers.expire(now, &mut fired);
+        for &index in &fired {
+            self.on_deadline(index, now);
+        }
+        self.fired = fired;
+    }
+
+    /// Adds a node read from durable storage. It gets a fresh grace period from `now`, as if
+    /// it had just sent a heartbeat: the monitor was not watching while it was down.
+    pub fn restore(&mut self, restored: RestoredNode, now: Instant) -> Result<(), String> {
+        if self.nodes.index_of(&restored.id).is_some() {
+            return Err(format!("node {:?} is restored twice", restored.id));
+        }
+        if self.nodes.len() >= self.config.max_nodes {
+            return Err(format!("more stored nodes than max_nodes ({})", self.config.max_nodes));
+        }
+        if Labels::from_bytes(&restored.labels_raw).is_err() {
+            return Err(format!("node {:?} has an unreadable label block", restored.id));
+        }
+        let interval = self.config.clamp_interval(restored.interval_ms);
+        let index = self.nodes.insert(Node {
+            id: Arc::from(restored.id),
+            labels: restored.labels_raw.into_boxed_slice(),
+            detector: self.config.detector.build(interval),
+            generation: restored.generation,
+            sequence: restored.sequence,
+            watch_from: now,
+            addr: None,
+            interval_ms: restored.interval_ms,
+            state: restored.state,
+            rise_count: 0,
+            restarted: false,
+        });
+        self.stats.nodes_by_state[restored.state.index()] += 1;
+        self.schedule(index);
+        Ok(())
+    }
+
+    /// Replaces the key ring (key rotation). Takes effect for the next datagram.
+    pub fn set_key_ring(&mut self, ring: KeyRing) {
+        self.ring = ring;
+    }
+
+    // ---- commands ----
+
+    /// Puts a node in maintenance: its heartbeats are still recorded, its deadlines are not
+    /// judged. Returns false for an unknown node.
+    pub fn pause(&mut self, id: &str, now: Instant) -> bool {
+        self.observe_clock(now);
+        let Some(index) = self.nodes.index_of(id) else { return false };
+        if self.nodes.get(index).state != NodeState::Paused {
+            self.transition(index, NodeState::Paused, Reason::Pause, now, now);
+            self.timers.cancel(index);
+        }
+        true
+    }
+
+    /// Ends maintenance: the node is judged again, with a fresh grace period from `now`.
+    /// Returns false for an unknown node.
+    pub fn resume(&mut self, id: &str, now: Instant) -> bool {
+        self.observe_clock(now);
+        let Some(index) = self.nodes.index_of(id) else { return false };
+        let node = self.nodes.get_mut(index);
+        if node.state == NodeState::Paused {
+            node.watch_from = now;
+            let to = if node.detector.last_arrival().is_some() { NodeState::Up } else { NodeState::New };
+            self.transition(index, to, Reason::Resume, now, now);
+            self.schedule(index);
+        }
+        true
+    }
+
+    // ---- outputs ----
+
+    /// The instant by which the shell must call [`Monitor::handle_timeout`]. Always finite:
+    /// the monitor wants a regular tick to notice its own stalls.
+    pub fn poll_timeout(&self) -> Instant {
+        match self.timers.next_expiry() {
+            Some(at) => at.min(self.next_tick),
+            None => self.next_tick,
+        }
+    }
+
+    /// The next event to act on, oldest first.
+    pub fn poll_event(&mut self) -> Option<MonitorEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- internals ----
+
+    fn view(&self, index: u32, now: Instant) -> NodeView<'_> {
+        let node = self.nodes.get(index);
+        NodeView {
+            id: &node.id,
+            state: node.state,
+            generation: node.generation,
+            sequence: node.sequence,
+            labels_raw: &node.labels,
+            interval: Duration::from_millis(u64::from(node.interval_ms)),
+            last_heartbeat: node.detector.last_arrival(),
+            level: node.detector.level(now),
+            deadline: self.timers.deadline(index),
+            addr: node.addr,
+        }
+    }
+
+    /// Notices when the monitor itself ran late: a wake-up long after the tick it asked
+    /// for means the process was stopped or starved, so silences that span that gap prove
+    /// nothing about the nodes.
+    fn observe_clock(&mut self, now: Instant) {
+        if now < self.next_tick {
+            return;
+        }
+        let late = now - self.next_tick;
+        if late > self.config.self_pause_threshold {
+            self.observed_from = now;
+            self.stats.self_pauses += 1;
+            self.events.push_back(MonitorEvent::SelfPause { stalled: late, resumed: now });
+        }
+        self.next_tick = now + self.config.tick;
+    }
+
+    fn reject(&mut self, rejection: Rejection) {
+        *self.stats.rejected.entry(rejection.as_str()).or_default() += 1;
+    }
+
+    fn register(&mut self, message: &Message<'_>, now: Instant) -> Result<u32, Rejection> {
+        if let Some(allow) = &self.config.allow {
+            if !allow.contains(message.node) {
+                return Err(Rejection::NotAllowed);
+            }
+        }
+        if self.nodes.len() >= self.config.max_nodes {
+            return Err(Rejection::Capacity);
+        }
+        let interval = self.config.clamp_interval(message.interval_ms);
+        let index = self.nodes.insert(Node {
+            id: Arc::from(message.node),
+            labels: message.labels.as_bytes().into(),
+            detector: self.config.detector.build(interval),
+            generation: message.generation,
+            sequence: message.sequence,
+            watch_from: now,
+            addr: None,
+            interval_ms: message.interval_ms,
+            state: NodeState::New,
+            rise_count: 0,
+            restarted: false,
+        });
+        self.stats.nodes_by_state[NodeState::New.index()] += 1;
+        Ok(index)
+    }
+
+    fn accept_heartbeat(
+        &mut self,
+        index: u32,
+        message: &Message<'_>,
+        from: SocketAddr,
+        registered: bool,
+        now: Instant,
+    ) {
+        self.stats.heartbeats += 1;
+        let floor = self.observed_from;
+        let detector_config = &self.config.detector;
+        let interval = self.config.clamp_interval(message.interval_ms);
+        let node = self.nodes.get_mut(index);
+        let restart = !registered && message.generation > node.generation;
+        let mut changed = registered || restart;
+        node.addr = Some(from);
+        node.generation = message.generation;
+        node.sequence = message.sequence;
+        if node.labels.as_ref() != message.labels.as_bytes() {
+            node.labels = message.labels.as_bytes().into();
+            changed = true;
+        }
+        // A silence that overlaps a gap in observation (a stall of the monitor, a restore,
+        // a resume) or a restart says nothing about the node's rhythm: start the history over.
+        let gap = node.detector.last_arrival().is_some_and(|last| last < floor.max(node.watch_from));
+        if node.interval_ms != message.interval_ms || restart || gap {
+            changed |= node.interval_ms != message.interval_ms;
+            node.interval_ms = message.interval_ms;
+            node.detector = detector_config.build(interval);
+        }
+        node.detector.heartbeat(now);
+        let recovered_reason = if restart { Reason::Restart } else { Reason::Heartbeat };
+        if changed {
+            let id = node.id.clone();
+            self.events.push_back(MonitorEvent::NodeChanged { node: id });
+        }
+        match self.nodes.get(index).state {
+            NodeState::New => self.transition(index, NodeState::Up, Reason::FirstHeartbeat, now, now),
+            NodeState::Up if restart => self.transition(index, NodeState::Up, Reason::Restart, now, now),
+            NodeState::Suspect | NodeState::Left => {
+                self.transition(index, NodeState::Up, recovered_reason, now, now)
+            }
+            NodeState::Down => {
+                let rise = self.config.rise;
+                let node = self.nodes.get_mut(index);
+                node.rise_count = node.rise_count.saturating_add(1);
+                node.restarted |= restart;
+                if node.rise_count >= rise {
+                    let reason = if node.restarted { Reason::Restart } else { Reason::Heartbeat };
+                    node.rise_count = 0;
+                    node.restarted = false;
+                    self.transition(index, NodeState::Up, reason, now, now);
+                }
+            }
+            NodeState::Up | NodeState::Paused => {}
+        }
+        self.schedule(index);
+    }
+
+    fn accept_goodbye(&mut self, index: u32, message: &Message<'_>, from: SocketAddr, now: Instant) {
+        self.stats.goodbyes += 1;
+        let node = self.nodes.get_mut(index);
+        node.addr = Some(from);
+        if message.generation > node.generation {
+            node.generation = message.generation;
+            let id = node.id.clone();
+            self.events.push_back(MonitorEvent::NodeChanged { node: id });
+        }
+        let node = self.nodes.get_mut(index);
+        node.sequence = message.sequence;
+        node.rise_count = 0;
+        if node.state != NodeState::Left {
+            self.transition(index, NodeState::Left, Reason::Goodbye, now, now);
+        }
+        self.timers.cancel(index);
+    }
+
+    /// A node's deadline fired: move it along up → suspect → down, unless its silence
+    /// started before the current stretch of observation, in which case the deadline is
+    /// pushed back to what it would be counted from that stretch's start.
+    fn on_deadline(&mut self, index: u32, now: Instant) {
+        // The deadline that fired is gone from the wheel; any later one is set below.
+        let mut deferred = true;
+        loop {
+            let node = self.nodes.get(index);
+            let (level, next) = match node.state {
+                NodeState::Up => (node.detector.suspect_level(), NodeState::Suspect),
+                NodeState::Suspect => (node.detector.down_level(), NodeState::Down),
+                NodeState::Down => {
+                    // A recovering node went quiet again: its rise starts over.
+                    let node = self.nodes.get_mut(index);
+                    node.rise_count = 0;
+                    node.restarted = false;
+                    return;
+                }
+                // Stale: the state changed after the deadline was set.
+                NodeState::New | NodeState::Left | NodeState::Paused => return,
+            };
+            let Some(at) = self.deadline_for(node, level) else { return };
+            if at > now {
+                self.stats.deadlines_deferred += u64::from(deferred);
+                self.timers.insert(index, at);
+                return;
+            }
+            let reason = match self.config.detector {
+                DetectorConfig::Fixed(_) => Reason::Timeout,
+                DetectorConfig::Phi(_) => Reason::Phi,
+            };
+            self.transition(index, next, reason, at, now);
+            deferred = false;
+            if next == NodeState::Down {
+                return;
+            }
+        }
+    }
+
+    /// Sets the node's one pending deadline for its current state, or clears it.
+    fn schedule(&mut self, index: u32) {
+        let node = self.nodes.get(index);
+        let level = match node.state {
+            NodeState::Up => Some(node.detector.suspect_level()),
+            NodeState::Suspect => Some(node.detector.down_level()),
+            NodeState::Down if node.rise_count > 0 => Some(node.detector.suspect_level()),
+            _ => None,
+        };
+        match level.and_then(|level| self.deadline_for(node, level)) {
+            Some(at) => self.timers.insert(index, at),
+            None => {
+                self.timers.cancel(index);
+            }
+        }
+    }
+
+    /// When `node` reaches `level` if nothing more arrives, counting its silence from its
+    /// last heartbeat but never from before its own watch start or the current stretch of
+    /// observation.
+    fn deadline_for(&self, node: &Node, level: f64) -> Option<Instant> {
+        let floor = self.observed_from.max(node.watch_from);
+        match node.detector.last_arrival() {
+            Some(last) if last >= floor => node.detector.crossing(level),
+            Some(last) => node.detector.crossing(level).map(|at| floor + (at - last)),
+            None => {
+                // Never heard from (restored or allowed, not yet sending): judge it as if
+                // a heartbeat had arrived at the floor.
+                let mut fresh = node.detector.clone();
+                fresh.heartbeat(floor);
+                fresh.crossing(level)
+            }
+        }
+    }
+
+    fn transition(&mut self, index: u32, to: NodeState, reason: Reason, at: Instant, now: Instant) {
+        debug_assert!(at <= now, "a transition is never dated in the future");
+        let node = self.nodes.get_mut(index);
+        let from = node.state;
+        node.state = to;
+        let transition = Transition {
+            node: node.id.clone(),
+            generation: node.generation,
+            from,
+            to,
+            reason,
+            at,
+            noticed: now,
+        };
+        self.stats.nodes_by_state[from.index()] -= 1;
+        self.stats.nodes_by_state[to.index()] += 1;
+        *self.stats.transitions.entry((from, to)).or_default() += 1;
+        self.events.push_back(MonitorEvent::Transition(transition));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,270 @@
-//! Durable state. STUB.
+//! Durable state for rollcall: the nodes the monitor knows and the history of their
+//! transitions, in one SQLite file (WAL mode) under the data directory.
+//!
+//! The core never calls this crate: it emits events, and the daemon writes them here in
+//! batches (one transaction, one fsync, per batch) before acting on them. Heartbeats are not
+//! stored: a million a second must not become a million writes. This crate deliberately
+//! knows nothing of sockets, HTTP or alerting.
+//!
+//! Start with [`Store::open`], then [`Store::write`] and the readers. The tables are
+//! documented in `docs/STORE.md`; the schema evolves through [`MIGRATIONS`].
+
+use rollcall_proto::monitor::{NodeState, Reason, RestoredNode};
+use rusqlite::{Connection, OpenFlags, params};
+use std::path::{Path, PathBuf};
+
+/// Marks a SQLite file as rollcall's (`PRAGMA application_id`), so the monitor never mistakes
+/// a foreign database for its own, or writes into one.
+pub const APPLICATION_ID: i32 = 0x5243_4C4C; // "RCLL"
+
+/// The file name under the data directory.
+pub const FILE_NAME: &str = "rollcall.db";
+
+/// Schema migrations, in order; `PRAGMA user_version` is the number applied.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: nodes and their transitions.
+    "CREATE TABLE nodes (
+        id TEXT PRIMARY KEY NOT NULL,
+        generation INTEGER NOT NULL,
+        sequence INTEGER NOT NULL,
+        interval_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        labels BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        noticed_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX transitions_by_node ON transitions (node, id);",
+];
+
+/// What went wrong with the store. Every variant leaves the file as it was, except that a
+/// failed `write` rolls its batch back whole.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file exists but is not a rollcall store (another program's database).
+    #[error("{path} is not a rollcall store (application_id {found:#x}); refusing to touch it")]
+    Foreign { path: PathBuf, found: i32 },
+    /// The file was written by a newer rollcall.
+    #[error("{path} has schema version {found}, newer than this rollcall knows ({known}); upgrade rollcall")]
+    TooNew { path: PathBuf, found: i64, known: usize },
+    /// A stored value this version cannot read (hand-edited or corrupt row).
+    #[error("stored row is unreadable: {0}")]
+    BadRow(String),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A node's durable record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub id: String,
+    pub generation: u64,
+    pub sequence: u64,
+    pub interval_ms: u32,
+    pub state: NodeState,
+    pub labels_raw: Vec<u8>,
+}
+
+/// A transition as stored, with wall-clock times in milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionRecord {
+    /// Assigned by the store; increasing.
+    pub id: i64,
+    pub node: String,
+    pub generation: u64,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: Reason,
+    pub at_ms: i64,
+    pub noticed_at_ms: i64,
+}
+
+/// One change to make durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Node { record: NodeRecord, updated_at_ms: i64 },
+    Transition(TransitionRecord),
+}
+
+/// The store: one SQLite connection. Open one for the writer and others for readers (WAL
+/// lets readers run beside the writer).
+pub struct Store {
+    connection: Connection,
+}
+
+impl Store {
+    /// Opens (creating if missing) the store in `data_dir`, checks it is rollcall's, and
+    /// applies pending migrations.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(FILE_NAME);
+        let connection = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let found: i32 = connection.pragma_query_value(None, "application_id", |row| row.get(0))?;
+        let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let tables: i64 = connection.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
+        if found != APPLICATION_ID && (found != 0 || tables != 0) {
+            return Err(StoreError::Foreign { path, found });
+        }
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew { path, found: version, known: MIGRATIONS.len() });
+        }
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a transaction is on disk when its commit returns, so a kill -9 (or a power
+        // loss) right after never loses a transition the daemon went on to act on.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Store { connection };
+        store.migrate(version as usize)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self, applied: usize) -> Result<(), StoreError> {
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = self.connection.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Makes a batch durable in one transaction (one fsync): all of it or none of it.
+    /// Returns the ids given to the transitions, in order.
+    pub fn write(&mut self, batch: &[Write]) -> Result<Vec<i64>, StoreError> {
+        let tx = self.connection.transaction()?;
+        let mut ids = Vec::new();
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO nodes (id, generation, sequence, interval_ms, state, labels, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET generation = ?2, sequence = max(sequence * (generation = ?2), ?3),
+                   interval_ms = ?4, state = ?5, labels = ?6, updated_at_ms = ?7",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO transitions (node, generation, from_state, to_state, reason, at_ms, noticed_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for write in batch {
+                match write {
+                    Write::Node { record, updated_at_ms } => {
+                        upsert.execute(params![
+                            record.id,
+                            record.generation as i64,
+                            record.sequence as i64,
+                            record.interval_ms,
+                            record.state.as_str(),
+                            record.labels_raw,
+                            updated_at_ms,
+                        ])?;
+                    }
+                    Write::Transition(t) => {
+                        insert.execute(params![
+                            t.node,
+                            t.generation as i64,
+                            t.from.as_str(),
+                            t.to.as_str(),
+                            t.reason.as_str(),
+                            t.at_ms,
+                            t.noticed_at_ms,
+                        ])?;
+                        ids.push(tx.last_insert_rowid());
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Every stored node, for the monitor to restore at start.
+    pub fn nodes(&self) -> Result<Vec<RestoredNode>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, generation, sequence, interval_ms, state, labels FROM nodes ORDER BY id")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, u32>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, Vec<u8>>(5)?,
+            ))
+        })?;
+        let mut nodes = Vec::new();
+        for row in rows {
+            let (id, generation, sequence, interval_ms, state, labels_raw) = row?;
+            let state = NodeState::parse(&state)
+                .ok_or_else(|| StoreError::BadRow(format!("node {id:?} has unknown state {state:?}")))?;
+            nodes.push(RestoredNode {
+                id,
+                generation: generation as u64,
+                sequence: sequence as u64,
+                interval_ms,
+                state,
+                labels_raw,
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// Transitions with an id above `after`, oldest first, at most `limit`; optionally of one
+    /// node only.
+    pub fn transitions(
+        &self,
+        after: i64,
+        limit: usize,
+        node: Option<&str>,
+    ) -> Result<Vec<TransitionRecord>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, node, generation, from_state, to_state, reason, at_ms, noticed_at_ms
+             FROM transitions WHERE id > ?1 AND (?2 IS NULL OR node = ?2) ORDER BY id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(params![after, node, limit as i64], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, node, generation, from, to, reason, at_ms, noticed_at_ms) = row?;
+            let bad = |what: &str, value: &str| {
+                StoreError::BadRow(format!("transition {id} has unknown {what} {value:?}"))
+            };
+            out.push(TransitionRecord {
+                id,
+                generation: generation as u64,
+                from: NodeState::parse(&from).ok_or_else(|| bad("state", &from))?,
+                to: NodeState::parse(&to).ok_or_else(|| bad("state", &to))?,
+                reason: Reason::parse(&reason).ok_or_else(|| bad("reason", &reason))?,
+                node,
+                at_ms,
+                noticed_at_ms,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! The monitor core's settings, validated once at start.
+
+use core::time::Duration;
+use rollcall_detect::{AnyDetector, FixedTimeout, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Which detector judges the nodes, with its settings (shared by every node).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DetectorConfig {
+    Fixed(Arc<FixedTimeoutConfig>),
+    Phi(Arc<PhiAccrualConfig>),
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig::Phi(Arc::new(PhiAccrualConfig::default()))
+    }
+}
+
+impl DetectorConfig {
+    /// A fresh detector for a node that declares `interval`.
+    pub fn build(&self, interval: Duration) -> AnyDetector {
+        match self {
+            DetectorConfig::Fixed(config) => AnyDetector::Fixed(FixedTimeout::new(config.clone(), interval)),
+            DetectorConfig::Phi(config) => AnyDetector::Phi(PhiAccrual::new(config.clone(), interval)),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            DetectorConfig::Fixed(_) => "fixed",
+            DetectorConfig::Phi(_) => "phi",
+        }
+    }
+}
+
+/// Settings of [`crate::Monitor`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitorConfig {
+    pub detector: DetectorConfig,
+    /// Consecutive heartbeats needed to bring a `down` node back `up` (HAProxy's `rise`).
+    pub rise: u8,
+    /// Most nodes the monitor tracks; registrations beyond it are refused and counted.
+    pub max_nodes: usize,
+    /// When set, only these node ids may register; others are refused and counted.
+    pub allow: Option<BTreeSet<String>>,
+    /// Declared intervals are clamped into this range, so that a sender cannot make itself
+    /// unjudgeable (a huge interval) or make the monitor spin (a tiny one).
+    pub min_interval: Duration,
+    pub max_interval: Duration,
+    /// The monitor wants to run at least this often, even when idle; a wake-up later than
+    /// `tick + self_pause_threshold` means the monitor itself stalled.
+    pub tick: Duration,
+    pub self_pause_threshold: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            detector: DetectorConfig::default(),
+            rise: 2,
+            max_nodes: 1_000_000,
+            allow: None,
+            min_interval: Duration::from_millis(10),
+            max_interval: Duration::from_secs(3600),
+            tick: Duration::from_millis(100),
+            self_pause_threshold: Duration::from_secs(1),
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Checks every setting; the error is one sentence naming the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.detector {
+            DetectorConfig::Fixed(config) => config.validate()?,
+            DetectorConfig::Phi(config) => config.validate()?,
+        }
+        if self.rise == 0 {
+            return Err("rise must be at least 1 heartbeat".into());
+        }
+        if self.max_nodes == 0 || self.max_nodes > u32::MAX as usize - 1 {
+            return Err(format!("max_nodes must be between 1 and {}", u32::MAX - 1));
+        }
+        if self.min_interval.is_zero() || self.min_interval > self.max_interval {
+            return Err("min_interval must be positive and not above max_interval".into());
+        }
+        if self.tick.is_zero() {
+            return Err("tick must be positive".into());
+        }
+        if self.self_pause_threshold < self.tick {
+            return Err("self_pause_threshold must be at least one tick".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn clamp_interval(&self, interval_ms: u32) -> Duration {
+        Duration::from_millis(u64::from(interval_ms)).clamp(self.min_interval, self.max_interval)
+    }
+}

@@ -1,0 +1,71 @@
+//! The node table: one compact record per node, indexed by a dense `u32` after the first
+//! lookup by id (the index is also the node's key in the timer wheel).
+
+use super::types::NodeState;
+use crate::Instant;
+use rollcall_detect::AnyDetector;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A hasher with a fixed key, so that iteration order (which may reach output) is a pure
+/// function of the inputs. Only authenticated node ids reach the table, so a fixed key does
+/// not expose it to hash flooding by strangers.
+type FixedHasher = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
+/// What the monitor knows of one node.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub id: Arc<str>,
+    /// The raw label block of the latest accepted datagram (see `wire::Labels`).
+    pub labels: Box<[u8]>,
+    pub detector: AnyDetector,
+    pub generation: u64,
+    /// The last accepted sequence within `generation`.
+    pub sequence: u64,
+    /// Silence is counted from here at the earliest: registration, restore, resume.
+    pub watch_from: Instant,
+    /// Where the latest accepted datagram came from.
+    pub addr: Option<SocketAddr>,
+    pub interval_ms: u32,
+    pub state: NodeState,
+    /// Heartbeats received since the node went down (recovery needs `rise` of them).
+    pub rise_count: u8,
+    /// Whether a restart was seen since the node went down, so the recovery says why.
+    pub restarted: bool,
+}
+
+/// Every node, by dense index and by id.
+#[derive(Default)]
+pub(crate) struct NodeTable {
+    nodes: Vec<Node>,
+    by_id: HashMap<Arc<str>, u32, FixedHasher>,
+}
+
+impl NodeTable {
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn get(&self, index: u32) -> &Node {
+        &self.nodes[index as usize]
+    }
+
+    pub fn get_mut(&mut self, index: u32) -> &mut Node {
+        &mut self.nodes[index as usize]
+    }
+
+    /// Adds a node; the caller has checked that the id is new and the table has room.
+    pub fn insert(&mut self, node: Node) -> u32 {
+        debug_assert!(!self.by_id.contains_key(&node.id), "insert of a known id");
+        let index = u32::try_from(self.nodes.len()).expect("max_nodes is validated below u32::MAX");
+        self.by_id.insert(node.id.clone(), index);
+        self.nodes.push(node);
+        index
+    }
+}

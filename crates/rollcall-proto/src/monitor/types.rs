@@ -1,0 +1,201 @@
+//! The values the monitor hands to its shell: node states, transitions, events, counters.
+
+use crate::Instant;
+use crate::wire::DecodeError;
+use core::time::Duration;
+use std::sync::Arc;
+
+/// Where a node stands, as the monitor sees it (DESIGN.md section 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeState {
+    /// Registered (allow list, or restored) but no heartbeat seen yet.
+    New,
+    Up,
+    Suspect,
+    Down,
+    /// Said goodbye: stopped on purpose; nobody is paged.
+    Left,
+    /// Maintenance: heartbeats are recorded, deadlines are not judged.
+    Paused,
+}
+
+impl NodeState {
+    pub const ALL: [NodeState; 6] = [
+        NodeState::New,
+        NodeState::Up,
+        NodeState::Suspect,
+        NodeState::Down,
+        NodeState::Left,
+        NodeState::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::New => "new",
+            NodeState::Up => "up",
+            NodeState::Suspect => "suspect",
+            NodeState::Down => "down",
+            NodeState::Left => "left",
+            NodeState::Paused => "paused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeState> {
+        NodeState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a transition happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// The first heartbeat of a node the monitor had not heard from.
+    FirstHeartbeat,
+    /// Heartbeats arrived again (after `rise` of them when recovering from `down`).
+    Heartbeat,
+    /// A heartbeat of a newer generation: the node restarted.
+    Restart,
+    /// The fixed-timeout detector's deadline passed.
+    Timeout,
+    /// The phi accrual detector crossed its threshold.
+    Phi,
+    /// The node said goodbye.
+    Goodbye,
+    /// An operator paused the node.
+    Pause,
+    /// An operator resumed the node.
+    Resume,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::FirstHeartbeat,
+        Reason::Heartbeat,
+        Reason::Restart,
+        Reason::Timeout,
+        Reason::Phi,
+        Reason::Goodbye,
+        Reason::Pause,
+        Reason::Resume,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::FirstHeartbeat => "first-heartbeat",
+            Reason::Heartbeat => "heartbeat",
+            Reason::Restart => "restart",
+            Reason::Timeout => "timeout",
+            Reason::Phi => "phi",
+            Reason::Goodbye => "goodbye",
+            Reason::Pause => "pause",
+            Reason::Resume => "resume",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|reason| reason.as_str() == s)
+    }
+}
+
+/// A change of a node's state.
+///
+/// `from == to == Up` with reason `Restart` records a restart noticed while the node was up:
+/// not a change of state, but a fact operators want in the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub node: Arc<str>,
+    pub generation: u64,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: Reason,
+    /// When the transition should have happened: the computed deadline for a timeout, the
+    /// arrival for a heartbeat. Never later than `noticed`.
+    pub at: Instant,
+    /// When the monitor handled it. `noticed - at` is the detection lag.
+    pub noticed: Instant,
+}
+
+/// What the shell must act on, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MonitorEvent {
+    /// Record it durably, then react (log, alert).
+    Transition(Transition),
+    /// A node was registered, restarted (new generation) or changed its labels or interval:
+    /// persist its record so the next monitor start knows it.
+    NodeChanged { node: Arc<str> },
+    /// The monitor's own loop ran late by `stalled`: it was paused or starved. Every node
+    /// silent since before `resumed` gets a fresh grace period from `resumed`.
+    SelfPause { stalled: Duration, resumed: Instant },
+}
+
+/// Why an input datagram was dropped. Every variant is the sender's doing (or an
+/// attacker's); a rejected datagram changes nothing but its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    /// The codec refused it (size, format, version, key, tag).
+    Decode(DecodeError),
+    /// Same generation, sequence not newer than the last accepted one: a replay or a
+    /// duplicate.
+    Replay,
+    /// A generation older than the node's current one: a replay from before a restart.
+    OldGeneration,
+    /// The node is not on the allow list.
+    NotAllowed,
+    /// The node table is full (`max_nodes`).
+    Capacity,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Decode(error) => error.as_str(),
+            Rejection::Replay => "replay",
+            Rejection::OldGeneration => "old_generation",
+            Rejection::NotAllowed => "not_allowed",
+            Rejection::Capacity => "capacity",
+        }
+    }
+
+    /// Every reason, in a fixed order (the order of the counters in [`MonitorStats`]).
+    pub fn all() -> impl Iterator<Item = Rejection> {
+        DecodeError::ALL.into_iter().map(Rejection::Decode).chain([
+            Rejection::Replay,
+            Rejection::OldGeneration,
+            Rejection::NotAllowed,
+            Rejection::Capacity,
+        ])
+    }
+}
+
+/// Counters of what the monitor has done since it started. Cheap to copy for metrics.
+#[derive(Clone, Debug, Default)]
+pub struct MonitorStats {
+    /// Authenticated, fresh heartbeats accepted.
+    pub heartbeats: u64,
+    /// Authenticated, fresh goodbyes accepted.
+    pub goodbyes: u64,
+    /// Dropped datagrams, by reason (see [`Rejection::as_str`]).
+    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// Transitions by (from, to).
+    pub transitions: std::collections::BTreeMap<(NodeState, NodeState), u64>,
+    /// Nodes in each state, indexed by `NodeState as usize`.
+    pub nodes_by_state: [u64; 6],
+    /// Times the monitor noticed its own loop had stalled.
+    pub self_pauses: u64,
+    /// Deadlines that fired but were pushed back because the node's silence overlapped a
+    /// stall of the monitor or a fresh grace period.
+    pub deadlines_deferred: u64,
+}
+
+impl MonitorStats {
+    pub fn nodes_in(&self, state: NodeState) -> u64 {
+        self.nodes_by_state[state.index()]
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}

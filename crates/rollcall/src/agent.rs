@@ -1,0 +1,126 @@
+//! `rollcall agent`: sends one node's heartbeats to one or more monitors, and a goodbye when
+//! it is stopped with SIGINT or SIGTERM.
+
+use crate::cli::AgentArgs;
+use crate::settings::load_key_ring;
+use anyhow::{Context, bail};
+use rollcall_proto::KeyRing;
+use rollcall_proto::wire::{Kind, Outgoing, encode};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How far each send may stray from the interval, as a fraction of it, so that a thousand
+/// agents started together drift apart instead of beating in step.
+const JITTER: f64 = 0.05;
+
+pub fn main(args: AgentArgs) -> anyhow::Result<()> {
+    let ring = load_key_ring(&args.key_file)?;
+    if args.interval < Duration::from_millis(10) || args.interval > Duration::from_secs(3600) {
+        bail!("--interval must be between 10ms and 1h");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(args, ring, crate::monitor::shutdown_signal()))
+}
+
+/// Sends heartbeats until `shutdown` completes, then a goodbye.
+pub async fn run(
+    args: AgentArgs,
+    ring: KeyRing,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let monitors = resolve(&args.monitors).await?;
+    // The generation is the start time in microseconds: it grows across restarts without a
+    // state file, which is what makes old datagrams replays.
+    let generation =
+        SystemTime::now().duration_since(UNIX_EPOCH).context("the system clock is before 1970")?.as_micros()
+            as u64;
+    let interval_ms = u32::try_from(args.interval.as_millis()).context("interval too long")?;
+    let labels: Vec<(&str, &str)> = args.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut sender = Sender {
+        ring,
+        node: &args.node,
+        generation,
+        sequence: 0,
+        interval_ms,
+        labels: &labels,
+        buffer: Vec::new(),
+    };
+    // Refuse a bad node id or label now, with the codec's sentence, rather than at every send.
+    sender.encode(Kind::Heartbeat).map_err(|error| anyhow::anyhow!("{error}"))?;
+    sender.sequence = 0;
+
+    let bind: SocketAddr = if monitors[0].is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+    let socket = tokio::net::UdpSocket::bind(bind).await.context("cannot bind a UDP socket")?;
+    tracing::info!(node = %args.node, generation, interval = %humantime::format_duration(args.interval), monitors = ?monitors, "agent started");
+
+    tokio::pin!(shutdown);
+    // Start at a random point of the first interval, then jitter each interval a little.
+    let mut next = tokio::time::Instant::now() + args.interval.mul_f64(fastrand::f64());
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep_until(next) => {
+                sender.send(&socket, &monitors, Kind::Heartbeat).await;
+                next += args.interval.mul_f64(1.0 + JITTER * (2.0 * fastrand::f64() - 1.0));
+            }
+        }
+    }
+    sender.send(&socket, &monitors, Kind::Goodbye).await;
+    tracing::info!(node = %args.node, "said goodbye");
+    Ok(())
+}
+
+struct Sender<'a> {
+    ring: KeyRing,
+    node: &'a str,
+    generation: u64,
+    sequence: u64,
+    interval_ms: u32,
+    labels: &'a [(&'a str, &'a str)],
+    buffer: Vec<u8>,
+}
+
+impl Sender<'_> {
+    fn encode(&mut self, kind: Kind) -> Result<(), rollcall_proto::wire::EncodeError> {
+        self.sequence += 1;
+        let message = Outgoing {
+            kind,
+            node: self.node,
+            generation: self.generation,
+            sequence: self.sequence,
+            interval_ms: self.interval_ms,
+            labels: self.labels,
+        };
+        encode(&message, &self.ring, &mut self.buffer)
+    }
+
+    async fn send(&mut self, socket: &tokio::net::UdpSocket, monitors: &[SocketAddr], kind: Kind) {
+        if let Err(error) = self.encode(kind) {
+            tracing::error!(%error, "cannot encode a heartbeat");
+            return;
+        }
+        for monitor in monitors {
+            // A monitor that is down or unreachable must not stop heartbeats to the others.
+            if let Err(error) = socket.send_to(&self.buffer, monitor).await {
+                tracing::debug!(%error, %monitor, "send failed");
+            }
+        }
+    }
+}
+
+async fn resolve(monitors: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for monitor in monitors {
+        let addr = tokio::net::lookup_host(monitor)
+            .await
+            .with_context(|| format!("cannot resolve monitor address {monitor:?} (expected HOST:PORT)"))?
+            .next()
+            .with_context(|| format!("monitor address {monitor:?} resolves to nothing"))?;
+        out.push(addr);
+    }
+    Ok(out)
+}

@@ -1,0 +1,3 @@
+pub fn main(_args: crate::cli::DemoArgs) -> anyhow::Result<()> {
+    anyhow::bail!("todo")
+}

@@ -1,0 +1,108 @@
+//! The monitor daemon: the tokio shell around the core's [`rollcall_proto::Monitor`].
+//!
+//! One task (the owner, in `owner.rs`) holds the core and is the only code that touches it:
+//! it selects over received datagrams, the core's next deadline, commands from HTTP
+//! handlers, and shutdown. HTTP handlers never lock the core: they send a command and await
+//! the reply. A store thread (in `persist.rs`) makes transitions durable in batches.
+
+mod http;
+mod metrics;
+mod owner;
+mod persist;
+
+use crate::cli::MonitorArgs;
+use crate::clock::Clock;
+use crate::settings::Settings;
+use anyhow::Context;
+use rollcall_store::Store;
+use std::future::Future;
+use std::net::{TcpListener, UdpSocket};
+
+/// The sockets the monitor serves on, bound by the caller (tests bind `127.0.0.1:0`).
+pub struct Listeners {
+    pub udp: UdpSocket,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both sockets, with a large receive buffer for synchronised bursts.
+    pub fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
+        let udp = bind_udp(settings.udp, settings.recv_buffer_bytes)
+            .with_context(|| format!("cannot bind UDP {}", settings.udp))?;
+        let http = TcpListener::bind(settings.http)
+            .with_context(|| format!("cannot bind HTTP {}", settings.http))?;
+        Ok(Listeners { udp, http })
+    }
+}
+
+fn bind_udp(addr: std::net::SocketAddr, recv_buffer_bytes: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // A burst of thousands of agents starting together overflows the default buffer; the
+    // kernel caps this at net.core.rmem_max (the metrics show what was granted).
+    if let Err(error) = socket.set_recv_buffer_size(recv_buffer_bytes) {
+        tracing::warn!(%error, "could not raise the UDP receive buffer");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// `rollcall monitor`: settings, store, sockets, then [`run`] until Ctrl-C or SIGTERM.
+pub fn main(args: MonitorArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_args(&args)?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    let store = Store::open(&settings.data_dir).context("cannot open the store")?;
+    let listeners = Listeners::bind(&settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(listeners, store, settings, shutdown_signal()))
+}
+
+/// Runs the monitor on the given sockets until `shutdown` completes.
+pub async fn run(
+    listeners: Listeners,
+    store: Store,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let clock = Clock::start();
+    let udp_addr = listeners.udp.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
+    listeners.udp.set_nonblocking(true)?;
+    listeners.http.set_nonblocking(true)?;
+    let udp = tokio::net::UdpSocket::from_std(listeners.udp)?;
+    let http = tokio::net::TcpListener::from_std(listeners.http)?;
+
+    let reader = Store::open(&settings.data_dir).context("cannot open a reader on the store")?;
+    let restored = store.nodes().context("cannot read nodes from the store")?;
+    let persist = persist::Persist::start(store);
+    let (owner, commands) = owner::Owner::new(&settings, clock, udp, persist, restored)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task =
+        tokio::spawn(http::serve(http, http::AppState::new(commands, reader, clock), stop_rx.clone()));
+    let owner_task = tokio::spawn(owner.run(stop_rx));
+
+    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), "monitor ready");
+    // A stable line for scripts and tests that bind port 0.
+    println!("rollcall monitor listening udp={udp_addr} http={http_addr}");
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    owner_task.await.context("monitor task failed")??;
+    let _ = http_task.await;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler only fails outside a runtime");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

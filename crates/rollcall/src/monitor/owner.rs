@@ -1,0 +1,278 @@
+//! The one task that owns the core. Everything that reads or changes node state goes
+//! through its loop, so the core needs no lock and its order of inputs is well defined.
+
+use super::persist::Persist;
+use crate::clock::Clock;
+use crate::settings::Settings;
+use rollcall_proto::monitor::{MonitorEvent, MonitorStats, NodeView, Transition};
+use rollcall_proto::{Instant, Monitor};
+use rollcall_store::{NodeRecord, Write};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Largest datagram we read; longer ones are truncated by the kernel and then refused by
+/// the codec as malformed, which is what they are.
+const RECV_BUFFER: usize = rollcall_proto::wire::MAX_DATAGRAM + 1;
+/// Datagrams handled per wake-up before the loop looks at deadlines and commands again.
+const RECV_BATCH: usize = 1024;
+/// Bound on queued HTTP commands; a full queue makes handlers wait, never the core.
+const COMMAND_QUEUE: usize = 256;
+
+/// A request from an HTTP handler, answered on its `reply` channel.
+pub enum Command {
+    Nodes { reply: oneshot::Sender<Vec<NodeJson>> },
+    Node { id: String, reply: oneshot::Sender<Option<NodeJson>> },
+    Stats { reply: oneshot::Sender<StatsSnapshot> },
+}
+
+/// A node as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeJson {
+    pub id: String,
+    pub state: &'static str,
+    pub generation: u64,
+    pub sequence: u64,
+    pub labels: BTreeMap<String, String>,
+    pub interval_ms: u64,
+    /// Milliseconds since the last heartbeat, on the monitor's clock.
+    pub last_heartbeat_age_ms: Option<u64>,
+    /// Phi now, when the detector is phi accrual.
+    pub phi: Option<f64>,
+    /// The detector's level now (phi, or elapsed / timeout for the fixed detector).
+    pub level: f64,
+    /// Milliseconds until the node's pending deadline (suspect when up, down when suspect).
+    pub deadline_in_ms: Option<i64>,
+    pub addr: Option<String>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Clone, Debug)]
+pub struct StatsSnapshot {
+    pub core: MonitorStats,
+    pub detector: &'static str,
+    pub store_batches: u64,
+    pub store_errors: u64,
+    pub uptime: Duration,
+    pub recv_buffer_bytes: usize,
+}
+
+pub struct Owner {
+    core: Monitor,
+    clock: Clock,
+    udp: tokio::net::UdpSocket,
+    commands: mpsc::Receiver<Command>,
+    persist: Persist,
+    checkpoint_interval: Duration,
+    started: Instant,
+    recv_buffer_bytes: usize,
+}
+
+impl Owner {
+    pub fn new(
+        settings: &Settings,
+        clock: Clock,
+        udp: tokio::net::UdpSocket,
+        persist: Persist,
+        restored: Vec<rollcall_proto::monitor::RestoredNode>,
+    ) -> anyhow::Result<(Owner, mpsc::Sender<Command>)> {
+        let now = clock.now();
+        let mut core = Monitor::new(settings.core.clone(), settings.key_ring.clone(), now)
+            .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+        let count = restored.len();
+        for node in restored {
+            core.restore(node, now)
+                .map_err(|problem| anyhow::anyhow!("cannot restore the store: {problem}"))?;
+        }
+        if count > 0 {
+            tracing::info!(nodes = count, "restored nodes from the store; each gets a fresh grace period");
+        }
+        let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let owner = Owner {
+            core,
+            clock,
+            udp,
+            commands: rx,
+            persist,
+            checkpoint_interval: settings.checkpoint_interval,
+            started: now,
+            recv_buffer_bytes,
+        };
+        Ok((owner, tx))
+    }
+
+    /// The loop. Order matters: received datagrams are drained before due deadlines are
+    /// handled, so a heartbeat that has arrived never loses a race with its own deadline.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut buffer = vec![0u8; RECV_BUFFER];
+        let mut next_checkpoint = self.clock.now() + self.checkpoint_interval;
+        loop {
+            let wake = self.clock.to_std(self.core.poll_timeout().min(next_checkpoint));
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                received = self.udp.recv_from(&mut buffer) => {
+                    if let Ok((length, from)) = received {
+                        self.core.handle_datagram(self.clock.now(), from, &buffer[..length]);
+                        self.drain_socket(&mut buffer);
+                    }
+                }
+                Some(command) = self.commands.recv() => self.answer(command),
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let now = self.clock.now();
+            if self.core.poll_timeout() <= now {
+                self.core.handle_timeout(now);
+            }
+            self.drain_events();
+            if now >= next_checkpoint {
+                self.checkpoint();
+                next_checkpoint = now + self.checkpoint_interval;
+            }
+        }
+        self.drain_events();
+        self.checkpoint();
+        self.persist.shutdown();
+        Ok(())
+    }
+
+    /// Reads whatever else is already queued on the socket, up to a batch.
+    fn drain_socket(&mut self, buffer: &mut [u8]) {
+        for _ in 0..RECV_BATCH {
+            match self.udp.try_recv_from(buffer) {
+                Ok((length, from)) => self.core.handle_datagram(self.clock.now(), from, &buffer[..length]),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn drain_events(&mut self) {
+        let mut batch = Vec::new();
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                MonitorEvent::Transition(transition) => {
+                    log_transition(&transition);
+                    if let Some(record) = self.record(&transition.node) {
+                        batch.push(Write::Node {
+                            record,
+                            updated_at_ms: self.clock.wall_ms(transition.noticed),
+                        });
+                    }
+                    batch.push(Write::Transition(rollcall_store::TransitionRecord {
+                        id: 0,
+                        node: transition.node.to_string(),
+                        generation: transition.generation,
+                        from: transition.from,
+                        to: transition.to,
+                        reason: transition.reason,
+                        at_ms: self.clock.wall_ms(transition.at),
+                        noticed_at_ms: self.clock.wall_ms(transition.noticed),
+                    }));
+                }
+                MonitorEvent::NodeChanged { node } => {
+                    if let Some(record) = self.record(&node) {
+                        batch.push(Write::Node {
+                            record,
+                            updated_at_ms: self.clock.wall_ms(self.clock.now()),
+                        });
+                    }
+                }
+                MonitorEvent::SelfPause { stalled, .. } => {
+                    tracing::warn!(
+                        stalled_ms = stalled.as_millis() as u64,
+                        "the monitor itself stalled; every silent node gets a fresh grace period"
+                    );
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.persist.write(batch);
+        }
+    }
+
+    fn record(&self, id: &str) -> Option<NodeRecord> {
+        self.core.node(id, self.clock.now()).map(|view| node_record(&view))
+    }
+
+    /// Writes every node's generation and sequence, so that after a crash old datagrams are
+    /// still refused as replays.
+    fn checkpoint(&mut self) {
+        let now = self.clock.now();
+        let wall = self.clock.wall_ms(now);
+        let batch: Vec<Write> = self
+            .core
+            .nodes(now)
+            .map(|view| Write::Node { record: node_record(&view), updated_at_ms: wall })
+            .collect();
+        if !batch.is_empty() {
+            self.persist.write(batch);
+        }
+    }
+
+    fn answer(&mut self, command: Command) {
+        let now = self.clock.now();
+        let detector = self.core.config().detector.name();
+        match command {
+            Command::Nodes { reply } => {
+                let mut nodes: Vec<NodeJson> =
+                    self.core.nodes(now).map(|view| node_json(&view, now, detector)).collect();
+                nodes.sort_by(|a, b| a.id.cmp(&b.id));
+                let _ = reply.send(nodes);
+            }
+            Command::Node { id, reply } => {
+                let _ = reply.send(self.core.node(&id, now).map(|view| node_json(&view, now, detector)));
+            }
+            Command::Stats { reply } => {
+                let (store_batches, store_errors) = self.persist.counters();
+                let _ = reply.send(StatsSnapshot {
+                    core: self.core.stats().clone(),
+                    detector,
+                    store_batches,
+                    store_errors,
+                    uptime: now - self.started,
+                    recv_buffer_bytes: self.recv_buffer_bytes,
+                });
+            }
+        }
+    }
+}
+
+fn log_transition(t: &Transition) {
+    let lag_ms = (t.noticed - t.at).as_millis() as u64;
+    tracing::info!(
+        node = %t.node, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason.as_str(),
+        generation = t.generation, lag_ms,
+        "{} {} -> {} ({})", t.node, t.from.as_str(), t.to.as_str(), t.reason.as_str()
+    );
+}
+
+fn node_record(view: &NodeView<'_>) -> NodeRecord {
+    NodeRecord {
+        id: view.id.to_string(),
+        generation: view.generation,
+        sequence: view.sequence,
+        interval_ms: view.interval.as_millis() as u32,
+        state: view.state,
+        labels_raw: view.labels_raw.to_vec(),
+    }
+}
+
+fn node_json(view: &NodeView<'_>, now: Instant, detector: &str) -> NodeJson {
+    NodeJson {
+        id: view.id.to_string(),
+        state: view.state.as_str(),
+        generation: view.generation,
+        sequence: view.sequence,
+        labels: view.labels().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        interval_ms: view.interval.as_millis() as u64,
+        last_heartbeat_age_ms: view.last_heartbeat.map(|last| (now - last).as_millis() as u64),
+        phi: (detector == "phi" && view.last_heartbeat.is_some()).then_some(view.level),
+        level: view.level,
+        deadline_in_ms: view.deadline.map(|at| {
+            if at >= now { (at - now).as_millis() as i64 } else { -((now - at).as_millis() as i64) }
+        }),
+        addr: view.addr.map(|addr| addr.to_string()),
+    }
+}

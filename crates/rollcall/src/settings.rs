@@ -1,0 +1,184 @@
+//! Configuration in two stages (as ripgrep does): the raw TOML file and the flags, then one
+//! validated [`Settings`]. Every mistake fails at start with one sentence naming it.
+
+use crate::cli::{DetectorKind, MonitorArgs};
+use anyhow::{Context, bail};
+use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
+use rollcall_proto::KeyRing;
+use rollcall_proto::monitor::{DetectorConfig, MonitorConfig};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The monitor's settings, validated.
+#[derive(Debug)]
+pub struct Settings {
+    pub udp: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub key_ring: KeyRing,
+    pub core: MonitorConfig,
+    /// How often every node's sequence is written to the store, bounding how many old
+    /// datagrams a replay can slip in after a crash of the monitor.
+    pub checkpoint_interval: Duration,
+    /// The UDP socket's receive buffer (SO_RCVBUF) request, in bytes.
+    pub recv_buffer_bytes: usize,
+}
+
+/// The config file as written. Unknown keys are refused, naming the key.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    udp: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    detector: Option<DetectorKind>,
+    #[serde(default)]
+    monitor: RawMonitor,
+    #[serde(default)]
+    phi: RawPhi,
+    #[serde(default)]
+    fixed: RawFixed,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    rise: Option<u8>,
+    max_nodes: Option<usize>,
+    allow: Option<Vec<String>>,
+    min_interval: Option<String>,
+    max_interval: Option<String>,
+    tick: Option<String>,
+    self_pause_threshold: Option<String>,
+    checkpoint_interval: Option<String>,
+    recv_buffer_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawPhi {
+    threshold: Option<f64>,
+    suspect_threshold: Option<f64>,
+    min_std_deviation: Option<String>,
+    acceptable_pause: Option<String>,
+    first_heartbeat_estimate: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawFixed {
+    multiplier: Option<f64>,
+    grace: Option<String>,
+}
+
+pub const DEFAULT_UDP: &str = "0.0.0.0:7400";
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7401";
+pub const DEFAULT_DATA_DIR: &str = "./rollcall-data";
+
+impl Settings {
+    /// Reads the config file named by the flags (if any), lets the flags override it, and
+    /// validates the result.
+    pub fn from_args(args: &MonitorArgs) -> anyhow::Result<Settings> {
+        let raw = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<RawConfig>(&text)
+                    .map_err(|error| anyhow::anyhow!("config file {}: {}", path.display(), error.message()))?
+            }
+            None => RawConfig::default(),
+        };
+        Settings::resolve(raw, args)
+    }
+
+    fn resolve(raw: RawConfig, args: &MonitorArgs) -> anyhow::Result<Settings> {
+        let key_file = args.key_file.clone().or(raw.key_file).context(
+            "no key file: pass --key-file FILE or set key_file in the config (create one with `rollcall keygen > rollcall.key`)",
+        )?;
+        let key_ring = load_key_ring(&key_file)?;
+        let detector = match args.detector.or(raw.detector).unwrap_or(DetectorKind::Phi) {
+            DetectorKind::Phi => DetectorConfig::Phi(Arc::new(phi_config(&raw.phi)?)),
+            DetectorKind::Fixed => DetectorConfig::Fixed(Arc::new(fixed_config(&raw.fixed)?)),
+        };
+        let defaults = MonitorConfig::default();
+        let m = &raw.monitor;
+        let core = MonitorConfig {
+            detector,
+            rise: m.rise.unwrap_or(defaults.rise),
+            max_nodes: m.max_nodes.unwrap_or(defaults.max_nodes),
+            allow: m.allow.clone().map(|ids| ids.into_iter().collect()),
+            min_interval: duration("monitor.min_interval", &m.min_interval)?.unwrap_or(defaults.min_interval),
+            max_interval: duration("monitor.max_interval", &m.max_interval)?.unwrap_or(defaults.max_interval),
+            tick: duration("monitor.tick", &m.tick)?.unwrap_or(defaults.tick),
+            self_pause_threshold: duration("monitor.self_pause_threshold", &m.self_pause_threshold)?
+                .unwrap_or(defaults.self_pause_threshold),
+        };
+        if let Err(problem) = core.validate() {
+            bail!("invalid configuration: {problem}");
+        }
+        let checkpoint_interval = duration("monitor.checkpoint_interval", &m.checkpoint_interval)?
+            .unwrap_or(Duration::from_secs(30));
+        if checkpoint_interval < Duration::from_secs(1) {
+            bail!("invalid configuration: monitor.checkpoint_interval must be at least 1s");
+        }
+        Ok(Settings {
+            udp: args.udp.or(raw.udp).unwrap_or_else(|| DEFAULT_UDP.parse().expect("valid constant")),
+            http: args.http.or(raw.http).unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid constant")),
+            data_dir: args.data_dir.clone().or(raw.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            key_ring,
+            core,
+            checkpoint_interval,
+            recv_buffer_bytes: m.recv_buffer_bytes.unwrap_or(8 << 20),
+        })
+    }
+}
+
+/// Reads a key file, with a sentence naming the file when it is wrong.
+pub fn load_key_ring(path: &Path) -> anyhow::Result<KeyRing> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    KeyRing::parse(&text).map_err(|error| anyhow::anyhow!("key file {}: {error}", path.display()))
+}
+
+fn duration(name: &str, value: &Option<String>) -> anyhow::Result<Option<Duration>> {
+    value
+        .as_deref()
+        .map(|text| {
+            humantime::parse_duration(text)
+                .map_err(|error| anyhow::anyhow!("invalid configuration: {name} = {text:?} is not a duration ({error}); write e.g. \"500ms\" or \"3s\""))
+        })
+        .transpose()
+}
+
+fn phi_config(raw: &RawPhi) -> anyhow::Result<PhiAccrualConfig> {
+    let defaults = PhiAccrualConfig::default();
+    let config = PhiAccrualConfig {
+        threshold: raw.threshold.unwrap_or(defaults.threshold),
+        suspect_threshold: raw.suspect_threshold.unwrap_or(defaults.suspect_threshold),
+        min_std_deviation: duration("phi.min_std_deviation", &raw.min_std_deviation)?
+            .unwrap_or(defaults.min_std_deviation),
+        acceptable_pause: duration("phi.acceptable_pause", &raw.acceptable_pause)?
+            .unwrap_or(defaults.acceptable_pause),
+        first_heartbeat_estimate: duration("phi.first_heartbeat_estimate", &raw.first_heartbeat_estimate)?
+            .or(defaults.first_heartbeat_estimate),
+    };
+    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: phi: {problem}"))?;
+    Ok(config)
+}
+
+fn fixed_config(raw: &RawFixed) -> anyhow::Result<FixedTimeoutConfig> {
+    let defaults = FixedTimeoutConfig::default();
+    let config = FixedTimeoutConfig {
+        multiplier: raw.multiplier.unwrap_or(defaults.multiplier),
+        grace: duration("fixed.grace", &raw.grace)?.unwrap_or(defaults.grace),
+    };
+    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: fixed: {problem}"))?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;
