@@ -1,1 +1,114 @@
-fn main() {}
+//! `cargo xtask`: the project's entry points for tests and CI.
+//!
+//! `cargo xtask test` is the one command that runs every check, on a fresh machine with
+//! nothing installed by hand: it installs what the tests need, then runs formatting, lints,
+//! the core-purity check, every test suite, and a bounded fuzz run. `.ci/run` calls it.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  test        every check CI runs: fmt, clippy, core purity, all tests, bounded fuzzing
+  fuzz [SECS] run the wire decoder's fuzz target for SECS seconds (default 60)
+
+environment:
+  ROLLCALL_FUZZ_SECS   seconds of fuzzing in `test` (default 60)";
+
+/// Crates that must never depend on an async runtime or do I/O.
+const CORE_CRATES: [&str; 2] = ["rollcall-detect", "rollcall-proto"];
+const FORBIDDEN_IN_CORE: [&str; 4] = ["tokio", "mio", "socket2", "async-std"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("fuzz") => {
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+            ensure_cargo_fuzz().and_then(|()| fuzz(secs))
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result = std::result::Result<(), String>;
+
+fn test() -> Result {
+    let started = Instant::now();
+    step("cargo fmt --check", || cargo(&["fmt", "--all", "--", "--check"]))?;
+    step("cargo clippy", || cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    step("core purity", core_purity)?;
+    step("cargo test", || cargo(&["test", "--workspace", "--all-targets"]))?;
+    step("doc tests", || cargo(&["test", "--workspace", "--doc"]))?;
+    let fuzz_secs = std::env::var("ROLLCALL_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    step("fuzz (bounded)", || ensure_cargo_fuzz().and_then(|()| fuzz(fuzz_secs)))?;
+    println!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step(name: &str, run: impl FnOnce() -> Result) -> Result {
+    println!("\n==> {name}");
+    let started = Instant::now();
+    run().map_err(|error| format!("{name} failed: {error}"))?;
+    println!("==> {name}: ok ({:.1?})", started.elapsed());
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result {
+    run(Command::new(env!("CARGO")).args(args))
+}
+
+fn run(command: &mut Command) -> Result {
+    let status = command.status().map_err(|error| format!("cannot run {command:?}: {error}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{command:?} exited with {status}")) }
+}
+
+/// The sans-IO core must not pull in an async runtime or socket crate, even indirectly.
+fn core_purity() -> Result {
+    for krate in CORE_CRATES {
+        let output = Command::new(env!("CARGO"))
+            .args(["tree", "--package", krate, "--edges", "normal", "--prefix", "none", "--format", "{p}"])
+            .output()
+            .map_err(|error| format!("cannot run cargo tree: {error}"))?;
+        if !output.status.success() {
+            return Err(format!("cargo tree -p {krate} failed"));
+        }
+        let tree = String::from_utf8_lossy(&output.stdout);
+        for line in tree.lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if FORBIDDEN_IN_CORE.contains(&name) {
+                return Err(format!("{krate} depends on {name}: the core must stay free of I/O and async"));
+            }
+        }
+        println!("{krate}: {} crates in its tree, none of {FORBIDDEN_IN_CORE:?}", tree.lines().count());
+    }
+    Ok(())
+}
+
+fn ensure_cargo_fuzz() -> Result {
+    let installed = Command::new(env!("CARGO")).args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    println!("installing cargo-fuzz (once per machine)");
+    cargo(&["install", "cargo-fuzz", "--locked"])
+}
+
+/// Runs the decoder's fuzz target for a bounded time. `-s none`: no sanitizer, so it runs on
+/// stable Rust.
+fn fuzz(secs: u64) -> Result {
+    run(Command::new(env!("CARGO"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"))
+        .args(["fuzz", "run", "decode", "-s", "none", "--", &format!("-max_total_time={secs}")]))
+}

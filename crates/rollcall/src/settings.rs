@@ -100,9 +100,12 @@ impl Settings {
             "no key file: pass --key-file FILE or set key_file in the config (create one with `rollcall keygen > rollcall.key`)",
         )?;
         let key_ring = load_key_ring(&key_file)?;
+        // Both sections are checked, even the one not in use: a mistake there is still a
+        // mistake, and it would surface the day someone switches detectors.
+        let (phi, fixed) = (phi_config(&raw.phi)?, fixed_config(&raw.fixed)?);
         let detector = match args.detector.or(raw.detector).unwrap_or(DetectorKind::Phi) {
-            DetectorKind::Phi => DetectorConfig::Phi(Arc::new(phi_config(&raw.phi)?)),
-            DetectorKind::Fixed => DetectorConfig::Fixed(Arc::new(fixed_config(&raw.fixed)?)),
+            DetectorKind::Phi => DetectorConfig::Phi(Arc::new(phi)),
+            DetectorKind::Fixed => DetectorConfig::Fixed(Arc::new(fixed)),
         };
         let defaults = MonitorConfig::default();
         let m = &raw.monitor;

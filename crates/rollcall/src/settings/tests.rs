@@ -1,1 +1,75 @@
+use super::*;
 
+fn args(config: Option<PathBuf>, key_file: Option<PathBuf>) -> MonitorArgs {
+    MonitorArgs { udp: None, http: None, data_dir: None, key_file, detector: None, config }
+}
+
+/// Writes a key file and a config file into a temp dir, then resolves settings.
+fn check(config_toml: &str) -> Result<Settings, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    std::fs::write(&key, "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, config_toml).unwrap();
+    Settings::from_args(&args(Some(config), Some(key))).map_err(|error| format!("{error:#}"))
+}
+
+#[test]
+fn defaults_are_akka_phi_and_documented_addresses() {
+    let settings = check("").unwrap();
+    assert_eq!(settings.udp.to_string(), DEFAULT_UDP);
+    assert_eq!(settings.http.to_string(), DEFAULT_HTTP);
+    assert_eq!(settings.core.detector.name(), "phi");
+    assert_eq!(settings.core.rise, 2);
+}
+
+#[test]
+fn every_section_is_read() {
+    let settings = check(
+        r#"
+        detector = "fixed"
+        [monitor]
+        rise = 3
+        allow = ["a", "b"]
+        tick = "50ms"
+        [fixed]
+        multiplier = 3.0
+        grace = "2s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(settings.core.rise, 3);
+    assert_eq!(settings.core.tick, Duration::from_millis(50));
+    assert_eq!(settings.core.allow.as_ref().map(|a| a.len()), Some(2));
+    match &settings.core.detector {
+        DetectorConfig::Fixed(fixed) => assert_eq!((fixed.multiplier, fixed.grace), (3.0, Duration::from_secs(2))),
+        other => panic!("expected the fixed detector, got {other:?}"),
+    }
+}
+
+#[test]
+fn mistakes_fail_with_one_sentence_naming_them() {
+    for (config, expected) in [
+        ("colour = \"blue\"", "colour"),
+        ("[monitor]\nrsie = 2", "rsie"),
+        ("[phi]\nacceptable_pause = \"three seconds\"", "phi.acceptable_pause"),
+        ("[phi]\nthreshold = -1.0", "threshold"),
+        ("[phi]\nsuspect_threshold = 9.0", "suspect"),
+        ("[fixed]\nmultiplier = 0.5", "multiplier"),
+        ("[monitor]\nrise = 0", "rise"),
+        ("[monitor]\ntick = \"1s\"\nself_pause_threshold = \"100ms\"", "self_pause_threshold"),
+        ("detector = \"magic\"", "magic"),
+    ] {
+        let error = check(config).err().unwrap_or_else(|| panic!("{config:?} was accepted"));
+        assert!(error.contains(expected), "{config:?}: {error}");
+        assert_eq!(error.lines().count(), 1, "one sentence: {error}");
+    }
+}
+
+#[test]
+fn a_missing_key_file_says_how_to_make_one() {
+    let error = Settings::from_args(&args(None, None)).err().unwrap().to_string();
+    assert!(error.contains("rollcall keygen"), "{error}");
+    let error = Settings::from_args(&args(None, Some("/nonexistent/k.key".into()))).err().unwrap();
+    assert!(format!("{error:#}").contains("/nonexistent/k.key"));
+}
