@@ -73,3 +73,14 @@ fn a_missing_key_file_says_how_to_make_one() {
     let error = Settings::from_args(&args(None, Some("/nonexistent/k.key".into()))).err().unwrap();
     assert!(format!("{error:#}").contains("/nonexistent/k.key"));
 }
+
+#[test]
+fn the_example_config_is_valid_and_shows_the_defaults() {
+    let example = check(include_str!("../../../../rollcall.example.toml")).unwrap();
+    let defaults = check("").unwrap();
+    assert_eq!(format!("{:?}", example.core), format!("{:?}", defaults.core));
+    assert_eq!((example.udp, example.http), (defaults.udp, defaults.http));
+    assert_eq!(example.data_dir, defaults.data_dir);
+    assert_eq!(example.checkpoint_interval, defaults.checkpoint_interval);
+    assert_eq!(example.recv_buffer_bytes, defaults.recv_buffer_bytes);
+}
