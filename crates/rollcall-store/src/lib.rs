@@ -58,8 +58,16 @@ pub enum StoreError {
     /// A stored value this version cannot read (hand-edited or corrupt row).
     #[error("stored row is unreadable: {0}")]
     BadRow(String),
+    /// SQLite refused (I/O error, full disk, corrupt file). Not a `#[source]`: its text is
+    /// already in this one's, and a chain would print it twice.
     #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite(error)
+    }
 }
 
 /// A node's durable record.

@@ -65,7 +65,10 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tokio::time::sleep_until(next) => {
                 sender.send(&socket, &monitors, Kind::Heartbeat).await;
-                next += args.interval.mul_f64(1.0 + JITTER * (2.0 * fastrand::f64() - 1.0));
+                // After a stall (SIGSTOP, a starved VM) send one heartbeat and resume the
+                // rhythm from now: a burst of the missed ones would look like a steady node.
+                next = next.max(tokio::time::Instant::now())
+                    + args.interval.mul_f64(1.0 + JITTER * (2.0 * fastrand::f64() - 1.0));
             }
         }
     }

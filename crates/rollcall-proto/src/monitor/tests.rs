@@ -460,3 +460,15 @@ fn invalid_configuration_is_refused_with_a_sentence() {
     let bad = MonitorConfig { detector: DetectorConfig::Phi(Arc::new(phi)), ..MonitorConfig::default() };
     assert!(Monitor::new(bad, ring(), Instant::ZERO).is_err());
 }
+
+/// The per-node record is what a million nodes cost; keep it well under 512 bytes with its
+/// heap parts (id, labels), its table entry and its timer entry (see ARCHITECTURE.md).
+#[test]
+fn the_node_record_stays_compact() {
+    let record = std::mem::size_of::<node::Node>();
+    // id and labels on the heap (short id, two labels), hash table slot, timer wheel entry.
+    let estimate = record + 48 + 32 + 32 + 24;
+    println!("Node: {record} bytes; estimated total per node: {estimate} bytes");
+    assert!(record <= 288, "Node grew to {record} bytes");
+    assert!(estimate <= 512, "about {estimate} bytes per node");
+}
