@@ -66,12 +66,16 @@ pub enum Reason {
     Goodbye,
     /// An operator paused the node.
     Pause,
-    /// An operator resumed the node.
+    /// An operator resumed the node, or its maintenance window ended.
     Resume,
+    /// A job's check received a success ping.
+    Ping,
+    /// A job signalled failure (`/fail`, or a non-zero exit code).
+    FailSignal,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::FirstHeartbeat,
         Reason::Heartbeat,
         Reason::Restart,
@@ -80,6 +84,8 @@ impl Reason {
         Reason::Goodbye,
         Reason::Pause,
         Reason::Resume,
+        Reason::Ping,
+        Reason::FailSignal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +98,8 @@ impl Reason {
             Reason::Goodbye => "goodbye",
             Reason::Pause => "pause",
             Reason::Resume => "resume",
+            Reason::Ping => "ping",
+            Reason::FailSignal => "fail-signal",
         }
     }
 

@@ -1,0 +1,281 @@
+//! The incident rules on a virtual clock.
+
+use super::*;
+use crate::monitor::Reason;
+use std::sync::Arc;
+
+struct Harness {
+    alerter: Alerter,
+    now: Instant,
+    out: Vec<Notification>,
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+impl Harness {
+    fn new(config: AlertConfig, population: usize) -> Harness {
+        let mut alerter = Alerter::new(config).unwrap();
+        alerter.set_population(population);
+        Harness { alerter, now: Instant::from_millis(1_000), out: vec![] }
+    }
+
+    fn default(population: usize) -> Harness {
+        Harness::new(AlertConfig::default(), population)
+    }
+
+    fn transition(&mut self, kind: SubjectKind, node: &str, from: NodeState, to: NodeState) {
+        let reason = if to == NodeState::Down { Reason::Phi } else { Reason::Heartbeat };
+        let t = Transition {
+            node: Arc::from(node),
+            generation: 1,
+            from,
+            to,
+            reason,
+            at: self.now,
+            noticed: self.now,
+        };
+        self.alerter.handle_transition(kind, &t, self.now);
+        self.drain();
+    }
+
+    fn down(&mut self, node: &str) {
+        self.transition(SubjectKind::Node, node, NodeState::Suspect, NodeState::Down);
+    }
+
+    fn up(&mut self, node: &str) {
+        self.transition(SubjectKind::Node, node, NodeState::Down, NodeState::Up);
+    }
+
+    fn run_for(&mut self, span: Duration) {
+        let target = self.now + span;
+        while let Some(due) = self.alerter.poll_timeout().filter(|&due| due <= target) {
+            self.now = due.max(self.now);
+            self.alerter.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = target;
+    }
+
+    fn drain(&mut self) {
+        while let Some(n) = self.alerter.poll_notification() {
+            self.out.push(n);
+        }
+    }
+
+    /// (kind, subject, members, idempotency key) of everything sent so far.
+    fn sent(&self) -> Vec<(&'static str, String, Vec<String>, String)> {
+        self.out
+            .iter()
+            .map(|n| (n.kind.as_str(), n.subject.clone(), n.members.clone(), n.idempotency_key()))
+            .collect()
+    }
+
+    fn kinds(&self) -> Vec<(&'static str, String)> {
+        self.out.iter().map(|n| (n.kind.as_str(), n.subject.clone())).collect()
+    }
+}
+
+fn check(h: &Harness, expected: &[(&str, &str)]) {
+    let expected: Vec<(&str, String)> = expected.iter().map(|(k, s)| (*k, s.to_string())).collect();
+    let got: Vec<(&str, String)> = h.kinds();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_down_opens_an_incident_after_the_grouping_wait_and_recovery_resolves_it() {
+    let mut h = Harness::default(100);
+    h.down("web-1");
+    assert!(h.out.is_empty(), "held for group_wait");
+    h.run_for(secs(5));
+    check(&h, &[("firing", "web-1")]);
+    let firing = &h.out[0];
+    assert_eq!((firing.severity, firing.sequence), (Severity::Critical, 0));
+    assert_eq!(firing.transition.as_ref().unwrap().to, NodeState::Down);
+    h.run_for(secs(60));
+    h.up("web-1");
+    check(&h, &[("firing", "web-1"), ("resolved", "web-1")]);
+    assert_eq!(h.out[1].idempotency_key(), format!("rollcall-{}-1", h.out[0].incident));
+    assert!(h.out[1].resolved_at.is_some());
+    assert_eq!(h.alerter.open_incidents().count(), 0);
+}
+
+#[test]
+fn a_down_that_recovers_inside_the_wait_pages_nobody() {
+    let mut h = Harness::default(100);
+    h.down("web-1");
+    h.run_for(secs(2));
+    h.up("web-1");
+    h.run_for(secs(60));
+    assert!(h.out.is_empty());
+    assert_eq!(h.alerter.stats().recovered_before_paging, 1);
+}
+
+#[test]
+fn no_alert_for_births_goodbyes_or_maintenance() {
+    let mut h = Harness::default(10);
+    h.transition(SubjectKind::Node, "a", NodeState::New, NodeState::Up);
+    h.transition(SubjectKind::Node, "a", NodeState::Up, NodeState::Left);
+    h.transition(SubjectKind::Node, "b", NodeState::Up, NodeState::Paused);
+    h.transition(SubjectKind::Node, "b", NodeState::Paused, NodeState::Up);
+    h.transition(SubjectKind::Node, "c", NodeState::Up, NodeState::Up); // restart while up
+    h.run_for(secs(3600));
+    assert!(h.out.is_empty());
+}
+
+#[test]
+fn a_node_that_leaves_while_down_resolves_its_incident() {
+    let mut h = Harness::default(100);
+    h.down("web-1");
+    h.run_for(secs(10));
+    h.transition(SubjectKind::Node, "web-1", NodeState::Down, NodeState::Left);
+    check(&h, &[("firing", "web-1"), ("resolved", "web-1")]);
+}
+
+#[test]
+fn open_incidents_remind_every_repeat_interval() {
+    let mut h = Harness::default(100);
+    h.down("web-1");
+    h.run_for(secs(5));
+    h.run_for(secs(4 * 3600 * 2 + 10));
+    check(&h, &[("firing", "web-1"), ("reminder", "web-1"), ("reminder", "web-1")]);
+    let keys: Vec<String> = h.out.iter().map(Notification::idempotency_key).collect();
+    let unique: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "every notification has its own key: {keys:?}");
+    h.up("web-1");
+    h.run_for(secs(5 * 3600));
+    assert_eq!(h.out.len(), 4, "no reminder after the resolution");
+}
+
+#[test]
+fn checks_page_at_once_without_grouping() {
+    let mut h = Harness::default(100);
+    h.transition(SubjectKind::Check, "backup", NodeState::Up, NodeState::Down);
+    check(&h, &[("firing", "backup")]);
+    assert_eq!(h.out[0].subject_kind, SubjectKind::Check);
+}
+
+#[test]
+fn a_mass_failure_is_one_grouped_incident() {
+    let mut h = Harness::default(10);
+    for node in ["n1", "n2", "n3", "n4"] {
+        h.down(node);
+        h.run_for(Duration::from_millis(500));
+    }
+    h.run_for(secs(10));
+    assert_eq!(h.out.len(), 1, "one page, not four: {:?}", h.kinds());
+    let group = &h.out[0];
+    assert_eq!(
+        (group.kind, group.subject_kind, group.subject.as_str()),
+        (NotificationKind::Firing, SubjectKind::Group, GROUP_SUBJECT)
+    );
+    assert_eq!(group.members, ["n1", "n2", "n3", "n4"]);
+    // The group resolves when its last member is back, not before.
+    for node in ["n1", "n2", "n3"] {
+        h.up(node);
+    }
+    assert_eq!(h.out.len(), 1);
+    h.up("n4");
+    assert_eq!(h.out.last().unwrap().kind, NotificationKind::Resolved);
+    assert_eq!(h.alerter.stats().groups_opened, 1);
+}
+
+#[test]
+fn a_few_downs_in_a_big_fleet_are_paged_one_by_one() {
+    let mut h = Harness::default(100); // 30 % of 100 = 30 nodes would be a group
+    for node in ["n1", "n2", "n3", "n4"] {
+        h.down(node);
+    }
+    h.run_for(secs(10));
+    assert_eq!(h.kinds().iter().filter(|(k, _)| *k == "firing").count(), 4);
+    assert!(h.out.iter().all(|n| n.subject_kind == SubjectKind::Node));
+}
+
+#[test]
+fn flapping_sends_one_notice_instead_of_a_stream() {
+    let mut h = Harness::new(AlertConfig { group_wait: Duration::ZERO, ..AlertConfig::default() }, 100);
+    for _ in 0..10 {
+        h.down("flaky");
+        h.run_for(secs(20));
+        h.up("flaky");
+        h.run_for(secs(20));
+    }
+    let kinds: Vec<&str> = h.out.iter().map(|n| n.kind.as_str()).collect();
+    // Three downs page normally (6 changes allowed), then one flapping notice, then quiet.
+    assert_eq!(kinds.iter().filter(|k| **k == "flapping").count(), 1, "{kinds:?}");
+    assert!(kinds.len() <= 8, "{kinds:?}");
+    assert!(h.alerter.is_flapping(SubjectKind::Node, "flaky"));
+    assert!(h.alerter.stats().held > 0);
+    // It settles down (up) for a whole window: the flapping incident resolves, no new page.
+    let before = h.out.len();
+    h.run_for(secs(601));
+    assert!(!h.alerter.is_flapping(SubjectKind::Node, "flaky"));
+    let after: Vec<&str> = h.out[before..].iter().map(|n| n.kind.as_str()).collect();
+    assert_eq!(after, ["resolved"]);
+}
+
+#[test]
+fn a_flapping_node_that_settles_down_is_paged_then() {
+    let mut h = Harness::new(AlertConfig { group_wait: Duration::ZERO, ..AlertConfig::default() }, 100);
+    for _ in 0..4 {
+        h.down("flaky");
+        h.run_for(secs(10));
+        h.up("flaky");
+        h.run_for(secs(10));
+    }
+    h.down("flaky");
+    assert!(h.alerter.is_flapping(SubjectKind::Node, "flaky"));
+    let before = h.out.len();
+    h.run_for(secs(601));
+    let after: Vec<&str> = h.out[before..].iter().map(|n| n.kind.as_str()).collect();
+    assert_eq!(after, ["resolved", "firing"], "the flapping notice resolves and the down is paged");
+}
+
+#[test]
+fn paused_subjects_are_not_reminded() {
+    let mut h = Harness::new(AlertConfig { group_wait: Duration::ZERO, ..AlertConfig::default() }, 100);
+    h.down("web-1");
+    h.transition(SubjectKind::Node, "web-1", NodeState::Down, NodeState::Paused);
+    h.run_for(secs(9 * 3600));
+    check(&h, &[("firing", "web-1")]);
+    assert!(h.alerter.stats().held >= 2);
+}
+
+#[test]
+fn restored_incidents_keep_their_ids_and_resolve_after_a_restart() {
+    let mut h = Harness::default(100);
+    let incident = OpenIncident {
+        id: 41,
+        kind: NotificationKind::Firing,
+        severity: Severity::Critical,
+        subject_kind: SubjectKind::Node,
+        subject: "web-1".into(),
+        members: vec!["web-1".into()],
+        started_at: Instant::ZERO,
+        next_sequence: 3,
+        last_notified: h.now,
+    };
+    h.alerter.restore(incident, true);
+    h.up("web-1");
+    assert_eq!(
+        h.sent(),
+        [("resolved", "web-1".to_string(), vec!["web-1".to_string()], "rollcall-41-3".to_string())]
+    );
+    h.down("web-2");
+    h.run_for(secs(5));
+    assert_eq!(h.out[1].incident, 42, "new ids continue above restored ones");
+}
+
+#[test]
+fn invalid_settings_are_refused_with_a_sentence() {
+    for config in [
+        AlertConfig { group_share: 0.0, ..AlertConfig::default() },
+        AlertConfig { group_share: 1.5, ..AlertConfig::default() },
+        AlertConfig { flap_changes: 1, ..AlertConfig::default() },
+        AlertConfig { repeat_interval: Duration::ZERO, ..AlertConfig::default() },
+    ] {
+        let error = Alerter::new(config).err().unwrap();
+        assert!(error.starts_with("alerts."), "{error}");
+    }
+}
