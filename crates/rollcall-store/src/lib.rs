@@ -9,6 +9,11 @@
 //! Start with [`Store::open`], then [`Store::write`] and the readers. The tables are
 //! documented in `docs/STORE.md`; the schema evolves through [`MIGRATIONS`].
 
+mod alerting;
+mod schema;
+
+pub use alerting::{CheckRecord, IncidentRecord, OutboxEntry, OutboxRow, PingRecord};
+
 use rollcall_proto::monitor::{NodeState, Reason, RestoredNode};
 use rusqlite::{Connection, OpenFlags, params};
 use std::path::{Path, PathBuf};
@@ -20,30 +25,7 @@ pub const APPLICATION_ID: i32 = 0x5243_4C4C; // "RCLL"
 /// The file name under the data directory.
 pub const FILE_NAME: &str = "rollcall.db";
 
-/// Schema migrations, in order; `PRAGMA user_version` is the number applied.
-pub const MIGRATIONS: &[&str] = &[
-    // 1: nodes and their transitions.
-    "CREATE TABLE nodes (
-        id TEXT PRIMARY KEY NOT NULL,
-        generation INTEGER NOT NULL,
-        sequence INTEGER NOT NULL,
-        interval_ms INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        labels BLOB NOT NULL,
-        updated_at_ms INTEGER NOT NULL
-    ) STRICT;
-    CREATE TABLE transitions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        node TEXT NOT NULL,
-        generation INTEGER NOT NULL,
-        from_state TEXT NOT NULL,
-        to_state TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        at_ms INTEGER NOT NULL,
-        noticed_at_ms INTEGER NOT NULL
-    ) STRICT;
-    CREATE INDEX transitions_by_node ON transitions (node, id);",
-];
+pub use schema::MIGRATIONS;
 
 /// What went wrong with the store. Every variant leaves the file as it was, except that a
 /// failed `write` rolls its batch back whole.
@@ -98,8 +80,32 @@ pub struct TransitionRecord {
 /// One change to make durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
-    Node { record: NodeRecord, updated_at_ms: i64 },
+    Node {
+        record: NodeRecord,
+        updated_at_ms: i64,
+    },
     Transition(TransitionRecord),
+    /// Insert or update an incident (by id).
+    Incident(IncidentRecord),
+    /// Queue an alert for a sink. A second entry with the same (sink, key) is ignored, so
+    /// replaying a batch after a crash queues nothing twice.
+    Outbox(OutboxEntry),
+    /// The outcome of one delivery attempt: `error` is `None` when the sink acknowledged.
+    Delivery {
+        outbox_id: i64,
+        at_ms: i64,
+        error: Option<String>,
+    },
+    /// Insert or update a check (by id).
+    Check(CheckRecord),
+    DeleteCheck {
+        id: String,
+    },
+    /// Record a ping, keeping only the newest `keep` of its check.
+    Ping {
+        record: PingRecord,
+        keep: u32,
+    },
 }
 
 /// The store: one SQLite connection. Open one for the writer and others for readers (WAL
@@ -178,6 +184,12 @@ impl Store {
                             updated_at_ms,
                         ])?;
                     }
+                    Write::Incident(_)
+                    | Write::Outbox(_)
+                    | Write::Delivery { .. }
+                    | Write::Check(_)
+                    | Write::DeleteCheck { .. }
+                    | Write::Ping { .. } => alerting::write(&tx, write)?,
                     Write::Transition(t) => {
                         insert.execute(params![
                             t.node,

@@ -109,3 +109,120 @@ fn a_newer_schema_is_refused() {
     let error = Store::open(dir.path()).err().unwrap();
     assert!(matches!(error, StoreError::TooNew { found: 99, .. }), "{error}");
 }
+
+fn outbox(sink: &str, key: &str) -> Write {
+    Write::Outbox(OutboxEntry {
+        sink: sink.into(),
+        idempotency_key: key.into(),
+        incident: 7,
+        subject: "web-1".into(),
+        payload: format!("{{\"key\":\"{key}\"}}"),
+        created_at_ms: 5,
+    })
+}
+
+#[test]
+fn outbox_entries_are_queued_once_per_sink_and_key_and_delivered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store
+        .write(&[
+            outbox("hook", "rollcall-7-0"),
+            outbox("hook", "rollcall-7-1"),
+            outbox("exec", "rollcall-7-0"),
+        ])
+        .unwrap();
+    // Replaying the same batch (a crash between commit and acknowledgement) adds nothing.
+    store.write(&[outbox("hook", "rollcall-7-0")]).unwrap();
+    assert_eq!(store.outbox_depth().unwrap(), [("exec".to_string(), 1), ("hook".to_string(), 2)]);
+    let first = store.next_undelivered("hook", 0).unwrap().unwrap();
+    assert_eq!(first.entry.idempotency_key, "rollcall-7-0");
+    store
+        .write(&[Write::Delivery { outbox_id: first.id, at_ms: 10, error: Some("HTTP 500".into()) }])
+        .unwrap();
+    let again = store.next_undelivered("hook", 0).unwrap().unwrap();
+    assert_eq!((again.id, again.attempts, again.last_error.as_deref()), (first.id, 1, Some("HTTP 500")));
+    store.write(&[Write::Delivery { outbox_id: first.id, at_ms: 11, error: None }]).unwrap();
+    let next = store.next_undelivered("hook", 0).unwrap().unwrap();
+    assert_eq!(next.entry.idempotency_key, "rollcall-7-1");
+    let delivered = &store.outbox_rows(Some("hook"), 0, 10).unwrap()[0];
+    assert_eq!((delivered.attempts, delivered.delivered_at_ms), (2, Some(11)));
+    // A late failure report for a delivered row changes nothing.
+    store.write(&[Write::Delivery { outbox_id: first.id, at_ms: 12, error: Some("late".into()) }]).unwrap();
+    assert_eq!(store.outbox_rows(Some("hook"), 0, 1).unwrap()[0].delivered_at_ms, Some(11));
+}
+
+#[test]
+fn incidents_open_and_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut incident = IncidentRecord {
+        id: 3,
+        kind: "firing".into(),
+        severity: "critical".into(),
+        subject_kind: "group".into(),
+        subject: "correlated-failure".into(),
+        members: vec!["a".into(), "b".into()],
+        started_at_ms: 1,
+        resolved_at_ms: None,
+        next_sequence: 1,
+        last_notified_at_ms: 1,
+    };
+    store.write(&[Write::Incident(incident.clone())]).unwrap();
+    assert_eq!(store.open_incidents().unwrap(), [incident.clone()]);
+    incident.resolved_at_ms = Some(9);
+    incident.next_sequence = 2;
+    store.write(&[Write::Incident(incident.clone())]).unwrap();
+    assert!(store.open_incidents().unwrap().is_empty());
+    assert_eq!(store.recent_incidents(10).unwrap(), [incident]);
+    assert_eq!(store.max_incident_id().unwrap(), 3);
+}
+
+#[test]
+fn checks_and_their_newest_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let check = CheckRecord {
+        id: "backup".into(),
+        token: "t".repeat(22),
+        spec_json: "{}".into(),
+        source: "api".into(),
+        state: NodeState::Up,
+        last_ping_at_ms: Some(3),
+        updated_at_ms: 3,
+    };
+    store.write(&[Write::Check(check.clone())]).unwrap();
+    for at_ms in 0..10 {
+        let record = PingRecord {
+            check_id: "backup".into(),
+            signal: "success".into(),
+            rid: None,
+            duration_ms: None,
+            body: vec![],
+            body_truncated: false,
+            at_ms,
+        };
+        store.write(&[Write::Ping { record, keep: 3 }]).unwrap();
+    }
+    let kept: Vec<i64> = store.pings("backup", 100).unwrap().iter().map(|p| p.at_ms).collect();
+    assert_eq!(kept, [9, 8, 7]);
+    assert_eq!(store.check("backup").unwrap(), Some(check));
+    store.write(&[Write::DeleteCheck { id: "backup".into() }]).unwrap();
+    assert!(store.checks().unwrap().is_empty());
+    assert!(store.pings("backup", 100).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_1_store_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let connection = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        connection.execute_batch(MIGRATIONS[0]).unwrap();
+        connection.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        connection.execute("INSERT INTO nodes VALUES ('old', 1, 2, 1000, 'up', x'', 0)", []).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.nodes().unwrap()[0].id, "old");
+    assert!(store.outbox_depth().unwrap().is_empty());
+}

@@ -1,0 +1,324 @@
+//! Incidents, the alert outbox, checks and pings: the rows of the alerting layers.
+
+use super::{Store, StoreError, Write};
+use rollcall_proto::monitor::NodeState;
+use rusqlite::{Transaction, params};
+
+/// An incident as stored. `members` is kept as newline-separated ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentRecord {
+    pub id: u64,
+    pub kind: String,
+    pub severity: String,
+    pub subject_kind: String,
+    pub subject: String,
+    pub members: Vec<String>,
+    pub started_at_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+    pub next_sequence: u32,
+    pub last_notified_at_ms: i64,
+}
+
+/// An alert to queue for one sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub sink: String,
+    pub idempotency_key: String,
+    pub incident: u64,
+    /// The node, check or group the alert is about (for queries; order is by `id`).
+    pub subject: String,
+    /// The alert document, JSON.
+    pub payload: String,
+    pub created_at_ms: i64,
+}
+
+/// A queued alert as read back, with its delivery state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub entry: OutboxEntry,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_at_ms: Option<i64>,
+}
+
+/// A check: its specification is stored as JSON written by the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRecord {
+    pub id: String,
+    pub token: String,
+    pub spec_json: String,
+    /// `config` (defined in the config file) or `api`.
+    pub source: String,
+    pub state: NodeState,
+    pub last_ping_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PingRecord {
+    pub check_id: String,
+    pub signal: String,
+    pub rid: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub body: Vec<u8>,
+    pub body_truncated: bool,
+    pub at_ms: i64,
+}
+
+pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+    match write {
+        Write::Incident(i) => {
+            tx.prepare_cached(
+                "INSERT INTO incidents (id, kind, severity, subject_kind, subject, members, started_at_ms,
+                   resolved_at_ms, next_sequence, last_notified_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (id) DO UPDATE SET members = ?6, resolved_at_ms = ?8, next_sequence = ?9,
+                   last_notified_at_ms = ?10",
+            )?
+            .execute(params![
+                i.id as i64,
+                i.kind,
+                i.severity,
+                i.subject_kind,
+                i.subject,
+                i.members.join("\n"),
+                i.started_at_ms,
+                i.resolved_at_ms,
+                i.next_sequence,
+                i.last_notified_at_ms,
+            ])?;
+        }
+        Write::Outbox(o) => {
+            tx.prepare_cached(
+                "INSERT INTO outbox (sink, idempotency_key, incident, subject, payload, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sink, idempotency_key) DO NOTHING",
+            )?
+            .execute(params![
+                o.sink,
+                o.idempotency_key,
+                o.incident as i64,
+                o.subject,
+                o.payload,
+                o.created_at_ms
+            ])?;
+        }
+        Write::Delivery { outbox_id, at_ms, error } => {
+            tx.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at_ms = ?2, last_error = ?3,
+                   delivered_at_ms = CASE WHEN ?3 IS NULL THEN ?2 ELSE NULL END
+                 WHERE id = ?1 AND delivered_at_ms IS NULL",
+            )?
+            .execute(params![outbox_id, at_ms, error])?;
+        }
+        Write::Check(c) => {
+            tx.prepare_cached(
+                "INSERT INTO checks (id, token, spec, source, state, last_ping_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET token = ?2, spec = ?3, source = ?4, state = ?5,
+                   last_ping_at_ms = ?6, updated_at_ms = ?7",
+            )?
+            .execute(params![
+                c.id,
+                c.token,
+                c.spec_json,
+                c.source,
+                c.state.as_str(),
+                c.last_ping_at_ms,
+                c.updated_at_ms
+            ])?;
+        }
+        Write::DeleteCheck { id } => {
+            tx.prepare_cached("DELETE FROM checks WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1")?.execute([id])?;
+        }
+        Write::Ping { record: p, keep } => {
+            tx.prepare_cached(
+                "INSERT INTO pings (check_id, signal, rid, duration_ms, body, body_truncated, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                p.check_id,
+                p.signal,
+                p.rid,
+                p.duration_ms,
+                p.body,
+                p.body_truncated,
+                p.at_ms
+            ])?;
+            let id = tx.last_insert_rowid();
+            tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1 AND id <= ?2 - ?3")?
+                .execute(params![p.check_id, id, i64::from(*keep)])?;
+        }
+        Write::Node { .. } | Write::Transition(_) => unreachable!("written by Store::write"),
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Incidents not yet resolved, oldest first.
+    pub fn open_incidents(&self) -> Result<Vec<IncidentRecord>, StoreError> {
+        self.incidents("WHERE resolved_at_ms IS NULL ORDER BY id", [])
+    }
+
+    /// The most recent incidents (open or not), newest first.
+    pub fn recent_incidents(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError> {
+        self.incidents("ORDER BY id DESC LIMIT ?1", [limit as i64])
+    }
+
+    /// The largest incident id ever stored (0 if none), so new ids never collide.
+    pub fn max_incident_id(&self) -> Result<u64, StoreError> {
+        let id: Option<i64> =
+            self.connection.query_row("SELECT max(id) FROM incidents", [], |row| row.get(0))?;
+        Ok(id.unwrap_or(0) as u64)
+    }
+
+    fn incidents<P: rusqlite::Params>(
+        &self,
+        tail: &str,
+        params: P,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        let sql = format!(
+            "SELECT id, kind, severity, subject_kind, subject, members, started_at_ms, resolved_at_ms,
+               next_sequence, last_notified_at_ms FROM incidents {tail}"
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(params, |row| {
+            let members: String = row.get(5)?;
+            Ok(IncidentRecord {
+                id: row.get::<_, i64>(0)? as u64,
+                kind: row.get(1)?,
+                severity: row.get(2)?,
+                subject_kind: row.get(3)?,
+                subject: row.get(4)?,
+                members: members.split('\n').filter(|m| !m.is_empty()).map(str::to_string).collect(),
+                started_at_ms: row.get(6)?,
+                resolved_at_ms: row.get(7)?,
+                next_sequence: row.get(8)?,
+                last_notified_at_ms: row.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The oldest undelivered alert of `sink` with an id above `after`.
+    pub fn next_undelivered(&self, sink: &str, after: i64) -> Result<Option<OutboxRow>, StoreError> {
+        Ok(self
+            .outbox(
+                "WHERE sink = ?1 AND delivered_at_ms IS NULL AND id > ?2 ORDER BY id LIMIT 1",
+                params![sink, after],
+            )?
+            .pop())
+    }
+
+    /// Alerts of `sink` (or every sink), oldest first, at most `limit`, with an id above `after`.
+    pub fn outbox_rows(
+        &self,
+        sink: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox(
+            "WHERE (?1 IS NULL OR sink = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
+            params![sink, after, limit as i64],
+        )
+    }
+
+    /// Undelivered alerts per sink.
+    pub fn outbox_depth(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT sink, count(*) FROM outbox WHERE delivered_at_ms IS NULL GROUP BY sink ORDER BY sink",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn outbox<P: rusqlite::Params>(&self, tail: &str, params: P) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!(
+            "SELECT id, sink, idempotency_key, incident, subject, payload, created_at_ms, attempts, last_error,
+               delivered_at_ms FROM outbox {tail}"
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(params, |row| {
+            Ok(OutboxRow {
+                id: row.get(0)?,
+                entry: OutboxEntry {
+                    sink: row.get(1)?,
+                    idempotency_key: row.get(2)?,
+                    incident: row.get::<_, i64>(3)? as u64,
+                    subject: row.get(4)?,
+                    payload: row.get(5)?,
+                    created_at_ms: row.get(6)?,
+                },
+                attempts: row.get(7)?,
+                last_error: row.get(8)?,
+                delivered_at_ms: row.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every stored check.
+    pub fn checks(&self) -> Result<Vec<CheckRecord>, StoreError> {
+        self.check_rows("ORDER BY id", [])
+    }
+
+    /// The stored check with this id, if any.
+    pub fn check(&self, id: &str) -> Result<Option<CheckRecord>, StoreError> {
+        Ok(self.check_rows("WHERE id = ?1", [id])?.pop())
+    }
+
+    fn check_rows<P: rusqlite::Params>(&self, tail: &str, params: P) -> Result<Vec<CheckRecord>, StoreError> {
+        let sql = format!(
+            "SELECT id, token, spec, source, state, last_ping_at_ms, updated_at_ms FROM checks {tail}"
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(params, |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get::<_, String>(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, token, spec_json, source, state, last_ping_at_ms, updated_at_ms): (
+                String,
+                _,
+                _,
+                _,
+                _,
+                _,
+                _,
+            ) = row?;
+            let state = NodeState::parse(&state)
+                .ok_or_else(|| StoreError::BadRow(format!("check {id:?} has unknown state {state:?}")))?;
+            out.push(CheckRecord { id, token, spec_json, source, state, last_ping_at_ms, updated_at_ms });
+        }
+        Ok(out)
+    }
+
+    /// The newest pings of a check, newest first.
+    pub fn pings(&self, check_id: &str, limit: usize) -> Result<Vec<PingRecord>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT check_id, signal, rid, duration_ms, body, body_truncated, at_ms FROM pings
+             WHERE check_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![check_id, limit as i64], |row| {
+            Ok(PingRecord {
+                check_id: row.get(0)?,
+                signal: row.get(1)?,
+                rid: row.get(2)?,
+                duration_ms: row.get(3)?,
+                body: row.get(4)?,
+                body_truncated: row.get(5)?,
+                at_ms: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,75 @@
+//! The schema, as a list of migrations. Never edit a shipped migration: append a new one.
+
+/// Schema migrations, in order; `PRAGMA user_version` is the number applied.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: nodes and their transitions.
+    "CREATE TABLE nodes (
+        id TEXT PRIMARY KEY NOT NULL,
+        generation INTEGER NOT NULL,
+        sequence INTEGER NOT NULL,
+        interval_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        labels BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        noticed_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX transitions_by_node ON transitions (node, id);",
+    // 2: incidents, the alert outbox, checks and their pings.
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        subject_kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        members TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        resolved_at_ms INTEGER,
+        next_sequence INTEGER NOT NULL,
+        last_notified_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX incidents_open ON incidents (id) WHERE resolved_at_ms IS NULL;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        incident INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_attempt_at_ms INTEGER,
+        delivered_at_ms INTEGER,
+        UNIQUE (sink, idempotency_key)
+    ) STRICT;
+    CREATE INDEX outbox_pending ON outbox (sink, id) WHERE delivered_at_ms IS NULL;
+    CREATE TABLE checks (
+        id TEXT PRIMARY KEY NOT NULL,
+        token TEXT NOT NULL UNIQUE,
+        spec TEXT NOT NULL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL,
+        last_ping_at_ms INTEGER,
+        updated_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE pings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        check_id TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        rid TEXT,
+        duration_ms INTEGER,
+        body BLOB NOT NULL,
+        body_truncated INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX pings_by_check ON pings (check_id, id);",
+];
