@@ -12,9 +12,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use rollcall_proto::wire::{
-    self, HEADER_LEN, MAGIC, MAX_METADATA, MAX_NODE_ID, Outgoing, TAG_LEN, VERSION,
-};
+use rollcall_proto::wire::{self, HEADER_LEN, MAGIC, MAX_METADATA, MAX_NODE_ID, Outgoing, TAG_LEN, VERSION};
 use rollcall_proto::{Key, KeyRing};
 
 const KEY_ID: u16 = 1;

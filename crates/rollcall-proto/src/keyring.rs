@@ -2,8 +2,8 @@
 //!
 //! A [`KeyRing`] holds up to [`MAX_KEYS`] keys: every one of them is accepted when verifying,
 //! and exactly one (the last in the key file) is used to sign what we send.
-//! Rotation is therefore: append the new key to every ring, restart or reload, then remove the
-//! old key everywhere once no sender uses it (see `docs/PROTOCOL.md`, "Keys").
+//! Rotation is therefore: append the new key to every ring (monitors first, then senders),
+//! then remove the old key everywhere once no sender uses it (see `docs/PROTOCOL.md`, "Keys").
 //!
 //! The ring stores, per key, an HMAC state that has already absorbed the key, so that signing
 //! or verifying a datagram costs one clone, one update and one finalize: verification is on the
@@ -114,10 +114,7 @@ impl Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key")
-            .field("id", &self.id)
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("Key").field("id", &self.id).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -137,8 +134,7 @@ impl KeyRing {
             }
             entries.push(Entry {
                 id: key.id,
-                mac: HmacSha256::new_from_slice(&key.secret)
-                    .expect("HMAC accepts keys of any length"),
+                mac: HmacSha256::new_from_slice(&key.secret).expect("HMAC accepts keys of any length"),
             });
         }
         let send = entries.len() - 1;
@@ -159,11 +155,7 @@ impl KeyRing {
             }
             let key = parse_line(trimmed, line)?;
             if let Some(&(_, first)) = seen.iter().find(|(id, _)| *id == key.id) {
-                return Err(KeyFileError::DuplicateId {
-                    line,
-                    id: key.id,
-                    first,
-                });
+                return Err(KeyFileError::DuplicateId { line, id: key.id, first });
             }
             if keys.len() == MAX_KEYS {
                 return Err(KeyFileError::TooManyKeys { line });
@@ -240,9 +232,7 @@ impl fmt::Debug for KeyRing {
 
 /// Parses one non-blank, non-comment line, already trimmed.
 fn parse_line(text: &str, line: usize) -> Result<Key, KeyFileError> {
-    let (id_text, hex_text) = text
-        .split_once(':')
-        .ok_or(KeyFileError::MissingColon { line })?;
+    let (id_text, hex_text) = text.split_once(':').ok_or(KeyFileError::MissingColon { line })?;
     let (id_text, hex_text) = (id_text.trim(), hex_text.trim());
     // `u16::from_str` accepts a leading `+`; the format says digits only.
     if id_text.is_empty() || !id_text.bytes().all(|b| b.is_ascii_digit()) {

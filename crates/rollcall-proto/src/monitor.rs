@@ -155,7 +155,7 @@ impl Monitor {
         let (index, registered) = match self.nodes.index_of(message.node) {
             Some(index) => (index, false),
             // A goodbye from a stranger says nothing worth a table entry.
-            None if message.kind == Kind::Goodbye => return,
+            None if message.kind == Kind::Goodbye => return self.reject(Rejection::UnknownNode),
             None => match self.register(&message, now) {
                 Ok(index) => (index, true),
                 Err(rejection) => return self.reject(rejection),
@@ -308,10 +308,10 @@ impl Monitor {
     }
 
     fn register(&mut self, message: &Message<'_>, now: Instant) -> Result<u32, Rejection> {
-        if let Some(allow) = &self.config.allow {
-            if !allow.contains(message.node) {
-                return Err(Rejection::NotAllowed);
-            }
+        if let Some(allow) = &self.config.allow
+            && !allow.contains(message.node)
+        {
+            return Err(Rejection::NotAllowed);
         }
         if self.nodes.len() >= self.config.max_nodes {
             return Err(Rejection::Capacity);

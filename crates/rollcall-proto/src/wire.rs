@@ -283,10 +283,7 @@ pub fn encode(msg: &Outgoing<'_>, ring: &KeyRing, out: &mut Vec<u8>) -> Result<(
     out[28..30].copy_from_slice(&metadata_len.to_be_bytes());
     let tag = ring.sign(out);
     out.extend_from_slice(&tag);
-    debug_assert!(
-        out.len() <= MAX_DATAGRAM,
-        "node and metadata bounds keep it under 638"
-    );
+    debug_assert!(out.len() <= MAX_DATAGRAM, "node and metadata bounds keep it under 638");
     Ok(())
 }
 

@@ -290,6 +290,7 @@ fn goodbye_leaves_quietly_and_a_later_heartbeat_returns() {
     // A goodbye from a stranger registers nothing.
     h.deliver(&Harness::datagram(Kind::Goodbye, "ghost", 1, 1, 1000));
     assert!(h.monitor.node("ghost", h.now).is_none());
+    assert_eq!(h.rejected("unknown_node"), 1);
 }
 
 #[test]

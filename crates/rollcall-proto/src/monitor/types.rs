@@ -154,6 +154,8 @@ pub enum Rejection {
     NotAllowed,
     /// The node table is full (`max_nodes`).
     Capacity,
+    /// A goodbye from a node the monitor does not know (nothing to leave).
+    UnknownNode,
 }
 
 impl Rejection {
@@ -164,6 +166,7 @@ impl Rejection {
             Rejection::OldGeneration => "old_generation",
             Rejection::NotAllowed => "not_allowed",
             Rejection::Capacity => "capacity",
+            Rejection::UnknownNode => "unknown_node",
         }
     }
 
@@ -174,6 +177,7 @@ impl Rejection {
             Rejection::OldGeneration,
             Rejection::NotAllowed,
             Rejection::Capacity,
+            Rejection::UnknownNode,
         ])
     }
 }

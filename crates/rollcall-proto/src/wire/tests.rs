@@ -131,10 +131,7 @@ fn label(key_len: usize, value_len: usize) -> (String, String) {
 }
 
 fn pairs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
-    owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
+    owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 // ---- The worked example ----
@@ -146,19 +143,20 @@ fn worked_example_has_the_documented_bytes() {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, EXAMPLE_HEX);
     check(&bytes, Ok(&EXAMPLE));
-    assert_eq!(
-        Raw::example().bytes(),
-        bytes,
-        "the test layout agrees with encode"
-    );
+    assert_eq!(Raw::example().bytes(), bytes, "the test layout agrees with encode");
+}
+
+#[test]
+fn worked_example_is_in_the_protocol_document() {
+    let doc = include_str!("../../../../docs/PROTOCOL.md");
+    assert!(doc.contains(EXAMPLE_HEX), "update docs/PROTOCOL.md, Worked example");
+    let tag = &EXAMPLE_HEX[EXAMPLE_HEX.len() - 2 * TAG_LEN..];
+    assert!(doc.contains(&format!("# {tag}")), "the Python check shows the tag");
 }
 
 #[test]
 fn goodbye_round_trips() {
-    round_trip(&Outgoing {
-        kind: Kind::Goodbye,
-        ..EXAMPLE
-    });
+    round_trip(&Outgoing { kind: Kind::Goodbye, ..EXAMPLE });
 }
 
 // ---- Field boundaries ----
@@ -167,24 +165,15 @@ fn goodbye_round_trips() {
 fn node_id_length_boundaries() {
     let at = |len: usize| "n".repeat(len);
     for len in [1, MAX_NODE_ID] {
-        round_trip(&Outgoing {
-            node: &at(len),
-            ..EXAMPLE
-        });
+        round_trip(&Outgoing { node: &at(len), ..EXAMPLE });
     }
     let too_long = at(MAX_NODE_ID + 1);
-    for (node, error) in [
-        ("", EncodeError::NodeEmpty),
-        (too_long.as_str(), EncodeError::NodeTooLong),
-    ] {
+    for (node, error) in [("", EncodeError::NodeEmpty), (too_long.as_str(), EncodeError::NodeTooLong)] {
         assert_eq!(enc(&Outgoing { node, ..EXAMPLE }), Err(error));
     }
     // The same limits when a signed datagram declares them.
     for len in [0, MAX_NODE_ID + 1] {
-        let raw = Raw {
-            node: at(len).into_bytes(),
-            ..Raw::example()
-        };
+        let raw = Raw { node: at(len).into_bytes(), ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
@@ -192,75 +181,36 @@ fn node_id_length_boundaries() {
 #[test]
 fn node_id_limit_counts_bytes_not_chars() {
     let fits = "é".repeat(32); // 64 bytes
-    round_trip(&Outgoing {
-        node: &fits,
-        ..EXAMPLE
-    });
+    round_trip(&Outgoing { node: &fits, ..EXAMPLE });
     let over = format!("{fits}a");
-    assert_eq!(
-        enc(&Outgoing {
-            node: &over,
-            ..EXAMPLE
-        }),
-        Err(EncodeError::NodeTooLong)
-    );
+    assert_eq!(enc(&Outgoing { node: &over, ..EXAMPLE }), Err(EncodeError::NodeTooLong));
 }
 
 #[test]
 fn node_id_refuses_whitespace_and_control_characters() {
-    for node in [
-        "a b",
-        "\tab",
-        "ab\n",
-        "a\u{0}",
-        "a\u{7f}",
-        "a\u{85}",
-        "a\u{3000}",
-    ] {
-        assert_eq!(
-            enc(&Outgoing { node, ..EXAMPLE }),
-            Err(EncodeError::NodeInvalidChar),
-            "{node:?}"
-        );
-        let raw = Raw {
-            node: node.as_bytes().to_vec(),
-            ..Raw::example()
-        };
+    for node in ["a b", "\tab", "ab\n", "a\u{0}", "a\u{7f}", "a\u{85}", "a\u{3000}"] {
+        assert_eq!(enc(&Outgoing { node, ..EXAMPLE }), Err(EncodeError::NodeInvalidChar), "{node:?}");
+        let raw = Raw { node: node.as_bytes().to_vec(), ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
 
 #[test]
 fn metadata_length_boundaries() {
-    round_trip(&Outgoing {
-        labels: &[],
-        ..EXAMPLE
-    });
+    round_trip(&Outgoing { labels: &[], ..EXAMPLE });
     // 2+63+255 + 2+63+127 = 512 bytes.
     let full = [label(63, 255), label(63, 127)];
     let labels = pairs(&full);
-    round_trip(&Outgoing {
-        labels: &labels,
-        ..EXAMPLE
-    });
+    round_trip(&Outgoing { labels: &labels, ..EXAMPLE });
     let over = [label(63, 255), label(63, 128)];
     let labels = pairs(&over);
-    assert_eq!(
-        enc(&Outgoing {
-            labels: &labels,
-            ..EXAMPLE
-        }),
-        Err(EncodeError::MetadataTooLong)
-    );
+    assert_eq!(enc(&Outgoing { labels: &labels, ..EXAMPLE }), Err(EncodeError::MetadataTooLong));
     // A signed datagram declaring 513 bytes of metadata.
     let mut metadata = Vec::new();
     encode_labels(&pairs(&full), &mut metadata).unwrap();
     metadata.extend_from_slice(&[1, b'k']); // the 513th byte would be a value length
     metadata.truncate(MAX_METADATA + 1);
-    let raw = Raw {
-        metadata,
-        ..Raw::example()
-    };
+    let raw = Raw { metadata, ..Raw::example() };
     check(&raw.bytes(), Err(DecodeError::Malformed));
 }
 
@@ -274,10 +224,7 @@ fn label_key_length_boundaries() {
     ] {
         let owned = [label(key_len, 3)];
         let labels = pairs(&owned);
-        let msg = Outgoing {
-            labels: &labels,
-            ..EXAMPLE
-        };
+        let msg = Outgoing { labels: &labels, ..EXAMPLE };
         match expected {
             Ok(()) => round_trip(&msg),
             Err(reason) => {
@@ -286,10 +233,7 @@ fn label_key_length_boundaries() {
                 let mut metadata = vec![key_len as u8];
                 metadata.extend_from_slice(owned[0].0.as_bytes());
                 metadata.extend_from_slice(&[3, b'v', b'v', b'v']);
-                let raw = Raw {
-                    metadata,
-                    ..Raw::example()
-                };
+                let raw = Raw { metadata, ..Raw::example() };
                 check(&raw.bytes(), Err(DecodeError::Malformed));
             }
         }
@@ -300,21 +244,12 @@ fn label_key_length_boundaries() {
 fn label_key_characters() {
     let keys = ["app.kubernetes.io/name", "a_b-c", "Z9"];
     let labels: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "x")).collect();
-    round_trip(&Outgoing {
-        labels: &labels,
-        ..EXAMPLE
-    });
+    round_trip(&Outgoing { labels: &labels, ..EXAMPLE });
     for key in ["a=b", "a b", "é", "a:b", "a\u{0}"] {
         let labels = [("ok", "1"), (key, "x")];
         assert_eq!(
-            enc(&Outgoing {
-                labels: &labels,
-                ..EXAMPLE
-            }),
-            Err(EncodeError::Label {
-                index: 1,
-                reason: LabelError::KeyInvalidChar
-            }),
+            enc(&Outgoing { labels: &labels, ..EXAMPLE }),
+            Err(EncodeError::Label { index: 1, reason: LabelError::KeyInvalidChar }),
             "{key:?}"
         );
     }
@@ -324,67 +259,34 @@ fn label_key_characters() {
 fn label_value_boundaries() {
     for value_len in [0, 1, MAX_LABEL_VALUE] {
         let owned = [label(1, value_len)];
-        round_trip(&Outgoing {
-            labels: &pairs(&owned),
-            ..EXAMPLE
-        });
+        round_trip(&Outgoing { labels: &pairs(&owned), ..EXAMPLE });
     }
     let owned = [label(1, MAX_LABEL_VALUE + 1)];
     assert_eq!(
-        enc(&Outgoing {
-            labels: &pairs(&owned),
-            ..EXAMPLE
-        }),
-        Err(EncodeError::Label {
-            index: 0,
-            reason: LabelError::ValueTooLong
-        })
+        enc(&Outgoing { labels: &pairs(&owned), ..EXAMPLE }),
+        Err(EncodeError::Label { index: 0, reason: LabelError::ValueTooLong })
     );
     // Spaces and any non-control Unicode are fine in values; control characters are not.
-    round_trip(&Outgoing {
-        labels: &[("note", "a b ü 🦀")],
-        ..EXAMPLE
-    });
+    round_trip(&Outgoing { labels: &[("note", "a b ü 🦀")], ..EXAMPLE });
     for value in ["a\nb", "\u{1b}[31m", "\u{9f}"] {
         let labels = [("k", value)];
         assert_eq!(
-            enc(&Outgoing {
-                labels: &labels,
-                ..EXAMPLE
-            }),
-            Err(EncodeError::Label {
-                index: 0,
-                reason: LabelError::ValueInvalid
-            })
+            enc(&Outgoing { labels: &labels, ..EXAMPLE }),
+            Err(EncodeError::Label { index: 0, reason: LabelError::ValueInvalid })
         );
     }
     // Invalid UTF-8 in a signed value.
-    let raw = Raw {
-        metadata: vec![1, b'k', 2, 0xc3, 0x28],
-        ..Raw::example()
-    };
+    let raw = Raw { metadata: vec![1, b'k', 2, 0xc3, 0x28], ..Raw::example() };
     check(&raw.bytes(), Err(DecodeError::Malformed));
 }
 
 #[test]
 fn interval_boundaries() {
     for interval_ms in [1, u32::MAX] {
-        round_trip(&Outgoing {
-            interval_ms,
-            ..EXAMPLE
-        });
+        round_trip(&Outgoing { interval_ms, ..EXAMPLE });
     }
-    assert_eq!(
-        enc(&Outgoing {
-            interval_ms: 0,
-            ..EXAMPLE
-        }),
-        Err(EncodeError::IntervalZero)
-    );
-    let raw = Raw {
-        interval_ms: 0,
-        ..Raw::example()
-    };
+    assert_eq!(enc(&Outgoing { interval_ms: 0, ..EXAMPLE }), Err(EncodeError::IntervalZero));
+    let raw = Raw { interval_ms: 0, ..Raw::example() };
     check(&raw.bytes(), Err(DecodeError::Malformed));
 }
 
@@ -392,11 +294,7 @@ fn interval_boundaries() {
 fn generation_and_sequence_extremes() {
     for generation in [0, 1, u64::MAX] {
         for sequence in [0, 1, u64::MAX] {
-            round_trip(&Outgoing {
-                generation,
-                sequence,
-                ..EXAMPLE
-            });
+            round_trip(&Outgoing { generation, sequence, ..EXAMPLE });
         }
     }
 }
@@ -405,12 +303,7 @@ fn generation_and_sequence_extremes() {
 fn largest_datagram_fits_the_bound() {
     let node = "n".repeat(MAX_NODE_ID);
     let full = [label(63, 255), label(63, 127)];
-    let bytes = enc(&Outgoing {
-        node: &node,
-        labels: &pairs(&full),
-        ..EXAMPLE
-    })
-    .unwrap();
+    let bytes = enc(&Outgoing { node: &node, labels: &pairs(&full), ..EXAMPLE }).unwrap();
     assert_eq!(bytes.len(), encoded_len(MAX_NODE_ID, MAX_METADATA));
     assert!(bytes.len() <= MAX_DATAGRAM);
 }
@@ -440,10 +333,7 @@ fn rejects_every_truncation() {
 #[test]
 fn rejects_bad_magic() {
     for magic in [*b"rc", *b"CR", [0, 0], [0x52, 0x44]] {
-        let raw = Raw {
-            magic,
-            ..Raw::example()
-        };
+        let raw = Raw { magic, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
@@ -451,10 +341,7 @@ fn rejects_bad_magic() {
 #[test]
 fn rejects_other_versions() {
     for version in [0, 2, 255] {
-        let raw = Raw {
-            version,
-            ..Raw::example()
-        };
+        let raw = Raw { version, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::UnsupportedVersion));
     }
 }
@@ -463,10 +350,7 @@ fn rejects_other_versions() {
 fn rejects_unknown_kinds() {
     // 3 and 4 are reserved for probe and ack: still malformed in version 1.
     for kind in [0, 3, 4, 255] {
-        let raw = Raw {
-            kind,
-            ..Raw::example()
-        };
+        let raw = Raw { kind, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
@@ -474,10 +358,7 @@ fn rejects_unknown_kinds() {
 #[test]
 fn rejects_non_zero_flags() {
     for bit in 0..8 {
-        let raw = Raw {
-            flags: 1 << bit,
-            ..Raw::example()
-        };
+        let raw = Raw { flags: 1 << bit, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
@@ -485,10 +366,7 @@ fn rejects_non_zero_flags() {
 #[test]
 fn rejects_unknown_key() {
     for key_id in [0, 2, u16::MAX] {
-        let raw = Raw {
-            key_id,
-            ..Raw::example()
-        };
+        let raw = Raw { key_id, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::UnknownKey));
     }
 }
@@ -530,10 +408,7 @@ fn rejects_trailing_bytes() {
 #[test]
 fn rejects_invalid_utf8_node_after_authentication() {
     for node in [&[0xff][..], &[b'a', 0xc3], &[0xed, 0xa0, 0x80]] {
-        let raw = Raw {
-            node: node.to_vec(),
-            ..Raw::example()
-        };
+        let raw = Raw { node: node.to_vec(), ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
@@ -541,10 +416,7 @@ fn rejects_invalid_utf8_node_after_authentication() {
 #[test]
 fn rejects_label_block_ending_inside_a_label() {
     for metadata in [vec![5, b'g'], vec![1, b'k'], vec![1, b'k', 3, b'v']] {
-        let raw = Raw {
-            metadata,
-            ..Raw::example()
-        };
+        let raw = Raw { metadata, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
@@ -554,14 +426,7 @@ fn reason_names_are_distinct_snake_case() {
     let names: Vec<&str> = DecodeError::ALL.iter().map(DecodeError::as_str).collect();
     assert_eq!(
         names,
-        [
-            "oversized",
-            "truncated",
-            "malformed",
-            "unsupported_version",
-            "unknown_key",
-            "bad_tag"
-        ]
+        ["oversized", "truncated", "malformed", "unsupported_version", "unknown_key", "bad_tag"]
     );
 }
 
@@ -571,10 +436,7 @@ fn reason_names_are_distinct_snake_case() {
 fn encode_error_leaves_out_empty() {
     let mut out = vec![1, 2, 3];
     let labels = [("ok", "1"), ("", "x")];
-    let msg = Outgoing {
-        labels: &labels,
-        ..EXAMPLE
-    };
+    let msg = Outgoing { labels: &labels, ..EXAMPLE };
     assert!(encode(&msg, &ring(), &mut out).is_err());
     assert!(out.is_empty());
 }
@@ -585,10 +447,7 @@ fn labels_store_and_restore() {
     let len = encode_labels(&[("group", "web"), ("zone", "eu-1")], &mut stored).unwrap();
     assert_eq!(len, stored.len() - 1);
     let labels = Labels::from_bytes(&stored[1..]).unwrap();
-    assert_eq!(
-        labels.iter().collect::<Vec<_>>(),
-        [("group", "web"), ("zone", "eu-1")]
-    );
+    assert_eq!(labels.iter().collect::<Vec<_>>(), [("group", "web"), ("zone", "eu-1")]);
     assert_eq!(labels.get("zone"), Some("eu-1"));
     assert_eq!(labels.get("missing"), None);
     assert!(!labels.is_empty());
