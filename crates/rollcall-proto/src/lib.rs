@@ -9,8 +9,11 @@
 //! The wire format lives in [`wire`] (documented in `docs/PROTOCOL.md`), keys in
 //! [`keyring`], deadlines in [`timer`].
 
+pub mod alerts;
+pub mod checks;
 pub mod keyring;
 pub mod monitor;
+pub mod ratelimit;
 pub mod timer;
 pub mod wire;
 

@@ -229,12 +229,22 @@ impl Monitor {
     /// Puts a node in maintenance: its heartbeats are still recorded, its deadlines are not
     /// judged. Returns false for an unknown node.
     pub fn pause(&mut self, id: &str, now: Instant) -> bool {
+        self.pause_until(id, None, now)
+    }
+
+    /// Maintenance with an end: at `until` the node is resumed by itself, and its deadlines
+    /// restart from then (they never fire at once). `None` pauses until [`Monitor::resume`].
+    /// Pausing a paused node moves (or removes) its end. Returns false for an unknown node.
+    pub fn pause_until(&mut self, id: &str, until: Option<Instant>, now: Instant) -> bool {
         self.observe_clock(now);
         let Some(index) = self.nodes.index_of(id) else { return false };
         if self.nodes.get(index).state != NodeState::Paused {
             self.transition(index, NodeState::Paused, Reason::Pause, now, now);
-            self.timers.cancel(index);
         }
+        // While paused, `watch_from` holds the end of the maintenance (MAX: none): the node
+        // is not judged, and `resume` sets it again.
+        self.nodes.get_mut(index).watch_from = until.map_or(Instant::MAX, |until| until.max(now));
+        self.schedule(index);
         true
     }
 
@@ -243,13 +253,7 @@ impl Monitor {
     pub fn resume(&mut self, id: &str, now: Instant) -> bool {
         self.observe_clock(now);
         let Some(index) = self.nodes.index_of(id) else { return false };
-        let node = self.nodes.get_mut(index);
-        if node.state == NodeState::Paused {
-            node.watch_from = now;
-            let to = if node.detector.last_arrival().is_some() { NodeState::Up } else { NodeState::New };
-            self.transition(index, to, Reason::Resume, now, now);
-            self.schedule(index);
-        }
+        self.end_pause(index, now, now);
         true
     }
 
@@ -284,6 +288,18 @@ impl Monitor {
             level: node.detector.level(now),
             deadline: self.timers.deadline(index),
             addr: node.addr,
+        }
+    }
+
+    /// Ends a node's maintenance at `at` (its end, or a command's instant): it is judged
+    /// again with a fresh grace period from then.
+    fn end_pause(&mut self, index: u32, at: Instant, now: Instant) {
+        let node = self.nodes.get_mut(index);
+        if node.state == NodeState::Paused {
+            node.watch_from = at;
+            let to = if node.detector.last_arrival().is_some() { NodeState::Up } else { NodeState::New };
+            self.transition(index, to, Reason::Resume, at, now);
+            self.schedule(index);
         }
     }
 
@@ -429,8 +445,12 @@ impl Monitor {
                     node.restarted = false;
                     return;
                 }
+                NodeState::Paused => {
+                    let end = node.watch_from;
+                    return self.end_pause(index, end, now);
+                }
                 // Stale: the state changed after the deadline was set.
-                NodeState::New | NodeState::Left | NodeState::Paused => return,
+                NodeState::New | NodeState::Left => return,
             };
             let Some(at) = self.deadline_for(node, level) else { return };
             if at > now {
@@ -457,6 +477,12 @@ impl Monitor {
             NodeState::Up => Some(node.detector.suspect_level()),
             NodeState::Suspect => Some(node.detector.down_level()),
             NodeState::Down if node.rise_count > 0 => Some(node.detector.suspect_level()),
+            // The end of maintenance, if it has one.
+            NodeState::Paused if node.watch_from != Instant::MAX => {
+                let end = node.watch_from;
+                self.timers.insert(index, end);
+                return;
+            }
             _ => None,
         };
         match level.and_then(|level| self.deadline_for(node, level)) {

@@ -211,6 +211,17 @@ impl Store {
             .pop())
     }
 
+    /// Payloads delivered to `sink` for incidents still open, oldest first (a sink that must
+    /// re-send firing alerts rebuilds its set from these after a restart).
+    pub fn delivered_for_open_incidents(&self, sink: &str) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT o.payload FROM outbox o JOIN incidents i ON o.incident = i.id
+             WHERE o.sink = ?1 AND i.resolved_at_ms IS NULL AND o.delivered_at_ms IS NOT NULL ORDER BY o.id",
+        )?;
+        let rows = statement.query_map([sink], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Alerts of `sink` (or every sink), oldest first, at most `limit`, with an id above `after`.
     pub fn outbox_rows(
         &self,

@@ -4,6 +4,7 @@
 use clap::Parser;
 
 mod agent;
+mod alerts;
 mod cli;
 mod clock;
 mod demo;

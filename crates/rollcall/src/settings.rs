@@ -4,7 +4,9 @@
 use crate::cli::{DetectorKind, MonitorArgs};
 use anyhow::{Context, bail};
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
+use crate::alerts::sinks::{RawSink, SinkConfig, parse_sinks};
 use rollcall_proto::KeyRing;
+use rollcall_proto::alerts::AlertConfig;
 use rollcall_proto::monitor::{DetectorConfig, MonitorConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -25,6 +27,10 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     /// The UDP socket's receive buffer (SO_RCVBUF) request, in bytes.
     pub recv_buffer_bytes: usize,
+    pub alerts: AlertConfig,
+    pub sinks: Vec<SinkConfig>,
+    /// Bearer token for the API's write endpoints; without one they are refused.
+    pub api_token: Option<String>,
 }
 
 /// The config file as written. Unknown keys are refused, naming the key.
@@ -42,6 +48,29 @@ struct RawConfig {
     phi: RawPhi,
     #[serde(default)]
     fixed: RawFixed,
+    #[serde(default)]
+    alerts: RawAlerts,
+    #[serde(default)]
+    sink: Vec<RawSink>,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    token: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    repeat_interval: Option<String>,
+    flap_changes: Option<u32>,
+    flap_window: Option<String>,
+    group_share: Option<f64>,
+    group_min_nodes: Option<usize>,
+    group_wait: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -128,7 +157,17 @@ impl Settings {
         if checkpoint_interval < Duration::from_secs(1) {
             bail!("invalid configuration: monitor.checkpoint_interval must be at least 1s");
         }
+        let alerts = alert_config(&raw.alerts)?;
+        let sinks = parse_sinks(raw.sink).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+        if let Some(token) = &raw.api.token
+            && token.len() < 16
+        {
+            bail!("invalid configuration: api.token must be at least 16 characters (try `openssl rand -hex 16`)");
+        }
         Ok(Settings {
+            api_token: raw.api.token,
+            alerts,
+            sinks,
             udp: args.udp.or(raw.udp).unwrap_or_else(|| DEFAULT_UDP.parse().expect("valid constant")),
             http: args.http.or(raw.http).unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid constant")),
             data_dir: args.data_dir.clone().or(raw.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
@@ -170,6 +209,20 @@ fn phi_config(raw: &RawPhi) -> anyhow::Result<PhiAccrualConfig> {
             .or(defaults.first_heartbeat_estimate),
     };
     config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: phi: {problem}"))?;
+    Ok(config)
+}
+
+fn alert_config(raw: &RawAlerts) -> anyhow::Result<AlertConfig> {
+    let defaults = AlertConfig::default();
+    let config = AlertConfig {
+        repeat_interval: duration("alerts.repeat_interval", &raw.repeat_interval)?.unwrap_or(defaults.repeat_interval),
+        flap_changes: raw.flap_changes.unwrap_or(defaults.flap_changes),
+        flap_window: duration("alerts.flap_window", &raw.flap_window)?.unwrap_or(defaults.flap_window),
+        group_share: raw.group_share.unwrap_or(defaults.group_share),
+        group_min_nodes: raw.group_min_nodes.unwrap_or(defaults.group_min_nodes),
+        group_wait: duration("alerts.group_wait", &raw.group_wait)?.unwrap_or(defaults.group_wait),
+    };
+    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     Ok(config)
 }
 

@@ -473,3 +473,28 @@ fn the_node_record_stays_compact() {
     assert!(record <= 288, "Node grew to {record} bytes");
     assert!(estimate <= 512, "about {estimate} bytes per node");
 }
+
+#[test]
+fn maintenance_ends_by_itself_and_deadlines_restart_from_its_end() {
+    let mut h = Harness::fixed();
+    h.beat("web-1", 1, 1, 3, secs(1.0));
+    let end = h.now + secs(30.0);
+    assert!(h.monitor.pause_until("web-1", Some(end), h.now));
+    h.drain();
+    h.run_for(secs(29.0));
+    assert_eq!(h.state("web-1"), NodeState::Paused);
+    h.run_for(secs(1.5));
+    assert_eq!(h.state("web-1"), NodeState::Up, "resumed at the end of maintenance");
+    let resumed = h.transitions.last().unwrap();
+    assert_eq!((resumed.reason, resumed.at), (Reason::Resume, end));
+    // Silent since long before: still judged only from the end (3 s down timeout).
+    h.run_for(secs(1.0));
+    assert_eq!(h.state("web-1"), NodeState::Up);
+    h.run_for(secs(2.0));
+    assert_eq!(h.state("web-1"), NodeState::Down);
+    assert!(h.transitions.last().unwrap().at >= end + secs(3.0));
+    // A plain pause has no end.
+    h.monitor.pause("web-1", h.now);
+    h.run_for(secs(3600.0));
+    assert_eq!(h.state("web-1"), NodeState::Paused);
+}

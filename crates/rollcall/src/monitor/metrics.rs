@@ -7,11 +7,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use crate::alerts::delivery::SinkHealth;
 use rollcall_proto::monitor::{NodeState, Rejection};
+use std::collections::BTreeMap;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
-pub fn render(stats: &StatsSnapshot) -> String {
+pub fn render(stats: &StatsSnapshot, sinks: &BTreeMap<String, SinkHealth>, outbox_depth: &[(String, u64)]) -> String {
     let mut registry = Registry::with_prefix("rollcall");
     let core = &stats.core;
 
@@ -70,7 +72,55 @@ pub fn render(stats: &StatsSnapshot) -> String {
     detector.get_or_create(&vec![("detector", stats.detector)]).set(1);
     registry.register("detector_info", "The failure detector in use", detector);
 
+    render_alerts(&mut registry, stats, sinks, outbox_depth);
+
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
     text
+}
+
+type OwnedLabels = Vec<(&'static str, String)>;
+
+fn render_alerts(
+    registry: &mut Registry,
+    stats: &StatsSnapshot,
+    sinks: &BTreeMap<String, SinkHealth>,
+    outbox_depth: &[(String, u64)],
+) {
+    let notifications = Family::<Labels, Counter>::default();
+    for kind in ["firing", "reminder", "resolved", "flapping"] {
+        let count = stats.alerts.notifications.get(kind).copied().unwrap_or(0);
+        notifications.get_or_create(&vec![("kind", kind)]).inc_by(count);
+    }
+    registry.register("notifications", "Incident notifications made, by kind", notifications);
+
+    let held = Counter::<u64>::default();
+    held.inc_by(stats.alerts.held);
+    registry.register("notifications_held", "Notifications not made: subject flapping or paused", held);
+    let unpaged = Counter::<u64>::default();
+    unpaged.inc_by(stats.alerts.recovered_before_paging);
+    registry.register("downs_recovered_before_paging", "Downs that recovered within group_wait", unpaged);
+    let groups = Counter::<u64>::default();
+    groups.inc_by(stats.alerts.groups_opened);
+    registry.register("correlated_failures", "Grouped incidents opened for mass failures", groups);
+
+    let open = Gauge::<i64>::default();
+    open.set(stats.open_incidents as i64);
+    registry.register("incidents_open", "Incidents not yet resolved", open);
+
+    let deliveries = Family::<OwnedLabels, Counter>::default();
+    let failing = Family::<OwnedLabels, Gauge>::default();
+    let pending = Family::<OwnedLabels, Gauge>::default();
+    for (name, health) in sinks {
+        deliveries.get_or_create(&vec![("sink", name.clone()), ("result", "delivered".into())]).inc_by(health.delivered);
+        deliveries
+            .get_or_create(&vec![("sink", name.clone()), ("result", "failed".into())])
+            .inc_by(health.failed_attempts);
+        failing.get_or_create(&vec![("sink", name.clone())]).set(i64::from(health.failing));
+        let depth = outbox_depth.iter().find(|(sink, _)| sink == name).map_or(0, |(_, depth)| *depth);
+        pending.get_or_create(&vec![("sink", name.clone())]).set(depth as i64);
+    }
+    registry.register("alert_deliveries", "Alert delivery attempts, by sink and result", deliveries);
+    registry.register("sink_failing", "1 when a sink failed its last attempts in a row", failing);
+    registry.register("outbox_pending", "Alerts queued for a sink and not yet delivered", pending);
 }

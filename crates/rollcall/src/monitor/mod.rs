@@ -10,6 +10,10 @@ mod metrics;
 mod owner;
 mod persist;
 
+pub use persist::PersistHandle;
+
+use crate::alerts::delivery::Delivery;
+use crate::alerts::sinks::Sink;
 use crate::cli::MonitorArgs;
 use crate::clock::Clock;
 use crate::settings::Settings;
@@ -78,22 +82,42 @@ pub async fn run(
     let http = tokio::net::TcpListener::from_std(listeners.http)?;
 
     let reader = Store::open(&settings.data_dir).context("cannot open a reader on the store")?;
-    let restored = store.nodes().context("cannot read nodes from the store")?;
+    let restored = owner::Restored {
+        nodes: store.nodes().context("cannot read nodes from the store")?,
+        incidents: store.open_incidents().context("cannot read incidents from the store")?,
+        max_incident_id: store.max_incident_id().context("cannot read incidents from the store")?,
+    };
     let persist = persist::Persist::start(store);
-    let (owner, commands) = owner::Owner::new(&settings, clock, udp, persist, restored)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let http_task =
-        tokio::spawn(http::serve(http, http::AppState::new(commands, reader, clock), stop_rx.clone()));
+    let sinks = settings.sinks.iter().cloned().map(Sink::new).collect();
+    let delivery = Delivery::start(
+        sinks,
+        settings.data_dir.clone(),
+        persist.handle(),
+        persist.committed(),
+        clock,
+        stop_rx.clone(),
+    )?;
+    let (owner, commands) = owner::Owner::new(&settings, clock, udp, persist, restored)?;
+    let state = http::AppState::new(commands, reader, clock, delivery.health.clone(), settings.api_token.clone());
+    let http_task = tokio::spawn(http::serve(http, state, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));
 
-    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), "monitor ready");
+    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), sinks = settings.sinks.len(), "monitor ready");
     // A stable line for scripts and tests that bind port 0.
     println!("rollcall monitor listening udp={udp_addr} http={http_addr}");
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    owner_task.await.context("monitor task failed")??;
+    let persist = owner_task.await.context("monitor task failed")??;
+    delivery.join().await;
     let _ = http_task.await;
+    // Every writer has stopped: flush what is queued and close the store.
+    tokio::task::spawn_blocking(move || {
+        let mut persist = persist;
+        persist.shutdown();
+    })
+    .await?;
     Ok(())
 }
 

@@ -2,11 +2,14 @@
 //! through its loop, so the core needs no lock and its order of inputs is well defined.
 
 use super::persist::Persist;
+use crate::alerts::build;
+use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
 use crate::settings::Settings;
-use rollcall_proto::monitor::{MonitorEvent, MonitorStats, NodeView, Transition};
+use rollcall_proto::alerts::{Alerter, Notification, SubjectKind};
+use rollcall_proto::monitor::{MonitorEvent, MonitorStats, NodeState, NodeView, RestoredNode, Transition};
 use rollcall_proto::{Instant, Monitor};
-use rollcall_store::{NodeRecord, Write};
+use rollcall_store::{IncidentRecord, NodeRecord, Write};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,11 +23,21 @@ const RECV_BATCH: usize = 1024;
 /// Bound on queued HTTP commands; a full queue makes handlers wait, never the core.
 const COMMAND_QUEUE: usize = 256;
 
+/// What the store held at start.
+pub struct Restored {
+    pub nodes: Vec<RestoredNode>,
+    pub incidents: Vec<IncidentRecord>,
+    pub max_incident_id: u64,
+}
+
 /// A request from an HTTP handler, answered on its `reply` channel.
 pub enum Command {
     Nodes { reply: oneshot::Sender<Vec<NodeJson>> },
     Node { id: String, reply: oneshot::Sender<Option<NodeJson>> },
     Stats { reply: oneshot::Sender<StatsSnapshot> },
+    /// Maintenance, until `until_ms` (wall clock) or until resumed; `None` for an unknown node.
+    Pause { id: String, until_ms: Option<i64>, reply: oneshot::Sender<Option<NodeJson>> },
+    Resume { id: String, reply: oneshot::Sender<Option<NodeJson>> },
 }
 
 /// A node as the API shows it.
@@ -51,6 +64,8 @@ pub struct NodeJson {
 #[derive(Clone, Debug)]
 pub struct StatsSnapshot {
     pub core: MonitorStats,
+    pub alerts: rollcall_proto::alerts::AlertStats,
+    pub open_incidents: usize,
     pub detector: &'static str,
     pub store_batches: u64,
     pub store_errors: u64,
@@ -60,6 +75,8 @@ pub struct StatsSnapshot {
 
 pub struct Owner {
     core: Monitor,
+    alerter: Alerter,
+    sinks: Vec<SinkConfig>,
     clock: Clock,
     udp: tokio::net::UdpSocket,
     commands: mpsc::Receiver<Command>,
@@ -75,23 +92,38 @@ impl Owner {
         clock: Clock,
         udp: tokio::net::UdpSocket,
         persist: Persist,
-        restored: Vec<rollcall_proto::monitor::RestoredNode>,
+        restored: Restored,
     ) -> anyhow::Result<(Owner, mpsc::Sender<Command>)> {
         let now = clock.now();
         let mut core = Monitor::new(settings.core.clone(), settings.key_ring.clone(), now)
             .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
-        let count = restored.len();
-        for node in restored {
+        let count = restored.nodes.len();
+        for node in restored.nodes {
             core.restore(node, now)
                 .map_err(|problem| anyhow::anyhow!("cannot restore the store: {problem}"))?;
         }
         if count > 0 {
             tracing::info!(nodes = count, "restored nodes from the store; each gets a fresh grace period");
         }
+        let mut alerter = Alerter::new(settings.alerts.clone())
+            .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+        alerter.reserve_ids_through(restored.max_incident_id);
+        for record in &restored.incidents {
+            let Some(incident) = build::restored_incident(record, &clock) else {
+                tracing::warn!(incident = record.id, "stored incident is unreadable; left as it is");
+                continue;
+            };
+            let down = incident.subject_kind == SubjectKind::Group
+                || core.node(&incident.subject, now).is_some_and(|node| node.state == NodeState::Down);
+            alerter.restore(incident, down);
+        }
+        alerter.set_population(core.len());
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let owner = Owner {
             core,
+            alerter,
+            sinks: settings.sinks.clone(),
             clock,
             udp,
             commands: rx,
@@ -105,11 +137,14 @@ impl Owner {
 
     /// The loop. Order matters: received datagrams are drained before due deadlines are
     /// handled, so a heartbeat that has arrived never loses a race with its own deadline.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// Returns the store thread's handle so the caller can flush it once every other writer
+    /// (the delivery loops) has stopped.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<Persist> {
         let mut buffer = vec![0u8; RECV_BUFFER];
         let mut next_checkpoint = self.clock.now() + self.checkpoint_interval;
         loop {
-            let wake = self.clock.to_std(self.core.poll_timeout().min(next_checkpoint));
+            let due = [Some(self.core.poll_timeout()), self.alerter.poll_timeout(), Some(next_checkpoint)];
+            let wake = self.clock.to_std(due.into_iter().flatten().min().expect("never empty"));
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -127,6 +162,14 @@ impl Owner {
                 self.core.handle_timeout(now);
             }
             self.drain_events();
+            if self.alerter.poll_timeout().is_some_and(|due| due <= now) {
+                self.alerter.handle_timeout(now);
+                let mut batch = Vec::new();
+                self.drain_notifications(&mut batch);
+                if !batch.is_empty() {
+                    self.persist.write(batch);
+                }
+            }
             if now >= next_checkpoint {
                 self.checkpoint();
                 next_checkpoint = now + self.checkpoint_interval;
@@ -134,8 +177,7 @@ impl Owner {
         }
         self.drain_events();
         self.checkpoint();
-        self.persist.shutdown();
-        Ok(())
+        Ok(self.persist)
     }
 
     /// Reads whatever else is already queued on the socket, up to a batch.
@@ -154,6 +196,7 @@ impl Owner {
             match event {
                 MonitorEvent::Transition(transition) => {
                     log_transition(&transition);
+                    self.alerter.handle_transition(SubjectKind::Node, &transition, transition.noticed);
                     if let Some(record) = self.record(&transition.node) {
                         batch.push(Write::Node {
                             record,
@@ -187,9 +230,49 @@ impl Owner {
                 }
             }
         }
+        self.alerter.set_population(self.core.len());
+        self.drain_notifications(&mut batch);
         if !batch.is_empty() {
             self.persist.write(batch);
         }
+    }
+
+    /// Turns the incident layer's notifications into outbox rows, in the same batch as the
+    /// transitions that caused them: one commit makes both durable, so a crash can lose
+    /// neither without the other.
+    fn drain_notifications(&mut self, batch: &mut Vec<Write>) {
+        while let Some(notification) = self.alerter.poll_notification() {
+            let alert = build::alert(&notification, self.labels_of(&notification), &self.clock);
+            tracing::info!(
+                incident = notification.incident, kind = notification.kind.as_str(),
+                key = %alert.idempotency_key, "{}", alert.summary
+            );
+            build::writes(&notification, &alert, &self.sinks, &self.clock, batch);
+        }
+    }
+
+    /// The labels of a notification's subject; for a group, those all its members share.
+    fn labels_of(&self, notification: &Notification) -> BTreeMap<String, String> {
+        let now = self.clock.now();
+        let mut shared: Option<BTreeMap<String, String>> = None;
+        for member in &notification.members {
+            let labels: BTreeMap<String, String> = match notification.subject_kind {
+                SubjectKind::Check => BTreeMap::new(),
+                _ => self
+                    .core
+                    .node(member, now)
+                    .map(|view| view.labels().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+                    .unwrap_or_default(),
+            };
+            shared = Some(match shared {
+                None => labels,
+                Some(mut common) => {
+                    common.retain(|key, value| labels.get(key) == Some(value));
+                    common
+                }
+            });
+        }
+        shared.unwrap_or_default()
     }
 
     fn record(&self, id: &str) -> Option<NodeRecord> {
@@ -224,10 +307,24 @@ impl Owner {
             Command::Node { id, reply } => {
                 let _ = reply.send(self.core.node(&id, now).map(|view| node_json(&view, now, detector)));
             }
+            Command::Pause { id, until_ms, reply } => {
+                let wall_now = self.clock.wall_ms(now);
+                let until = until_ms.map(|ms| now + Duration::from_millis(ms.saturating_sub(wall_now).max(0) as u64));
+                let found = self.core.pause_until(&id, until, now);
+                self.drain_events();
+                let _ = reply.send(found.then(|| self.node_json(&id)).flatten());
+            }
+            Command::Resume { id, reply } => {
+                let found = self.core.resume(&id, now);
+                self.drain_events();
+                let _ = reply.send(found.then(|| self.node_json(&id)).flatten());
+            }
             Command::Stats { reply } => {
                 let (store_batches, store_errors) = self.persist.counters();
                 let _ = reply.send(StatsSnapshot {
                     core: self.core.stats().clone(),
+                    alerts: self.alerter.stats().clone(),
+                    open_incidents: self.alerter.open_incidents().count(),
                     detector,
                     store_batches,
                     store_errors,
@@ -236,6 +333,14 @@ impl Owner {
                 });
             }
         }
+    }
+}
+
+impl Owner {
+    fn node_json(&self, id: &str) -> Option<NodeJson> {
+        let now = self.clock.now();
+        let detector = self.core.config().detector.name();
+        self.core.node(id, now).map(|view| node_json(&view, now, detector))
     }
 }
 

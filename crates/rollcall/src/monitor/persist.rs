@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub struct Persist {
     sender: Option<mpsc::Sender<Vec<Write>>>,
+    committed: tokio::sync::watch::Receiver<u64>,
     thread: Option<JoinHandle<()>>,
     batches: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
@@ -22,6 +23,8 @@ impl Persist {
         let batches = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let (batch_count, error_count) = (batches.clone(), errors.clone());
+        // Bumped after every commit, so the delivery loops know new outbox rows are durable.
+        let (committed_tx, committed) = tokio::sync::watch::channel(0u64);
         let thread = std::thread::Builder::new()
             .name("rollcall-store".into())
             .spawn(move || {
@@ -31,10 +34,21 @@ impl Persist {
                     }
                     write_with_retry(&mut store, &batch, &error_count);
                     batch_count.fetch_add(1, Ordering::Relaxed);
+                    committed_tx.send_modify(|count| *count += 1);
                 }
             })
             .expect("spawning a thread only fails when the process is out of resources");
-        Persist { sender: Some(sender), thread: Some(thread), batches, errors }
+        Persist { sender: Some(sender), committed, thread: Some(thread), batches, errors }
+    }
+
+    /// A handle other tasks (delivery loops) use to queue their own writes.
+    pub fn handle(&self) -> PersistHandle {
+        PersistHandle { sender: self.sender.clone().expect("handles are taken before shutdown") }
+    }
+
+    /// Changes after every commit.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     /// Queues a batch; the store thread commits it (merged with others) as soon as it can.
@@ -50,7 +64,8 @@ impl Persist {
         (self.batches.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
     }
 
-    /// Waits until everything queued is committed.
+    /// Waits until everything queued is committed. Every [`PersistHandle`] must be dropped
+    /// first, or this waits for them.
     pub fn shutdown(&mut self) {
         self.sender.take();
         if let Some(thread) = self.thread.take() {
@@ -73,5 +88,18 @@ fn write_with_retry(store: &mut Store, batch: &[Write], errors: &AtomicU64) {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// A cloneable way to queue writes.
+#[derive(Clone)]
+pub struct PersistHandle {
+    sender: mpsc::Sender<Vec<Write>>,
+}
+
+impl PersistHandle {
+    pub fn write(&self, batch: Vec<Write>) {
+        // The store thread outlives every handle (shutdown waits for them).
+        let _ = self.sender.send(batch);
     }
 }

@@ -1,0 +1,192 @@
+//! What a check is: its id, secret token, schedule and labels, validated once; and the
+//! compiled schedule that turns a wall time into the next cron tick.
+
+use crate::wire::{self, MAX_NODE_ID};
+use chrono::DateTime;
+use chrono_tz::Tz;
+use core::time::Duration;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use std::collections::BTreeMap;
+
+/// Shortest token: 22 characters of a 64-letter alphabet carry 132 bits, at least the
+/// 128 bits the brief asks for (16 random bytes in unpadded base64url).
+pub const MIN_TOKEN_LEN: usize = 22;
+/// Longest token, so that a lookup never hashes an unbounded string from the network.
+pub const MAX_TOKEN_LEN: usize = 128;
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION: usize = 1024;
+/// Longest cron expression, in bytes.
+pub const MAX_CRON_EXPRESSION: usize = 256;
+/// Shortest period and grace.
+pub const MIN_SPAN: Duration = Duration::from_secs(1);
+/// Longest period and grace (a year), so deadlines stay far from overflow.
+pub const MAX_SPAN: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// When a check expects its pings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// A ping at least every `period`; the check is late `grace` after that.
+    Period { period: Duration, grace: Duration },
+    /// A ping after every tick of a five-field cron `expression` (minute, hour, day of month,
+    /// month, day of week, as in Vixie cron and Healthchecks.io), evaluated in the IANA time
+    /// zone `timezone` (e.g. `Europe/Berlin`, or `UTC`); the check is late `grace` after a tick.
+    Cron { expression: String, timezone: String, grace: Duration },
+}
+
+impl Schedule {
+    /// How late a ping may be, and how long a started run may take.
+    pub fn grace(&self) -> Duration {
+        match self {
+            Schedule::Period { grace, .. } | Schedule::Cron { grace, .. } => *grace,
+        }
+    }
+
+    /// Checks the schedule; the error is one sentence naming the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        self.compile().map(|_| ())
+    }
+
+    /// The schedule in the form the check table evaluates.
+    pub(crate) fn compile(&self) -> Result<Compiled, String> {
+        check_span("grace", self.grace())?;
+        match self {
+            Schedule::Period { period, grace } => {
+                check_span("period", *period)?;
+                Ok(Compiled::Period { period: *period, grace: *grace })
+            }
+            Schedule::Cron { expression, timezone, grace } => {
+                let cron = parse_cron(expression)?;
+                let tz: Tz = timezone.parse().map_err(|_| {
+                    format!("unknown time zone {timezone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")")
+                })?;
+                let compiled = Compiled::Cron { cron: Box::new(cron), tz, grace: *grace };
+                // A pattern such as `0 0 30 2 *` parses but never matches: refuse it now rather
+                // than have a check that can never be late. 2000-01-01 is an arbitrary fixed
+                // start, so validation is a pure function of the expression.
+                if compiled.next_tick_after(946_684_800_000).is_none() {
+                    return Err(format!("the cron expression {expression:?} never matches a date"));
+                }
+                Ok(compiled)
+            }
+        }
+    }
+}
+
+/// A check, as configured in the file or through the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// 1 to 64 bytes, no whitespace or control character (the rules of node ids).
+    pub id: String,
+    /// The secret in the ping URL: at least 22 characters of `A-Z a-z 0-9 _ -` (at least
+    /// 128 bits when drawn at random), at most 128.
+    pub token: String,
+    pub schedule: Schedule,
+    /// Same rules as node labels (see [`wire::encode_labels`]).
+    pub labels: BTreeMap<String, String>,
+    /// Free text for people, at most 1024 bytes.
+    pub description: String,
+}
+
+impl CheckSpec {
+    /// Checks every field; the error is one sentence naming the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_id(&self.id)?;
+        let id = &self.id;
+        validate_token(&self.token).map_err(|error| format!("check {id:?}: {error}"))?;
+        self.schedule.validate().map_err(|error| format!("check {id:?}: {error}"))?;
+        let labels: Vec<(&str, &str)> = self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        wire::encode_labels(&labels, &mut Vec::new()).map_err(|error| match error {
+            wire::EncodeError::Label { index, reason } => {
+                format!("check {id:?}: label {:?}: {reason}", labels[index].0)
+            }
+            other => format!("check {id:?}: {other}"),
+        })?;
+        if self.description.len() > MAX_DESCRIPTION {
+            return Err(format!("check {id:?}: the description is longer than {MAX_DESCRIPTION} bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// Node id rules: 1 to 64 bytes, no control character, no whitespace.
+pub(crate) fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_NODE_ID {
+        return Err(format!("the check id {id:?} must be 1 to {MAX_NODE_ID} bytes long"));
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("the check id {id:?} contains whitespace or a control character"));
+    }
+    Ok(())
+}
+
+fn validate_token(token: &str) -> Result<(), String> {
+    if token.len() < MIN_TOKEN_LEN || token.len() > MAX_TOKEN_LEN {
+        return Err(format!(
+            "the token must be {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} characters long (at least 128 bits), not {}",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err("the token may only contain A-Z, a-z, 0-9, `_` and `-`".into());
+    }
+    Ok(())
+}
+
+fn check_span(name: &str, span: Duration) -> Result<(), String> {
+    if span.is_zero() {
+        return Err(format!("the {name} is zero"));
+    }
+    if span < MIN_SPAN {
+        return Err(format!("the {name} is shorter than 1 s"));
+    }
+    if span > MAX_SPAN {
+        return Err(format!("the {name} is longer than 366 days"));
+    }
+    Ok(())
+}
+
+/// Parses the five-field grammar of Healthchecks.io: no seconds field, no year field, and
+/// Vixie cron's rule that a restricted day of month and day of week match either.
+fn parse_cron(expression: &str) -> Result<Cron, String> {
+    if expression.len() > MAX_CRON_EXPRESSION {
+        return Err(format!("the cron expression is longer than {MAX_CRON_EXPRESSION} bytes"));
+    }
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expression)
+        .map_err(|error| format!("the cron expression {expression:?} does not parse: {error}"))
+}
+
+/// A validated schedule, ready to evaluate.
+#[derive(Clone, Debug)]
+pub(crate) enum Compiled {
+    Period { period: Duration, grace: Duration },
+    Cron { cron: Box<Cron>, tz: Tz, grace: Duration },
+}
+
+impl Compiled {
+    pub fn grace(&self) -> Duration {
+        match self {
+            Compiled::Period { grace, .. } | Compiled::Cron { grace, .. } => *grace,
+        }
+    }
+
+    /// The first cron tick strictly after `wall_ms` (milliseconds since the Unix epoch), in
+    /// the same unit; `None` for a period schedule, for a wall time out of range, or when the
+    /// search finds no tick.
+    ///
+    /// The tick is found in the check's time zone with croner's rules for daylight saving
+    /// time: a fixed time that falls in a skipped hour (spring forward) runs at the first
+    /// valid instant after the gap, on the same day; a fixed time that happens twice (fall
+    /// back) runs once, at its first occurrence; wildcard and step fields run at every
+    /// matching wall time that exists.
+    pub fn next_tick_after(&self, wall_ms: u64) -> Option<u64> {
+        let Compiled::Cron { cron, tz, .. } = self else { return None };
+        let start = DateTime::from_timestamp_millis(i64::try_from(wall_ms).ok()?)?.with_timezone(tz);
+        let tick = cron.find_next_occurrence(&start, false).ok()?;
+        u64::try_from(tick.timestamp_millis()).ok()
+    }
+}

@@ -1,0 +1,117 @@
+//! Turns the core's notifications into alert documents and outbox rows.
+
+use super::model::{
+    ALERT_VERSION, Alert, AlertKind, IncidentInfo, Severity, Subject, SubjectKind, TransitionInfo,
+};
+use super::sinks::SinkConfig;
+use crate::clock::{Clock, rfc3339_ms};
+use rollcall_proto::alerts::{self as core, Notification, NotificationKind};
+use rollcall_store::{IncidentRecord, OutboxEntry, Write};
+use std::collections::BTreeMap;
+
+/// The alert document for a notification. `labels` are the subject's labels (for a group:
+/// those its members share).
+pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, clock: &Clock) -> Alert {
+    let subject_word = match notification.subject_kind {
+        core::SubjectKind::Node => "node",
+        core::SubjectKind::Check => "check",
+        core::SubjectKind::Group => "nodes",
+    };
+    let who = match notification.subject_kind {
+        core::SubjectKind::Group => format!("{} nodes ({})", notification.members.len(), notification.members.join(", ")),
+        _ => format!("{subject_word} {}", notification.subject),
+    };
+    let summary = match notification.kind {
+        NotificationKind::Firing => match &notification.transition {
+            Some(t) => format!("{who} is down ({})", t.reason.as_str()),
+            None => format!("{who} down at once: a correlated failure, or trouble on the monitor's side"),
+        },
+        NotificationKind::Reminder => format!("{who} still down"),
+        NotificationKind::Resolved => format!("{who} recovered"),
+        NotificationKind::Flapping => format!("{who} is flapping; its alerts are held until it settles"),
+    };
+    Alert {
+        version: ALERT_VERSION,
+        idempotency_key: notification.idempotency_key(),
+        kind: match notification.kind {
+            NotificationKind::Firing => AlertKind::Firing,
+            NotificationKind::Reminder => AlertKind::Reminder,
+            NotificationKind::Resolved => AlertKind::Resolved,
+            NotificationKind::Flapping => AlertKind::Flapping,
+        },
+        severity: match notification.severity {
+            core::Severity::Info => Severity::Info,
+            core::Severity::Warning => Severity::Warning,
+            core::Severity::Critical => Severity::Critical,
+        },
+        incident: IncidentInfo {
+            id: notification.incident,
+            started_at: rfc3339_ms(clock.wall_ms(notification.started_at)),
+            resolved_at: notification.resolved_at.map(|at| rfc3339_ms(clock.wall_ms(at))),
+        },
+        subject: Subject {
+            kind: match notification.subject_kind {
+                core::SubjectKind::Node => SubjectKind::Node,
+                core::SubjectKind::Check => SubjectKind::Check,
+                core::SubjectKind::Group => SubjectKind::Group,
+            },
+            id: notification.subject.clone(),
+        },
+        nodes: notification.members.clone(),
+        labels,
+        transition: notification.transition.as_ref().map(|t| TransitionInfo {
+            from: t.from.as_str().to_string(),
+            to: t.to.as_str().to_string(),
+            reason: t.reason.as_str().to_string(),
+            at: rfc3339_ms(clock.wall_ms(t.at)),
+        }),
+        summary,
+    }
+}
+
+/// The writes that make a notification durable: its incident's row and one outbox row per
+/// sink whose route takes it.
+pub fn writes(notification: &Notification, alert: &Alert, sinks: &[SinkConfig], clock: &Clock, out: &mut Vec<Write>) {
+    let now_ms = clock.wall_ms(clock.now());
+    out.push(Write::Incident(IncidentRecord {
+        id: notification.incident,
+        kind: notification.kind.as_str().to_string(),
+        severity: notification.severity.as_str().to_string(),
+        subject_kind: notification.subject_kind.as_str().to_string(),
+        subject: notification.subject.clone(),
+        members: notification.members.clone(),
+        started_at_ms: clock.wall_ms(notification.started_at),
+        resolved_at_ms: notification.resolved_at.map(|at| clock.wall_ms(at)),
+        next_sequence: notification.sequence + 1,
+        last_notified_at_ms: now_ms,
+    }));
+    let payload = serde_json::to_string(alert).expect("an alert document always serializes");
+    for sink in sinks.iter().filter(|sink| sink.routes(alert)) {
+        out.push(Write::Outbox(OutboxEntry {
+            sink: sink.name.clone(),
+            idempotency_key: alert.idempotency_key.clone(),
+            incident: notification.incident,
+            subject: notification.subject.clone(),
+            payload: payload.clone(),
+            created_at_ms: now_ms,
+        }));
+    }
+}
+
+/// An open incident read from the store, on the current clock.
+pub fn restored_incident(record: &IncidentRecord, clock: &Clock) -> Option<core::OpenIncident> {
+    Some(core::OpenIncident {
+        id: record.id,
+        kind: match record.kind.as_str() {
+            "flapping" => NotificationKind::Flapping,
+            _ => NotificationKind::Firing,
+        },
+        severity: core::Severity::parse(&record.severity)?,
+        subject_kind: core::SubjectKind::parse(&record.subject_kind)?,
+        subject: record.subject.clone(),
+        members: record.members.clone(),
+        started_at: clock.from_wall_ms(record.started_at_ms),
+        next_sequence: record.next_sequence,
+        last_notified: clock.from_wall_ms(record.last_notified_at_ms),
+    })
+}

@@ -1,0 +1,123 @@
+//! Alerting endpoints: incidents, sinks and their health, the outbox.
+
+use super::{ApiError, AppState};
+use crate::alerts::delivery::SinkHealth;
+use crate::clock::rfc3339_ms;
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+pub struct IncidentsQuery {
+    /// Only open incidents.
+    #[serde(default)]
+    open: bool,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct IncidentJson {
+    id: u64,
+    kind: String,
+    severity: String,
+    subject_kind: String,
+    subject: String,
+    members: Vec<String>,
+    started_at: String,
+    resolved_at: Option<String>,
+    notifications: u32,
+    last_notified_at: String,
+}
+
+pub async fn incidents(
+    State(state): State<AppState>,
+    Query(query): Query<IncidentsQuery>,
+) -> Result<Json<Vec<IncidentJson>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
+    let rows = state
+        .read(move |store| if query.open { store.open_incidents() } else { store.recent_incidents(limit) })
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| IncidentJson {
+                id: row.id,
+                kind: row.kind,
+                severity: row.severity,
+                subject_kind: row.subject_kind,
+                subject: row.subject,
+                members: row.members,
+                started_at: rfc3339_ms(row.started_at_ms),
+                resolved_at: row.resolved_at_ms.map(rfc3339_ms),
+                notifications: row.next_sequence,
+                last_notified_at: rfc3339_ms(row.last_notified_at_ms),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct SinkJson {
+    name: String,
+    #[serde(flatten)]
+    health: SinkHealth,
+    /// Alerts queued and not yet delivered.
+    pending: u64,
+}
+
+pub async fn sinks(State(state): State<AppState>) -> Result<Json<Vec<SinkJson>>, ApiError> {
+    let depth: BTreeMap<String, u64> = state.read(|store| store.outbox_depth()).await?.into_iter().collect();
+    let board = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
+    Ok(Json(
+        board
+            .into_iter()
+            .map(|(name, health)| SinkJson { pending: depth.get(&name).copied().unwrap_or(0), name, health })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    sink: Option<String>,
+    #[serde(default)]
+    since: i64,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct OutboxJson {
+    id: i64,
+    sink: String,
+    idempotency_key: String,
+    incident: u64,
+    subject: String,
+    created_at: String,
+    attempts: u32,
+    last_error: Option<String>,
+    delivered_at: Option<String>,
+}
+
+pub async fn outbox(
+    State(state): State<AppState>,
+    Query(query): Query<OutboxQuery>,
+) -> Result<Json<Vec<OutboxJson>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
+    let rows = state.read(move |store| store.outbox_rows(query.sink.as_deref(), query.since, limit)).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| OutboxJson {
+                id: row.id,
+                sink: row.entry.sink,
+                idempotency_key: row.entry.idempotency_key,
+                incident: row.entry.incident,
+                subject: row.entry.subject,
+                created_at: rfc3339_ms(row.entry.created_at_ms),
+                attempts: row.attempts,
+                last_error: row.last_error,
+                delivered_at: row.delivered_at_ms.map(rfc3339_ms),
+            })
+            .collect(),
+    ))
+}

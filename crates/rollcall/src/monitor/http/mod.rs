@@ -1,0 +1,215 @@
+//! The read API: `/v1/nodes`, `/v1/nodes/{id}`, `/v1/events`, `/healthz`, `/metrics`.
+//!
+//! Handlers never touch the core: node queries are commands answered by the owner task,
+//! history queries read the store through their own connection.
+
+use super::owner::Command;
+use crate::alerts::delivery::HealthBoard;
+use crate::clock::{Clock, rfc3339_ms};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rollcall_store::Store;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, watch};
+
+mod alerts;
+mod nodes;
+
+/// Largest request body the API reads (pings have their own, smaller limit).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Most events one `/v1/events` page returns.
+const MAX_EVENTS_PAGE: usize = 1000;
+
+#[derive(Clone)]
+pub struct AppState {
+    commands: mpsc::Sender<Command>,
+    reader: Arc<Mutex<Store>>,
+    clock: Clock,
+    sinks: HealthBoard,
+    /// Bearer token that write endpoints require; without one, writes are refused.
+    api_token: Option<Arc<str>>,
+}
+
+impl AppState {
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        reader: Store,
+        clock: Clock,
+        sinks: HealthBoard,
+        api_token: Option<String>,
+    ) -> AppState {
+        AppState { commands, reader: Arc::new(Mutex::new(reader)), clock, sinks, api_token: api_token.map(Arc::from) }
+    }
+
+    /// Checks the bearer token of a write request. Nothing is changed when this fails.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = &self.api_token else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "writes_disabled",
+                "write endpoints are disabled: set api.token in the config to enable them".into(),
+            ));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        match given {
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer TOKEN".into())),
+            Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong API token".into())),
+        }
+    }
+
+    /// Runs a blocking store read off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Store) -> Result<T, rollcall_store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = reader.lock().map_err(|_| "store reader poisoned".to_string())?;
+            query(&store).map_err(|error| error.to_string())
+        })
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+        .map_err(ApiError::internal)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| ApiError::unavailable())?;
+        answer.await.map_err(|_| ApiError::unavailable())
+    }
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{id}", get(nodes::detail))
+        .route("/v1/nodes/{id}/pause", post(nodes::pause))
+        .route("/v1/nodes/{id}/resume", post(nodes::resume))
+        .route("/v1/events", get(events))
+        .route("/v1/incidents", get(alerts::incidents))
+        .route("/v1/sinks", get(alerts::sinks))
+        .route("/v1/outbox", get(alerts::outbox))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!(%error, "HTTP server stopped");
+    }
+}
+
+/// An error as JSON: a stable `code` and a human `message`.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
+        ApiError { status, code, message }
+    }
+
+    pub fn bad_request(message: String) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn unavailable() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "shutting_down",
+            message: "the monitor is stopping".into(),
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("no {what} named {id:?}"),
+        }
+    }
+
+    pub fn internal(message: String) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(&self)).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Only events with an id above this one (for paging and polling).
+    #[serde(default)]
+    since: i64,
+    limit: Option<usize>,
+    node: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EventJson {
+    id: i64,
+    node: String,
+    generation: u64,
+    from: &'static str,
+    to: &'static str,
+    reason: &'static str,
+    /// When it should have happened (the computed deadline), RFC 3339.
+    at: String,
+    /// When the monitor noticed it, RFC 3339.
+    noticed_at: String,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Vec<EventJson>>, ApiError> {
+    let limit = query.limit.unwrap_or(MAX_EVENTS_PAGE).min(MAX_EVENTS_PAGE);
+    let rows = state.read(move |store| store.transitions(query.since, limit, query.node.as_deref())).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| EventJson {
+                id: row.id,
+                node: row.node,
+                generation: row.generation,
+                from: row.from.as_str(),
+                to: row.to.as_str(),
+                reason: row.reason.as_str(),
+                at: rfc3339_ms(row.at_ms),
+                noticed_at: rfc3339_ms(row.noticed_at_ms),
+            })
+            .collect(),
+    ))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let stats = state.ask(|reply| Command::Stats { reply }).await?;
+    let depth = state.read(|store| store.outbox_depth()).await?;
+    let sinks = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
+    let body = super::metrics::render(&stats, &sinks, &depth);
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response())
+}
+
+/// Compares secrets without leaking, through timing, how long a matching prefix is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

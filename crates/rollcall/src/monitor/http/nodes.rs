@@ -1,0 +1,69 @@
+//! Node endpoints: list, detail, pause (maintenance, optionally with an end), resume.
+
+use super::{ApiError, AppState};
+use crate::monitor::owner::{Command, NodeJson};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<NodeJson>>, ApiError> {
+    Ok(Json(state.ask(|reply| Command::Nodes { reply }).await?))
+}
+
+pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<NodeJson>, ApiError> {
+    let found = state.ask(|reply| Command::Node { id: id.clone(), reply }).await?;
+    found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
+}
+
+/// Body of `POST /v1/nodes/{id}/pause`: no body pauses until resumed; `for` ("2h") or
+/// `until` (RFC 3339) sets the end of the maintenance.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    until: Option<String>,
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<PauseBody>>,
+) -> Result<Json<NodeJson>, ApiError> {
+    state.authorize(&headers)?;
+    let body = body.map(|Json(body)| body).unwrap_or_default();
+    let now_ms = state.clock.wall_ms(state.clock.now());
+    let until_ms = match (body.for_, body.until) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give `for` or `until`, not both".into())),
+        (Some(span), None) => {
+            let span = humantime::parse_duration(&span)
+                .map_err(|error| ApiError::bad_request(format!("field `for`: {error}")))?;
+            Some(now_ms + span.as_millis() as i64)
+        }
+        (None, Some(until)) => {
+            let at = humantime::parse_rfc3339_weak(&until)
+                .map_err(|error| ApiError::bad_request(format!("field `until`: {error}")))?;
+            let ms = at.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64;
+            if ms <= now_ms {
+                return Err(ApiError::bad_request("field `until` is in the past".into()));
+            }
+            Some(ms)
+        }
+        (None, None) => None,
+    };
+    let found = state.ask(|reply| Command::Pause { id: id.clone(), until_ms, reply }).await?;
+    found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<NodeJson>, ApiError> {
+    state.authorize(&headers)?;
+    let found = state.ask(|reply| Command::Resume { id: id.clone(), reply }).await?;
+    found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
+}
