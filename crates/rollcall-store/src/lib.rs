@@ -14,6 +14,7 @@ mod schema;
 
 pub use alerting::{CheckRecord, IncidentRecord, OutboxEntry, OutboxRow, PingRecord};
 
+use rollcall_proto::alerts::SubjectKind;
 use rollcall_proto::monitor::{NodeState, Reason, RestoredNode};
 use rusqlite::{Connection, OpenFlags, params};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,9 @@ pub struct NodeRecord {
 pub struct TransitionRecord {
     /// Assigned by the store; increasing.
     pub id: i64,
+    /// Whose transition: a node's or a check's.
+    pub kind: SubjectKind,
+    /// The node's (or check's) id.
     pub node: String,
     pub generation: u64,
     pub from: NodeState,
@@ -168,8 +172,8 @@ impl Store {
                    interval_ms = ?4, state = ?5, labels = ?6, updated_at_ms = ?7",
             )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO transitions (node, generation, from_state, to_state, reason, at_ms, noticed_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO transitions (node, generation, from_state, to_state, reason, at_ms, noticed_at_ms,
+                   subject_kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for write in batch {
                 match write {
@@ -199,6 +203,7 @@ impl Store {
                             t.reason.as_str(),
                             t.at_ms,
                             t.noticed_at_ms,
+                            t.kind.as_str(),
                         ])?;
                         ids.push(tx.last_insert_rowid());
                     }
@@ -242,37 +247,38 @@ impl Store {
     }
 
     /// Transitions with an id above `after`, oldest first, at most `limit`; optionally of one
-    /// node only.
+    /// kind of subject, and of one node (or check) only.
     pub fn transitions(
         &self,
         after: i64,
         limit: usize,
-        node: Option<&str>,
+        filter: TransitionFilter<'_>,
     ) -> Result<Vec<TransitionRecord>, StoreError> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT id, node, generation, from_state, to_state, reason, at_ms, noticed_at_ms
-             FROM transitions WHERE id > ?1 AND (?2 IS NULL OR node = ?2) ORDER BY id LIMIT ?3",
+            "SELECT id, node, generation, from_state, to_state, reason, at_ms, noticed_at_ms, subject_kind
+             FROM transitions WHERE id > ?1 AND (?2 IS NULL OR node = ?2) AND (?3 IS NULL OR subject_kind = ?3)
+             ORDER BY id LIMIT ?4",
         )?;
-        let rows = statement.query_map(params![after, node, limit as i64], |row| {
+        let kind = filter.kind.map(SubjectKind::as_str);
+        let rows = statement.query_map(params![after, filter.id, kind, limit as i64], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, i64>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, String>(5)?,
+                [row.get::<_, String>(3)?, row.get::<_, String>(4)?, row.get::<_, String>(5)?, row.get(8)?],
                 row.get::<_, i64>(6)?,
                 row.get::<_, i64>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, node, generation, from, to, reason, at_ms, noticed_at_ms) = row?;
+            let (id, node, generation, [from, to, reason, kind], at_ms, noticed_at_ms) = row?;
             let bad = |what: &str, value: &str| {
                 StoreError::BadRow(format!("transition {id} has unknown {what} {value:?}"))
             };
             out.push(TransitionRecord {
                 id,
+                kind: SubjectKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
                 generation: generation as u64,
                 from: NodeState::parse(&from).ok_or_else(|| bad("state", &from))?,
                 to: NodeState::parse(&to).ok_or_else(|| bad("state", &to))?,
@@ -284,6 +290,13 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Which transitions [`Store::transitions`] returns.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TransitionFilter<'a> {
+    pub kind: Option<SubjectKind>,
+    pub id: Option<&'a str>,
 }
 
 #[cfg(test)]

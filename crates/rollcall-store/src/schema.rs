@@ -72,4 +72,6 @@ pub const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX pings_by_check ON pings (check_id, id);",
+    // 3: transitions of checks live beside those of nodes, told apart by kind.
+    "ALTER TABLE transitions ADD COLUMN subject_kind TEXT NOT NULL DEFAULT 'node';",
 ];

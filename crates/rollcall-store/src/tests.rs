@@ -1,4 +1,5 @@
 use super::*;
+use rollcall_proto::alerts::SubjectKind;
 
 fn node(id: &str, generation: u64, sequence: u64, state: NodeState) -> Write {
     Write::Node {
@@ -17,6 +18,7 @@ fn node(id: &str, generation: u64, sequence: u64, state: NodeState) -> Write {
 fn transition(node: &str, from: NodeState, to: NodeState, reason: Reason) -> Write {
     Write::Transition(TransitionRecord {
         id: 0,
+        kind: SubjectKind::Node,
         node: node.into(),
         generation: 1,
         from,
@@ -46,7 +48,7 @@ fn writes_survive_reopening() {
     let nodes = store.nodes().unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!((nodes[0].generation, nodes[0].sequence, nodes[0].state), (1, 5, NodeState::Up));
-    let history = store.transitions(0, 100, None).unwrap();
+    let history = store.transitions(0, 100, TransitionFilter::default()).unwrap();
     let kinds: Vec<_> = history.iter().map(|t| (t.from, t.to, t.reason)).collect();
     assert_eq!(
         kinds,
@@ -55,8 +57,8 @@ fn writes_survive_reopening() {
             (NodeState::Up, NodeState::Down, Reason::Phi)
         ]
     );
-    assert_eq!(store.transitions(history[0].id, 100, None).unwrap().len(), 1);
-    assert_eq!(store.transitions(0, 100, Some("other")).unwrap().len(), 0);
+    assert_eq!(store.transitions(history[0].id, 100, TransitionFilter::default()).unwrap().len(), 1);
+    assert_eq!(store.transitions(0, 100, TransitionFilter { id: Some("other"), kind: None }).unwrap().len(), 0);
 }
 
 #[test]

@@ -33,13 +33,13 @@ impl Clock {
 
     /// The core instant at which the wall clock read `wall_ms`, or the origin for times
     /// before this clock started (restored records from a previous run).
-    pub fn from_wall_ms(&self, wall_ms: i64) -> Instant {
+    pub fn instant_at_wall_ms(&self, wall_ms: i64) -> Instant {
         let since = wall_ms.saturating_sub(self.wall_origin_ms).max(0) as u64;
         Instant::from_nanos(since.saturating_mul(1_000_000))
     }
 
     /// The OS instant matching a core instant, for sleeping until it.
-    pub fn to_std(&self, instant: Instant) -> std::time::Instant {
+    pub fn std_instant(&self, instant: Instant) -> std::time::Instant {
         self.origin + std::time::Duration::from_nanos(instant.as_nanos())
     }
 }

@@ -4,6 +4,7 @@
 use clap::Parser;
 
 mod agent;
+mod checks;
 mod alerts;
 mod cli;
 mod clock;

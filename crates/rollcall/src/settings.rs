@@ -5,6 +5,9 @@ use crate::cli::{DetectorKind, MonitorArgs};
 use anyhow::{Context, bail};
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
 use crate::alerts::sinks::{RawSink, SinkConfig, parse_sinks};
+use crate::checks::CheckInput;
+use rollcall_proto::checks::{CheckSpec, ChecksConfig};
+use rollcall_proto::ratelimit::RateLimiter;
 use rollcall_proto::KeyRing;
 use rollcall_proto::alerts::AlertConfig;
 use rollcall_proto::monitor::{DetectorConfig, MonitorConfig};
@@ -31,6 +34,20 @@ pub struct Settings {
     pub sinks: Vec<SinkConfig>,
     /// Bearer token for the API's write endpoints; without one they are refused.
     pub api_token: Option<String>,
+    /// Checks defined in the config file (the file owns them).
+    pub checks: Vec<CheckSpec>,
+    pub pings: PingSettings,
+}
+
+/// Limits of the HTTP ping path.
+#[derive(Debug, Clone)]
+pub struct PingSettings {
+    pub table: ChecksConfig,
+    /// Token bucket per check token and per source address: pings per second and burst.
+    pub per_token_rate: f64,
+    pub per_token_burst: u32,
+    pub per_source_rate: f64,
+    pub per_source_burst: u32,
 }
 
 /// The config file as written. Unknown keys are refused, naming the key.
@@ -54,6 +71,22 @@ struct RawConfig {
     sink: Vec<RawSink>,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    check: Vec<CheckInput>,
+    #[serde(default)]
+    pings: RawPings,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawPings {
+    body_limit: Option<usize>,
+    history: Option<usize>,
+    max_checks: Option<usize>,
+    per_token_rate: Option<f64>,
+    per_token_burst: Option<u32>,
+    per_source_rate: Option<f64>,
+    per_source_burst: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -164,7 +197,20 @@ impl Settings {
         {
             bail!("invalid configuration: api.token must be at least 16 characters (try `openssl rand -hex 16`)");
         }
+        let checks = raw
+            .check
+            .into_iter()
+            .map(|input| input.into_spec(None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+        let mut ids = std::collections::BTreeSet::new();
+        if let Some(duplicate) = checks.iter().find(|check| !ids.insert(check.id.as_str())) {
+            bail!("invalid configuration: check {:?} is defined twice", duplicate.id);
+        }
+        let pings = ping_settings(&raw.pings)?;
         Ok(Settings {
+            checks,
+            pings,
             api_token: raw.api.token,
             alerts,
             sinks,
@@ -224,6 +270,32 @@ fn alert_config(raw: &RawAlerts) -> anyhow::Result<AlertConfig> {
     };
     config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     Ok(config)
+}
+
+fn ping_settings(raw: &RawPings) -> anyhow::Result<PingSettings> {
+    let defaults = ChecksConfig::default();
+    let table = ChecksConfig {
+        body_limit: raw.body_limit.unwrap_or(defaults.body_limit),
+        history: raw.history.unwrap_or(defaults.history),
+        max_checks: raw.max_checks.unwrap_or(defaults.max_checks),
+        ..defaults
+    };
+    table.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: pings: {problem}"))?;
+    let settings = PingSettings {
+        table,
+        per_token_rate: raw.per_token_rate.unwrap_or(5.0),
+        per_token_burst: raw.per_token_burst.unwrap_or(20),
+        per_source_rate: raw.per_source_rate.unwrap_or(50.0),
+        per_source_burst: raw.per_source_burst.unwrap_or(200),
+    };
+    for (name, rate, burst) in [
+        ("per_token", settings.per_token_rate, settings.per_token_burst),
+        ("per_source", settings.per_source_rate, settings.per_source_burst),
+    ] {
+        RateLimiter::<u8>::new(rate, burst, 1)
+            .map_err(|problem| anyhow::anyhow!("invalid configuration: pings.{name}: {problem}"))?;
+    }
+    Ok(settings)
 }
 
 fn fixed_config(raw: &RawFixed) -> anyhow::Result<FixedTimeoutConfig> {

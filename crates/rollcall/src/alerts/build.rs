@@ -110,8 +110,8 @@ pub fn restored_incident(record: &IncidentRecord, clock: &Clock) -> Option<core:
         subject_kind: core::SubjectKind::parse(&record.subject_kind)?,
         subject: record.subject.clone(),
         members: record.members.clone(),
-        started_at: clock.from_wall_ms(record.started_at_ms),
+        started_at: clock.instant_at_wall_ms(record.started_at_ms),
         next_sequence: record.next_sequence,
-        last_notified: clock.from_wall_ms(record.last_notified_at_ms),
+        last_notified: clock.instant_at_wall_ms(record.last_notified_at_ms),
     })
 }

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use crate::alerts::delivery::SinkHealth;
+use rollcall_proto::checks::{PingError, Signal};
 use rollcall_proto::monitor::{NodeState, Rejection};
 use std::collections::BTreeMap;
 
@@ -73,6 +74,7 @@ pub fn render(stats: &StatsSnapshot, sinks: &BTreeMap<String, SinkHealth>, outbo
     registry.register("detector_info", "The failure detector in use", detector);
 
     render_alerts(&mut registry, stats, sinks, outbox_depth);
+    render_checks(&mut registry, stats);
 
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
@@ -123,4 +125,29 @@ fn render_alerts(
     registry.register("alert_deliveries", "Alert delivery attempts, by sink and result", deliveries);
     registry.register("sink_failing", "1 when a sink failed its last attempts in a row", failing);
     registry.register("outbox_pending", "Alerts queued for a sink and not yet delivered", pending);
+}
+
+fn render_checks(registry: &mut Registry, stats: &StatsSnapshot) {
+    let checks = &stats.checks;
+    let pings = Family::<Labels, Counter>::default();
+    for signal in Signal::KINDS {
+        pings.get_or_create(&vec![("signal", signal)]).inc_by(checks.pings(signal));
+    }
+    registry.register("pings_received", "HTTP pings accepted, by signal", pings);
+
+    let refused = Family::<Labels, Counter>::default();
+    for error in PingError::ALL {
+        refused.get_or_create(&vec![("reason", error.as_str())]).inc_by(checks.rejected(error));
+    }
+    registry.register("pings_rejected", "HTTP pings refused, by reason (rate_limited: 429)", refused);
+
+    let truncated = Counter::<u64>::default();
+    truncated.inc_by(checks.bodies_truncated);
+    registry.register("ping_bodies_truncated", "Ping bodies cut at pings.body_limit", truncated);
+
+    let by_state = Family::<Labels, Gauge>::default();
+    for state in NodeState::ALL {
+        by_state.get_or_create(&vec![("state", state.as_str())]).set(checks.checks_in(state) as i64);
+    }
+    registry.register("checks", "Checks, by state", by_state);
 }

@@ -84,6 +84,7 @@ pub async fn run(
     let reader = Store::open(&settings.data_dir).context("cannot open a reader on the store")?;
     let restored = owner::Restored {
         nodes: store.nodes().context("cannot read nodes from the store")?,
+        checks: store.checks().context("cannot read checks from the store")?,
         incidents: store.open_incidents().context("cannot read incidents from the store")?,
         max_incident_id: store.max_incident_id().context("cannot read incidents from the store")?,
     };

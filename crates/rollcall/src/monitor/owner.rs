@@ -1,7 +1,12 @@
 //! The one task that owns the core. Everything that reads or changes node state goes
 //! through its loop, so the core needs no lock and its order of inputs is well defined.
 
+mod checks;
+
+pub use checks::{CheckCommand, CheckFailure, PingRefusal};
+
 use super::persist::Persist;
+use checks::{CheckState, start_checks};
 use crate::alerts::build;
 use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
@@ -26,6 +31,7 @@ const COMMAND_QUEUE: usize = 256;
 /// What the store held at start.
 pub struct Restored {
     pub nodes: Vec<RestoredNode>,
+    pub checks: Vec<rollcall_store::CheckRecord>,
     pub incidents: Vec<IncidentRecord>,
     pub max_incident_id: u64,
 }
@@ -38,6 +44,7 @@ pub enum Command {
     /// Maintenance, until `until_ms` (wall clock) or until resumed; `None` for an unknown node.
     Pause { id: String, until_ms: Option<i64>, reply: oneshot::Sender<Option<NodeJson>> },
     Resume { id: String, reply: oneshot::Sender<Option<NodeJson>> },
+    Check(CheckCommand),
 }
 
 /// A node as the API shows it.
@@ -65,6 +72,7 @@ pub struct NodeJson {
 pub struct StatsSnapshot {
     pub core: MonitorStats,
     pub alerts: rollcall_proto::alerts::AlertStats,
+    pub checks: rollcall_proto::checks::ChecksStats,
     pub open_incidents: usize,
     pub detector: &'static str,
     pub store_batches: u64,
@@ -75,6 +83,7 @@ pub struct StatsSnapshot {
 
 pub struct Owner {
     core: Monitor,
+    checks: CheckState,
     alerter: Alerter,
     sinks: Vec<SinkConfig>,
     clock: Clock,
@@ -105,6 +114,11 @@ impl Owner {
         if count > 0 {
             tracing::info!(nodes = count, "restored nodes from the store; each gets a fresh grace period");
         }
+        let wall_ms = clock.wall_ms(now);
+        let (checks, check_writes) = start_checks(settings, &restored.checks, now, wall_ms.max(0) as u64, wall_ms)?;
+        if !check_writes.is_empty() {
+            persist.write(check_writes);
+        }
         let mut alerter = Alerter::new(settings.alerts.clone())
             .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
         alerter.reserve_ids_through(restored.max_incident_id);
@@ -122,6 +136,7 @@ impl Owner {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let owner = Owner {
             core,
+            checks,
             alerter,
             sinks: settings.sinks.clone(),
             clock,
@@ -143,8 +158,13 @@ impl Owner {
         let mut buffer = vec![0u8; RECV_BUFFER];
         let mut next_checkpoint = self.clock.now() + self.checkpoint_interval;
         loop {
-            let due = [Some(self.core.poll_timeout()), self.alerter.poll_timeout(), Some(next_checkpoint)];
-            let wake = self.clock.to_std(due.into_iter().flatten().min().expect("never empty"));
+            let due = [
+                Some(self.core.poll_timeout()),
+                self.alerter.poll_timeout(),
+                self.checks.table.poll_timeout(),
+                Some(next_checkpoint),
+            ];
+            let wake = self.clock.std_instant(due.into_iter().flatten().min().expect("never empty"));
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -160,6 +180,9 @@ impl Owner {
             let now = self.clock.now();
             if self.core.poll_timeout() <= now {
                 self.core.handle_timeout(now);
+            }
+            if self.checks.table.poll_timeout().is_some_and(|due| due <= now) {
+                self.checks.table.handle_timeout(now, self.clock.wall_ms(now).max(0) as u64);
             }
             self.drain_events();
             if self.alerter.poll_timeout().is_some_and(|due| due <= now) {
@@ -195,7 +218,7 @@ impl Owner {
         while let Some(event) = self.core.poll_event() {
             match event {
                 MonitorEvent::Transition(transition) => {
-                    log_transition(&transition);
+                    log_transition("node", &transition);
                     self.alerter.handle_transition(SubjectKind::Node, &transition, transition.noticed);
                     if let Some(record) = self.record(&transition.node) {
                         batch.push(Write::Node {
@@ -205,6 +228,7 @@ impl Owner {
                     }
                     batch.push(Write::Transition(rollcall_store::TransitionRecord {
                         id: 0,
+                        kind: SubjectKind::Node,
                         node: transition.node.to_string(),
                         generation: transition.generation,
                         from: transition.from,
@@ -222,7 +246,8 @@ impl Owner {
                         });
                     }
                 }
-                MonitorEvent::SelfPause { stalled, .. } => {
+                MonitorEvent::SelfPause { stalled, resumed } => {
+                    self.checks.table.handle_self_pause(resumed);
                     tracing::warn!(
                         stalled_ms = stalled.as_millis() as u64,
                         "the monitor itself stalled; every silent node gets a fresh grace period"
@@ -230,6 +255,7 @@ impl Owner {
                 }
             }
         }
+        self.drain_check_events(&mut batch);
         self.alerter.set_population(self.core.len());
         self.drain_notifications(&mut batch);
         if !batch.is_empty() {
@@ -319,11 +345,13 @@ impl Owner {
                 self.drain_events();
                 let _ = reply.send(found.then(|| self.node_json(&id)).flatten());
             }
+            Command::Check(command) => self.answer_check(command),
             Command::Stats { reply } => {
                 let (store_batches, store_errors) = self.persist.counters();
                 let _ = reply.send(StatsSnapshot {
                     core: self.core.stats().clone(),
                     alerts: self.alerter.stats().clone(),
+                    checks: self.checks.table.stats().clone(),
                     open_incidents: self.alerter.open_incidents().count(),
                     detector,
                     store_batches,
@@ -344,10 +372,10 @@ impl Owner {
     }
 }
 
-fn log_transition(t: &Transition) {
+fn log_transition(kind: &str, t: &Transition) {
     let lag_ms = (t.noticed - t.at).as_millis() as u64;
     tracing::info!(
-        node = %t.node, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason.as_str(),
+        kind, node = %t.node, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason.as_str(),
         generation = t.generation, lag_ms,
         "{} {} -> {} ({})", t.node, t.from.as_str(), t.to.as_str(), t.reason.as_str()
     );

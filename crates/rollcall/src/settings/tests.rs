@@ -83,4 +83,40 @@ fn the_example_config_is_valid_and_shows_the_defaults() {
     assert_eq!(example.data_dir, defaults.data_dir);
     assert_eq!(example.checkpoint_interval, defaults.checkpoint_interval);
     assert_eq!(example.recv_buffer_bytes, defaults.recv_buffer_bytes);
+    assert_eq!(example.alerts, defaults.alerts);
+    assert_eq!(format!("{:?}", example.pings), format!("{:?}", defaults.pings));
+    assert!(example.sinks.is_empty() && example.checks.is_empty() && example.api_token.is_none());
+}
+
+#[test]
+fn checks_and_sinks_from_the_file() {
+    let settings = check(
+        r#"
+        [[check]]
+        id = "backup"
+        token = "abcdefghijklmnopqrstuvwxyz"
+        cron = "0 3 * * *"
+        timezone = "Europe/Berlin"
+        [[sink]]
+        name = "hook"
+        kind = "webhook"
+        url = "http://127.0.0.1:9/hook"
+        [alerts]
+        group_wait = "0s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(settings.checks.len(), 1);
+    assert_eq!(settings.sinks[0].name, "hook");
+    assert!(settings.alerts.group_wait.is_zero());
+    for (config, expected) in [
+        ("[[check]]\nid = \"a\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"\n[[check]]\nid = \"a\"\ntoken = \"bbcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"", "defined twice"),
+        ("[[sink]]\nname = \"x\"\nkind = \"webhook\"", "url"),
+        ("[alerts]\ngroup_share = 2.0", "group_share"),
+        ("[pings]\nper_token_rate = -1.0", "per_token"),
+        ("[api]\ntoken = \"short\"", "api.token"),
+    ] {
+        let error = check(config).err().unwrap_or_else(|| panic!("{config:?} was accepted"));
+        assert!(error.contains(expected), "{config:?}: {error}");
+    }
 }

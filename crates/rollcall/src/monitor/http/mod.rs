@@ -12,12 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rollcall_store::Store;
+use rollcall_proto::alerts::SubjectKind;
+use rollcall_store::{Store, TransitionFilter};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod alerts;
+mod checks;
 mod nodes;
 
 /// Largest request body the API reads (pings have their own, smaller limit).
@@ -98,14 +100,25 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/v1/nodes/{id}/pause", post(nodes::pause))
         .route("/v1/nodes/{id}/resume", post(nodes::resume))
         .route("/v1/events", get(events))
+        .route("/v1/checks", get(checks::list).post(checks::create))
+        .route("/v1/checks/{id}", get(checks::detail).patch(checks::update).delete(checks::delete))
+        .route("/v1/checks/{id}/pause", post(checks::pause))
+        .route("/v1/checks/{id}/resume", post(checks::resume))
         .route("/v1/incidents", get(alerts::incidents))
         .route("/v1/sinks", get(alerts::sinks))
         .route("/v1/outbox", get(alerts::outbox))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .merge(
+            Router::new()
+                .route("/ping/{token}", get(checks::ping).post(checks::ping))
+                .route("/ping/{token}/{signal}", get(checks::ping_signal).post(checks::ping_signal))
+                .layer(axum::extract::DefaultBodyLimit::max(checks::MAX_PING_BODY)),
+        )
         .with_state(state);
     let shutdown = async move {
         let _ = stop.changed().await;
     };
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!(%error, "HTTP server stopped");
     }
@@ -163,11 +176,15 @@ struct EventsQuery {
     since: i64,
     limit: Option<usize>,
     node: Option<String>,
+    /// `node` or `check`: only transitions of that kind of subject.
+    kind: Option<String>,
 }
 
 #[derive(Serialize)]
 struct EventJson {
     id: i64,
+    /// `node` or `check`.
+    kind: &'static str,
     node: String,
     generation: u64,
     from: &'static str,
@@ -184,11 +201,20 @@ async fn events(
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<Vec<EventJson>>, ApiError> {
     let limit = query.limit.unwrap_or(MAX_EVENTS_PAGE).min(MAX_EVENTS_PAGE);
-    let rows = state.read(move |store| store.transitions(query.since, limit, query.node.as_deref())).await?;
+    let kind = match query.kind.as_deref() {
+        None => None,
+        Some("node") => Some(SubjectKind::Node),
+        Some("check") => Some(SubjectKind::Check),
+        Some(other) => return Err(ApiError::bad_request(format!("field `kind`: {other:?} is not node or check"))),
+    };
+    let rows = state
+        .read(move |store| store.transitions(query.since, limit, TransitionFilter { kind, id: query.node.as_deref() }))
+        .await?;
     Ok(Json(
         rows.into_iter()
             .map(|row| EventJson {
                 id: row.id,
+                kind: row.kind.as_str(),
                 node: row.node,
                 generation: row.generation,
                 from: row.from.as_str(),

@@ -27,6 +27,31 @@ pub struct PauseBody {
     until: Option<String>,
 }
 
+impl PauseBody {
+    /// The end of the maintenance in wall-clock milliseconds, if the body sets one.
+    pub fn until_ms(self, state: &AppState) -> Result<Option<i64>, ApiError> {
+        let now_ms = state.clock.wall_ms(state.clock.now());
+        match (self.for_, self.until) {
+            (Some(_), Some(_)) => Err(ApiError::bad_request("give `for` or `until`, not both".into())),
+            (Some(span), None) => {
+                let span = humantime::parse_duration(&span)
+                    .map_err(|error| ApiError::bad_request(format!("field `for`: {error}")))?;
+                Ok(Some(now_ms + span.as_millis() as i64))
+            }
+            (None, Some(until)) => {
+                let at = humantime::parse_rfc3339_weak(&until)
+                    .map_err(|error| ApiError::bad_request(format!("field `until`: {error}")))?;
+                let ms = at.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64;
+                if ms <= now_ms {
+                    return Err(ApiError::bad_request("field `until` is in the past".into()));
+                }
+                Ok(Some(ms))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 pub async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -34,26 +59,7 @@ pub async fn pause(
     body: Option<Json<PauseBody>>,
 ) -> Result<Json<NodeJson>, ApiError> {
     state.authorize(&headers)?;
-    let body = body.map(|Json(body)| body).unwrap_or_default();
-    let now_ms = state.clock.wall_ms(state.clock.now());
-    let until_ms = match (body.for_, body.until) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("give `for` or `until`, not both".into())),
-        (Some(span), None) => {
-            let span = humantime::parse_duration(&span)
-                .map_err(|error| ApiError::bad_request(format!("field `for`: {error}")))?;
-            Some(now_ms + span.as_millis() as i64)
-        }
-        (None, Some(until)) => {
-            let at = humantime::parse_rfc3339_weak(&until)
-                .map_err(|error| ApiError::bad_request(format!("field `until`: {error}")))?;
-            let ms = at.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64;
-            if ms <= now_ms {
-                return Err(ApiError::bad_request("field `until` is in the past".into()));
-            }
-            Some(ms)
-        }
-        (None, None) => None,
-    };
+    let until_ms = body.map(|Json(body)| body).unwrap_or_default().until_ms(&state)?;
     let found = state.ask(|reply| Command::Pause { id: id.clone(), until_ms, reply }).await?;
     found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
 }

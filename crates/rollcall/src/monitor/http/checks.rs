@@ -1,0 +1,170 @@
+//! Checks: the ping endpoints (Healthchecks.io's grammar) and the checks API.
+
+use super::nodes::PauseBody;
+use super::{ApiError, AppState};
+use crate::checks::{CheckInput, CheckJson};
+use crate::monitor::owner::{CheckCommand, CheckFailure, Command, PingRefusal};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// Largest ping body read; longer ones are refused (413). Bodies over the configured
+/// `pings.body_limit` (10,000 bytes by default) but under this are kept truncated and flagged.
+pub const MAX_PING_BODY: usize = 1024 * 1024;
+
+#[derive(Deserialize)]
+pub struct PingQuery {
+    rid: Option<String>,
+}
+
+pub async fn ping(
+    state: State<AppState>,
+    Path(token): Path<String>,
+    source: ConnectInfo<SocketAddr>,
+    query: Query<PingQuery>,
+    body: Bytes,
+) -> Response {
+    ping_with(state, token, None, source, query, body).await
+}
+
+pub async fn ping_signal(
+    state: State<AppState>,
+    Path((token, signal)): Path<(String, String)>,
+    source: ConnectInfo<SocketAddr>,
+    query: Query<PingQuery>,
+    body: Bytes,
+) -> Response {
+    ping_with(state, token, Some(signal), source, query, body).await
+}
+
+async fn ping_with(
+    State(state): State<AppState>,
+    token: String,
+    suffix: Option<String>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    Query(query): Query<PingQuery>,
+    body: Bytes,
+) -> Response {
+    let asked = state
+        .ask(|reply| {
+            Command::Check(CheckCommand::Ping {
+                token,
+                suffix,
+                rid: query.rid,
+                body: body.to_vec(),
+                source: source.ip(),
+                reply,
+            })
+        })
+        .await;
+    match asked {
+        Ok(Ok(receipt)) => {
+            let mut response = (StatusCode::OK, "OK\n").into_response();
+            if let Ok(value) = HeaderValue::from_str(receipt.state.as_str()) {
+                response.headers_mut().insert("x-rollcall-check-state", value);
+            }
+            if receipt.body_truncated {
+                response.headers_mut().insert("x-rollcall-body-truncated", HeaderValue::from_static("1"));
+            }
+            response
+        }
+        Ok(Err(PingRefusal { error, retry_after })) => {
+            let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut response = (status, format!("{error}\n")).into_response();
+            if let Some(after) = retry_after {
+                let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+fn failure(error: CheckFailure) -> ApiError {
+    ApiError::new(StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST), error.code, error.message)
+}
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload.map(|Json(value)| value).map_err(|rejection| match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::bad_request("send the body as JSON with Content-Type: application/json".into())
+        }
+        other => ApiError::bad_request(other.body_text()),
+    })
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<CheckJson>>, ApiError> {
+    let reveal = state.authorize(&headers).is_ok();
+    Ok(Json(state.ask(|reply| Command::Check(CheckCommand::List { reveal, reply })).await?))
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CheckJson>, ApiError> {
+    let reveal = state.authorize(&headers).is_ok();
+    let found = state.ask(|reply| Command::Check(CheckCommand::Get { id: id.clone(), reveal, reply })).await?;
+    found.map(Json).ok_or_else(|| ApiError::not_found("check", &id))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    payload: Result<Json<CheckInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<CheckJson>), ApiError> {
+    state.authorize(&headers)?;
+    let input = body(payload)?;
+    let created = state.ask(|reply| Command::Check(CheckCommand::Create { input, reply })).await?;
+    created.map(|check| (StatusCode::CREATED, Json(check))).map_err(failure)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    payload: Result<Json<CheckInput>, JsonRejection>,
+) -> Result<Json<CheckJson>, ApiError> {
+    state.authorize(&headers)?;
+    let patch = body(payload)?;
+    let updated = state.ask(|reply| Command::Check(CheckCommand::Update { id, patch, reply })).await?;
+    updated.map(Json).map_err(failure)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    state.authorize(&headers)?;
+    let deleted = state.ask(|reply| Command::Check(CheckCommand::Delete { id, reply })).await?;
+    deleted.map(|()| StatusCode::NO_CONTENT).map_err(failure)
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    payload: Option<Json<PauseBody>>,
+) -> Result<Json<CheckJson>, ApiError> {
+    state.authorize(&headers)?;
+    let until_ms = payload.map(|Json(body)| body).unwrap_or_default().until_ms(&state)?;
+    let paused = state.ask(|reply| Command::Check(CheckCommand::Pause { id, until_ms, reply })).await?;
+    paused.map(Json).map_err(failure)
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CheckJson>, ApiError> {
+    state.authorize(&headers)?;
+    let resumed = state.ask(|reply| Command::Check(CheckCommand::Resume { id, reply })).await?;
+    resumed.map(Json).map_err(failure)
+}

@@ -1,0 +1,304 @@
+//! The owner's side of checks: pings, the checks API, check events into the store and the
+//! incident layer.
+
+use super::{Owner, log_transition};
+use crate::checks::{CheckInput, CheckJson, SOURCE_API, SOURCE_CONFIG, check_json, from_store, generate_token, to_store};
+use rollcall_proto::alerts::SubjectKind;
+use rollcall_proto::checks::{CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Signal};
+use rollcall_proto::ratelimit::RateLimiter;
+use rollcall_store::{PingRecord, TransitionRecord, Write};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Requests about checks, from HTTP handlers.
+pub enum CheckCommand {
+    List { reveal: bool, reply: oneshot::Sender<Vec<CheckJson>> },
+    Get { id: String, reveal: bool, reply: oneshot::Sender<Option<CheckJson>> },
+    Create { input: CheckInput, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
+    Update { id: String, patch: CheckInput, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
+    Delete { id: String, reply: oneshot::Sender<Result<(), CheckFailure>> },
+    Pause { id: String, until_ms: Option<i64>, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
+    Resume { id: String, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
+    Ping {
+        token: String,
+        /// The path after the token (`start`, `fail`, `log`, an exit code), if any.
+        suffix: Option<String>,
+        rid: Option<String>,
+        body: Vec<u8>,
+        source: IpAddr,
+        reply: oneshot::Sender<Result<PingReceipt, PingRefusal>>,
+    },
+}
+
+/// Why a checks command did nothing: an HTTP status, a stable code, a sentence.
+#[derive(Debug)]
+pub struct CheckFailure {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Why a ping did nothing, and when to try again for a rate limit.
+#[derive(Debug)]
+pub struct PingRefusal {
+    pub error: PingError,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<CheckError> for CheckFailure {
+    fn from(error: CheckError) -> CheckFailure {
+        let (status, code) = match &error {
+            CheckError::Invalid(_) => (400, "invalid"),
+            CheckError::DuplicateId(_) | CheckError::DuplicateToken => (409, "conflict"),
+            CheckError::Capacity(_) => (409, "capacity"),
+            CheckError::UnknownCheck(_) => (404, "not_found"),
+            CheckError::EndsInPast => (400, "invalid"),
+        };
+        CheckFailure { status, code, message: error.to_string() }
+    }
+}
+
+fn invalid(message: String) -> CheckFailure {
+    CheckFailure { status: 400, code: "invalid", message }
+}
+
+fn not_found(id: &str) -> CheckFailure {
+    CheckFailure { status: 404, code: "not_found", message: format!("no check named {id:?}") }
+}
+
+/// The check table, its rate limiters, and who owns each check (config file or API).
+pub struct CheckState {
+    pub table: Checks,
+    pub by_source: RateLimiter<IpAddr>,
+    pub by_token: RateLimiter<String>,
+    pub sources: BTreeMap<String, &'static str>,
+}
+
+impl Owner {
+    pub(super) fn answer_check(&mut self, command: CheckCommand) {
+        let now = self.clock.now();
+        let wall = self.wall_ms();
+        match command {
+            CheckCommand::List { reveal, reply } => {
+                let _ = reply.send(self.checks.table.checks().map(|view| check_json(&view, now, reveal)).collect());
+            }
+            CheckCommand::Get { id, reveal, reply } => {
+                let _ = reply.send(self.check_view(&id, reveal));
+            }
+            CheckCommand::Create { input, reply } => {
+                let result = (|| {
+                    let token = generate_token().map_err(|message| CheckFailure { status: 500, code: "internal", message })?;
+                    let spec = input.into_spec(Some(token)).map_err(invalid)?;
+                    let id = spec.id.clone();
+                    self.checks.table.add(spec, now, wall)?;
+                    self.checks.sources.insert(id.clone(), SOURCE_API);
+                    Ok(id)
+                })();
+                let _ = reply.send(result.map(|id| self.after_check_change(&id)));
+            }
+            CheckCommand::Update { id, patch, reply } => {
+                let result = (|| {
+                    if patch.id.as_ref().is_some_and(|new| *new != id) {
+                        return Err(invalid("a check's `id` cannot change; create a new check".into()));
+                    }
+                    let view = self.checks.table.check(&id).ok_or_else(|| not_found(&id))?;
+                    let spec = CheckInput::from_spec(view.spec).patched(patch).into_spec(None).map_err(invalid)?;
+                    self.checks.table.update(&id, spec, now, wall)?;
+                    Ok(())
+                })();
+                let _ = reply.send(result.map(|()| self.after_check_change(&id)));
+            }
+            CheckCommand::Delete { id, reply } => {
+                let result = if self.checks.table.remove(&id) {
+                    self.checks.sources.remove(&id);
+                    self.persist.write(vec![Write::DeleteCheck { id: id.clone() }]);
+                    Ok(())
+                } else {
+                    Err(not_found(&id))
+                };
+                let _ = reply.send(result);
+            }
+            CheckCommand::Pause { id, until_ms, reply } => {
+                let result = match until_ms {
+                    None if self.checks.table.pause(&id, now) => Ok(()),
+                    None => Err(not_found(&id)),
+                    Some(until) => self
+                        .checks
+                        .table
+                        .pause_until(&id, until.max(0) as u64, now, wall)
+                        .map_err(CheckFailure::from),
+                };
+                let _ = reply.send(result.map(|()| self.after_check_change(&id)));
+            }
+            CheckCommand::Resume { id, reply } => {
+                let result = if self.checks.table.resume(&id, now, wall) { Ok(()) } else { Err(not_found(&id)) };
+                let _ = reply.send(result.map(|()| self.after_check_change(&id)));
+            }
+            CheckCommand::Ping { token, suffix, rid, body, source, reply } => {
+                let result = self.ping(&token, suffix.as_deref(), rid.as_deref(), &body, source);
+                self.drain_events();
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// One HTTP ping: the source's and the token's rate limits first (so that scanning for
+    /// tokens is limited too), then the table.
+    fn ping(
+        &mut self,
+        token: &str,
+        suffix: Option<&str>,
+        rid: Option<&str>,
+        body: &[u8],
+        source: IpAddr,
+    ) -> Result<PingReceipt, PingRefusal> {
+        let now = self.clock.now();
+        let refuse = |checks: &mut CheckState, error: PingError, retry_after: Option<Duration>| {
+            checks.table.record_rejection(error);
+            PingRefusal { error, retry_after }
+        };
+        if !self.checks.by_source.allow(&source, now) {
+            let retry_after = self.checks.by_source.retry_after(&source, now);
+            return Err(refuse(&mut self.checks, PingError::RateLimited, retry_after));
+        }
+        let signal = match Signal::parse(suffix) {
+            Ok(signal) => signal,
+            Err(error) => return Err(refuse(&mut self.checks, error, None)),
+        };
+        let key = token.to_string();
+        if self.checks.table.by_token(token).is_some() && !self.checks.by_token.allow(&key, now) {
+            let retry_after = self.checks.by_token.retry_after(&key, now);
+            return Err(refuse(&mut self.checks, PingError::RateLimited, retry_after));
+        }
+        let wall = self.wall_ms();
+        self.checks
+            .table
+            .handle_ping(token, Ping { signal, rid, body }, now, wall)
+            .map_err(|error| PingRefusal { error, retry_after: None })
+    }
+
+    fn check_view(&self, id: &str, reveal: bool) -> Option<CheckJson> {
+        self.checks.table.check(id).map(|view| check_json(&view, self.clock.now(), reveal))
+    }
+
+    /// Persists a check after a command changed it and answers with its view (with its ping
+    /// path: only authorised callers send commands).
+    fn after_check_change(&mut self, id: &str) -> CheckJson {
+        self.drain_events();
+        let mut batch = Vec::new();
+        self.persist_check(id, &mut batch);
+        self.persist.write(batch);
+        self.check_view(id, true).expect("the check was just changed, so it exists")
+    }
+
+    pub(super) fn persist_check(&self, id: &str, batch: &mut Vec<Write>) {
+        if let Some(record) = self.checks.table.record(id) {
+            let source = self.checks.sources.get(id).copied().unwrap_or(SOURCE_API);
+            batch.push(Write::Check(to_store(&record, source, self.clock.wall_ms(self.clock.now()))));
+        }
+    }
+
+    /// Check events into store writes and the incident layer, in order.
+    pub(super) fn drain_check_events(&mut self, batch: &mut Vec<Write>) {
+        while let Some(event) = self.checks.table.poll_event() {
+            match event {
+                CheckEvent::Transition(transition) => {
+                    log_transition("check", &transition);
+                    self.alerter.handle_transition(SubjectKind::Check, &transition, transition.noticed);
+                    batch.push(Write::Transition(TransitionRecord {
+                        id: 0,
+                        kind: SubjectKind::Check,
+                        node: transition.node.to_string(),
+                        generation: transition.generation,
+                        from: transition.from,
+                        to: transition.to,
+                        reason: transition.reason,
+                        at_ms: self.clock.wall_ms(transition.at),
+                        noticed_at_ms: self.clock.wall_ms(transition.noticed),
+                    }));
+                    self.persist_check(&transition.node, batch);
+                }
+                CheckEvent::Pinged { check, ping } => {
+                    let keep = self.checks.table.config().history as u32;
+                    batch.push(Write::Ping {
+                        record: PingRecord {
+                            check_id: check.to_string(),
+                            signal: ping.signal.to_string(),
+                            rid: ping.rid.as_deref().map(str::to_string),
+                            duration_ms: ping.duration.map(|d| d.as_millis() as i64),
+                            body: ping.body.to_vec(),
+                            body_truncated: ping.body_truncated,
+                            at_ms: ping.wall_ms as i64,
+                        },
+                        keep,
+                    });
+                    self.persist_check(&check, batch);
+                }
+            }
+        }
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.clock.wall_ms(self.clock.now()).max(0) as u64
+    }
+}
+
+/// Builds the check table at start: the stored checks first (with their states), then the
+/// config file's, which win for the checks the file defines; config checks no longer in the
+/// file are removed. Returns the table and the writes that record the changes.
+pub fn start_checks(
+    settings: &crate::settings::Settings,
+    stored: &[rollcall_store::CheckRecord],
+    now: rollcall_proto::Instant,
+    wall: u64,
+    now_ms: i64,
+) -> anyhow::Result<(CheckState, Vec<Write>)> {
+    let ping = &settings.pings;
+    let mut table = Checks::new(ping.table.clone()).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    let mut sources: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut writes = Vec::new();
+    let configured: BTreeMap<&str, &CheckSpec> = settings.checks.iter().map(|spec| (spec.id.as_str(), spec)).collect();
+    for row in stored {
+        if row.source == SOURCE_CONFIG && !configured.contains_key(row.id.as_str()) {
+            tracing::info!(check = %row.id, "check removed from the config file; forgetting it");
+            writes.push(Write::DeleteCheck { id: row.id.clone() });
+            continue;
+        }
+        match from_store(row) {
+            Ok(record) => {
+                table.restore(record, now, wall).map_err(|error| anyhow::anyhow!("cannot restore check {:?}: {error}", row.id))?;
+                sources.insert(row.id.clone(), if row.source == SOURCE_CONFIG { SOURCE_CONFIG } else { SOURCE_API });
+            }
+            Err(problem) => anyhow::bail!("cannot restore the store: {problem}"),
+        }
+    }
+    for spec in &settings.checks {
+        let changed = match table.check(&spec.id) {
+            Some(view) if view.spec == spec => false,
+            Some(_) => {
+                table.update(&spec.id, spec.clone(), now, wall).map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+                true
+            }
+            None => {
+                table.add(spec.clone(), now, wall).map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+                true
+            }
+        };
+        let moved = sources.insert(spec.id.clone(), SOURCE_CONFIG) != Some(SOURCE_CONFIG);
+        if changed || moved {
+            let record = table.record(&spec.id).expect("just added");
+            writes.push(Write::Check(to_store(&record, SOURCE_CONFIG, now_ms)));
+        }
+    }
+    let state = CheckState {
+        table,
+        by_source: RateLimiter::new(ping.per_source_rate, ping.per_source_burst, 100_000)
+            .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?,
+        by_token: RateLimiter::new(ping.per_token_rate, ping.per_token_burst, 100_000)
+            .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?,
+        sources,
+    };
+    Ok((state, writes))
+}
