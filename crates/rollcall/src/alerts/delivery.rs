@@ -35,6 +35,12 @@ pub struct SinkHealth {
     pub last_error: Option<String>,
     /// Alerts whose stored document could not be read (never expected; counted, skipped).
     pub unreadable: u64,
+    /// Alertmanager only: alerts kept firing (re-sent every resend interval), and those not
+    /// kept because the set was full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firing: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firing_untracked: Option<u64>,
 }
 
 pub type HealthBoard = Arc<Mutex<BTreeMap<String, SinkHealth>>>;
@@ -195,7 +201,10 @@ impl Worker {
 
     async fn resend(&self) {
         match self.sink.resend_firing().await {
-            Ok(count) => tracing::debug!(sink = self.sink.name(), count, "re-sent firing alerts"),
+            Ok(count) => {
+                tracing::debug!(sink = self.sink.name(), count, "re-sent firing alerts");
+                self.update(|_| {});
+            }
             Err(error) => {
                 tracing::warn!(sink = self.sink.name(), %error, "re-sending firing alerts failed");
                 self.update(|h| h.failed_attempts += 1);
@@ -211,6 +220,10 @@ impl Worker {
     fn update(&self, change: impl FnOnce(&mut SinkHealth)) {
         if let Some(health) = self.health.lock().expect("not poisoned").get_mut(self.sink.name()) {
             change(health);
+            if let Some((kept, untracked)) = self.sink.firing() {
+                health.firing = Some(kept);
+                health.firing_untracked = Some(untracked);
+            }
         }
     }
 }

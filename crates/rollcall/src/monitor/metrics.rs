@@ -122,6 +122,13 @@ fn render_alerts(
         let depth = outbox_depth.iter().find(|(sink, _)| sink == name).map_or(0, |(_, depth)| *depth);
         pending.get_or_create(&vec![("sink", name.clone())]).set(depth as i64);
     }
+    let kept = Family::<OwnedLabels, Gauge>::default();
+    for (name, health) in sinks {
+        if let Some(firing) = health.firing {
+            kept.get_or_create(&vec![("sink", name.clone())]).set(firing as i64);
+        }
+    }
+    registry.register("sink_firing_alerts", "Alertmanager sinks: alerts kept firing and re-sent", kept);
     registry.register("alert_deliveries", "Alert delivery attempts, by sink and result", deliveries);
     registry.register("sink_failing", "1 when a sink failed its last attempts in a row", failing);
     registry.register("outbox_pending", "Alerts queued for a sink and not yet delivered", pending);

@@ -8,8 +8,6 @@
 //! Start reading at [`parse_sinks`] (configuration), then [`Sink`]; the contracts with receivers
 //! are in docs/ALERTS.md.
 
-// Used by the delivery loop (lead); remove once it calls this API.
-#![allow(dead_code)]
 
 mod alertmanager;
 mod exec;
@@ -188,9 +186,13 @@ impl Sink {
         }
     }
 
-    /// See [`SinkConfig::routes`].
-    pub fn routes(&self, alert: &Alert) -> bool {
-        self.config().routes(alert)
+    /// For sinks that keep alerts firing (Alertmanager): how many they keep, and how many
+    /// they could not keep because their set was full.
+    pub fn firing(&self) -> Option<(usize, u64)> {
+        match self {
+            Sink::Alertmanager(sink) => Some((sink.firing_count(), sink.untracked())),
+            Sink::Webhook(_) | Sink::Exec(_) => None,
+        }
     }
 
     /// Makes one attempt to deliver `alert`, within the sink's timeout. Routing is not checked
