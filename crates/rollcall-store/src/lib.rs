@@ -292,6 +292,24 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The id of the latest transition (0 when there is none).
+    pub fn max_transition_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = self.connection.query_row("SELECT max(id) FROM transitions", [], |row| row.get(0))?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// The raw label block of a stored node, if the node is known.
+    pub fn node_labels(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut statement = self.connection.prepare_cached("SELECT labels FROM nodes WHERE id = ?1")?;
+        let mut rows = statement.query([id])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+}
+
 /// Which transitions [`Store::transitions`] returns.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TransitionFilter<'a> {

@@ -89,6 +89,7 @@ pub async fn run(
         max_incident_id: store.max_incident_id().context("cannot read incidents from the store")?,
     };
     let persist = persist::Persist::start(store);
+    let committed = persist.committed();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sinks = settings.sinks.iter().cloned().map(Sink::new).collect();
     let delivery = Delivery::start(
@@ -100,7 +101,14 @@ pub async fn run(
         stop_rx.clone(),
     )?;
     let (owner, commands) = owner::Owner::new(&settings, clock, udp, persist, restored)?;
-    let state = http::AppState::new(commands, reader, clock, delivery.health.clone(), settings.api_token.clone());
+    let state = http::AppState::new(
+        commands,
+        reader,
+        clock,
+        delivery.health.clone(),
+        committed,
+        settings.api_token.clone(),
+    );
     let http_task = tokio::spawn(http::serve(http, state, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));
 

@@ -5,28 +5,26 @@
 
 use super::owner::Command;
 use crate::alerts::delivery::HealthBoard;
-use crate::clock::{Clock, rfc3339_ms};
-use axum::extract::{Query, State};
+use crate::clock::Clock;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rollcall_proto::alerts::SubjectKind;
-use rollcall_store::{Store, TransitionFilter};
-use serde::{Deserialize, Serialize};
+use rollcall_store::Store;
+use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod alerts;
 mod checks;
+mod events;
 mod nodes;
 
 /// Largest request body the API reads (pings have their own, smaller limit).
 const MAX_BODY: usize = 64 * 1024;
 
-/// Most events one `/v1/events` page returns.
-const MAX_EVENTS_PAGE: usize = 1000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,6 +32,8 @@ pub struct AppState {
     reader: Arc<Mutex<Store>>,
     clock: Clock,
     sinks: HealthBoard,
+    /// Changes after every store commit: streams wake up and read what is new.
+    committed: watch::Receiver<u64>,
     /// Bearer token that write endpoints require; without one, writes are refused.
     api_token: Option<Arc<str>>,
 }
@@ -44,9 +44,11 @@ impl AppState {
         reader: Store,
         clock: Clock,
         sinks: HealthBoard,
+        committed: watch::Receiver<u64>,
         api_token: Option<String>,
     ) -> AppState {
-        AppState { commands, reader: Arc::new(Mutex::new(reader)), clock, sinks, api_token: api_token.map(Arc::from) }
+        let reader = Arc::new(Mutex::new(reader));
+        AppState { commands, reader, clock, sinks, committed, api_token: api_token.map(Arc::from) }
     }
 
     /// Checks the bearer token of a write request. Nothing is changed when this fails.
@@ -99,7 +101,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/v1/nodes/{id}", get(nodes::detail))
         .route("/v1/nodes/{id}/pause", post(nodes::pause))
         .route("/v1/nodes/{id}/resume", post(nodes::resume))
-        .route("/v1/events", get(events))
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/stream", get(events::stream))
         .route("/v1/checks", get(checks::list).post(checks::create))
         .route("/v1/checks/{id}", get(checks::detail).patch(checks::update).delete(checks::delete))
         .route("/v1/checks/{id}/pause", post(checks::pause))
@@ -167,64 +170,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(&self)).into_response()
     }
-}
-
-#[derive(Deserialize)]
-struct EventsQuery {
-    /// Only events with an id above this one (for paging and polling).
-    #[serde(default)]
-    since: i64,
-    limit: Option<usize>,
-    node: Option<String>,
-    /// `node` or `check`: only transitions of that kind of subject.
-    kind: Option<String>,
-}
-
-#[derive(Serialize)]
-struct EventJson {
-    id: i64,
-    /// `node` or `check`.
-    kind: &'static str,
-    node: String,
-    generation: u64,
-    from: &'static str,
-    to: &'static str,
-    reason: &'static str,
-    /// When it should have happened (the computed deadline), RFC 3339.
-    at: String,
-    /// When the monitor noticed it, RFC 3339.
-    noticed_at: String,
-}
-
-async fn events(
-    State(state): State<AppState>,
-    Query(query): Query<EventsQuery>,
-) -> Result<Json<Vec<EventJson>>, ApiError> {
-    let limit = query.limit.unwrap_or(MAX_EVENTS_PAGE).min(MAX_EVENTS_PAGE);
-    let kind = match query.kind.as_deref() {
-        None => None,
-        Some("node") => Some(SubjectKind::Node),
-        Some("check") => Some(SubjectKind::Check),
-        Some(other) => return Err(ApiError::bad_request(format!("field `kind`: {other:?} is not node or check"))),
-    };
-    let rows = state
-        .read(move |store| store.transitions(query.since, limit, TransitionFilter { kind, id: query.node.as_deref() }))
-        .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|row| EventJson {
-                id: row.id,
-                kind: row.kind.as_str(),
-                node: row.node,
-                generation: row.generation,
-                from: row.from.as_str(),
-                to: row.to.as_str(),
-                reason: row.reason.as_str(),
-                at: rfc3339_ms(row.at_ms),
-                noticed_at: rfc3339_ms(row.noticed_at_ms),
-            })
-            .collect(),
-    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
