@@ -50,6 +50,111 @@ pub enum Command {
     Agent(AgentArgs),
     /// Run the whole story on loopback: a monitor, five agents, a crash, a restart, a goodbye.
     Demo(DemoArgs),
+    /// List nodes and their states (from a running monitor).
+    #[command(after_help = "Examples:\n  rollcall nodes\n  rollcall nodes --state down --json\n  rollcall nodes --label group=web")]
+    Nodes(NodesArgs),
+    /// Show one node; with --expect, exit 1 unless it is in that state (for scripts).
+    #[command(after_help = "Examples:\n  rollcall node web-1\n  rollcall node web-1 --expect up && echo healthy\n\n\
+        Exit codes: 0 ok (or the expected state), 1 another state, 2 error (unknown node, no monitor).")]
+    Node(NodeArgs),
+    /// Show transitions; --follow streams them as they happen.
+    #[command(after_help = "Examples:\n  rollcall events\n  rollcall events --follow\n  rollcall events --kind check --json")]
+    Events(EventsArgs),
+    /// List checks (jobs that ping over HTTP).
+    Checks(ClientArgs),
+    /// Put a node (or with --check, a check) in maintenance: no alerts until resumed.
+    #[command(after_help = "Examples:\n  rollcall pause web-1 --for 2h\n  rollcall pause nightly-backup --check\n\n\
+        Needs the API token: --token or ROLLCALL_TOKEN.")]
+    Pause(PauseArgs),
+    /// End a node's (or check's) maintenance; its deadlines restart from now.
+    Resume(ResumeArgs),
+    /// The monitor's own status: version, uptime, nodes by state, incidents, sinks.
+    Status(ClientArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  rollcall completions bash > /etc/bash_completion.d/rollcall\n  rollcall completions zsh > \"${fpath[1]}/_rollcall\"\n  rollcall completions fish > ~/.config/fish/completions/rollcall.fish")]
+    Completions(CompletionsArgs),
+}
+
+/// How to reach a running monitor.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The monitor's HTTP address.
+    #[arg(long, env = "ROLLCALL_API", default_value = "http://127.0.0.1:7401", global = true)]
+    pub api: String,
+    /// Bearer token for writes (pause, resume).
+    #[arg(long, env = "ROLLCALL_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only nodes in this state.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only nodes with this label (KEY=VALUE); repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    pub id: String,
+    /// Exit 1 unless the node is in this state.
+    #[arg(long, value_name = "STATE")]
+    pub expect: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Keep running and print transitions as they happen.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only events after this id.
+    #[arg(long, default_value_t = 0)]
+    pub since: i64,
+    /// Only `node` or `check` transitions.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this node's (or check's) transitions.
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    pub id: String,
+    /// End the maintenance after this long (2h, 30m); without it, until resumed.
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// ID is a check, not a node.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    pub id: String,
+    /// ID is a check, not a node.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]

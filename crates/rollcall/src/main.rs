@@ -2,9 +2,11 @@
 //! hands over to the subcommand; see ARCHITECTURE.md for the map.
 
 use clap::Parser;
+use std::process::ExitCode;
 
 mod agent;
 mod checks;
+mod client;
 mod alerts;
 mod cli;
 mod clock;
@@ -13,20 +15,29 @@ mod keygen;
 mod monitor;
 mod settings;
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        cli::Command::Keygen(args) => keygen::run(&args),
-        cli::Command::Monitor(args) => monitor::main(args),
-        cli::Command::Agent(args) => agent::main(args),
-        cli::Command::Demo(args) => demo::main(args),
+        cli::Command::Keygen(args) => done(keygen::run(&args)),
+        cli::Command::Monitor(args) => done(monitor::main(args)),
+        cli::Command::Agent(args) => done(agent::main(args)),
+        cli::Command::Demo(args) => done(demo::main(args)),
+        cli::Command::Nodes(args) => client::nodes(args),
+        cli::Command::Node(args) => client::node(args),
+        cli::Command::Events(args) => client::events(args),
+        cli::Command::Checks(args) => client::checks(args),
+        cli::Command::Pause(args) => client::pause(args),
+        cli::Command::Resume(args) => client::resume(args),
+        cli::Command::Status(args) => client::status(args),
+        cli::Command::Completions(args) => client::completions(args),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("rollcall: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::from(client::EXIT_ERROR)
         }
     }
 }

@@ -107,6 +107,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/v1/checks/{id}", get(checks::detail).patch(checks::update).delete(checks::delete))
         .route("/v1/checks/{id}/pause", post(checks::pause))
         .route("/v1/checks/{id}/resume", post(checks::resume))
+        .route("/v1/status", get(status))
         .route("/v1/incidents", get(alerts::incidents))
         .route("/v1/sinks", get(alerts::sinks))
         .route("/v1/outbox", get(alerts::outbox))
@@ -170,6 +171,42 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(&self)).into_response()
     }
+}
+
+/// The monitor's own status, for people and for `rollcall status`.
+async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let stats = state.ask(|reply| Command::Stats { reply }).await?;
+    let depth: std::collections::BTreeMap<String, u64> = state.read(|store| store.outbox_depth()).await?.into_iter().collect();
+    let sinks = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
+    let nodes: serde_json::Map<String, serde_json::Value> = rollcall_proto::monitor::NodeState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), stats.core.nodes_in(*s).into()))
+        .collect();
+    let checks: u64 = stats.checks.checks_by_state.iter().sum();
+    Ok(Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime": humantime::format_duration(std::time::Duration::from_secs(stats.uptime.as_secs())).to_string(),
+        "uptime_seconds": stats.uptime.as_secs_f64(),
+        "detector": stats.detector,
+        "nodes": nodes,
+        "checks": checks,
+        "open_incidents": stats.open_incidents,
+        "self_pauses": stats.core.self_pauses,
+        "heartbeats_received": stats.core.heartbeats,
+        "heartbeats_rejected": stats.core.rejected_total(),
+        "limits_hit": {
+            "capacity": stats.core.rejected.get("capacity").copied().unwrap_or(0),
+            "not_allowed": stats.core.rejected.get("not_allowed").copied().unwrap_or(0),
+            "pings_rate_limited": stats.checks.rejected(rollcall_proto::checks::PingError::RateLimited),
+        },
+        "store": { "commits": stats.store_batches, "errors": stats.store_errors },
+        "sinks": sinks.iter().map(|(name, health)| serde_json::json!({
+            "name": name,
+            "kind": health.kind,
+            "failing": health.failing,
+            "pending": depth.get(name).copied().unwrap_or(0),
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -1,0 +1,374 @@
+//! The CLI client: `rollcall nodes`, `node`, `events`, `checks`, `pause`, `resume`, `status`,
+//! `completions`. It talks to a running monitor's HTTP API; tables for people (coloured on a
+//! terminal), `--json` for scripts.
+
+use crate::cli::{ClientArgs, CompletionsArgs, EventsArgs, NodeArgs, NodesArgs, PauseArgs, ResumeArgs};
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit codes scripts can rely on.
+pub const EXIT_MISMATCH: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.client);
+    let nodes = api.get("/v1/nodes")?;
+    let selected: Vec<&Value> = list(&nodes)
+        .filter(|node| args.state.as_deref().is_none_or(|state| node["state"] == state))
+        .filter(|node| args.labels.iter().all(|(k, v)| node["labels"][k] == v.as_str()))
+        .collect();
+    if args.client.json {
+        print_json(&Value::Array(selected.into_iter().cloned().collect()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = selected
+        .iter()
+        .map(|node| {
+            vec![
+                text(&node["id"]),
+                state_cell(&node["state"]),
+                age(&node["last_heartbeat_age_ms"]),
+                node["phi"].as_f64().map(|phi| format!("{phi:.1}")).unwrap_or_else(|| "-".into()),
+                labels(&node["labels"]),
+            ]
+        })
+        .collect();
+    print_table(&["NODE", "STATE", "LAST BEAT", "PHI", "LABELS"], rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.client);
+    let node = api.get(&format!("/v1/nodes/{}", args.id))?;
+    if args.client.json {
+        print_json(&node);
+    } else {
+        for (key, value) in [
+            ("node", text(&node["id"])),
+            ("state", state_cell(&node["state"])),
+            ("generation", text(&node["generation"])),
+            ("last heartbeat", age(&node["last_heartbeat_age_ms"])),
+            ("interval", format!("{} ms", text(&node["interval_ms"]))),
+            ("phi", node["phi"].as_f64().map(|phi| format!("{phi:.2}")).unwrap_or_else(|| "-".into())),
+            ("next deadline", node["deadline_in_ms"].as_i64().map(|ms| format!("in {ms} ms")).unwrap_or_else(|| "-".into())),
+            ("address", text(&node["addr"])),
+            ("labels", labels(&node["labels"])),
+        ] {
+            println!("{key:>15}  {value}");
+        }
+    }
+    match args.expect {
+        Some(expected) if node["state"] != expected.as_str() => {
+            eprintln!("{} is {}, not {expected}", args.id, text(&node["state"]));
+            Ok(ExitCode::from(EXIT_MISMATCH))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+pub fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.client);
+    let mut query = Vec::new();
+    if let Some(kind) = &args.kind {
+        query.push(format!("kind={kind}"));
+    }
+    if let Some(node) = &args.node {
+        query.push(format!("node={node}"));
+    }
+    let mut after = args.since;
+    // Print what is stored, page by page, then (with --follow) stream the rest.
+    loop {
+        let mut page_query = query.clone();
+        page_query.push(format!("since={after}"));
+        let page = api.get(&format!("/v1/events?{}", page_query.join("&")))?;
+        let rows: Vec<&Value> = list(&page).collect();
+        if rows.is_empty() {
+            break;
+        }
+        for event in rows {
+            after = event["id"].as_i64().unwrap_or(after);
+            print_event(event, args.client.json);
+        }
+    }
+    if args.follow {
+        api.follow(&query, after, args.client.json)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn checks(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args);
+    let checks = api.get("/v1/checks")?;
+    if args.json {
+        print_json(&checks);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = list(&checks)
+        .map(|check| {
+            let schedule = &check["schedule"];
+            let when = match schedule["cron"].as_str() {
+                Some(cron) => format!("cron {cron} {}", schedule["timezone"].as_str().unwrap_or("UTC")),
+                None => format!("every {}", text(&schedule["period"])),
+            };
+            let last_run = check["pings"]
+                .as_array()
+                .and_then(|pings| pings.iter().find_map(|ping| ping["duration_ms"].as_u64()))
+                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into());
+            vec![
+                text(&check["id"]),
+                state_cell(&check["state"]),
+                when,
+                format!("grace {}", text(&schedule["grace"])),
+                text(&check["last_ping_at"]),
+                last_run,
+            ]
+        })
+        .collect();
+    print_table(&["CHECK", "STATE", "SCHEDULE", "GRACE", "LAST PING", "LAST RUN"], rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pause(args: PauseArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.client);
+    let what = if args.check { "checks" } else { "nodes" };
+    let body = match args.duration {
+        Some(span) => serde_json::json!({ "for": humantime::format_duration(span).to_string() }),
+        None => serde_json::json!({}),
+    };
+    let answer = api.post(&format!("/v1/{what}/{}/pause", args.id), &body)?;
+    report_write(&answer, &args.client)
+}
+
+pub fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.client);
+    let what = if args.check { "checks" } else { "nodes" };
+    let answer = api.post(&format!("/v1/{what}/{}/resume", args.id), &serde_json::json!({}))?;
+    report_write(&answer, &args.client)
+}
+
+pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args);
+    let status = api.get("/v1/status")?;
+    if args.json {
+        print_json(&status);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("rollcall {} at {}, up {}", text(&status["version"]), args.api, text(&status["uptime"]));
+    println!("detector {}, {} self-pause(s)", text(&status["detector"]), text(&status["self_pauses"]));
+    let by_state = status["nodes"].as_object().map(|states| {
+        states.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(s, n)| format!("{n} {}", paint(s, s))).collect::<Vec<_>>()
+    });
+    println!("nodes: {}", by_state.filter(|parts| !parts.is_empty()).map(|parts| parts.join(", ")).unwrap_or_else(|| "none".into()));
+    println!("checks: {}, open incidents: {}", text(&status["checks"]), text(&status["open_incidents"]));
+    for sink in list(&status["sinks"]) {
+        let health = if sink["failing"] == true { paint("down", "failing") } else { paint("up", "ok") };
+        println!("sink {}: {health}, {} pending", text(&sink["name"]), text(&sink["pending"]));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
+    let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(args.shell, &mut command, "rollcall", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_write(answer: &Value, client: &ClientArgs) -> anyhow::Result<ExitCode> {
+    if client.json {
+        print_json(answer);
+    } else {
+        let until = answer["paused_until"].as_str().map(|until| format!(" until {until}")).unwrap_or_default();
+        println!("{} is {}{until}", text(&answer["id"]), state_cell(&answer["state"]));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A running monitor's API.
+struct Api {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(args: &ClientArgs) -> Api {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Api { base: args.api.trim_end_matches('/').to_string(), token: args.token.clone(), agent }
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self.agent.get(&url).call().map_err(|error| unreachable(&url, error))?;
+        answer(&url, response)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.post(&url);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .map_err(|error| unreachable(&url, error))?;
+        answer(&url, response)
+    }
+
+    /// Streams transitions, reconnecting from the last one seen when the connection drops.
+    fn follow(&self, query: &[String], mut after: i64, json: bool) -> anyhow::Result<()> {
+        let url = format!("{}/v1/events/stream?{}", self.base, query.join("&"));
+        let streaming: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut failures = 0u32;
+        loop {
+            let response = streaming.get(&url).header("last-event-id", after.to_string()).call();
+            match response {
+                Ok(response) if response.status().is_success() => {
+                    failures = 0;
+                    let reader = BufReader::new(response.into_body().into_reader());
+                    for line in reader.lines() {
+                        let Ok(line) = line else { break };
+                        if let Some(data) = line.strip_prefix("data:") {
+                            if let Ok(event) = serde_json::from_str::<Value>(data.trim()) {
+                                after = event["id"].as_i64().unwrap_or(after);
+                                print_event(&event, json);
+                            }
+                        }
+                    }
+                }
+                Ok(response) => bail!("{url}: HTTP {}", response.status()),
+                Err(error) if failures < 30 => {
+                    failures += 1;
+                    eprintln!("connection lost ({error}); reconnecting from event {after}");
+                }
+                Err(error) => return Err(unreachable(&url, error)),
+            }
+            std::thread::sleep(Duration::from_secs(1).min(Duration::from_millis(200) * failures.max(1)));
+        }
+    }
+}
+
+fn unreachable(url: &str, error: ureq::Error) -> anyhow::Error {
+    anyhow::anyhow!("cannot reach the monitor at {url} ({error}); is it running? (--api or ROLLCALL_API)")
+}
+
+fn answer(url: &str, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
+    let status = response.status();
+    let body = response.body_mut().read_to_string().with_context(|| format!("{url}: unreadable answer"))?;
+    let value: Value = serde_json::from_str(&body).with_context(|| format!("{url}: HTTP {status}, not JSON"))?;
+    if !status.is_success() {
+        bail!("{}", value["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}")));
+    }
+    Ok(value)
+}
+
+fn list(value: &Value) -> impl Iterator<Item = &Value> {
+    value.as_array().into_iter().flatten()
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn labels(value: &Value) -> String {
+    value
+        .as_object()
+        .map(|labels| labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn age(value: &Value) -> String {
+    value.as_u64().map(|ms| if ms < 10_000 { format!("{ms} ms ago") } else { format!("{}s ago", ms / 1000) }).unwrap_or_else(|| "never".into())
+}
+
+fn state_cell(value: &Value) -> String {
+    let state = value.as_str().unwrap_or("?");
+    paint(state, state)
+}
+
+/// Colours a word by the state it stands for, on a terminal only.
+fn paint(state: &str, word: &str) -> String {
+    if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+        return word.to_string();
+    }
+    let code = match state {
+        "up" => "32",
+        "suspect" => "33",
+        "down" => "31;1",
+        "new" => "36",
+        _ => "90",
+    };
+    format!("\x1b[{code}m{word}\x1b[0m")
+}
+
+fn print_event(event: &Value, json: bool) {
+    if json {
+        println!("{event}");
+        return;
+    }
+    println!(
+        "{:>6}  {}  {:<5} {:<20} {} -> {} ({})",
+        text(&event["id"]),
+        text(&event["at"]),
+        text(&event["kind"]),
+        text(&event["node"]),
+        state_cell(&event["from"]),
+        state_cell(&event["to"]),
+        text(&event["reason"]),
+    );
+    let _ = std::io::stdout().flush();
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialize"));
+}
+
+/// Prints rows under headers, each column as wide as its widest cell (colour codes aside).
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let visible = |cell: &str| {
+        let mut width = 0;
+        let mut in_escape = false;
+        for c in cell.chars() {
+            match (in_escape, c) {
+                (false, '\x1b') => in_escape = true,
+                (true, 'm') => in_escape = false,
+                (false, _) => width += 1,
+                _ => {}
+            }
+        }
+        width
+    };
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(visible(cell));
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell}{}", " ".repeat(width.saturating_sub(visible(cell)))))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    if rows.is_empty() {
+        println!("(none)");
+    }
+    for row in rows {
+        line(row);
+    }
+}
