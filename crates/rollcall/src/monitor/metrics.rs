@@ -81,6 +81,33 @@ pub fn render(stats: &StatsSnapshot, sinks: &BTreeMap<String, SinkHealth>, outbo
     text
 }
 
+/// The classic Prometheus text format (version 0.0.4) from OpenMetrics text: what
+/// `promtool check metrics` and older scrapers read. The two differ in how counters are
+/// named in their `# HELP`/`# TYPE` lines (OpenMetrics names the family, without `_total`),
+/// in `# UNIT` lines, and in the closing `# EOF`.
+pub fn classic_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::BTreeSet::new();
+    for line in openmetrics.lines() {
+        if let Some(name) = line.strip_prefix("# TYPE ").and_then(|rest| rest.strip_suffix(" counter")) {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 type OwnedLabels = Vec<(&'static str, String)>;
 
 fn render_alerts(

@@ -26,9 +26,9 @@ const MAX_EVENTS_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 pub struct EventsQuery {
-    /// Only events with an id above this one (for paging and polling).
-    #[serde(default)]
-    since: i64,
+    /// Only events with an id above this one (for paging and polling). The stream starts
+    /// from here when given (and no `Last-Event-ID`), else from now.
+    since: Option<i64>,
     limit: Option<usize>,
     node: Option<String>,
     /// `node` or `check`: only transitions of that kind of subject.
@@ -85,7 +85,9 @@ pub async fn list(
     let limit = query.limit.unwrap_or(MAX_EVENTS_PAGE).min(MAX_EVENTS_PAGE);
     let kind = parse_kind(query.kind.as_deref())?;
     let rows = state
-        .read(move |store| store.transitions(query.since, limit, TransitionFilter { kind, id: query.node.as_deref() }))
+        .read(move |store| {
+            store.transitions(query.since.unwrap_or(0), limit, TransitionFilter { kind, id: query.node.as_deref() })
+        })
         .await?;
     Ok(Json(rows.into_iter().map(EventJson::from).collect()))
 }
@@ -113,8 +115,10 @@ pub async fn stream(
     let after = match resume {
         Some(id) => id.trim().parse::<i64>().map_err(|_| ApiError::bad_request(format!("Last-Event-ID {id:?} is not an event id")))?,
         // Without a place to resume from, `since` says where to start (default: now).
-        None if query.since > 0 => query.since,
-        None => state.read(|store| store.max_transition_id()).await?,
+        None => match query.since {
+            Some(since) => since,
+            None => state.read(|store| store.max_transition_id()).await?,
+        },
     };
     let cursor = Cursor {
         state,

@@ -209,12 +209,23 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     })))
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// `/metrics`: OpenMetrics text when the scraper asks for it (Prometheus does), the classic
+/// text format otherwise (what `promtool check metrics` and plain `curl` get).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let stats = state.ask(|reply| Command::Stats { reply }).await?;
     let depth = state.read(|store| store.outbox_depth()).await?;
     let sinks = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
     let body = super::metrics::render(&stats, &sinks, &depth);
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response())
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        return Ok(([(header::CONTENT_TYPE, kind)], body).into_response());
+    }
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, kind)], super::metrics::classic_text(&body)).into_response())
 }
 
 /// Compares secrets without leaking, through timing, how long a matching prefix is.

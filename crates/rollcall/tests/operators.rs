@@ -1,0 +1,185 @@
+//! What operators' tools see: the metrics as Prometheus' own checker reads them, the CLI's
+//! `--json` output and exit codes, and the event stream's resumption.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{Agent, Monitor, Sandbox, bin};
+
+const FAST: &str = r#"
+[phi]
+acceptable_pause = "300ms"
+min_std_deviation = "50ms"
+[api]
+token = "operators-token-0123"
+[[check]]
+id = "backup"
+token = "abcdefghijklmnopqrstuvwxyz012345"
+period = "1h"
+[[sink]]
+name = "nowhere"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+timeout = "1s"
+"#;
+
+/// `promtool check metrics` (Debian's prometheus package) on the monitor's real output, with
+/// nodes, a check and a sink present so that every family has samples.
+#[test]
+fn promtool_accepts_the_metrics() {
+    let promtool = which("promtool").unwrap_or_else(|| {
+        panic!("promtool is missing: `cargo xtask test` installs it (apt-get install prometheus)")
+    });
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, FAST);
+    let _agent = Agent::start(&sandbox, "web-1", monitor.udp, Duration::from_millis(200), &[("group", "web")]);
+    monitor.wait_for_state("web-1", "up");
+    let (status, body) = monitor.get_text("/metrics");
+    assert_eq!(status, 200);
+    for family in ["rollcall_heartbeats_received_total", "rollcall_nodes", "rollcall_pings_received_total", "rollcall_outbox_pending"] {
+        assert!(body.contains(family), "{family} missing from /metrics");
+    }
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    child.stdin.take().expect("piped").write_all(body.as_bytes()).expect("promtool reads stdin");
+    let output = child.wait_with_output().expect("promtool finishes");
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "promtool check metrics failed:\n{report}\n--- metrics ---\n{body}");
+    assert!(report.trim().is_empty(), "promtool has remarks (lint problems):\n{report}");
+}
+
+fn which(tool: &str) -> Option<String> {
+    let output = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn cli(monitor: &Monitor, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(bin())
+        .args(args)
+        .env("ROLLCALL_API", format!("http://{}", monitor.http))
+        .env("ROLLCALL_TOKEN", "operators-token-0123")
+        .output()
+        .expect("the CLI runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_speaks_json_and_exit_codes_scripts_can_use() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, FAST);
+    let _web = Agent::start(&sandbox, "web-1", monitor.udp, Duration::from_millis(200), &[("group", "web")]);
+    let _db = Agent::start(&sandbox, "db-1", monitor.udp, Duration::from_millis(200), &[("group", "db")]);
+    monitor.wait_for_state("web-1", "up");
+    monitor.wait_for_state("db-1", "up");
+
+    let (code, out, err) = cli(&monitor, &["nodes", "--json", "--label", "group=web"]);
+    assert_eq!(code, 0, "{err}");
+    let nodes: serde_json::Value = serde_json::from_str(&out).expect("nodes --json is JSON");
+    let ids: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["web-1"]);
+
+    assert_eq!(cli(&monitor, &["node", "web-1", "--expect", "up"]).0, 0);
+    let (code, _, err) = cli(&monitor, &["node", "web-1", "--expect", "down"]);
+    assert_eq!(code, 1, "a state other than the expected one exits 1: {err}");
+    let (code, _, err) = cli(&monitor, &["node", "ghost"]);
+    assert_eq!(code, 2, "an unknown node is an error: {err}");
+    assert!(err.contains("ghost"), "{err}");
+
+    let (code, out, _) = cli(&monitor, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
+    assert_eq!(status["nodes"]["up"], 2);
+    assert_eq!(status["checks"], 1);
+
+    let (code, out, _) = cli(&monitor, &["events", "--json"]);
+    assert_eq!(code, 0);
+    let firsts = out.lines().filter(|line| line.contains("first-heartbeat")).count();
+    assert_eq!(firsts, 2, "{out}");
+
+    let (code, out, err) = cli(&monitor, &["pause", "db-1", "--for", "1h", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let paused: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(cli(&monitor, &["resume", "db-1"]).0, 0);
+    assert_eq!(monitor.node("db-1").unwrap().state, "up");
+
+    let (code, out, _) = cli(&monitor, &["checks", "--json"]);
+    assert_eq!(code, 0);
+    let checks: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(checks[0]["id"], "backup");
+
+    let (code, out, _) = cli(&monitor, &["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("rollcall"));
+    let (code, _, err) = Command::new(bin())
+        .args(["nodes"])
+        .env("ROLLCALL_API", "http://127.0.0.1:9")
+        .output()
+        .map(|o| (o.status.code().unwrap_or(-1), (), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot reach the monitor"), "{err}");
+}
+
+/// Reads one SSE connection until `count` events arrived, returning their ids; the
+/// connection is then dropped (a forced disconnect).
+fn read_events(monitor: &Monitor, last_event_id: Option<i64>, count: usize) -> Vec<i64> {
+    let mut stream = TcpStream::connect(monitor.http).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+    write!(stream, "GET /v1/events/stream?since=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut ids = Vec::new();
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.len() < count && Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(id) = line.trim().strip_prefix("id:") {
+            ids.push(id.trim().parse().expect("numeric event ids"));
+        }
+    }
+    let mut rest = [0u8; 0];
+    let _ = reader.read(&mut rest);
+    ids
+}
+
+#[test]
+fn the_event_stream_resumes_after_a_disconnect_without_missing_anything() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, FAST);
+    let agents: Vec<Agent> = (0..4)
+        .map(|i| Agent::start(&sandbox, &format!("n{i}"), monitor.udp, Duration::from_millis(200), &[]))
+        .collect();
+    for i in 0..4 {
+        monitor.wait_for_state(&format!("n{i}"), "up");
+    }
+    // Read two events, drop the connection, let more happen, resume from the last one seen.
+    let first = read_events(&monitor, None, 2);
+    assert_eq!(first.len(), 2);
+    for agent in &agents[..2] {
+        agent.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+    monitor.wait_for_state("n0", "down");
+    monitor.wait_for_state("n1", "down");
+    let stored: Vec<i64> = monitor.all_events().iter().map(|e| e.id).collect();
+    let resumed = read_events(&monitor, Some(first[1]), stored.len() - 2);
+    let mut seen = first.clone();
+    seen.extend(&resumed);
+    assert_eq!(seen, stored, "the stream after resumption continues exactly where it stopped");
+}
