@@ -594,3 +594,40 @@ fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {
 fn parse_json<T: serde::de::DeserializeOwned>(body: &str) -> T {
     serde_json::from_str(body).unwrap_or_else(|error| panic!("bad JSON ({error}): {body}"))
 }
+
+// Added for the alerting tests (tests/alerts.rs): raw access to the API, for endpoints the
+// typed helpers above do not cover and for requests that must fail.
+impl Monitor {
+    /// `GET path`: the status and the body parsed as JSON (`Null` if it is not JSON).
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(path);
+        (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST path` with `Authorization: Bearer TOKEN` when `token` is given and a JSON `body`
+    /// when one is given: the status and the body as text.
+    pub fn post(&self, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+        let url = format!("http://{}{path}", self.http);
+        let mut request = self.client.post(&url);
+        if let Some(token) = token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let result = match body {
+            Some(body) => request.header("Content-Type", "application/json").send(body),
+            None => request.send_empty(),
+        };
+        let mut response = result
+            .unwrap_or_else(|error| panic!("POST {path}: {error}\nmonitor stderr:\n{}", self.stderr_tail()));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, text)
+    }
+}
+
+// Added for tests/operators.rs.
+impl Monitor {
+    /// `GET path`: the status and the body as text.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        self.get(path)
+    }
+}
