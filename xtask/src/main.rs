@@ -45,11 +45,13 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 2] = [
+const PACKAGES: [(&str, &str); 3] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
     ("prometheus", "/usr/bin/promtool"),
+    // The load-balancer integration drives a real nginx.
+    ("nginx", "/usr/sbin/nginx"),
 ];
 
 fn test() -> Result {

@@ -198,6 +198,9 @@ pub struct Alerter {
     open: BTreeMap<u64, OpenIncident>,
     /// The open incident of each subject (groups hold their members here too).
     by_subject: BTreeMap<Key, u64>,
+    /// For each open group incident, how many of its members are still down: it resolves
+    /// when none is (its `members` keep naming all of them, for the resolution).
+    group_waiting: BTreeMap<u64, usize>,
     /// Reminder schedule: (due, incident).
     reminders: BTreeSet<(Instant, u64)>,
     /// Node downs held while a possible mass failure forms, with the window's end.
@@ -223,6 +226,7 @@ impl Alerter {
             next_id: 1,
             open: BTreeMap::new(),
             by_subject: BTreeMap::new(),
+            group_waiting: BTreeMap::new(),
             reminders: BTreeSet::new(),
             pending: Vec::new(),
             window_end: None,
@@ -256,22 +260,34 @@ impl Alerter {
     }
 
     /// Re-opens an incident read from the store. Ids continue above the largest restored.
-    /// `last_notified` is on the current clock (the shell maps stored wall times).
-    pub fn restore(&mut self, incident: OpenIncident, subject_down: bool) {
+    /// `last_notified` is on the current clock (the shell maps stored wall times);
+    /// `is_down` says which members are down now (a group waits for those to recover).
+    pub fn restore(&mut self, incident: OpenIncident, is_down: impl Fn(&str) -> bool) {
         self.next_id = self.next_id.max(incident.id + 1);
+        let kind = if incident.subject_kind == SubjectKind::Check { SubjectKind::Check } else { SubjectKind::Node };
+        let mut attached = 0;
         for member in &incident.members {
-            let kind = if incident.subject_kind == SubjectKind::Check {
-                SubjectKind::Check
-            } else {
-                SubjectKind::Node
-            };
-            self.by_subject.insert((kind, member.clone()), incident.id);
-            if subject_down {
+            let down = is_down(member);
+            if down {
                 self.down.insert((kind, member.clone()));
             }
+            // A single incident waits for its subject whatever the state; a group only for
+            // the members still down.
+            if down || incident.subject_kind != SubjectKind::Group {
+                self.by_subject.insert((kind, member.clone()), incident.id);
+                attached += 1;
+            }
+        }
+        if incident.subject_kind == SubjectKind::Group {
+            self.group_waiting.insert(incident.id, attached);
         }
         self.reminders.insert((incident.last_notified + self.config.repeat_interval, incident.id));
-        self.open.insert(incident.id, incident);
+        let (id, resolved_while_away) = (incident.id, attached == 0);
+        let now = incident.last_notified;
+        self.open.insert(id, incident);
+        if resolved_while_away {
+            self.close(id, None, now, true);
+        }
     }
 
     /// Makes sure new incident ids are above `id` (ids of resolved incidents in the store).
@@ -425,17 +441,27 @@ impl Alerter {
     }
 
     /// Takes a subject out of its open incident without a word: a single incident closes
-    /// silently, a group loses the member (and resolves if it was the last).
+    /// silently, a group waits for one member less (and resolves if it was the last).
     fn detach(&mut self, key: &Key, now: Instant) {
         let Some(id) = self.by_subject.remove(key) else { return };
-        let Some(incident) = self.open.get_mut(&id) else { return };
-        if incident.subject_kind == SubjectKind::Group {
-            incident.members.retain(|member| *member != key.1);
-            if incident.members.is_empty() {
+        if self.open.get(&id).is_some_and(|incident| incident.subject_kind == SubjectKind::Group) {
+            if self.member_left_group(id) {
                 self.close(id, None, now, true);
             }
         } else {
             self.close(id, None, now, false);
+        }
+    }
+
+    /// One member of a group is back (or detached); true when it was the last one down.
+    fn member_left_group(&mut self, id: u64) -> bool {
+        let waiting = self.group_waiting.entry(id).or_insert(0);
+        *waiting = waiting.saturating_sub(1);
+        if *waiting == 0 {
+            self.group_waiting.remove(&id);
+            true
+        } else {
+            false
         }
     }
 
@@ -459,6 +485,7 @@ impl Alerter {
             for member in &members {
                 self.by_subject.insert((SubjectKind::Node, member.clone()), id);
             }
+            self.group_waiting.insert(id, members.len());
             let started_at = downs.iter().map(|t| t.at).min().unwrap_or(now);
             let incident = OpenIncident {
                 id,
@@ -510,21 +537,22 @@ impl Alerter {
             return;
         }
         let Some(id) = self.by_subject.remove(key) else { return };
-        let Some(incident) = self.open.get_mut(&id) else { return };
+        let Some(incident) = self.open.get(&id) else { return };
         if incident.subject_kind == SubjectKind::Group {
-            incident.members.retain(|member| *member != key.1);
-            if !incident.members.is_empty() {
-                return; // the group resolves when its last member recovers
+            // The group resolves, naming all its members, when the last one recovers.
+            if self.member_left_group(id) {
+                self.close(id, None, now, true);
             }
+            return;
         }
-        let single = incident.subject_kind != SubjectKind::Group;
-        self.close(id, single.then(|| transition.clone()), now, true);
+        self.close(id, Some(transition.clone()), now, true);
     }
 
     /// Resolves an incident; `notify` false closes it silently (superseded by a flapping
     /// notice, which says more).
     fn close(&mut self, id: u64, transition: Option<Transition>, now: Instant, notify: bool) {
         let Some(mut incident) = self.open.remove(&id) else { return };
+        self.group_waiting.remove(&id);
         self.reminders.retain(|&(_, reminder)| reminder != id);
         self.by_subject.retain(|_, open| *open != id);
         if notify {

@@ -50,6 +50,14 @@ pub enum Command {
     Agent(AgentArgs),
     /// Run the whole story on loopback: a monitor, five agents, a crash, a restart, a goodbye.
     Demo(DemoArgs),
+    /// Simulate a fleet, a network and its faults in virtual time: detection times, false
+    /// downs and traffic before deploying (see docs/SIMULATOR.md).
+    #[command(after_help = "Examples:\n  \
+        rollcall sim scenarios/lan.toml\n  \
+        rollcall sim scenarios/lossy.toml --detector fixed --sweep --out ./sim-out\n  \
+        rollcall sim --nodes 1000 --loss 1% --latency 'lognormal 20ms 0.5' --crash 2% --duration 10m\n\n\
+        The same seed gives the same run: a failed check prints the ROLLCALL_SEED to replay it.")]
+    Sim(SimArgs),
     /// List nodes and their states (from a running monitor).
     #[command(after_help = "Examples:\n  rollcall nodes\n  rollcall nodes --state down --json\n  rollcall nodes --label group=web")]
     Nodes(NodesArgs),
@@ -70,6 +78,14 @@ pub enum Command {
     Resume(ResumeArgs),
     /// The monitor's own status: version, uptime, nodes by state, incidents, sinks.
     Status(ClientArgs),
+    /// Keep a proxy's upstream list current: render a group's up members into a config file
+    /// and reload the proxy whenever the list changes.
+    #[command(after_help = "Examples:\n  \
+        rollcall upstreams --group web --format nginx --output /etc/nginx/conf.d/web.conf --reload 'nginx -s reload'\n  \
+        rollcall upstreams --group web --format haproxy --output /etc/haproxy/web.cfg --reload 'systemctl reload haproxy'\n  \
+        rollcall upstreams --group web --format lines --once   # print the addresses and exit\n\n\
+        Members are nodes with the label group=GROUP; their address is their addr=HOST:PORT label.")]
+    Upstreams(UpstreamsArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  rollcall completions bash > /etc/bash_completion.d/rollcall\n  rollcall completions zsh > \"${fpath[1]}/_rollcall\"\n  rollcall completions fish > ~/.config/fish/completions/rollcall.fish")]
     Completions(CompletionsArgs),
@@ -153,6 +169,37 @@ pub struct ResumeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct UpstreamsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The group (the nodes' `group` label).
+    #[arg(long)]
+    pub group: String,
+    /// What to render.
+    #[arg(long, value_enum, default_value = "lines")]
+    pub format: UpstreamFormat,
+    /// Write here (atomically: a temporary file, then a rename); default: standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Run this command (through sh -c) after each change of the file.
+    #[arg(long, value_name = "COMMAND")]
+    pub reload: Option<String>,
+    /// Render once and exit instead of following changes.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamFormat {
+    /// One HOST:PORT per line.
+    Lines,
+    /// An nginx `upstream GROUP { server ...; }` block.
+    Nginx,
+    /// An HAProxy `backend GROUP` section.
+    Haproxy,
+}
+
+#[derive(Args, Debug)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
@@ -222,6 +269,52 @@ pub struct DemoArgs {
     /// Exit after the story instead of running until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Scenario file (TOML, see scenarios/); without one: 100 nodes on a LAN for 10 minutes,
+    /// 2% of them crashing.
+    #[arg(value_name = "SCENARIO.toml")]
+    pub scenario: Option<PathBuf>,
+    /// Number of nodes.
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Random loss on every path: 0.01 or 1%.
+    #[arg(long, value_name = "P")]
+    pub loss: Option<String>,
+    /// Latency: "constant 1ms", "normal 20ms 5ms", "lognormal 300us 0.8", "pareto 200us 1.5".
+    #[arg(long, value_name = "SPEC")]
+    pub latency: Option<String>,
+    /// Crash N nodes (or P% of them) at random times between 10% and 90% of the run;
+    /// replaces the scenario's crashes.
+    #[arg(long, value_name = "N|P%")]
+    pub crash: Option<String>,
+    /// Cut N nodes (or P%) off from the monitor from 40% to 60% of the run; replaces the
+    /// scenario's partitions.
+    #[arg(long, value_name = "N|P%")]
+    pub partition: Option<String>,
+    /// Virtual time to simulate (10m, 1h...).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Seed of every random choice (a run is a pure function of it).
+    #[arg(long, env = "ROLLCALL_SEED")]
+    pub seed: Option<u64>,
+    /// Failure detector (the scenario's settings are kept when the kind is the same).
+    #[arg(long, value_enum)]
+    pub detector: Option<DetectorKind>,
+    /// Phi's threshold, or the fixed timeout's multiplier.
+    #[arg(long, value_name = "X")]
+    pub threshold: Option<f64>,
+    /// Also run the scenario at a range of thresholds and plot the trade-off curve.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Directory for report.json and the SVG plots.
+    #[arg(long, value_name = "DIR", default_value = "sim-out")]
+    pub out: PathBuf,
+    /// Central (agents and one monitor) or peer (SWIM; not built yet).
+    #[arg(long, default_value = "central", value_parser = ["central", "peer"])]
+    pub mode: String,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

@@ -14,6 +14,8 @@ mod demo;
 mod keygen;
 mod monitor;
 mod settings;
+mod sim;
+mod upstreams;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Monitor(args) => done(monitor::main(args)),
         cli::Command::Agent(args) => done(agent::main(args)),
         cli::Command::Demo(args) => done(demo::main(args)),
+        cli::Command::Sim(args) => done(sim::main(args)),
         cli::Command::Nodes(args) => client::nodes(args),
         cli::Command::Node(args) => client::node(args),
         cli::Command::Events(args) => client::events(args),
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         cli::Command::Resume(args) => client::resume(args),
         cli::Command::Status(args) => client::status(args),
         cli::Command::Completions(args) => client::completions(args),
+        cli::Command::Upstreams(args) => upstreams::main(args),
     };
     match result {
         Ok(code) => code,

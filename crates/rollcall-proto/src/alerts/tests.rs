@@ -177,7 +177,9 @@ fn a_mass_failure_is_one_grouped_incident() {
     }
     assert_eq!(h.out.len(), 1);
     h.up("n4");
-    assert_eq!(h.out.last().unwrap().kind, NotificationKind::Resolved);
+    let resolved = h.out.last().unwrap();
+    assert_eq!(resolved.kind, NotificationKind::Resolved);
+    assert_eq!(resolved.members, ["n1", "n2", "n3", "n4"], "the resolution names every member");
     assert_eq!(h.alerter.stats().groups_opened, 1);
 }
 
@@ -256,7 +258,7 @@ fn restored_incidents_keep_their_ids_and_resolve_after_a_restart() {
         next_sequence: 3,
         last_notified: h.now,
     };
-    h.alerter.restore(incident, true);
+    h.alerter.restore(incident, |_| true);
     h.up("web-1");
     assert_eq!(
         h.sent(),
@@ -278,4 +280,25 @@ fn invalid_settings_are_refused_with_a_sentence() {
         let error = Alerter::new(config).err().unwrap();
         assert!(error.starts_with("alerts."), "{error}");
     }
+}
+
+#[test]
+fn a_restored_group_waits_only_for_members_still_down() {
+    let mut h = Harness::default(10);
+    let group = OpenIncident {
+        id: 7,
+        kind: NotificationKind::Firing,
+        severity: Severity::Critical,
+        subject_kind: SubjectKind::Group,
+        subject: GROUP_SUBJECT.into(),
+        members: vec!["a".into(), "b".into(), "c".into()],
+        started_at: Instant::ZERO,
+        next_sequence: 1,
+        last_notified: h.now,
+    };
+    h.alerter.restore(group, |member| member != "b");
+    h.up("a");
+    assert!(h.out.is_empty(), "c is still down");
+    h.up("c");
+    assert_eq!(h.sent(), [("resolved", GROUP_SUBJECT.to_string(), vec!["a".into(), "b".into(), "c".into()], "rollcall-7-1".into())]);
 }

@@ -45,6 +45,8 @@ pub enum Command {
     Pause { id: String, until_ms: Option<i64>, reply: oneshot::Sender<Option<NodeJson>> },
     Resume { id: String, reply: oneshot::Sender<Option<NodeJson>> },
     Check(CheckCommand),
+    /// The nodes whose `group` label is `group`.
+    Group { group: String, reply: oneshot::Sender<Vec<NodeJson>> },
 }
 
 /// A node as the API shows it.
@@ -127,9 +129,15 @@ impl Owner {
                 tracing::warn!(incident = record.id, "stored incident is unreadable; left as it is");
                 continue;
             };
-            let down = incident.subject_kind == SubjectKind::Group
-                || core.node(&incident.subject, now).is_some_and(|node| node.state == NodeState::Down);
-            alerter.restore(incident, down);
+            let is_check = incident.subject_kind == SubjectKind::Check;
+            alerter.restore(incident, |member| {
+                let state = if is_check {
+                    checks.table.check(member).map(|check| check.state)
+                } else {
+                    core.node(member, now).map(|node| node.state)
+                };
+                state == Some(NodeState::Down)
+            });
         }
         alerter.set_population(core.len());
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
@@ -283,7 +291,9 @@ impl Owner {
         let mut shared: Option<BTreeMap<String, String>> = None;
         for member in &notification.members {
             let labels: BTreeMap<String, String> = match notification.subject_kind {
-                SubjectKind::Check => BTreeMap::new(),
+                SubjectKind::Check => {
+                    self.checks.table.check(member).map(|check| check.spec.labels.clone()).unwrap_or_default()
+                }
                 _ => self
                     .core
                     .node(member, now)
@@ -346,6 +356,16 @@ impl Owner {
                 let _ = reply.send(found.then(|| self.node_json(&id)).flatten());
             }
             Command::Check(command) => self.answer_check(command),
+            Command::Group { group, reply } => {
+                let mut members: Vec<NodeJson> = self
+                    .core
+                    .nodes(now)
+                    .filter(|view| view.labels().iter().any(|(k, v)| *k == "group" && *v == group))
+                    .map(|view| node_json(&view, now, detector))
+                    .collect();
+                members.sort_by(|a, b| a.id.cmp(&b.id));
+                let _ = reply.send(members);
+            }
             Command::Stats { reply } => {
                 let (store_batches, store_errors) = self.persist.counters();
                 let _ = reply.send(StatsSnapshot {

@@ -101,6 +101,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/v1/nodes/{id}", get(nodes::detail))
         .route("/v1/nodes/{id}/pause", post(nodes::pause))
         .route("/v1/nodes/{id}/resume", post(nodes::resume))
+        .route("/v1/groups/{group}", get(nodes::group))
         .route("/v1/events", get(events::list))
         .route("/v1/events/stream", get(events::stream))
         .route("/v1/checks", get(checks::list).post(checks::create))

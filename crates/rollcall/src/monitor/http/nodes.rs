@@ -73,3 +73,27 @@ pub async fn resume(
     let found = state.ask(|reply| Command::Resume { id: id.clone(), reply }).await?;
     found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
 }
+
+/// A group of nodes (by their `group` label) for load balancers and service discovery:
+/// every member with its state, and the addresses (`addr` label) of those that are up.
+#[derive(serde::Serialize)]
+pub struct GroupJson {
+    group: String,
+    /// `addr` labels of the members that are `up`, sorted: what a proxy should route to.
+    up: Vec<String>,
+    members: Vec<NodeJson>,
+}
+
+pub async fn group(State(state): State<AppState>, Path(group): Path<String>) -> Result<Json<GroupJson>, ApiError> {
+    let members = state.ask(|reply| Command::Group { group: group.clone(), reply }).await?;
+    if members.is_empty() {
+        return Err(ApiError::not_found("group", &group));
+    }
+    let mut up: Vec<String> = members
+        .iter()
+        .filter(|node| node.state == "up")
+        .filter_map(|node| node.labels.get("addr").cloned())
+        .collect();
+    up.sort();
+    Ok(Json(GroupJson { group, up, members }))
+}
