@@ -74,8 +74,11 @@ fn test() -> Result {
 }
 
 fn ensure_packages() -> Result {
-    let missing: Vec<&str> =
-        PACKAGES.iter().filter(|(_, path)| !std::path::Path::new(path).exists()).map(|(name, _)| *name).collect();
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, path)| !std::path::Path::new(path).exists())
+        .map(|(name, _)| *name)
+        .collect();
     if missing.is_empty() {
         println!("all present: {}", PACKAGES.map(|(name, _)| name).join(", "));
         return Ok(());
@@ -128,7 +131,8 @@ fn core_purity() -> Result {
 }
 
 fn ensure_cargo_fuzz() -> Result {
-    let installed = Command::new(env!("CARGO")).args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    let installed =
+        Command::new(env!("CARGO")).args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
     if installed {
         return Ok(());
     }
@@ -139,7 +143,13 @@ fn ensure_cargo_fuzz() -> Result {
 /// Runs the decoder's fuzz target for a bounded time. `-s none`: no sanitizer, so it runs on
 /// stable Rust.
 fn fuzz(secs: u64) -> Result {
-    run(Command::new(env!("CARGO"))
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"))
-        .args(["fuzz", "run", "decode", "-s", "none", "--", &format!("-max_total_time={secs}")]))
+    run(Command::new(env!("CARGO")).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz")).args([
+        "fuzz",
+        "run",
+        "decode",
+        "-s",
+        "none",
+        "--",
+        &format!("-max_total_time={secs}"),
+    ]))
 }

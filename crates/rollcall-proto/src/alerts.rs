@@ -264,7 +264,8 @@ impl Alerter {
     /// `is_down` says which members are down now (a group waits for those to recover).
     pub fn restore(&mut self, incident: OpenIncident, is_down: impl Fn(&str) -> bool) {
         self.next_id = self.next_id.max(incident.id + 1);
-        let kind = if incident.subject_kind == SubjectKind::Check { SubjectKind::Check } else { SubjectKind::Node };
+        let kind =
+            if incident.subject_kind == SubjectKind::Check { SubjectKind::Check } else { SubjectKind::Node };
         let mut attached = 0;
         for member in &incident.members {
             let down = is_down(member);

@@ -362,6 +362,18 @@ impl Checks {
         Ok(())
     }
 
+    /// Puts pings read back from the store into a restored check's history, oldest first
+    /// (the history keeps the newest `history` of them). Returns false for an unknown check.
+    pub fn restore_pings(&mut self, id: &str, pings: impl IntoIterator<Item = PingRecord>) -> bool {
+        let Some(&index) = self.by_id.get(id) else { return false };
+        let limit = self.config.history;
+        let check = self.get_mut(index);
+        for ping in pings {
+            check.remember(ping, limit);
+        }
+        true
+    }
+
     // ---- outputs ----
 
     /// The instant by which the shell must call [`Checks::handle_timeout`], if any deadline

@@ -91,12 +91,7 @@ struct Entry {
 }
 
 impl Entry {
-    const VACANT: Entry = Entry {
-        deadline: Instant::ZERO,
-        prev: NONE,
-        next: NONE,
-        slot: NONE,
-    };
+    const VACANT: Entry = Entry { deadline: Instant::ZERO, prev: NONE, next: NONE, slot: NONE };
 }
 
 // The memory figure in `TimerWheel`'s doc comment.
@@ -120,16 +115,10 @@ impl TimerWheel {
     /// If `slots` is not a power of two or exceeds 2^31, or if `resolution` is zero or
     /// longer than `u64::MAX` nanoseconds.
     pub fn with_geometry(start: Instant, slots: usize, resolution: Duration) -> Self {
-        assert!(
-            slots.is_power_of_two(),
-            "timer wheel slot count must be a power of two"
-        );
-        assert!(
-            slots <= 1 << 31,
-            "timer wheel slot count must fit a slot index below NONE"
-        );
-        let resolution_ns = u64::try_from(resolution.as_nanos())
-            .expect("timer wheel resolution must fit in u64 nanoseconds");
+        assert!(slots.is_power_of_two(), "timer wheel slot count must be a power of two");
+        assert!(slots <= 1 << 31, "timer wheel slot count must fit a slot index below NONE");
+        let resolution_ns =
+            u64::try_from(resolution.as_nanos()).expect("timer wheel resolution must fit in u64 nanoseconds");
         assert!(resolution_ns > 0, "timer wheel resolution must be positive");
         TimerWheel {
             entries: Vec::new(),
@@ -220,9 +209,7 @@ impl TimerWheel {
         let from = (self.current & self.mask) as usize;
         let mut best = u64::MAX;
         let mut distance = 0;
-        while let Some(step) =
-            self.next_occupied((from + distance) & self.mask as usize, slots - distance)
-        {
+        while let Some(step) = self.next_occupied((from + distance) & self.mask as usize, slots - distance) {
             distance += step;
             // Entries in a slot `distance > 0` ticks ahead are due in that tick or a later
             // revolution of it, so once that tick starts at or after `best`, no slot from
@@ -252,17 +239,15 @@ impl TimerWheel {
         }
         let first_fired = fired.len();
         let slots = self.heads.len();
-        let span = usize::try_from(target - self.current)
-            .map_or(slots, |gap| gap.saturating_add(1).min(slots));
+        let span =
+            usize::try_from(target - self.current).map_or(slots, |gap| gap.saturating_add(1).min(slots));
         let from = (self.current & self.mask) as usize;
         let mut distance = 0;
         // Expiring only empties slots, so the occupancy of the slots still ahead is stable.
         // Within less than a revolution, an entry fired from the slot `distance` ticks ahead
         // is due in exactly that tick (or, in the current tick's slot, in an earlier one), so
         // sorting each slot's keys sorts them all. After a longer gap, slots mix revolutions.
-        while let Some(step) =
-            self.next_occupied((from + distance) & self.mask as usize, span - distance)
-        {
+        while let Some(step) = self.next_occupied((from + distance) & self.mask as usize, span - distance) {
             distance += step;
             let first_of_slot = fired.len();
             self.expire_slot((from + distance) & self.mask as usize, now, fired);
@@ -314,12 +299,7 @@ impl TimerWheel {
         let entry = &mut self.entries[key as usize];
         debug_assert!(entry.slot == NONE, "a key is linked into at most one slot");
         // `slots <= 2^31` (asserted at construction), so a slot index never equals NONE.
-        *entry = Entry {
-            deadline: entry.deadline,
-            prev: NONE,
-            next: head,
-            slot: slot as u32,
-        };
+        *entry = Entry { deadline: entry.deadline, prev: NONE, next: head, slot: slot as u32 };
         let deadline = entry.deadline.as_nanos();
         if head != NONE {
             self.entries[head as usize].prev = key;
@@ -331,16 +311,11 @@ impl TimerWheel {
 
     /// Takes `key`, which is in some list, out of it; its deadline is kept for sorting.
     fn unlink(&mut self, key: u32) {
-        let Entry {
-            prev, next, slot, ..
-        } = self.entries[key as usize];
+        let Entry { prev, next, slot, .. } = self.entries[key as usize];
         debug_assert!(slot != NONE, "only a pending key is unlinked");
         let slot = slot as usize;
         if prev == NONE {
-            debug_assert!(
-                self.heads[slot] == key,
-                "a key without predecessor heads its slot"
-            );
+            debug_assert!(self.heads[slot] == key, "a key without predecessor heads its slot");
             self.heads[slot] = next;
         } else {
             self.entries[prev as usize].next = next;

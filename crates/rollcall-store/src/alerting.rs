@@ -62,6 +62,8 @@ pub struct PingRecord {
     pub rid: Option<String>,
     pub duration_ms: Option<i64>,
     pub body: Vec<u8>,
+    /// The length of the whole body as received (`body` holds at most `pings.body_limit`).
+    pub body_len: u64,
     pub body_truncated: bool,
     pub at_ms: i64,
 }
@@ -134,8 +136,8 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
         }
         Write::Ping { record: p, keep } => {
             tx.prepare_cached(
-                "INSERT INTO pings (check_id, signal, rid, duration_ms, body, body_truncated, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO pings (check_id, signal, rid, duration_ms, body, body_truncated, at_ms, body_len)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 p.check_id,
@@ -144,7 +146,8 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
                 p.duration_ms,
                 p.body,
                 p.body_truncated,
-                p.at_ms
+                p.at_ms,
+                p.body_len as i64
             ])?;
             let id = tx.last_insert_rowid();
             tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1 AND id <= ?2 - ?3")?
@@ -316,7 +319,7 @@ impl Store {
     /// The newest pings of a check, newest first.
     pub fn pings(&self, check_id: &str, limit: usize) -> Result<Vec<PingRecord>, StoreError> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT check_id, signal, rid, duration_ms, body, body_truncated, at_ms FROM pings
+            "SELECT check_id, signal, rid, duration_ms, body, body_truncated, at_ms, body_len FROM pings
              WHERE check_id = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = statement.query_map(params![check_id, limit as i64], |row| {
@@ -328,6 +331,7 @@ impl Store {
                 body: row.get(4)?,
                 body_truncated: row.get(5)?,
                 at_ms: row.get(6)?,
+                body_len: row.get::<_, i64>(7)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -295,7 +295,8 @@ impl Store {
 impl Store {
     /// The id of the latest transition (0 when there is none).
     pub fn max_transition_id(&self) -> Result<i64, StoreError> {
-        let id: Option<i64> = self.connection.query_row("SELECT max(id) FROM transitions", [], |row| row.get(0))?;
+        let id: Option<i64> =
+            self.connection.query_row("SELECT max(id) FROM transitions", [], |row| row.get(0))?;
         Ok(id.unwrap_or(0))
     }
 

@@ -74,4 +74,6 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX pings_by_check ON pings (check_id, id);",
     // 3: transitions of checks live beside those of nodes, told apart by kind.
     "ALTER TABLE transitions ADD COLUMN subject_kind TEXT NOT NULL DEFAULT 'node';",
+    // 4: the whole length of a ping's body, kept when the body itself is cut.
+    "ALTER TABLE pings ADD COLUMN body_len INTEGER NOT NULL DEFAULT 0;",
 ];

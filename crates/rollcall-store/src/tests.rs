@@ -58,7 +58,10 @@ fn writes_survive_reopening() {
         ]
     );
     assert_eq!(store.transitions(history[0].id, 100, TransitionFilter::default()).unwrap().len(), 1);
-    assert_eq!(store.transitions(0, 100, TransitionFilter { id: Some("other"), kind: None }).unwrap().len(), 0);
+    assert_eq!(
+        store.transitions(0, 100, TransitionFilter { id: Some("other"), kind: None }).unwrap().len(),
+        0
+    );
 }
 
 #[test]
@@ -201,6 +204,7 @@ fn checks_and_their_newest_pings() {
             rid: None,
             duration_ms: None,
             body: vec![],
+            body_len: 0,
             body_truncated: false,
             at_ms,
         };

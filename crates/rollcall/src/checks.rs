@@ -47,7 +47,9 @@ impl CheckInput {
     /// one); the error is one sentence naming the field.
     pub fn into_spec(self, token: Option<String>) -> Result<CheckSpec, String> {
         let id = self.id.ok_or("a check needs an `id`")?;
-        let token = self.token.or(token).ok_or_else(|| format!("check {id:?} needs a `token` (at least 22 characters of A-Z a-z 0-9 _ -)"))?;
+        let token = self.token.or(token).ok_or_else(|| {
+            format!("check {id:?} needs a `token` (at least 22 characters of A-Z a-z 0-9 _ -)")
+        })?;
         let grace = parse_span(&id, "grace", self.grace.as_deref())?.unwrap_or(DEFAULT_GRACE);
         let schedule = match (self.period, self.cron) {
             (Some(period), None) => {
@@ -77,7 +79,9 @@ impl CheckInput {
     pub fn from_spec(spec: &CheckSpec) -> CheckInput {
         let (period, cron, timezone) = match &spec.schedule {
             Schedule::Period { period, .. } => (Some(span(*period)), None, None),
-            Schedule::Cron { expression, timezone, .. } => (None, Some(expression.clone()), Some(timezone.clone())),
+            Schedule::Cron { expression, timezone, .. } => {
+                (None, Some(expression.clone()), Some(timezone.clone()))
+            }
         };
         CheckInput {
             id: Some(spec.id.clone()),
@@ -116,8 +120,9 @@ impl CheckInput {
 
 fn parse_span(id: &str, field: &str, text: Option<&str>) -> Result<Option<Duration>, String> {
     text.map(|text| {
-        humantime::parse_duration(text)
-            .map_err(|error| format!("check {id:?}: `{field}` = {text:?} is not a duration ({error}); write e.g. \"1h\""))
+        humantime::parse_duration(text).map_err(|error| {
+            format!("check {id:?}: `{field}` = {text:?} is not a duration ({error}); write e.g. \"1h\"")
+        })
     })
     .transpose()
 }
@@ -163,8 +168,8 @@ pub fn to_store(record: &CheckRecord, source: &str, now_ms: i64) -> rollcall_sto
 }
 
 pub fn from_store(row: &rollcall_store::CheckRecord) -> Result<CheckRecord, String> {
-    let stored: Stored =
-        serde_json::from_str(&row.spec_json).map_err(|error| format!("check {:?}: unreadable row: {error}", row.id))?;
+    let stored: Stored = serde_json::from_str(&row.spec_json)
+        .map_err(|error| format!("check {:?}: unreadable row: {error}", row.id))?;
     let spec = CheckInput { token: Some(row.token.clone()), ..stored.input }.into_spec(None)?;
     Ok(CheckRecord {
         spec,
@@ -254,7 +259,6 @@ pub fn generate_token() -> Result<String, String> {
     getrandom::fill(&mut bytes).map_err(|error| format!("cannot read the OS random source: {error}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -59,20 +59,28 @@ pub enum Command {
         The same seed gives the same run: a failed check prints the ROLLCALL_SEED to replay it.")]
     Sim(SimArgs),
     /// List nodes and their states (from a running monitor).
-    #[command(after_help = "Examples:\n  rollcall nodes\n  rollcall nodes --state down --json\n  rollcall nodes --label group=web")]
+    #[command(
+        after_help = "Examples:\n  rollcall nodes\n  rollcall nodes --state down --json\n  rollcall nodes --label group=web"
+    )]
     Nodes(NodesArgs),
     /// Show one node; with --expect, exit 1 unless it is in that state (for scripts).
-    #[command(after_help = "Examples:\n  rollcall node web-1\n  rollcall node web-1 --expect up && echo healthy\n\n\
-        Exit codes: 0 ok (or the expected state), 1 another state, 2 error (unknown node, no monitor).")]
+    #[command(
+        after_help = "Examples:\n  rollcall node web-1\n  rollcall node web-1 --expect up && echo healthy\n\n\
+        Exit codes: 0 ok (or the expected state), 1 another state, 2 error (unknown node, no monitor)."
+    )]
     Node(NodeArgs),
     /// Show transitions; --follow streams them as they happen.
-    #[command(after_help = "Examples:\n  rollcall events\n  rollcall events --follow\n  rollcall events --kind check --json")]
+    #[command(
+        after_help = "Examples:\n  rollcall events\n  rollcall events --follow\n  rollcall events --kind check --json"
+    )]
     Events(EventsArgs),
     /// List checks (jobs that ping over HTTP).
     Checks(ClientArgs),
     /// Put a node (or with --check, a check) in maintenance: no alerts until resumed.
-    #[command(after_help = "Examples:\n  rollcall pause web-1 --for 2h\n  rollcall pause nightly-backup --check\n\n\
-        Needs the API token: --token or ROLLCALL_TOKEN.")]
+    #[command(
+        after_help = "Examples:\n  rollcall pause web-1 --for 2h\n  rollcall pause nightly-backup --check\n\n\
+        Needs the API token: --token or ROLLCALL_TOKEN."
+    )]
     Pause(PauseArgs),
     /// End a node's (or check's) maintenance; its deadlines restart from now.
     Resume(ResumeArgs),
@@ -87,7 +95,9 @@ pub enum Command {
         Members are nodes with the label group=GROUP; their address is their addr=HOST:PORT label.")]
     Upstreams(UpstreamsArgs),
     /// Print a shell completion script.
-    #[command(after_help = "Examples:\n  rollcall completions bash > /etc/bash_completion.d/rollcall\n  rollcall completions zsh > \"${fpath[1]}/_rollcall\"\n  rollcall completions fish > ~/.config/fish/completions/rollcall.fish")]
+    #[command(
+        after_help = "Examples:\n  rollcall completions bash > /etc/bash_completion.d/rollcall\n  rollcall completions zsh > \"${fpath[1]}/_rollcall\"\n  rollcall completions fish > ~/.config/fish/completions/rollcall.fish"
+    )]
     Completions(CompletionsArgs),
 }
 

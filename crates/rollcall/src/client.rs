@@ -53,7 +53,10 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             ("last heartbeat", age(&node["last_heartbeat_age_ms"])),
             ("interval", format!("{} ms", text(&node["interval_ms"]))),
             ("phi", node["phi"].as_f64().map(|phi| format!("{phi:.2}")).unwrap_or_else(|| "-".into())),
-            ("next deadline", node["deadline_in_ms"].as_i64().map(|ms| format!("in {ms} ms")).unwrap_or_else(|| "-".into())),
+            (
+                "next deadline",
+                node["deadline_in_ms"].as_i64().map(|ms| format!("in {ms} ms")).unwrap_or_else(|| "-".into()),
+            ),
             ("address", text(&node["addr"])),
             ("labels", labels(&node["labels"])),
         ] {
@@ -160,9 +163,19 @@ pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
     println!("rollcall {} at {}, up {}", text(&status["version"]), args.api, text(&status["uptime"]));
     println!("detector {}, {} self-pause(s)", text(&status["detector"]), text(&status["self_pauses"]));
     let by_state = status["nodes"].as_object().map(|states| {
-        states.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(s, n)| format!("{n} {}", paint(s, s))).collect::<Vec<_>>()
+        states
+            .iter()
+            .filter(|(_, n)| n.as_u64() != Some(0))
+            .map(|(s, n)| format!("{n} {}", paint(s, s)))
+            .collect::<Vec<_>>()
     });
-    println!("nodes: {}", by_state.filter(|parts| !parts.is_empty()).map(|parts| parts.join(", ")).unwrap_or_else(|| "none".into()));
+    println!(
+        "nodes: {}",
+        by_state
+            .filter(|parts| !parts.is_empty())
+            .map(|parts| parts.join(", "))
+            .unwrap_or_else(|| "none".into())
+    );
     println!("checks: {}, open incidents: {}", text(&status["checks"]), text(&status["open_incidents"]));
     for sink in list(&status["sinks"]) {
         let health = if sink["failing"] == true { paint("down", "failing") } else { paint("up", "ok") };
@@ -181,7 +194,8 @@ fn report_write(answer: &Value, client: &ClientArgs) -> anyhow::Result<ExitCode>
     if client.json {
         print_json(answer);
     } else {
-        let until = answer["paused_until"].as_str().map(|until| format!(" until {until}")).unwrap_or_default();
+        let until =
+            answer["paused_until"].as_str().map(|until| format!(" until {until}")).unwrap_or_default();
         println!("{} is {}{until}", text(&answer["id"]), state_cell(&answer["state"]));
     }
     Ok(ExitCode::SUCCESS)
@@ -263,9 +277,13 @@ fn unreachable(url: &str, error: ureq::Error) -> anyhow::Error {
 fn answer(url: &str, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
     let status = response.status();
     let body = response.body_mut().read_to_string().with_context(|| format!("{url}: unreadable answer"))?;
-    let value: Value = serde_json::from_str(&body).with_context(|| format!("{url}: HTTP {status}, not JSON"))?;
+    let value: Value =
+        serde_json::from_str(&body).with_context(|| format!("{url}: HTTP {status}, not JSON"))?;
     if !status.is_success() {
-        bail!("{}", value["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}")));
+        bail!(
+            "{}",
+            value["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"))
+        );
     }
     Ok(value)
 }
@@ -285,12 +303,21 @@ fn text(value: &Value) -> String {
 fn labels(value: &Value) -> String {
     value
         .as_object()
-        .map(|labels| labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(" "))
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
 fn age(value: &Value) -> String {
-    value.as_u64().map(|ms| if ms < 10_000 { format!("{ms} ms ago") } else { format!("{}s ago", ms / 1000) }).unwrap_or_else(|| "never".into())
+    value
+        .as_u64()
+        .map(|ms| if ms < 10_000 { format!("{ms} ms ago") } else { format!("{}s ago", ms / 1000) })
+        .unwrap_or_else(|| "never".into())
 }
 
 fn state_cell(value: &Value) -> String {

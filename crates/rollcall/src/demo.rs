@@ -32,7 +32,10 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
             dir.clone()
         }
         None => {
-            temp = tempfile::Builder::new().prefix("rollcall-demo-").tempdir().context("cannot create a temporary directory")?;
+            temp = tempfile::Builder::new()
+                .prefix("rollcall-demo-")
+                .tempdir()
+                .context("cannot create a temporary directory")?;
             temp.path().to_path_buf()
         }
     };
@@ -46,7 +49,10 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
     println!("  curl -s http://{}/v1/nodes", story.http);
     println!("  curl -s http://{}/v1/events", story.http);
     println!("  curl -s http://{}/metrics", story.http);
-    println!("  sqlite3 {} 'select * from transitions'", dir.join("data").join(rollcall_store::FILE_NAME).display());
+    println!(
+        "  sqlite3 {} 'select * from transitions'",
+        dir.join("data").join(rollcall_store::FILE_NAME).display()
+    );
     println!("Press Ctrl-C to stop.");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // While we wait, keep narrating whatever happens (for example an agent killed by hand).
@@ -98,15 +104,26 @@ impl Story {
         let stdout = monitor.stdout.take().expect("stdout is piped");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let field = |name: &str| {
-            line.split_whitespace().find_map(|word| word.strip_prefix(name)).map(str::to_string)
-        };
+        let field =
+            |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(name)).map(str::to_string);
         let (Some(udp), Some(http)) = (field("udp="), field("http=")) else {
             let _ = monitor.kill();
             bail!("the monitor did not start; see {}", dir.join("monitor.log").display());
         };
-        let story = Story { exe, dir: dir.to_path_buf(), start, monitor, udp, http, agents: Vec::new(), last_event: 0 };
-        story.say(&format!("monitor listening: heartbeats on udp {}, API on http://{}", story.udp, story.http));
+        let story = Story {
+            exe,
+            dir: dir.to_path_buf(),
+            start,
+            monitor,
+            udp,
+            http,
+            agents: Vec::new(),
+            last_event: 0,
+        };
+        story.say(&format!(
+            "monitor listening: heartbeats on udp {}, API on http://{}",
+            story.udp, story.http
+        ));
         story.say(&format!("data and logs in {}", dir.display()));
         Ok(story)
     }
@@ -116,7 +133,9 @@ impl Story {
             self.start_agent(node)?;
         }
         self.say("started 5 agents (1 s interval, phi accrual detector with Akka's defaults)");
-        self.wait_for("all 5 nodes up", |nodes| AGENTS.iter().all(|(id, _, _)| state(nodes, id) == Some("up")))?;
+        self.wait_for("all 5 nodes up", |nodes| {
+            AGENTS.iter().all(|(id, _, _)| state(nodes, id) == Some("up"))
+        })?;
 
         self.say(&format!("kill -9 {CRASHED}: its heartbeats stop without a goodbye"));
         self.kill_agent(CRASHED, Signal::SIGKILL)?;
@@ -140,7 +159,14 @@ impl Story {
                 node["state"].as_str().unwrap_or("?"),
                 node["generation"].as_u64().map(|g| format!("…{}", g % 100_000)).unwrap_or_default(),
                 node["last_heartbeat_age_ms"].as_u64().map(|age| age.to_string()).unwrap_or_default(),
-                node["labels"].as_object().map(|labels| labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+                node["labels"]
+                    .as_object()
+                    .map(|labels| labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(" "))
+                    .unwrap_or_default(),
             );
         }
         Ok(())
@@ -195,7 +221,13 @@ impl Story {
         for event in events.as_array().into_iter().flatten() {
             self.last_event = event["id"].as_i64().unwrap_or(self.last_event);
             let text = |key: &str| event[key].as_str().unwrap_or("?").to_string();
-            self.say(&format!("  {:<6} {} -> {} ({})", text("node"), text("from"), text("to"), text("reason")));
+            self.say(&format!(
+                "  {:<6} {} -> {} ({})",
+                text("node"),
+                text("from"),
+                text("to"),
+                text("reason")
+            ));
         }
         Ok(())
     }

@@ -5,10 +5,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod agent;
-mod checks;
-mod client;
 mod alerts;
+mod checks;
 mod cli;
+mod client;
 mod clock;
 mod demo;
 mod keygen;

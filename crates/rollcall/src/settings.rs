@@ -1,16 +1,16 @@
 //! Configuration in two stages (as ripgrep does): the raw TOML file and the flags, then one
 //! validated [`Settings`]. Every mistake fails at start with one sentence naming it.
 
+use crate::alerts::sinks::{RawSink, SinkConfig, parse_sinks};
+use crate::checks::CheckInput;
 use crate::cli::{DetectorKind, MonitorArgs};
 use anyhow::{Context, bail};
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
-use crate::alerts::sinks::{RawSink, SinkConfig, parse_sinks};
-use crate::checks::CheckInput;
-use rollcall_proto::checks::{CheckSpec, ChecksConfig};
-use rollcall_proto::ratelimit::RateLimiter;
 use rollcall_proto::KeyRing;
 use rollcall_proto::alerts::AlertConfig;
+use rollcall_proto::checks::{CheckSpec, ChecksConfig};
 use rollcall_proto::monitor::{DetectorConfig, MonitorConfig};
+use rollcall_proto::ratelimit::RateLimiter;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -191,11 +191,14 @@ impl Settings {
             bail!("invalid configuration: monitor.checkpoint_interval must be at least 1s");
         }
         let alerts = alert_config(&raw.alerts)?;
-        let sinks = parse_sinks(raw.sink).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+        let sinks =
+            parse_sinks(raw.sink).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
         if let Some(token) = &raw.api.token
             && token.len() < 16
         {
-            bail!("invalid configuration: api.token must be at least 16 characters (try `openssl rand -hex 16`)");
+            bail!(
+                "invalid configuration: api.token must be at least 16 characters (try `openssl rand -hex 16`)"
+            );
         }
         let checks = raw
             .check
@@ -261,7 +264,8 @@ fn phi_config(raw: &RawPhi) -> anyhow::Result<PhiAccrualConfig> {
 fn alert_config(raw: &RawAlerts) -> anyhow::Result<AlertConfig> {
     let defaults = AlertConfig::default();
     let config = AlertConfig {
-        repeat_interval: duration("alerts.repeat_interval", &raw.repeat_interval)?.unwrap_or(defaults.repeat_interval),
+        repeat_interval: duration("alerts.repeat_interval", &raw.repeat_interval)?
+            .unwrap_or(defaults.repeat_interval),
         flap_changes: raw.flap_changes.unwrap_or(defaults.flap_changes),
         flap_window: duration("alerts.flap_window", &raw.flap_window)?.unwrap_or(defaults.flap_window),
         group_share: raw.group_share.unwrap_or(defaults.group_share),

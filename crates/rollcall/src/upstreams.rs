@@ -27,7 +27,12 @@ pub fn main(args: UpstreamsArgs) -> anyhow::Result<ExitCode> {
                 Some(path) => write_atomically(path, &text)?,
                 None => print!("{text}"),
             }
-            eprintln!("{}: {} up: {}", args.group, up.len(), if up.is_empty() { "-".into() } else { up.join(" ") });
+            eprintln!(
+                "{}: {} up: {}",
+                args.group,
+                up.len(),
+                if up.is_empty() { "-".into() } else { up.join(" ") }
+            );
             // The first render reloads too: the file may differ from what the proxy runs.
             if let Some(command) = &args.reload {
                 reload(command)?;

@@ -29,7 +29,11 @@ fn backend(name: &'static str) -> u16 {
             while reader.read_line(&mut line).unwrap_or(0) > 2 {
                 line.clear();
             }
-            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}", name.len());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                name.len()
+            );
         }
     });
     port
@@ -91,15 +95,31 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_dead_backend_leaves_the_nginx_upstream() {
-    assert!(Path::new(NGINX).exists(), "nginx is missing: `cargo xtask test` installs it (apt-get install nginx)");
+    assert!(
+        Path::new(NGINX).exists(),
+        "nginx is missing: `cargo xtask test` installs it (apt-get install nginx)"
+    );
     let sandbox = Sandbox::new();
     let dir = sandbox.path().to_path_buf();
-    let monitor = Monitor::start(&sandbox, "[phi]\nacceptable_pause = \"300ms\"\nmin_std_deviation = \"50ms\"\n");
+    let monitor =
+        Monitor::start(&sandbox, "[phi]\nacceptable_pause = \"300ms\"\nmin_std_deviation = \"50ms\"\n");
     let (port_a, port_b) = (backend("backend-a"), backend("backend-b"));
     let addr = |port: u16| format!("127.0.0.1:{port}");
     let (addr_a, addr_b) = (addr(port_a), addr(port_b));
-    let _agent_a = Agent::start(&sandbox, "a", monitor.udp, Duration::from_millis(200), &[("group", "web"), ("addr", &addr_a)]);
-    let agent_b = Agent::start(&sandbox, "b", monitor.udp, Duration::from_millis(200), &[("group", "web"), ("addr", &addr_b)]);
+    let _agent_a = Agent::start(
+        &sandbox,
+        "a",
+        monitor.udp,
+        Duration::from_millis(200),
+        &[("group", "web"), ("addr", &addr_a)],
+    );
+    let agent_b = Agent::start(
+        &sandbox,
+        "b",
+        monitor.udp,
+        Duration::from_millis(200),
+        &[("group", "web"), ("addr", &addr_b)],
+    );
     monitor.wait_for_state("a", "up");
     monitor.wait_for_state("b", "up");
 
@@ -135,7 +155,18 @@ fn a_dead_backend_leaves_the_nginx_upstream() {
     let reload = format!("{NGINX} -p {} -c {} -s reload", dir.display(), config.display());
     let _follow = Reaped(
         Command::new(bin())
-            .args(["upstreams", "--group", "web", "--format", "nginx", "--api", &api, "--reload", &reload, "--output"])
+            .args([
+                "upstreams",
+                "--group",
+                "web",
+                "--format",
+                "nginx",
+                "--api",
+                &api,
+                "--reload",
+                &reload,
+                "--output",
+            ])
             .arg(&upstream)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -148,6 +179,8 @@ fn a_dead_backend_leaves_the_nginx_upstream() {
     wait_until("b to leave the rendered upstream", || {
         std::fs::read_to_string(&upstream).is_ok_and(|text| text.contains(&addr_a) && !text.contains(&addr_b))
     });
-    wait_until("nginx to route to a only", || (0..10).all(|_| through(nginx_port).as_deref() == Some("backend-a")));
+    wait_until("nginx to route to a only", || {
+        (0..10).all(|_| through(nginx_port).as_deref() == Some("backend-a"))
+    });
     drop(nginx);
 }

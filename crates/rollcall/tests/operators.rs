@@ -35,11 +35,17 @@ fn promtool_accepts_the_metrics() {
     });
     let sandbox = Sandbox::new();
     let monitor = Monitor::start(&sandbox, FAST);
-    let _agent = Agent::start(&sandbox, "web-1", monitor.udp, Duration::from_millis(200), &[("group", "web")]);
+    let _agent =
+        Agent::start(&sandbox, "web-1", monitor.udp, Duration::from_millis(200), &[("group", "web")]);
     monitor.wait_for_state("web-1", "up");
     let (status, body) = monitor.get_text("/metrics");
     assert_eq!(status, 200);
-    for family in ["rollcall_heartbeats_received_total", "rollcall_nodes", "rollcall_pings_received_total", "rollcall_outbox_pending"] {
+    for family in [
+        "rollcall_heartbeats_received_total",
+        "rollcall_nodes",
+        "rollcall_pings_received_total",
+        "rollcall_outbox_pending",
+    ] {
         assert!(body.contains(family), "{family} missing from /metrics");
     }
     let mut child = Command::new(promtool)
@@ -51,7 +57,8 @@ fn promtool_accepts_the_metrics() {
         .expect("promtool runs");
     child.stdin.take().expect("piped").write_all(body.as_bytes()).expect("promtool reads stdin");
     let output = child.wait_with_output().expect("promtool finishes");
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "promtool check metrics failed:\n{report}\n--- metrics ---\n{body}");
     assert!(report.trim().is_empty(), "promtool has remarks (lint problems):\n{report}");
 }
@@ -139,8 +146,11 @@ fn read_events(monitor: &Monitor, last_event_id: Option<i64>, count: usize) -> V
     let mut stream = TcpStream::connect(monitor.http).expect("connects");
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
-    write!(stream, "GET /v1/events/stream?since=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n")
-        .unwrap();
+    write!(
+        stream,
+        "GET /v1/events/stream?since=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    )
+    .unwrap();
     let mut reader = BufReader::new(stream);
     let mut ids = Vec::new();
     let mut line = String::new();

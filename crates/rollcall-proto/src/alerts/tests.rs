@@ -300,5 +300,13 @@ fn a_restored_group_waits_only_for_members_still_down() {
     h.up("a");
     assert!(h.out.is_empty(), "c is still down");
     h.up("c");
-    assert_eq!(h.sent(), [("resolved", GROUP_SUBJECT.to_string(), vec!["a".into(), "b".into(), "c".into()], "rollcall-7-1".into())]);
+    assert_eq!(
+        h.sent(),
+        [(
+            "resolved",
+            GROUP_SUBJECT.to_string(),
+            vec!["a".into(), "b".into(), "c".into()],
+            "rollcall-7-1".into()
+        )]
+    );
 }

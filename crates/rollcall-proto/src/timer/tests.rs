@@ -25,22 +25,16 @@ fn check(script: &str, expected: &str) {
                 wheel.insert(key.parse().expect("key"), Instant::ZERO + span(at));
                 Ok(())
             }
-            ["cancel", key] => writeln!(
-                out,
-                "cancel {key}: {}",
-                wheel.cancel(key.parse().expect("key"))
-            ),
+            ["cancel", key] => writeln!(out, "cancel {key}: {}", wheel.cancel(key.parse().expect("key"))),
             ["expire", now] => {
                 let mut fired = Vec::new();
                 wheel.expire(Instant::ZERO + span(now), &mut fired);
                 writeln!(out, "expire {now}: {fired:?}")
             }
             ["next"] => writeln!(out, "next: {}", show(wheel.next_expiry())),
-            ["deadline", key] => writeln!(
-                out,
-                "deadline {key}: {}",
-                show(wheel.deadline(key.parse().expect("key")))
-            ),
+            ["deadline", key] => {
+                writeln!(out, "deadline {key}: {}", show(wheel.deadline(key.parse().expect("key"))))
+            }
             ["len"] => writeln!(out, "len: {}", wheel.len()),
             _ => panic!("bad script line: {line}"),
         };
@@ -55,9 +49,7 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 fn span(text: &str) -> Duration {
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .expect("a time has a unit");
+    let digits = text.find(|c: char| !c.is_ascii_digit()).expect("a time has a unit");
     let (value, unit) = text.split_at(digits);
     let value: u64 = value.parse().expect("a time starts with an integer");
     match unit {
@@ -390,10 +382,7 @@ fn a_million_keys_cost_no_sweep() {
     }
     assert!(fired.is_empty());
     let visited = wheel.stats().visited - before.visited;
-    assert!(
-        visited < u64::from(N / 10),
-        "100 ticks visited {visited} entries"
-    );
+    assert!(visited < u64::from(N / 10), "100 ticks visited {visited} entries");
 
     // A heartbeat per key: one insert each, nothing visited.
     let now = start + Duration::from_millis(100);
@@ -413,17 +402,10 @@ fn a_million_keys_cost_no_sweep() {
     let before = wheel.stats().clone();
     wheel.expire(start + Duration::from_secs(6), &mut fired);
     assert_eq!(fired.len(), N as usize);
-    assert!(
-        fired
-            .windows(2)
-            .all(|pair| spread(pair[0], now) < spread(pair[1], now))
-    );
+    assert!(fired.windows(2).all(|pair| spread(pair[0], now) < spread(pair[1], now)));
     let mut seen = vec![false; N as usize];
     for &key in &fired {
-        assert!(
-            !std::mem::replace(&mut seen[key as usize], true),
-            "key {key} fired twice"
-        );
+        assert!(!std::mem::replace(&mut seen[key as usize], true), "key {key} fired twice");
     }
     let after = wheel.stats();
     assert_eq!(after.fired - before.fired, u64::from(N));

@@ -18,7 +18,9 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
         core::SubjectKind::Group => "nodes",
     };
     let who = match notification.subject_kind {
-        core::SubjectKind::Group => format!("{} nodes ({})", notification.members.len(), notification.members.join(", ")),
+        core::SubjectKind::Group => {
+            format!("{} nodes ({})", notification.members.len(), notification.members.join(", "))
+        }
         _ => format!("{subject_word} {}", notification.subject),
     };
     let summary = match notification.kind {
@@ -71,7 +73,13 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
 
 /// The writes that make a notification durable: its incident's row and one outbox row per
 /// sink whose route takes it.
-pub fn writes(notification: &Notification, alert: &Alert, sinks: &[SinkConfig], clock: &Clock, out: &mut Vec<Write>) {
+pub fn writes(
+    notification: &Notification,
+    alert: &Alert,
+    sinks: &[SinkConfig],
+    clock: &Clock,
+    out: &mut Vec<Write>,
+) {
     let now_ms = clock.wall_ms(clock.now());
     out.push(Write::Incident(IncidentRecord {
         id: notification.incident,

@@ -145,7 +145,11 @@ impl Worker {
                 continue;
             };
             let Ok(alert) = serde_json::from_str::<Alert>(&row.entry.payload) else {
-                tracing::error!(sink = self.sink.name(), outbox_id = row.id, "unreadable alert document; skipped");
+                tracing::error!(
+                    sink = self.sink.name(),
+                    outbox_id = row.id,
+                    "unreadable alert document; skipped"
+                );
                 self.record(row.id, Some("unreadable alert document".into()));
                 self.update(|h| h.unreadable += 1);
                 cursor = row.id;

@@ -9,12 +9,15 @@ const TOKEN: &str = "abcdefghijklmnopqrstuv";
 
 #[test]
 fn period_and_cron_forms() {
-    let spec = input(&format!("id = \"a\"\ntoken = \"{TOKEN}\"\nperiod = \"1h\"\ngrace = \"5m\"")).into_spec(None).unwrap();
+    let spec = input(&format!("id = \"a\"\ntoken = \"{TOKEN}\"\nperiod = \"1h\"\ngrace = \"5m\""))
+        .into_spec(None)
+        .unwrap();
     assert_eq!(
         spec.schedule,
         Schedule::Period { period: Duration::from_secs(3600), grace: Duration::from_secs(300) }
     );
-    let spec = input(&format!("id = \"b\"\ntoken = \"{TOKEN}\"\ncron = \"0 3 * * *\"")).into_spec(None).unwrap();
+    let spec =
+        input(&format!("id = \"b\"\ntoken = \"{TOKEN}\"\ncron = \"0 3 * * *\"")).into_spec(None).unwrap();
     assert_eq!(
         spec.schedule,
         Schedule::Cron { expression: "0 3 * * *".into(), timezone: "UTC".into(), grace: DEFAULT_GRACE }
@@ -31,7 +34,10 @@ fn mistakes_name_the_field() {
         ("id = \"a\"\ntoken = \"abcdefghijklmnopqrstuv\"\nperiod = \"soon\"", "`period`"),
         ("id = \"a\"\ntoken = \"abcdefghijklmnopqrstuv\"\nperiod = \"1h\"\ntimezone = \"UTC\"", "`timezone`"),
         ("id = \"a\"\ntoken = \"short\"\nperiod = \"1h\"", "token"),
-        ("id = \"a\"\ntoken = \"abcdefghijklmnopqrstuv\"\ncron = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"", "time zone"),
+        (
+            "id = \"a\"\ntoken = \"abcdefghijklmnopqrstuv\"\ncron = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"",
+            "time zone",
+        ),
     ] {
         let error = input(text).into_spec(None).err().unwrap_or_else(|| panic!("{text:?} was accepted"));
         assert!(error.contains(expected), "{text:?}: {error}");
@@ -40,14 +46,19 @@ fn mistakes_name_the_field() {
 
 #[test]
 fn a_patch_overlays_and_switching_schedules_drops_the_other() {
-    let spec = input(&format!("id = \"a\"\ntoken = \"{TOKEN}\"\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\""))
-        .into_spec(None)
-        .unwrap();
+    let spec = input(&format!(
+        "id = \"a\"\ntoken = \"{TOKEN}\"\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\""
+    ))
+    .into_spec(None)
+    .unwrap();
     let patched = CheckInput::from_spec(&spec)
         .patched(CheckInput { period: Some("2h".into()), ..CheckInput::default() })
         .into_spec(None)
         .unwrap();
-    assert_eq!(patched.schedule, Schedule::Period { period: Duration::from_secs(7200), grace: DEFAULT_GRACE });
+    assert_eq!(
+        patched.schedule,
+        Schedule::Period { period: Duration::from_secs(7200), grace: DEFAULT_GRACE }
+    );
     assert_eq!(patched.token, TOKEN, "the token stays unless the patch sets it");
     let described = CheckInput::from_spec(&patched)
         .patched(CheckInput { description: Some("nightly".into()), ..CheckInput::default() })

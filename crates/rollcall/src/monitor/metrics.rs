@@ -2,19 +2,23 @@
 //! scrape (the core keeps plain counters; nothing here is on the heartbeat path).
 
 use super::owner::StatsSnapshot;
+use crate::alerts::delivery::SinkHealth;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use crate::alerts::delivery::SinkHealth;
 use rollcall_proto::checks::{PingError, Signal};
 use rollcall_proto::monitor::{NodeState, Rejection};
 use std::collections::BTreeMap;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
-pub fn render(stats: &StatsSnapshot, sinks: &BTreeMap<String, SinkHealth>, outbox_depth: &[(String, u64)]) -> String {
+pub fn render(
+    stats: &StatsSnapshot,
+    sinks: &BTreeMap<String, SinkHealth>,
+    outbox_depth: &[(String, u64)],
+) -> String {
     let mut registry = Registry::with_prefix("rollcall");
     let core = &stats.core;
 
@@ -141,7 +145,9 @@ fn render_alerts(
     let failing = Family::<OwnedLabels, Gauge>::default();
     let pending = Family::<OwnedLabels, Gauge>::default();
     for (name, health) in sinks {
-        deliveries.get_or_create(&vec![("sink", name.clone()), ("result", "delivered".into())]).inc_by(health.delivered);
+        deliveries
+            .get_or_create(&vec![("sink", name.clone()), ("result", "delivered".into())])
+            .inc_by(health.delivered);
         deliveries
             .get_or_create(&vec![("sink", name.clone()), ("result", "failed".into())])
             .inc_by(health.failed_attempts);

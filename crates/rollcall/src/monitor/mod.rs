@@ -82,9 +82,18 @@ pub async fn run(
     let http = tokio::net::TcpListener::from_std(listeners.http)?;
 
     let reader = Store::open(&settings.data_dir).context("cannot open a reader on the store")?;
+    let checks = store.checks().context("cannot read checks from the store")?;
+    let mut pings = std::collections::BTreeMap::new();
+    for check in &checks {
+        let history = store
+            .pings(&check.id, settings.pings.table.history)
+            .context("cannot read pings from the store")?;
+        pings.insert(check.id.clone(), history);
+    }
     let restored = owner::Restored {
         nodes: store.nodes().context("cannot read nodes from the store")?,
-        checks: store.checks().context("cannot read checks from the store")?,
+        checks,
+        pings,
         incidents: store.open_incidents().context("cannot read incidents from the store")?,
         max_incident_id: store.max_incident_id().context("cannot read incidents from the store")?,
     };

@@ -6,11 +6,11 @@ mod checks;
 pub use checks::{CheckCommand, CheckFailure, PingRefusal};
 
 use super::persist::Persist;
-use checks::{CheckState, start_checks};
 use crate::alerts::build;
 use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
 use crate::settings::Settings;
+use checks::{CheckState, start_checks};
 use rollcall_proto::alerts::{Alerter, Notification, SubjectKind};
 use rollcall_proto::monitor::{MonitorEvent, MonitorStats, NodeState, NodeView, RestoredNode, Transition};
 use rollcall_proto::{Instant, Monitor};
@@ -32,21 +32,40 @@ const COMMAND_QUEUE: usize = 256;
 pub struct Restored {
     pub nodes: Vec<RestoredNode>,
     pub checks: Vec<rollcall_store::CheckRecord>,
+    /// The stored pings of each check, newest first.
+    pub pings: BTreeMap<String, Vec<rollcall_store::PingRecord>>,
     pub incidents: Vec<IncidentRecord>,
     pub max_incident_id: u64,
 }
 
 /// A request from an HTTP handler, answered on its `reply` channel.
 pub enum Command {
-    Nodes { reply: oneshot::Sender<Vec<NodeJson>> },
-    Node { id: String, reply: oneshot::Sender<Option<NodeJson>> },
-    Stats { reply: oneshot::Sender<StatsSnapshot> },
+    Nodes {
+        reply: oneshot::Sender<Vec<NodeJson>>,
+    },
+    Node {
+        id: String,
+        reply: oneshot::Sender<Option<NodeJson>>,
+    },
+    Stats {
+        reply: oneshot::Sender<StatsSnapshot>,
+    },
     /// Maintenance, until `until_ms` (wall clock) or until resumed; `None` for an unknown node.
-    Pause { id: String, until_ms: Option<i64>, reply: oneshot::Sender<Option<NodeJson>> },
-    Resume { id: String, reply: oneshot::Sender<Option<NodeJson>> },
+    Pause {
+        id: String,
+        until_ms: Option<i64>,
+        reply: oneshot::Sender<Option<NodeJson>>,
+    },
+    Resume {
+        id: String,
+        reply: oneshot::Sender<Option<NodeJson>>,
+    },
     Check(CheckCommand),
     /// The nodes whose `group` label is `group`.
-    Group { group: String, reply: oneshot::Sender<Vec<NodeJson>> },
+    Group {
+        group: String,
+        reply: oneshot::Sender<Vec<NodeJson>>,
+    },
 }
 
 /// A node as the API shows it.
@@ -117,7 +136,15 @@ impl Owner {
             tracing::info!(nodes = count, "restored nodes from the store; each gets a fresh grace period");
         }
         let wall_ms = clock.wall_ms(now);
-        let (checks, check_writes) = start_checks(settings, &restored.checks, now, wall_ms.max(0) as u64, wall_ms)?;
+        let (checks, check_writes) = start_checks(
+            settings,
+            &restored.checks,
+            &restored.pings,
+            &clock,
+            now,
+            wall_ms.max(0) as u64,
+            wall_ms,
+        )?;
         if !check_writes.is_empty() {
             persist.write(check_writes);
         }
@@ -297,7 +324,9 @@ impl Owner {
                 _ => self
                     .core
                     .node(member, now)
-                    .map(|view| view.labels().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+                    .map(|view| {
+                        view.labels().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+                    })
                     .unwrap_or_default(),
             };
             shared = Some(match shared {
@@ -345,7 +374,8 @@ impl Owner {
             }
             Command::Pause { id, until_ms, reply } => {
                 let wall_now = self.clock.wall_ms(now);
-                let until = until_ms.map(|ms| now + Duration::from_millis(ms.saturating_sub(wall_now).max(0) as u64));
+                let until =
+                    until_ms.map(|ms| now + Duration::from_millis(ms.saturating_sub(wall_now).max(0) as u64));
                 let found = self.core.pause_until(&id, until, now);
                 self.drain_events();
                 let _ = reply.send(found.then(|| self.node_json(&id)).flatten());

@@ -42,7 +42,9 @@ fn every_section_is_read() {
     assert_eq!(settings.core.tick, Duration::from_millis(50));
     assert_eq!(settings.core.allow.as_ref().map(|a| a.len()), Some(2));
     match &settings.core.detector {
-        DetectorConfig::Fixed(fixed) => assert_eq!((fixed.multiplier, fixed.grace), (3.0, Duration::from_secs(2))),
+        DetectorConfig::Fixed(fixed) => {
+            assert_eq!((fixed.multiplier, fixed.grace), (3.0, Duration::from_secs(2)))
+        }
         other => panic!("expected the fixed detector, got {other:?}"),
     }
 }
@@ -110,7 +112,10 @@ fn checks_and_sinks_from_the_file() {
     assert_eq!(settings.sinks[0].name, "hook");
     assert!(settings.alerts.group_wait.is_zero());
     for (config, expected) in [
-        ("[[check]]\nid = \"a\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"\n[[check]]\nid = \"a\"\ntoken = \"bbcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"", "defined twice"),
+        (
+            "[[check]]\nid = \"a\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"\n[[check]]\nid = \"a\"\ntoken = \"bbcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"",
+            "defined twice",
+        ),
         ("[[sink]]\nname = \"x\"\nkind = \"webhook\"", "url"),
         ("[alerts]\ngroup_share = 2.0", "group_share"),
         ("[pings]\nper_token_rate = -1.0", "per_token"),

@@ -143,3 +143,30 @@ fn restore_round_trips_and_gives_a_fresh_grace() {
     let twice = after.checks.restore(records[0].clone(), after.now, after.wall());
     assert_eq!(twice, Err(CheckError::DuplicateId(records[0].spec.id.clone())));
 }
+
+#[test]
+fn restored_pings_refill_the_history_up_to_its_bound() {
+    let mut checks = Checks::new(ChecksConfig { history: 3, ..ChecksConfig::default() }).unwrap();
+    let spec = CheckSpec {
+        id: "job".into(),
+        token: "abcdefghijklmnopqrstuv".into(),
+        schedule: Schedule::Period { period: Duration::from_secs(60), grace: Duration::from_secs(60) },
+        labels: Default::default(),
+        description: String::new(),
+    };
+    checks.add(spec, Instant::ZERO, 0).unwrap();
+    let ping = |wall_ms: u64| PingRecord {
+        signal: Signal::Success,
+        at: Instant::ZERO,
+        wall_ms,
+        rid: None,
+        duration: None,
+        body: Arc::from(&b""[..]),
+        body_len: 0,
+        body_truncated: false,
+    };
+    assert!(checks.restore_pings("job", (1..=5).map(ping)));
+    let kept: Vec<u64> = checks.check("job").unwrap().history.iter().map(|p| p.wall_ms).collect();
+    assert_eq!(kept, [3, 4, 5]);
+    assert!(!checks.restore_pings("nobody", [ping(9)]));
+}

@@ -8,7 +8,6 @@
 //! Start reading at [`parse_sinks`] (configuration), then [`Sink`]; the contracts with receivers
 //! are in docs/ALERTS.md.
 
-
 mod alertmanager;
 mod exec;
 mod http;

@@ -87,7 +87,11 @@ async fn ping_with(
 }
 
 fn failure(error: CheckFailure) -> ApiError {
-    ApiError::new(StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST), error.code, error.message)
+    ApiError::new(
+        StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST),
+        error.code,
+        error.message,
+    )
 }
 
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -99,7 +103,10 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<CheckJson>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<CheckJson>>, ApiError> {
     let reveal = state.authorize(&headers).is_ok();
     Ok(Json(state.ask(|reply| Command::Check(CheckCommand::List { reveal, reply })).await?))
 }
@@ -110,7 +117,8 @@ pub async fn detail(
     headers: HeaderMap,
 ) -> Result<Json<CheckJson>, ApiError> {
     let reveal = state.authorize(&headers).is_ok();
-    let found = state.ask(|reply| Command::Check(CheckCommand::Get { id: id.clone(), reveal, reply })).await?;
+    let found =
+        state.ask(|reply| Command::Check(CheckCommand::Get { id: id.clone(), reveal, reply })).await?;
     found.map(Json).ok_or_else(|| ApiError::not_found("check", &id))
 }
 

@@ -86,7 +86,11 @@ pub async fn list(
     let kind = parse_kind(query.kind.as_deref())?;
     let rows = state
         .read(move |store| {
-            store.transitions(query.since.unwrap_or(0), limit, TransitionFilter { kind, id: query.node.as_deref() })
+            store.transitions(
+                query.since.unwrap_or(0),
+                limit,
+                TransitionFilter { kind, id: query.node.as_deref() },
+            )
         })
         .await?;
     Ok(Json(rows.into_iter().map(EventJson::from).collect()))
@@ -113,7 +117,10 @@ pub async fn stream(
     let kind = parse_kind(query.kind.as_deref())?;
     let resume = headers.get("last-event-id").and_then(|value| value.to_str().ok());
     let after = match resume {
-        Some(id) => id.trim().parse::<i64>().map_err(|_| ApiError::bad_request(format!("Last-Event-ID {id:?} is not an event id")))?,
+        Some(id) => id
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("Last-Event-ID {id:?} is not an event id")))?,
         // Without a place to resume from, `since` says where to start (default: now).
         None => match query.since {
             Some(since) => since,

@@ -7,9 +7,9 @@ use super::owner::Command;
 use crate::alerts::delivery::HealthBoard;
 use crate::clock::Clock;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rollcall_store::Store;
@@ -24,7 +24,6 @@ mod nodes;
 
 /// Largest request body the API reads (pings have their own, smaller limit).
 const MAX_BODY: usize = 64 * 1024;
-
 
 #[derive(Clone)]
 pub struct AppState {
@@ -65,7 +64,11 @@ impl AppState {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         match given {
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer TOKEN".into())),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer TOKEN".into(),
+            )),
             Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
             Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "wrong API token".into())),
         }
@@ -177,7 +180,8 @@ impl IntoResponse for ApiError {
 /// The monitor's own status, for people and for `rollcall status`.
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let stats = state.ask(|reply| Command::Stats { reply }).await?;
-    let depth: std::collections::BTreeMap<String, u64> = state.read(|store| store.outbox_depth()).await?.into_iter().collect();
+    let depth: std::collections::BTreeMap<String, u64> =
+        state.read(|store| store.outbox_depth()).await?.into_iter().collect();
     let sinks = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
     let nodes: serde_json::Map<String, serde_json::Value> = rollcall_proto::monitor::NodeState::ALL
         .iter()

@@ -12,7 +12,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<NodeJson>>, 
     Ok(Json(state.ask(|reply| Command::Nodes { reply }).await?))
 }
 
-pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<NodeJson>, ApiError> {
+pub async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeJson>, ApiError> {
     let found = state.ask(|reply| Command::Node { id: id.clone(), reply }).await?;
     found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
 }
@@ -41,7 +44,8 @@ impl PauseBody {
             (None, Some(until)) => {
                 let at = humantime::parse_rfc3339_weak(&until)
                     .map_err(|error| ApiError::bad_request(format!("field `until`: {error}")))?;
-                let ms = at.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64;
+                let ms =
+                    at.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64;
                 if ms <= now_ms {
                     return Err(ApiError::bad_request("field `until` is in the past".into()));
                 }
@@ -84,7 +88,10 @@ pub struct GroupJson {
     members: Vec<NodeJson>,
 }
 
-pub async fn group(State(state): State<AppState>, Path(group): Path<String>) -> Result<Json<GroupJson>, ApiError> {
+pub async fn group(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Json<GroupJson>, ApiError> {
     let members = state.ask(|reply| Command::Group { group: group.clone(), reply }).await?;
     if members.is_empty() {
         return Err(ApiError::not_found("group", &group));

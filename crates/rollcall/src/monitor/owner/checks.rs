@@ -2,9 +2,13 @@
 //! incident layer.
 
 use super::{Owner, log_transition};
-use crate::checks::{CheckInput, CheckJson, SOURCE_API, SOURCE_CONFIG, check_json, from_store, generate_token, to_store};
+use crate::checks::{
+    CheckInput, CheckJson, SOURCE_API, SOURCE_CONFIG, check_json, from_store, generate_token, to_store,
+};
 use rollcall_proto::alerts::SubjectKind;
-use rollcall_proto::checks::{CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Signal};
+use rollcall_proto::checks::{
+    CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Signal,
+};
 use rollcall_proto::ratelimit::RateLimiter;
 use rollcall_store::{PingRecord, TransitionRecord, Write};
 use std::collections::BTreeMap;
@@ -14,13 +18,37 @@ use tokio::sync::oneshot;
 
 /// Requests about checks, from HTTP handlers.
 pub enum CheckCommand {
-    List { reveal: bool, reply: oneshot::Sender<Vec<CheckJson>> },
-    Get { id: String, reveal: bool, reply: oneshot::Sender<Option<CheckJson>> },
-    Create { input: CheckInput, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
-    Update { id: String, patch: CheckInput, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
-    Delete { id: String, reply: oneshot::Sender<Result<(), CheckFailure>> },
-    Pause { id: String, until_ms: Option<i64>, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
-    Resume { id: String, reply: oneshot::Sender<Result<CheckJson, CheckFailure>> },
+    List {
+        reveal: bool,
+        reply: oneshot::Sender<Vec<CheckJson>>,
+    },
+    Get {
+        id: String,
+        reveal: bool,
+        reply: oneshot::Sender<Option<CheckJson>>,
+    },
+    Create {
+        input: CheckInput,
+        reply: oneshot::Sender<Result<CheckJson, CheckFailure>>,
+    },
+    Update {
+        id: String,
+        patch: CheckInput,
+        reply: oneshot::Sender<Result<CheckJson, CheckFailure>>,
+    },
+    Delete {
+        id: String,
+        reply: oneshot::Sender<Result<(), CheckFailure>>,
+    },
+    Pause {
+        id: String,
+        until_ms: Option<i64>,
+        reply: oneshot::Sender<Result<CheckJson, CheckFailure>>,
+    },
+    Resume {
+        id: String,
+        reply: oneshot::Sender<Result<CheckJson, CheckFailure>>,
+    },
     Ping {
         token: String,
         /// The path after the token (`start`, `fail`, `log`, an exit code), if any.
@@ -82,14 +110,19 @@ impl Owner {
         let wall = self.wall_ms();
         match command {
             CheckCommand::List { reveal, reply } => {
-                let _ = reply.send(self.checks.table.checks().map(|view| check_json(&view, now, reveal)).collect());
+                let _ = reply
+                    .send(self.checks.table.checks().map(|view| check_json(&view, now, reveal)).collect());
             }
             CheckCommand::Get { id, reveal, reply } => {
                 let _ = reply.send(self.check_view(&id, reveal));
             }
             CheckCommand::Create { input, reply } => {
                 let result = (|| {
-                    let token = generate_token().map_err(|message| CheckFailure { status: 500, code: "internal", message })?;
+                    let token = generate_token().map_err(|message| CheckFailure {
+                        status: 500,
+                        code: "internal",
+                        message,
+                    })?;
                     let spec = input.into_spec(Some(token)).map_err(invalid)?;
                     let id = spec.id.clone();
                     self.checks.table.add(spec, now, wall)?;
@@ -104,7 +137,8 @@ impl Owner {
                         return Err(invalid("a check's `id` cannot change; create a new check".into()));
                     }
                     let view = self.checks.table.check(&id).ok_or_else(|| not_found(&id))?;
-                    let spec = CheckInput::from_spec(view.spec).patched(patch).into_spec(None).map_err(invalid)?;
+                    let spec =
+                        CheckInput::from_spec(view.spec).patched(patch).into_spec(None).map_err(invalid)?;
                     self.checks.table.update(&id, spec, now, wall)?;
                     Ok(())
                 })();
@@ -133,7 +167,8 @@ impl Owner {
                 let _ = reply.send(result.map(|()| self.after_check_change(&id)));
             }
             CheckCommand::Resume { id, reply } => {
-                let result = if self.checks.table.resume(&id, now, wall) { Ok(()) } else { Err(not_found(&id)) };
+                let result =
+                    if self.checks.table.resume(&id, now, wall) { Ok(()) } else { Err(not_found(&id)) };
                 let _ = reply.send(result.map(|()| self.after_check_change(&id)));
             }
             CheckCommand::Ping { token, suffix, rid, body, source, reply } => {
@@ -229,6 +264,7 @@ impl Owner {
                             rid: ping.rid.as_deref().map(str::to_string),
                             duration_ms: ping.duration.map(|d| d.as_millis() as i64),
                             body: ping.body.to_vec(),
+                            body_len: ping.body_len as u64,
                             body_truncated: ping.body_truncated,
                             at_ms: ping.wall_ms as i64,
                         },
@@ -251,15 +287,19 @@ impl Owner {
 pub fn start_checks(
     settings: &crate::settings::Settings,
     stored: &[rollcall_store::CheckRecord],
+    stored_pings: &BTreeMap<String, Vec<PingRecord>>,
+    clock: &crate::clock::Clock,
     now: rollcall_proto::Instant,
     wall: u64,
     now_ms: i64,
 ) -> anyhow::Result<(CheckState, Vec<Write>)> {
     let ping = &settings.pings;
-    let mut table = Checks::new(ping.table.clone()).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    let mut table = Checks::new(ping.table.clone())
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     let mut sources: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut writes = Vec::new();
-    let configured: BTreeMap<&str, &CheckSpec> = settings.checks.iter().map(|spec| (spec.id.as_str(), spec)).collect();
+    let configured: BTreeMap<&str, &CheckSpec> =
+        settings.checks.iter().map(|spec| (spec.id.as_str(), spec)).collect();
     for row in stored {
         if row.source == SOURCE_CONFIG && !configured.contains_key(row.id.as_str()) {
             tracing::info!(check = %row.id, "check removed from the config file; forgetting it");
@@ -268,8 +308,16 @@ pub fn start_checks(
         }
         match from_store(row) {
             Ok(record) => {
-                table.restore(record, now, wall).map_err(|error| anyhow::anyhow!("cannot restore check {:?}: {error}", row.id))?;
-                sources.insert(row.id.clone(), if row.source == SOURCE_CONFIG { SOURCE_CONFIG } else { SOURCE_API });
+                table
+                    .restore(record, now, wall)
+                    .map_err(|error| anyhow::anyhow!("cannot restore check {:?}: {error}", row.id))?;
+                let pings = stored_pings.get(row.id.as_str()).into_iter().flatten();
+                // The store lists them newest first; the history wants them in arrival order.
+                table.restore_pings(&row.id, pings.rev().filter_map(|ping| restored_ping(ping, clock)));
+                sources.insert(
+                    row.id.clone(),
+                    if row.source == SOURCE_CONFIG { SOURCE_CONFIG } else { SOURCE_API },
+                );
             }
             Err(problem) => anyhow::bail!("cannot restore the store: {problem}"),
         }
@@ -278,11 +326,15 @@ pub fn start_checks(
         let changed = match table.check(&spec.id) {
             Some(view) if view.spec == spec => false,
             Some(_) => {
-                table.update(&spec.id, spec.clone(), now, wall).map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+                table
+                    .update(&spec.id, spec.clone(), now, wall)
+                    .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
                 true
             }
             None => {
-                table.add(spec.clone(), now, wall).map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+                table
+                    .add(spec.clone(), now, wall)
+                    .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
                 true
             }
         };
@@ -301,4 +353,21 @@ pub fn start_checks(
         sources,
     };
     Ok((state, writes))
+}
+
+/// A stored ping as the check table keeps it. `None` for a signal this version cannot read.
+fn restored_ping(
+    ping: &PingRecord,
+    clock: &crate::clock::Clock,
+) -> Option<rollcall_proto::checks::PingRecord> {
+    Some(rollcall_proto::checks::PingRecord {
+        signal: ping.signal.parse::<Signal>().ok()?,
+        at: clock.instant_at_wall_ms(ping.at_ms),
+        wall_ms: ping.at_ms.max(0) as u64,
+        rid: ping.rid.as_deref().map(std::sync::Arc::from),
+        duration: ping.duration_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        body: std::sync::Arc::from(ping.body.as_slice()),
+        body_len: ping.body_len as usize,
+        body_truncated: ping.body_truncated,
+    })
 }
