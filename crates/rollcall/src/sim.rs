@@ -168,8 +168,8 @@ fn write_outputs(
     write("detection.svg", &svg::histogram(&times, 30, &title))?;
     if let Some(points) = sweep {
         let knob = match scenario.detector {
-            DetectorSpec::Phi(_) => "phi",
-            DetectorSpec::Fixed(_) => "multiplier",
+            DetectorSpec::Phi(_) => "phi threshold",
+            DetectorSpec::Fixed(_) => "fixed multiplier",
         };
         let title = format!("{}: detection p99 vs false downs as the {knob} moves", scenario.name);
         write("tradeoff.svg", &svg::tradeoff(points, knob, &title))?;

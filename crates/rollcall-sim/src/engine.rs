@@ -1,0 +1,358 @@
+//! The discrete-event loop: agents that send real authenticated heartbeats, the simulated
+//! network, and the unchanged core [`Monitor`], all on one virtual clock.
+//!
+//! Events sit in a queue ordered by (instant, insertion number), so two events due at the
+//! same instant always run in the order they were scheduled: a run is a pure function of
+//! its scenario. The monitor is stepped at every datagram arrival and at the instant its
+//! [`Monitor::poll_timeout`] asks for; a datagram due at the same instant as a deadline is
+//! delivered first, as the monitor's documentation asks of a shell.
+
+use crate::net::{Fate, Path};
+use crate::plan::{Action, Plan, instant, plan};
+use crate::scenario::Scenario;
+use crate::trace::{Arrivals, Cause, Crash, NetStats, Observed, Trace, span_at};
+use core::cmp::Reverse;
+use core::time::Duration;
+use rollcall_proto::monitor::MonitorEvent;
+use rollcall_proto::wire::{Kind, Outgoing, encode};
+use rollcall_proto::{Instant, KeyRing, Monitor};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+/// The key every simulated agent and the monitor share. Real HMAC over every datagram: the
+/// simulator pays the same authentication cost per heartbeat as the daemon.
+const KEY_FILE: &str = "1:73696d756c61746f722d6b65792d6e6f742d666f722d70726f64756374696f6e\n";
+
+/// How the run is going, for a shell's progress display (which may read the wall clock; the
+/// simulator does not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Virtual time reached.
+    pub now: Duration,
+    /// Virtual time the run ends at.
+    pub end: Duration,
+    /// Events processed so far.
+    pub events: u64,
+}
+
+/// How many events pass between two calls of the progress callback (a power of two).
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+enum Event {
+    /// A node's next heartbeat is due; stale once the node crashed or restarted since it
+    /// was scheduled (`epoch` no longer matches).
+    Send { node: u32, epoch: u32 },
+    /// A datagram reaches the monitor.
+    Deliver { node: u32, sent: Instant, generation: u64, sequence: u64, bytes: Vec<u8> },
+    /// A crash or restart of the plan.
+    Act { node: u32, action: Action },
+}
+
+struct Queued {
+    at: Instant,
+    order: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+/// One simulated node: its agent's state, and what the monitor has received from it.
+struct Agent {
+    addr: SocketAddr,
+    alive: bool,
+    epoch: u32,
+    generation: u64,
+    sequence: u64,
+    jitter: crate::rng::Rng,
+    path: Path,
+    /// The newest (generation, sequence) delivered to the monitor.
+    delivered: (u64, u64),
+    arrivals: Arrivals,
+    /// The crash whose generation is still the newest delivered, if the node is dead.
+    open_crash: Option<usize>,
+}
+
+struct Engine<'a> {
+    scenario: &'a Scenario,
+    monitor: Monitor,
+    ring: KeyRing,
+    queue: BinaryHeap<Reverse<Queued>>,
+    order: u64,
+    agents: Vec<Agent>,
+    index: BTreeMap<Arc<str>, u32>,
+    trace: Trace,
+    /// Spent datagram buffers, reused so that a steady run allocates nothing per heartbeat.
+    spare: Vec<Vec<u8>>,
+    interval_ms: u32,
+}
+
+/// Runs `scenario` to its end and returns its trace. `progress` is called now and then
+/// with the virtual time reached.
+pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Trace, String> {
+    scenario.validate()?;
+    let ring = KeyRing::parse(KEY_FILE).map_err(|e| format!("the simulator's key: {e}"))?;
+    let config = scenario.detector.monitor_config(scenario.rise, scenario.nodes);
+    let tick = config.tick;
+    let monitor = Monitor::new(config, ring.clone(), Instant::ZERO)?;
+    let Plan { nodes, actions } = plan(scenario);
+    let interval_ms = u32::try_from(scenario.interval.as_millis()).map_err(|_| "interval too long")?;
+    let mut engine = Engine {
+        scenario,
+        monitor,
+        ring,
+        queue: BinaryHeap::with_capacity(scenario.nodes as usize * 2),
+        order: 0,
+        agents: Vec::with_capacity(scenario.nodes as usize),
+        index: nodes.iter().enumerate().map(|(i, truth)| (truth.id.clone(), i as u32)).collect(),
+        trace: Trace {
+            seed: scenario.seed,
+            end: instant(scenario.duration),
+            interval: scenario.interval,
+            nodes,
+            crashes: Vec::new(),
+            transitions: Vec::new(),
+            net: NetStats::default(),
+            max_latency: Duration::ZERO,
+            events: 0,
+            self_pauses: 0,
+            rejected: Default::default(),
+            tick,
+        },
+        spare: Vec::new(),
+        interval_ms,
+    };
+    engine.start(actions);
+    engine.run(progress);
+    engine.trace.rejected = engine.monitor.stats().rejected.clone();
+    Ok(engine.trace)
+}
+
+impl Engine<'_> {
+    fn start(&mut self, actions: Vec<(Instant, u32, Action)>) {
+        for node in 0..self.scenario.nodes {
+            let mut jitter =
+                crate::rng::Rng::derive(self.scenario.seed, crate::rng::Purpose::Jitter, node.into());
+            // Agents start at a random point of their first interval, like the real agent.
+            let first = instant(self.scenario.interval.mul_f64(jitter.f64()));
+            let octets = (node + 1).to_be_bytes();
+            self.agents.push(Agent {
+                addr: SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::new(10, octets[1], octets[2], octets[3]),
+                    7400,
+                )),
+                alive: true,
+                epoch: 0,
+                generation: 1,
+                sequence: 0,
+                jitter,
+                path: Path::new(self.scenario.seed, node, &self.scenario.network),
+                delivered: (0, 0),
+                arrivals: Arrivals::new(self.scenario.interval),
+                open_crash: None,
+            });
+            self.push(first, Event::Send { node, epoch: 0 });
+        }
+        for (at, node, action) in actions {
+            self.push(at, Event::Act { node, action });
+        }
+    }
+
+    fn push(&mut self, at: Instant, event: Event) {
+        self.order += 1;
+        self.queue.push(Reverse(Queued { at, order: self.order, event }));
+    }
+
+    fn run(&mut self, progress: &mut dyn FnMut(Progress)) {
+        let end = self.trace.end;
+        let mut now = Instant::ZERO;
+        let report = |now: Instant, events: u64, progress: &mut dyn FnMut(Progress)| {
+            progress(Progress {
+                now: Duration::from_nanos(now.as_nanos()),
+                end: Duration::from_nanos(end.as_nanos()),
+                events,
+            })
+        };
+        loop {
+            let wake = self.monitor.poll_timeout().max(now);
+            let next = self.queue.peek().map(|Reverse(queued)| queued.at);
+            match next {
+                // Datagrams (and every other event) due by the monitor's wake-up go first.
+                Some(at) if at <= wake && at <= end => {
+                    let Reverse(queued) = self.queue.pop().expect("peeked just now");
+                    now = queued.at;
+                    self.handle(queued.event, now);
+                }
+                _ if wake <= end => {
+                    now = wake;
+                    self.monitor.handle_timeout(now);
+                    self.drain(None);
+                }
+                _ => break,
+            }
+            self.trace.events += 1;
+            if self.trace.events & (PROGRESS_EVERY - 1) == 0 {
+                report(now, self.trace.events, progress);
+            }
+        }
+        report(end, self.trace.events, progress);
+    }
+
+    fn handle(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Send { node, epoch } => self.send(node, epoch, now),
+            Event::Deliver { node, sent, generation, sequence, bytes } => {
+                self.deliver(node, sent, (generation, sequence), &bytes, now);
+                self.spare.push(bytes);
+            }
+            Event::Act { node, action } => self.act(node, action, now),
+        }
+    }
+
+    /// A node's heartbeat is due: send it (unless stalled), and schedule the next one.
+    fn send(&mut self, node: u32, epoch: u32, now: Instant) {
+        let agent = &self.agents[node as usize];
+        if !agent.alive || agent.epoch != epoch {
+            return;
+        }
+        let truth = &self.trace.nodes[node as usize];
+        // A stalled sender sends nothing; when it wakes, the heartbeat that fell due is sent
+        // once and the rhythm resumes from there (the real agent does not burst).
+        if let Some(pause) = span_at(&truth.paused, now) {
+            return self.push(pause.to, Event::Send { node, epoch });
+        }
+        let cut = span_at(&truth.cut, now).is_some();
+        let slow = truth.slow.iter().find(|(span, _)| span.contains(now)).map(|(_, delay)| *delay);
+        let drift = truth.drift;
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        let agent = &mut self.agents[node as usize];
+        agent.sequence += 1;
+        let (generation, sequence) = (agent.generation, agent.sequence);
+        let message = Outgoing {
+            kind: Kind::Heartbeat,
+            node: &self.trace.nodes[node as usize].id,
+            generation,
+            sequence,
+            interval_ms: self.interval_ms,
+            labels: &[],
+        };
+        encode(&message, &self.ring, &mut bytes)
+            .expect("simulated node ids and labels are within the codec's bounds");
+        self.trace.net.sent += 1;
+        self.trace.net.bytes += bytes.len() as u64;
+        let network = &self.scenario.network;
+        let copies = agent.path.copies(network);
+        self.trace.net.duplicated += u64::from(copies - 1);
+        for copy in 0..copies {
+            if cut {
+                self.trace.net.cut += 1;
+                continue;
+            }
+            let agent = &mut self.agents[node as usize];
+            match agent.path.carry(network, now) {
+                Fate::Lost => self.trace.net.lost += 1,
+                Fate::Delivered(latency) => {
+                    let latency = latency + slow.map_or(Duration::ZERO, |delay| agent.path.slow_delay(delay));
+                    self.trace.max_latency = self.trace.max_latency.max(latency);
+                    let bytes = if copy + 1 == copies { std::mem::take(&mut bytes) } else { bytes.clone() };
+                    self.push(now + latency, Event::Deliver { node, sent: now, generation, sequence, bytes });
+                }
+            }
+        }
+        // Every copy lost or cut: the buffer is still ours to reuse.
+        if bytes.capacity() > 0 {
+            self.spare.push(bytes);
+        }
+        let agent = &mut self.agents[node as usize];
+        let stray = 1.0 + self.scenario.jitter * (2.0 * agent.jitter.f64() - 1.0);
+        let next = now + self.scenario.interval.mul_f64(drift * stray);
+        self.push(next, Event::Send { node, epoch });
+    }
+
+    /// A datagram reaches the monitor.
+    fn deliver(&mut self, node: u32, sent: Instant, id: (u64, u64), bytes: &[u8], now: Instant) {
+        self.trace.net.delivered += 1;
+        let agent = &mut self.agents[node as usize];
+        let silence_from = agent.arrivals.last;
+        let new = id > agent.delivered;
+        if new {
+            if id.0 != agent.delivered.0 {
+                // A new generation: the monitor starts its history over, and so do we.
+                agent.arrivals = Arrivals::new(self.scenario.interval);
+            }
+            agent.delivered = id;
+            agent.arrivals.record(now);
+            if let Some(crash) = agent.open_crash {
+                // Still the crashed generation (the restart's datagrams have not arrived):
+                // a datagram that was in flight at the crash.
+                self.trace.crashes[crash].arrivals = agent.arrivals.clone();
+            }
+        }
+        self.monitor.handle_datagram(now, agent.addr, bytes);
+        self.drain(Some((Cause::Datagram { sent, new }, silence_from)));
+    }
+
+    fn act(&mut self, node: u32, action: Action, now: Instant) {
+        let agent = &mut self.agents[node as usize];
+        agent.epoch += 1;
+        match action {
+            Action::Crash => {
+                agent.alive = false;
+                agent.open_crash = Some(self.trace.crashes.len());
+                self.trace.crashes.push(Crash {
+                    node,
+                    at: now,
+                    restart: None,
+                    arrivals: agent.arrivals.clone(),
+                });
+            }
+            Action::Restart => {
+                if let Some(crash) = agent.open_crash.take() {
+                    self.trace.crashes[crash].restart = Some(now);
+                }
+                agent.alive = true;
+                // Like the agent's start time in microseconds: larger after every restart.
+                agent.generation = (agent.generation + 1).max(now.as_nanos() / 1_000);
+                agent.sequence = 0;
+                let first = now + self.scenario.interval.mul_f64(agent.jitter.f64());
+                let epoch = agent.epoch;
+                self.push(first, Event::Send { node, epoch });
+            }
+        }
+    }
+
+    /// Takes every event the monitor has, recording transitions with their cause: the
+    /// datagram just delivered, or (`None`) a deadline.
+    fn drain(&mut self, delivered: Option<(Cause, Option<Instant>)>) {
+        while let Some(event) = self.monitor.poll_event() {
+            match event {
+                MonitorEvent::Transition(transition) => {
+                    let node =
+                        *self.index.get(&transition.node).expect("the monitor only knows simulated nodes");
+                    let (cause, silence_from) = match delivered {
+                        Some(found) => found,
+                        None => (Cause::Timeout, self.agents[node as usize].arrivals.last),
+                    };
+                    self.trace.transitions.push(Observed { node, transition, cause, silence_from });
+                }
+                MonitorEvent::SelfPause { .. } => self.trace.self_pauses += 1,
+                MonitorEvent::NodeChanged { .. } => {}
+            }
+        }
+    }
+}

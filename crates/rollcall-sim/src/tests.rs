@@ -1,0 +1,6 @@
+//! Tests of the simulator: determinism, the shipped scenarios, the checkers, the plots.
+
+mod checkers;
+mod runs;
+mod scenarios;
+mod svg;
