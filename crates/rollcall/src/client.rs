@@ -250,11 +250,11 @@ impl Api {
                     let reader = BufReader::new(response.into_body().into_reader());
                     for line in reader.lines() {
                         let Ok(line) = line else { break };
-                        if let Some(data) = line.strip_prefix("data:") {
-                            if let Ok(event) = serde_json::from_str::<Value>(data.trim()) {
-                                after = event["id"].as_i64().unwrap_or(after);
-                                print_event(&event, json);
-                            }
+                        if let Some(data) = line.strip_prefix("data:")
+                            && let Ok(event) = serde_json::from_str::<Value>(data.trim())
+                        {
+                            after = event["id"].as_i64().unwrap_or(after);
+                            print_event(&event, json);
                         }
                     }
                 }
