@@ -373,8 +373,12 @@ impl Monitor {
             changed = true;
         }
         // A silence that overlaps a gap in observation (a stall of the monitor, a restore,
-        // a resume) or a restart says nothing about the node's rhythm: start the history over.
-        let gap = node.detector.last_arrival().is_some_and(|last| last < floor.max(node.watch_from));
+        // a resume), a restart, or the first heartbeat after the node was declared down (a
+        // crash, a partition) says nothing about the node's rhythm: start the history over.
+        // Kept, such a gap would inflate the phi window for its next 32 heartbeats, and a
+        // crash in that time would take many times longer to detect.
+        let gap = node.detector.last_arrival().is_some_and(|last| last < floor.max(node.watch_from))
+            || (node.state == NodeState::Down && node.rise_count == 0);
         if node.interval_ms != message.interval_ms || restart || gap {
             changed |= node.interval_ms != message.interval_ms;
             node.interval_ms = message.interval_ms;

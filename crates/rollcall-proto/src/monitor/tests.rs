@@ -498,3 +498,21 @@ fn maintenance_ends_by_itself_and_deadlines_restart_from_its_end() {
     h.run_for(secs(3600.0));
     assert_eq!(h.state("web-1"), NodeState::Paused);
 }
+
+/// A long silence (a partition) must not linger in the phi window: after the node is back,
+/// a crash is detected as fast as before.
+#[test]
+fn a_long_silence_does_not_slow_the_next_detection() {
+    let mut h = Harness::phi();
+    h.beat("web-1", 1, 1, 30, secs(1.0));
+    h.run_for(secs(60.0)); // cut off for a minute: declared down
+    assert_eq!(h.state("web-1"), NodeState::Down);
+    h.beat("web-1", 1, 31, 10, secs(1.0)); // back, steady again
+    assert_eq!(h.state("web-1"), NodeState::Up);
+    let last = h.monitor.node("web-1", h.now).unwrap().last_heartbeat.unwrap();
+    h.run_for(secs(30.0)); // then it crashes
+    let down = h.transitions.last().unwrap();
+    assert_eq!(down.to, NodeState::Down);
+    let after_last = down.at - last;
+    assert!(after_last < secs(6.0), "detected {after_last:?} after the last heartbeat");
+}
