@@ -81,6 +81,8 @@ struct Story {
     http: String,
     agents: Vec<(String, Child)>,
     last_event: i64,
+    /// (node, new state) of every transition narrated so far.
+    seen: Vec<(String, String)>,
 }
 
 impl Story {
@@ -119,6 +121,7 @@ impl Story {
             http,
             agents: Vec::new(),
             last_event: 0,
+            seen: Vec::new(),
         };
         story.say(&format!(
             "monitor listening: heartbeats on udp {}, API on http://{}",
@@ -129,25 +132,28 @@ impl Story {
     }
 
     fn tell(&mut self) -> anyhow::Result<()> {
+        let mark = self.seen.len();
         for (node, _, _) in AGENTS {
             self.start_agent(node)?;
         }
         self.say("started 5 agents (1 s interval, phi accrual detector with Akka's defaults)");
-        self.wait_for("all 5 nodes up", |nodes| {
-            AGENTS.iter().all(|(id, _, _)| state(nodes, id) == Some("up"))
-        })?;
+        let all_up: Vec<(&str, &str)> = AGENTS.iter().map(|(node, _, _)| (*node, "up")).collect();
+        self.wait_for_events(&all_up, mark)?;
 
+        let mark = self.seen.len();
         self.say(&format!("kill -9 {CRASHED}: its heartbeats stop without a goodbye"));
         self.kill_agent(CRASHED, Signal::SIGKILL)?;
-        self.wait_for(&format!("{CRASHED} down"), |nodes| state(nodes, CRASHED) == Some("down"))?;
+        self.wait_for_events(&[(CRASHED, "down")], mark)?;
 
+        let mark = self.seen.len();
         self.say(&format!("restarting {CRASHED}: a new generation, so a restart, not a replay"));
         self.start_agent(CRASHED)?;
-        self.wait_for(&format!("{CRASHED} up again"), |nodes| state(nodes, CRASHED) == Some("up"))?;
+        self.wait_for_events(&[(CRASHED, "up")], mark)?;
 
+        let mark = self.seen.len();
         self.say(&format!("Ctrl-C to {LEAVING}: it says goodbye, so it leaves and nobody is paged"));
         self.kill_agent(LEAVING, Signal::SIGINT)?;
-        self.wait_for(&format!("{LEAVING} left"), |nodes| state(nodes, LEAVING) == Some("left"))?;
+        self.wait_for_events(&[(LEAVING, "left")], mark)?;
 
         let nodes = self.nodes()?;
         println!();
@@ -200,17 +206,21 @@ impl Story {
         get_json(&format!("http://{}/v1/nodes", self.http))
     }
 
-    /// Polls the API until `done` holds, narrating every transition on the way.
-    fn wait_for(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<()> {
+    /// Narrates transitions until, among those since `mark`, each `(node, state)` wanted has
+    /// happened (the story reads the history, not the live state, so every step it tells is
+    /// already recorded).
+    fn wait_for_events(&mut self, wanted: &[(&str, &str)], mark: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
-            let nodes = self.nodes()?;
             self.print_new_events()?;
-            if done(&nodes) {
+            let happened = |&(node, state): &(&str, &str)| {
+                self.seen[mark..].iter().any(|(id, to)| id == node && to == state)
+            };
+            if wanted.iter().all(happened) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("gave up waiting for {what}; see the logs in {}", self.dir.display());
+                bail!("gave up waiting for {wanted:?}; see the logs in {}", self.dir.display());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -221,6 +231,7 @@ impl Story {
         for event in events.as_array().into_iter().flatten() {
             self.last_event = event["id"].as_i64().unwrap_or(self.last_event);
             let text = |key: &str| event[key].as_str().unwrap_or("?").to_string();
+            self.seen.push((text("node"), text("to")));
             self.say(&format!(
                 "  {:<6} {} -> {} ({})",
                 text("node"),
@@ -256,9 +267,6 @@ fn signal_child(child: &Child, signal: Signal) -> nix::Result<()> {
     nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal)
 }
 
-fn state<'a>(nodes: &'a Value, id: &str) -> Option<&'a str> {
-    nodes.as_array()?.iter().find(|node| node["id"] == id)?["state"].as_str()
-}
 
 fn get_json(url: &str) -> anyhow::Result<Value> {
     let mut response = ureq::get(url).call().with_context(|| format!("GET {url}"))?;
