@@ -45,13 +45,15 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 3] = [
+const PACKAGES: [(&str, &str); 4] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
     ("prometheus", "/usr/bin/promtool"),
     // The load-balancer integration drives a real nginx.
     ("nginx", "/usr/sbin/nginx"),
+    // The dashboard's test drives a real headless browser.
+    ("chromium", "/usr/bin/chromium"),
 ];
 
 fn test() -> Result {

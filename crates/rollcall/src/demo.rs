@@ -267,7 +267,6 @@ fn signal_child(child: &Child, signal: Signal) -> nix::Result<()> {
     nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal)
 }
 
-
 fn get_json(url: &str) -> anyhow::Result<Value> {
     let mut response = ureq::get(url).call().with_context(|| format!("GET {url}"))?;
     let body = response.body_mut().read_to_string()?;

@@ -22,7 +22,9 @@ fn the_demo_tells_the_whole_story() {
     ];
     let mut from = 0;
     for step in steps {
-        let found = stdout[from..].find(step).unwrap_or_else(|| panic!("{step:?} missing or out of order in:\n{stdout}"));
+        let found = stdout[from..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} missing or out of order in:\n{stdout}"));
         from += found + step.len();
     }
     assert!(!stdout.contains("db-2   left -> down") && !stdout.contains("db-2   up -> down"), "{stdout}");

@@ -19,8 +19,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 mod alerts;
 mod checks;
+mod dashboard;
 mod events;
 mod nodes;
+mod openapi;
 
 /// Largest request body the API reads (pings have their own, smaller limit).
 const MAX_BODY: usize = 64 * 1024;
@@ -98,6 +100,8 @@ impl AppState {
 
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/nodes", get(nodes::list))
@@ -115,6 +119,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/v1/incidents", get(alerts::incidents))
         .route("/v1/sinks", get(alerts::sinks))
         .route("/v1/outbox", get(alerts::outbox))
+        .route("/v1/openapi.json", get(openapi::document))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .merge(
             Router::new()
