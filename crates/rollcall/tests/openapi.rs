@@ -183,6 +183,12 @@ fn monitor_endpoints(api: &Api) {
 fn node_endpoints(api: &Api) {
     let nodes = api.get("/v1/nodes", "/v1/nodes", 200).json();
     assert_eq!(nodes[0]["id"], "web-1");
+    let web = api.get("/v1/nodes", "/v1/nodes?state=up&label=group%3Dweb", 200).json();
+    assert_eq!(web.as_array().map(Vec::len), Some(1));
+    let none = api.get("/v1/nodes", "/v1/nodes?label=group%3Ddb", 200).json();
+    assert_eq!(none, json!([]));
+    let bad = api.get("/v1/nodes", "/v1/nodes?state=sleeping", 400).json();
+    assert!(bad["message"].as_str().unwrap().contains("state"), "{bad}");
     let node = api.get("/v1/nodes/{id}", "/v1/nodes/web-1", 200).json();
     assert_eq!(node["labels"], json!({"addr": "127.0.0.1:8080", "group": "web"}));
     api.get("/v1/nodes/{id}", "/v1/nodes/nobody", 404);

@@ -3,13 +3,46 @@
 use super::{ApiError, AppState};
 use crate::monitor::owner::{Command, NodeJson};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use std::time::Duration;
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<NodeJson>>, ApiError> {
-    Ok(Json(state.ask(|reply| Command::Nodes { reply }).await?))
+/// Filters of `GET /v1/nodes`.
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    /// Only nodes in this state.
+    state: Option<String>,
+    /// Only nodes with this label, as `key=value`.
+    label: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<NodeJson>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    if let Some(wanted) = &query.state
+        && rollcall_proto::monitor::NodeState::parse(wanted).is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "field `state`: {wanted:?} is not one of new, up, suspect, down, left, paused"
+        )));
+    }
+    let label = match &query.label {
+        Some(text) => match text.split_once('=') {
+            Some((key, value)) => Some((key.to_string(), value.to_string())),
+            None => return Err(ApiError::bad_request(format!("field `label`: {text:?} is not key=value"))),
+        },
+        None => None,
+    };
+    let mut nodes = state.ask(|reply| Command::Nodes { reply }).await?;
+    nodes.retain(|node| {
+        query.state.as_deref().is_none_or(|wanted| node.state == wanted)
+            && label.as_ref().is_none_or(|(key, value)| node.labels.get(key) == Some(value))
+    });
+    Ok(Json(nodes))
 }
 
 pub async fn detail(
