@@ -193,3 +193,51 @@ fn the_event_stream_resumes_after_a_disconnect_without_missing_anything() {
     seen.extend(&resumed);
     assert_eq!(seen, stored, "the stream after resumption continues exactly where it stopped");
 }
+
+/// The Grafana dashboard in contrib/ queries only metrics the monitor really exports, with
+/// PromQL that Prometheus' own checker accepts.
+#[test]
+fn the_grafana_dashboard_queries_real_metrics() {
+    let promtool = which("promtool").unwrap_or_else(|| {
+        panic!("promtool is missing: `cargo xtask test` installs it (apt-get install prometheus)")
+    });
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/grafana-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard is in contrib/")).expect("JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .map(|target| target["expr"].as_str().expect("every target has a query").to_string())
+        .collect();
+    assert!(exprs.len() >= 10, "{} queries", exprs.len());
+
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, FAST);
+    let (_, metrics) = monitor.get_text("/metrics");
+    // Families as declared (a family without samples yet, such as transitions on a fresh
+    // monitor, still has its TYPE line).
+    let exported: std::collections::BTreeSet<&str> =
+        metrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    for expr in &exprs {
+        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("rollcall_")) {
+            assert!(exported.contains(name), "the dashboard queries {name}, which /metrics does not export");
+        }
+    }
+
+    // Each query as a recording rule: `promtool check rules` parses the PromQL.
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| format!("      - record: dashboard:query{i}\n        expr: '{}'\n", expr.replace('\'', "''")))
+        .collect();
+    let file = sandbox.write_file("dashboard-rules", "yml", &format!("groups:\n  - name: dashboard\n    rules:\n{rules}"));
+    let output = Command::new(promtool).args(["check", "rules"]).arg(&file).output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -14,6 +14,15 @@ use std::collections::BTreeMap;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
+const COMMON_TRANSITIONS: [(NodeState, NodeState); 6] = [
+    (NodeState::New, NodeState::Up),
+    (NodeState::Up, NodeState::Suspect),
+    (NodeState::Suspect, NodeState::Up),
+    (NodeState::Suspect, NodeState::Down),
+    (NodeState::Down, NodeState::Up),
+    (NodeState::Up, NodeState::Left),
+];
+
 pub fn render(
     stats: &StatsSnapshot,
     sinks: &BTreeMap<String, SinkHealth>,
@@ -41,6 +50,11 @@ pub fn render(
     registry.register("nodes", "Tracked nodes, by state", nodes);
 
     let transitions = Family::<Labels, Counter>::default();
+    // The usual transitions exist from the start, at zero, so rate() over them works before
+    // the first failure (Prometheus' advice for counters with labels).
+    for (from, to) in COMMON_TRANSITIONS {
+        transitions.get_or_create(&vec![("from", from.as_str()), ("to", to.as_str())]);
+    }
     for (&(from, to), &count) in &core.transitions {
         transitions.get_or_create(&vec![("from", from.as_str()), ("to", to.as_str())]).inc_by(count);
     }
