@@ -203,7 +203,8 @@ fn the_grafana_dashboard_queries_real_metrics() {
     });
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/grafana-dashboard.json");
     let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard is in contrib/")).expect("JSON");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard is in contrib/"))
+            .expect("JSON");
     let exprs: Vec<String> = dashboard["panels"]
         .as_array()
         .expect("panels")
@@ -221,7 +222,10 @@ fn the_grafana_dashboard_queries_real_metrics() {
     let exported: std::collections::BTreeSet<&str> =
         metrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next()).collect();
     for expr in &exprs {
-        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("rollcall_")) {
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("rollcall_"))
+        {
             assert!(exported.contains(name), "the dashboard queries {name}, which /metrics does not export");
         }
     }
@@ -230,9 +234,15 @@ fn the_grafana_dashboard_queries_real_metrics() {
     let rules: String = exprs
         .iter()
         .enumerate()
-        .map(|(i, expr)| format!("      - record: dashboard:query{i}\n        expr: '{}'\n", expr.replace('\'', "''")))
+        .map(|(i, expr)| {
+            format!("      - record: dashboard:query{i}\n        expr: '{}'\n", expr.replace('\'', "''"))
+        })
         .collect();
-    let file = sandbox.write_file("dashboard-rules", "yml", &format!("groups:\n  - name: dashboard\n    rules:\n{rules}"));
+    let file = sandbox.write_file(
+        "dashboard-rules",
+        "yml",
+        &format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    );
     let output = Command::new(promtool).args(["check", "rules"]).arg(&file).output().expect("promtool runs");
     assert!(
         output.status.success(),
