@@ -53,7 +53,7 @@ pub fn render(
     // The usual transitions exist from the start, at zero, so rate() over them works before
     // the first failure (Prometheus' advice for counters with labels).
     for (from, to) in COMMON_TRANSITIONS {
-        transitions.get_or_create(&vec![("from", from.as_str()), ("to", to.as_str())]);
+        transitions.get_or_create(&vec![("from", from.as_str()), ("to", to.as_str())]).inc_by(0);
     }
     for (&(from, to), &count) in &core.transitions {
         transitions.get_or_create(&vec![("from", from.as_str()), ("to", to.as_str())]).inc_by(count);
