@@ -400,20 +400,7 @@ impl Alerter {
             self.window_end = None;
         }
         self.detach(&key, now);
-        let id = self.new_id();
-        let incident = OpenIncident {
-            id,
-            kind: NotificationKind::Flapping,
-            severity: Severity::Warning,
-            subject_kind: key.0,
-            subject: key.1.clone(),
-            members: vec![key.1.clone()],
-            started_at: now,
-            next_sequence: 0,
-            last_notified: now,
-        };
-        self.by_subject.insert(key, id);
-        self.emit_open(incident, NotificationKind::Flapping, None, now);
+        self.open_for(key, NotificationKind::Flapping, Severity::Warning, now, None, now);
     }
 
     /// The subject has been quiet for a whole window: close the flapping notice, and if it
@@ -425,20 +412,33 @@ impl Alerter {
             self.close(id, None, now, true);
         }
         if self.down.contains(&key) {
-            let incident = OpenIncident {
-                id: self.new_id(),
-                kind: NotificationKind::Firing,
-                severity: Severity::Critical,
-                subject_kind: key.0,
-                subject: key.1.clone(),
-                members: vec![key.1.clone()],
-                started_at: now,
-                next_sequence: 0,
-                last_notified: now,
-            };
-            self.by_subject.insert(key, incident.id);
-            self.emit_open(incident, NotificationKind::Firing, None, now);
+            self.open_for(key, NotificationKind::Firing, Severity::Critical, now, None, now);
         }
+    }
+
+    /// Opens an incident about one subject and sends its first notification.
+    fn open_for(
+        &mut self,
+        key: Key,
+        kind: NotificationKind,
+        severity: Severity,
+        started_at: Instant,
+        transition: Option<Transition>,
+        now: Instant,
+    ) {
+        let incident = OpenIncident {
+            id: self.new_id(),
+            kind,
+            severity,
+            subject_kind: key.0,
+            subject: key.1.clone(),
+            members: vec![key.1.clone()],
+            started_at,
+            next_sequence: 0,
+            last_notified: now,
+        };
+        self.by_subject.insert(key, incident.id);
+        self.emit_open(incident, kind, transition, now);
     }
 
     /// Takes a subject out of its open incident without a word: a single incident closes
@@ -512,19 +512,8 @@ impl Alerter {
         if self.by_subject.contains_key(&key) {
             return; // already covered by an open incident (restored, or a group)
         }
-        let incident = OpenIncident {
-            id: self.new_id(),
-            kind: NotificationKind::Firing,
-            severity: Severity::Critical,
-            subject_kind: kind,
-            subject: key.1.clone(),
-            members: vec![key.1.clone()],
-            started_at: transition.at,
-            next_sequence: 0,
-            last_notified: now,
-        };
-        self.by_subject.insert(key, incident.id);
-        self.emit_open(incident, NotificationKind::Firing, Some(transition.clone()), now);
+        let (kind, severity) = (NotificationKind::Firing, Severity::Critical);
+        self.open_for(key, kind, severity, transition.at, Some(transition.clone()), now);
     }
 
     fn recover(&mut self, key: &Key, transition: &Transition, now: Instant) {

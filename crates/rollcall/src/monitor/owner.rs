@@ -261,17 +261,7 @@ impl Owner {
                             updated_at_ms: self.clock.wall_ms(transition.noticed),
                         });
                     }
-                    batch.push(Write::Transition(rollcall_store::TransitionRecord {
-                        id: 0,
-                        kind: SubjectKind::Node,
-                        node: transition.node.to_string(),
-                        generation: transition.generation,
-                        from: transition.from,
-                        to: transition.to,
-                        reason: transition.reason,
-                        at_ms: self.clock.wall_ms(transition.at),
-                        noticed_at_ms: self.clock.wall_ms(transition.noticed),
-                    }));
+                    batch.push(transition_write(SubjectKind::Node, &transition, &self.clock));
                 }
                 MonitorEvent::NodeChanged { node } => {
                     if let Some(record) = self.record(&node) {
@@ -429,6 +419,21 @@ fn log_transition(kind: &str, t: &Transition) {
         generation = t.generation, lag_ms,
         "{} {} -> {} ({})", t.node, t.from.as_str(), t.to.as_str(), t.reason.as_str()
     );
+}
+
+/// The store row of a node's or check's transition, with wall-clock times.
+fn transition_write(kind: SubjectKind, transition: &Transition, clock: &Clock) -> Write {
+    Write::Transition(rollcall_store::TransitionRecord {
+        id: 0,
+        kind,
+        node: transition.node.to_string(),
+        generation: transition.generation,
+        from: transition.from,
+        to: transition.to,
+        reason: transition.reason,
+        at_ms: clock.wall_ms(transition.at),
+        noticed_at_ms: clock.wall_ms(transition.noticed),
+    })
 }
 
 fn node_record(view: &NodeView<'_>) -> NodeRecord {

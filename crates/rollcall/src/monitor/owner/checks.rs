@@ -1,7 +1,7 @@
 //! The owner's side of checks: pings, the checks API, check events into the store and the
 //! incident layer.
 
-use super::{Owner, log_transition};
+use super::{Owner, log_transition, transition_write};
 use crate::checks::{
     CheckInput, CheckJson, SOURCE_API, SOURCE_CONFIG, check_json, from_store, generate_token, to_store,
 };
@@ -10,7 +10,7 @@ use rollcall_proto::checks::{
     CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Signal,
 };
 use rollcall_proto::ratelimit::RateLimiter;
-use rollcall_store::{PingRecord, TransitionRecord, Write};
+use rollcall_store::{PingRecord, Write};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -242,17 +242,7 @@ impl Owner {
                 CheckEvent::Transition(transition) => {
                     log_transition("check", &transition);
                     self.alerter.handle_transition(SubjectKind::Check, &transition, transition.noticed);
-                    batch.push(Write::Transition(TransitionRecord {
-                        id: 0,
-                        kind: SubjectKind::Check,
-                        node: transition.node.to_string(),
-                        generation: transition.generation,
-                        from: transition.from,
-                        to: transition.to,
-                        reason: transition.reason,
-                        at_ms: self.clock.wall_ms(transition.at),
-                        noticed_at_ms: self.clock.wall_ms(transition.noticed),
-                    }));
+                    batch.push(transition_write(SubjectKind::Check, &transition, &self.clock));
                     self.persist_check(&transition.node, batch);
                 }
                 CheckEvent::Pinged { check, ping } => {
