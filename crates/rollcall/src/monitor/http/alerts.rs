@@ -1,10 +1,10 @@
 //! Alerting endpoints: incidents, sinks and their health, the outbox.
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState};
 use crate::alerts::delivery::SinkHealth;
 use crate::clock::rfc3339_ms;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -34,7 +34,7 @@ pub struct IncidentJson {
 
 pub async fn incidents(
     State(state): State<AppState>,
-    Query(query): Query<IncidentsQuery>,
+    ApiQuery(query): ApiQuery<IncidentsQuery>,
 ) -> Result<Json<Vec<IncidentJson>>, ApiError> {
     let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
     let rows = state
@@ -101,7 +101,7 @@ pub struct OutboxJson {
 
 pub async fn outbox(
     State(state): State<AppState>,
-    Query(query): Query<OutboxQuery>,
+    ApiQuery(query): ApiQuery<OutboxQuery>,
 ) -> Result<Json<Vec<OutboxJson>>, ApiError> {
     let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
     let rows = state.read(move |store| store.outbox_rows(query.sink.as_deref(), query.since, limit)).await?;

@@ -1,7 +1,7 @@
 //! Checks: the ping endpoints (Healthchecks.io's grammar) and the checks API.
 
 use super::nodes::PauseBody;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, OptionalJson};
 use crate::checks::{CheckInput, CheckJson};
 use crate::monitor::owner::{CheckCommand, CheckFailure, Command, PingRefusal};
 use axum::Json;
@@ -99,6 +99,7 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::bad_request("send the body as JSON with Content-Type: application/json".into())
         }
+        JsonRejection::BytesRejection(rejection) => super::body_rejection(rejection),
         other => ApiError::bad_request(other.body_text()),
     })
 }
@@ -159,10 +160,10 @@ pub async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    payload: Option<Json<PauseBody>>,
+    OptionalJson(body): OptionalJson<PauseBody>,
 ) -> Result<Json<CheckJson>, ApiError> {
     state.authorize(&headers)?;
-    let until_ms = payload.map(|Json(body)| body).unwrap_or_default().until_ms(&state)?;
+    let until_ms = body.until_ms(&state)?;
     let paused = state.ask(|reply| Command::Check(CheckCommand::Pause { id, until_ms, reply })).await?;
     paused.map(Json).map_err(failure)
 }

@@ -6,10 +6,10 @@
 //! never holds up detection or other clients, and a client that reconnects with
 //! `Last-Event-ID` gets exactly what it missed.
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState};
 use crate::clock::rfc3339_ms;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -80,7 +80,7 @@ fn parse_kind(kind: Option<&str>) -> Result<Option<SubjectKind>, ApiError> {
 
 pub async fn list(
     State(state): State<AppState>,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<EventJson>>, ApiError> {
     let limit = query.limit.unwrap_or(MAX_EVENTS_PAGE).min(MAX_EVENTS_PAGE);
     let kind = parse_kind(query.kind.as_deref())?;
@@ -112,7 +112,7 @@ struct Cursor {
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let kind = parse_kind(query.kind.as_deref())?;
     let resume = headers.get("last-event-id").and_then(|value| value.to_str().ok());

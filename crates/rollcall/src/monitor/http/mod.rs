@@ -238,6 +238,61 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(([(header::CONTENT_TYPE, kind)], super::metrics::classic_text(&body)).into_response())
 }
 
+/// A query string, or a JSON error naming what is wrong with it (axum's own rejection is
+/// plain text).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// A JSON body that may be absent (empty means `T::default()`), or a JSON error: 400 naming
+/// the bad field, 413 when the body is over the limit.
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(body_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
+            .map_err(|error| ApiError::bad_request(format!("body: {error}")))
+    }
+}
+
+/// A body that could not be read: too large (413) or broken (400), as JSON.
+pub fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over {MAX_BODY} bytes"),
+        )
+    } else {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
 /// Compares secrets without leaking, through timing, how long a matching prefix is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

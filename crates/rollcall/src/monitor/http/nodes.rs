@@ -1,10 +1,9 @@
 //! Node endpoints: list, detail, pause (maintenance, optionally with an end), resume.
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState, OptionalJson};
 use crate::monitor::owner::{Command, NodeJson};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use std::time::Duration;
@@ -20,9 +19,8 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<NodeJson>>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     if let Some(wanted) = &query.state
         && rollcall_proto::monitor::NodeState::parse(wanted).is_none()
     {
@@ -93,10 +91,10 @@ pub async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<PauseBody>>,
+    OptionalJson(body): OptionalJson<PauseBody>,
 ) -> Result<Json<NodeJson>, ApiError> {
     state.authorize(&headers)?;
-    let until_ms = body.map(|Json(body)| body).unwrap_or_default().until_ms(&state)?;
+    let until_ms = body.until_ms(&state)?;
     let found = state.ask(|reply| Command::Pause { id: id.clone(), until_ms, reply }).await?;
     found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
 }
