@@ -85,6 +85,17 @@ pub enum AnyDetector {
     Phi(PhiAccrual),
 }
 
+impl AnyDetector {
+    /// The inter-arrival times the detector keeps, oldest first (empty for detectors that
+    /// keep none, such as the fixed timeout).
+    pub fn recent_intervals(&self) -> Vec<Duration> {
+        match self {
+            AnyDetector::Fixed(_) => Vec::new(),
+            AnyDetector::Phi(d) => d.recent_intervals(),
+        }
+    }
+}
+
 impl Detector for AnyDetector {
     fn heartbeat(&mut self, now: Instant) {
         match self {

@@ -165,6 +165,15 @@ impl PhiAccrual {
     }
 
     /// The mean, standard deviation and count of the remembered intervals.
+    /// The inter-arrival times the detector is judging by, oldest first: its window, which
+    /// starts with the two seeds drawn from the first-heartbeat estimate until real
+    /// intervals push them out.
+    pub fn recent_intervals(&self) -> Vec<Duration> {
+        let len = usize::from(self.len);
+        let start = if len < PHI_WINDOW { 0 } else { usize::from(self.next) % PHI_WINDOW };
+        (0..len).map(|i| micros_to_duration(f64::from(self.samples[(start + i) % len]))).collect()
+    }
+
     pub fn interval_stats(&self) -> IntervalStats {
         let (mean_us, std_us) = self.window_moments();
         IntervalStats {

@@ -9,7 +9,10 @@ mod fixed;
 mod phi;
 mod props;
 
-use crate::{Detector, FixedTimeout, FixedTimeoutConfig, Instant, PhiAccrual, PhiAccrualConfig};
+use crate::{
+    AnyDetector, Detector, FixedTimeout, FixedTimeoutConfig, Instant, PHI_WINDOW, PhiAccrual,
+    PhiAccrualConfig,
+};
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -94,4 +97,26 @@ impl Lcg {
         let span = u64::try_from(high - low + 1).expect("low <= high");
         low + i64::try_from((self.0 >> 33) % span).expect("span fits")
     }
+}
+
+#[test]
+fn recent_intervals_come_oldest_first_and_roll_over() {
+    let mut phi = PhiAccrual::new(Arc::new(PhiAccrualConfig::default()), Duration::from_secs(1));
+    assert_eq!(phi.recent_intervals().len(), 2, "the two seeds");
+    let mut now = Instant::from_millis(0);
+    phi.heartbeat(now);
+    for i in 1..=40u64 {
+        now = now + Duration::from_millis(1000 + i);
+        phi.heartbeat(now);
+    }
+    let window = phi.recent_intervals();
+    assert_eq!(window.len(), PHI_WINDOW);
+    // The last 32 of the 40 intervals, 1009 ms .. 1040 ms, in arrival order.
+    let expected: Vec<Duration> = (9..=40u64).map(|i| Duration::from_millis(1000 + i)).collect();
+    assert_eq!(window, expected);
+    let fixed = AnyDetector::Fixed(FixedTimeout::new(
+        Arc::new(FixedTimeoutConfig::default()),
+        Duration::from_secs(1),
+    ));
+    assert!(fixed.recent_intervals().is_empty());
 }

@@ -80,6 +80,14 @@ impl NodeView<'_> {
     }
 }
 
+/// See [`Monitor::detector_facts`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectorFacts {
+    pub recent_intervals: Vec<Duration>,
+    pub suspect_level: f64,
+    pub down_level: f64,
+}
+
 /// A node read back from durable storage at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoredNode {
@@ -135,6 +143,18 @@ impl Monitor {
     pub fn node(&self, id: &str, now: Instant) -> Option<NodeView<'_>> {
         let index = self.nodes.index_of(id)?;
         Some(self.view(index, now))
+    }
+
+    /// What a node's detector is judging by: its recent inter-arrival times (oldest first)
+    /// and the levels at which the node becomes suspect and down. For detail views; not
+    /// on any hot path.
+    pub fn detector_facts(&self, id: &str) -> Option<DetectorFacts> {
+        let node = self.nodes.get(self.nodes.index_of(id)?);
+        Some(DetectorFacts {
+            recent_intervals: node.detector.recent_intervals(),
+            suspect_level: node.detector.suspect_level(),
+            down_level: node.detector.down_level(),
+        })
     }
 
     /// Every node, in registration order.

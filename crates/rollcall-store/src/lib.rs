@@ -300,6 +300,27 @@ impl Store {
         Ok(id.unwrap_or(0))
     }
 
+    /// The latest `limit` transitions of one node (or check), newest first.
+    pub fn recent_transitions(
+        &self,
+        kind: SubjectKind,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<TransitionRecord>, StoreError> {
+        let ids: Vec<i64> = {
+            let mut statement = self.connection.prepare_cached(
+                "SELECT id FROM transitions WHERE node = ?1 AND subject_kind = ?2 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![id, kind.as_str(), limit as i64], |row| row.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let Some(&oldest) = ids.last() else { return Ok(Vec::new()) };
+        let filter = TransitionFilter { kind: Some(kind), id: Some(id) };
+        let mut rows = self.transitions(oldest - 1, ids.len(), filter)?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     /// The raw label block of a stored node, if the node is known.
     pub fn node_labels(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut statement = self.connection.prepare_cached("SELECT labels FROM nodes WHERE id = ?1")?;

@@ -62,6 +62,10 @@ fn writes_survive_reopening() {
         store.transitions(0, 100, TransitionFilter { id: Some("other"), kind: None }).unwrap().len(),
         0
     );
+    let newest = store.recent_transitions(SubjectKind::Node, "web-1", 1).unwrap();
+    assert_eq!(newest.iter().map(|t| t.to).collect::<Vec<_>>(), [NodeState::Down]);
+    assert_eq!(store.recent_transitions(SubjectKind::Node, "web-1", 10).unwrap().len(), 2);
+    assert!(store.recent_transitions(SubjectKind::Check, "web-1", 10).unwrap().is_empty());
 }
 
 #[test]

@@ -191,6 +191,10 @@ fn node_endpoints(api: &Api) {
     assert!(bad["message"].as_str().unwrap().contains("state"), "{bad}");
     let node = api.get("/v1/nodes/{id}", "/v1/nodes/web-1", 200).json();
     assert_eq!(node["labels"], json!({"addr": "127.0.0.1:8080", "group": "web"}));
+    assert_eq!(node["down_level"], 8.0);
+    assert!(node["recent_intervals_ms"].as_array().is_some_and(|window| window.len() >= 2), "{node}");
+    let history = node["history"].as_array().expect("history");
+    assert!(!history.is_empty() && history.iter().all(|event| event["node"] == "web-1"), "{node}");
     api.get("/v1/nodes/{id}", "/v1/nodes/nobody", 404);
 
     let group = api.get("/v1/groups/{group}", "/v1/groups/web", 200).json();

@@ -12,7 +12,9 @@ use crate::clock::Clock;
 use crate::settings::Settings;
 use checks::{CheckState, start_checks};
 use rollcall_proto::alerts::{Alerter, Notification, SubjectKind};
-use rollcall_proto::monitor::{MonitorEvent, MonitorStats, NodeState, NodeView, RestoredNode, Transition};
+use rollcall_proto::monitor::{
+    DetectorFacts, MonitorEvent, MonitorStats, NodeState, NodeView, RestoredNode, Transition,
+};
 use rollcall_proto::{Instant, Monitor};
 use rollcall_store::{IncidentRecord, NodeRecord, Write};
 use serde::Serialize;
@@ -43,9 +45,10 @@ pub enum Command {
     Nodes {
         reply: oneshot::Sender<Vec<NodeJson>>,
     },
-    Node {
+    /// A node with what its detector judges by.
+    NodeDetail {
         id: String,
-        reply: oneshot::Sender<Option<NodeJson>>,
+        reply: oneshot::Sender<Option<(NodeJson, DetectorFacts)>>,
     },
     Stats {
         reply: oneshot::Sender<StatsSnapshot>,
@@ -359,8 +362,9 @@ impl Owner {
                 nodes.sort_by(|a, b| a.id.cmp(&b.id));
                 let _ = reply.send(nodes);
             }
-            Command::Node { id, reply } => {
-                let _ = reply.send(self.core.node(&id, now).map(|view| node_json(&view, now, detector)));
+            Command::NodeDetail { id, reply } => {
+                let facts = self.core.detector_facts(&id);
+                let _ = reply.send(self.node_json(&id).zip(facts));
             }
             Command::Pause { id, until_ms, reply } => {
                 let wall_now = self.clock.wall_ms(now);

@@ -1,5 +1,6 @@
 //! Node endpoints: list, detail, pause (maintenance, optionally with an end), resume.
 
+use super::events::EventJson;
 use super::{ApiError, ApiQuery, AppState, OptionalJson};
 use crate::monitor::owner::{Command, NodeJson};
 use axum::Json;
@@ -43,12 +44,45 @@ pub async fn list(
     Ok(Json(nodes))
 }
 
+/// A node in detail: what the list shows, plus what its detector judges by and its latest
+/// transitions.
+#[derive(serde::Serialize)]
+pub struct NodeDetailJson {
+    #[serde(flatten)]
+    node: NodeJson,
+    /// The detector's recent inter-arrival times in milliseconds, oldest first (phi accrual's
+    /// window, which starts with two seeds from the declared interval; empty for the fixed
+    /// timeout).
+    recent_intervals_ms: Vec<f64>,
+    /// The detector level at which the node becomes suspect, and down.
+    suspect_level: f64,
+    down_level: f64,
+    /// The node's latest transitions, newest first (at most 20).
+    history: Vec<EventJson>,
+}
+
+/// Transitions shown with a node.
+const DETAIL_HISTORY: usize = 20;
+
 pub async fn detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<NodeJson>, ApiError> {
-    let found = state.ask(|reply| Command::Node { id: id.clone(), reply }).await?;
-    found.map(Json).ok_or_else(|| ApiError::not_found("node", &id))
+) -> Result<Json<NodeDetailJson>, ApiError> {
+    let found = state.ask(|reply| Command::NodeDetail { id: id.clone(), reply }).await?;
+    let (node, facts) = found.ok_or_else(|| ApiError::not_found("node", &id))?;
+    let key = id.clone();
+    let history = state
+        .read(move |store| {
+            store.recent_transitions(rollcall_proto::alerts::SubjectKind::Node, &key, DETAIL_HISTORY)
+        })
+        .await?;
+    Ok(Json(NodeDetailJson {
+        node,
+        recent_intervals_ms: facts.recent_intervals.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
+        suspect_level: facts.suspect_level,
+        down_level: facts.down_level,
+        history: history.into_iter().map(EventJson::from).collect(),
+    }))
 }
 
 /// Body of `POST /v1/nodes/{id}/pause`: no body pauses until resumed; `for` ("2h") or
