@@ -34,6 +34,8 @@ pub struct Settings {
     pub sinks: Vec<SinkConfig>,
     /// Bearer token for the API's write endpoints; without one they are refused.
     pub api_token: Option<String>,
+    /// Whether reads of `/v1/...` need the token too.
+    pub protect_reads: bool,
     /// Checks defined in the config file (the file owns them).
     pub checks: Vec<CheckSpec>,
     pub pings: PingSettings,
@@ -93,6 +95,7 @@ struct RawPings {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     token: Option<String>,
+    protect_reads: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -211,7 +214,12 @@ impl Settings {
             bail!("invalid configuration: check {:?} is defined twice", duplicate.id);
         }
         let pings = ping_settings(&raw.pings)?;
+        let protect_reads = raw.api.protect_reads.unwrap_or(false);
+        if protect_reads && raw.api.token.is_none() {
+            bail!("invalid configuration: api.protect_reads needs api.token (the token readers must send)");
+        }
         Ok(Settings {
+            protect_reads,
             checks,
             pings,
             api_token: raw.api.token,

@@ -251,3 +251,44 @@ fn the_grafana_dashboard_queries_real_metrics() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// With `api.protect_reads`, reading the API needs the token; health checks, metrics and
+/// pings stay open.
+#[test]
+fn reads_can_be_protected_by_the_token() {
+    let sandbox = Sandbox::new();
+    let config = "[api]\ntoken = \"operators-token-0123\"\nprotect_reads = true\n";
+    let monitor = Monitor::start(&sandbox, config);
+    let url = |path: &str| format!("http://{}{path}", monitor.http);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let status = |path: &str, token: Option<&str>| {
+        let mut request = agent.get(&url(path));
+        if let Some(token) = token {
+            request = request.header("authorization", &format!("Bearer {token}"));
+        }
+        request.call().expect("the monitor answers").status().as_u16()
+    };
+    assert_eq!(status("/v1/nodes", None), 401);
+    assert_eq!(status("/v1/status", Some("wrong-token-000000")), 403);
+    assert_eq!(status("/v1/nodes", Some("operators-token-0123")), 200);
+    assert_eq!(status("/healthz", None), 200);
+    assert_eq!(status("/metrics", None), 200);
+    assert_eq!(status("/ping/abcdefghijklmnopqrstuvwxyz", None), 404, "pings are judged by their own token");
+
+    // Without a token to check against, protecting reads is a configuration mistake.
+    let refused = sandbox.run_to_exit(&[
+        "monitor".into(),
+        "--udp".into(),
+        "127.0.0.1:0".into(),
+        "--http".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        sandbox.path().join("other").display().to_string(),
+        "--key-file".into(),
+        sandbox.key_file().display().to_string(),
+        "--config".into(),
+        sandbox.write_file("protect", "toml", "[api]\nprotect_reads = true\n").display().to_string(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(refused.stderr.contains("api.protect_reads"), "{}", refused.stderr);
+}

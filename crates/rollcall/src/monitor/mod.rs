@@ -117,6 +117,7 @@ pub async fn run(
         delivery.health.clone(),
         committed,
         settings.api_token.clone(),
+        settings.protect_reads,
     );
     let http_task = tokio::spawn(http::serve(http, state, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));

@@ -37,6 +37,8 @@ pub struct AppState {
     committed: watch::Receiver<u64>,
     /// Bearer token that write endpoints require; without one, writes are refused.
     api_token: Option<Arc<str>>,
+    /// Reads of `/v1/...` need the token too.
+    protect_reads: bool,
 }
 
 impl AppState {
@@ -47,9 +49,11 @@ impl AppState {
         sinks: HealthBoard,
         committed: watch::Receiver<u64>,
         api_token: Option<String>,
+        protect_reads: bool,
     ) -> AppState {
         let reader = Arc::new(Mutex::new(reader));
-        AppState { commands, reader, clock, sinks, committed, api_token: api_token.map(Arc::from) }
+        let api_token = api_token.map(Arc::from);
+        AppState { commands, reader, clock, sinks, committed, api_token, protect_reads }
     }
 
     /// Checks the bearer token of a write request. Nothing is changed when this fails.
@@ -99,6 +103,7 @@ impl AppState {
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
+    let state_for_reads = state.clone();
     let app = Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
@@ -128,6 +133,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
                 .layer(axum::extract::DefaultBodyLimit::max(checks::MAX_PING_BODY)),
         )
         .with_state(state);
+    let app = app.layer(axum::middleware::from_fn_with_state(state_for_reads, guard_reads));
     let shutdown = async move {
         let _ = stop.changed().await;
     };
@@ -236,6 +242,22 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     }
     let kind = "text/plain; version=0.0.4; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, kind)], super::metrics::classic_text(&body)).into_response())
+}
+
+/// With `api.protect_reads`, every `/v1/...` request needs the bearer token (writes check it
+/// in their handlers anyway); pings, `/healthz`, `/metrics` and the dashboard's files stay open.
+async fn guard_reads(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.protect_reads
+        && request.uri().path().starts_with("/v1/")
+        && let Err(error) = state.authorize(request.headers())
+    {
+        return error.into_response();
+    }
+    next.run(request).await
 }
 
 /// A query string, or a JSON error naming what is wrong with it (axum's own rejection is
