@@ -36,6 +36,9 @@ pub struct Settings {
     pub api_token: Option<String>,
     /// Whether reads of `/v1/...` need the token too.
     pub protect_reads: bool,
+    /// Per-node metric series are exported while the fleet has at most this many nodes
+    /// (0 switches them off).
+    pub per_node_series: usize,
     /// Checks defined in the config file (the file owns them).
     pub checks: Vec<CheckSpec>,
     pub pings: PingSettings,
@@ -77,6 +80,14 @@ struct RawConfig {
     check: Vec<CheckInput>,
     #[serde(default)]
     pings: RawPings,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    per_node_series: Option<usize>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -219,6 +230,7 @@ impl Settings {
             bail!("invalid configuration: api.protect_reads needs api.token (the token readers must send)");
         }
         Ok(Settings {
+            per_node_series: raw.metrics.per_node_series.unwrap_or(10_000),
             protect_reads,
             checks,
             pings,

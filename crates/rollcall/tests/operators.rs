@@ -45,6 +45,9 @@ fn promtool_accepts_the_metrics() {
         "rollcall_nodes",
         "rollcall_pings_received_total",
         "rollcall_outbox_pending",
+        "rollcall_node_up{node=\"web-1\"} 1",
+        "rollcall_node_last_heartbeat_timestamp_seconds{node=\"web-1\"}",
+        "rollcall_detection_lag_seconds_bucket",
     ] {
         assert!(body.contains(family), "{family} missing from /metrics");
     }
@@ -291,4 +294,17 @@ fn reads_can_be_protected_by_the_token() {
     ]);
     assert!(!refused.status.success());
     assert!(refused.stderr.contains("api.protect_reads"), "{}", refused.stderr);
+}
+
+/// Per-node series can be switched off (or bounded) for huge fleets: the gauge says how many
+/// nodes were left out.
+#[test]
+fn per_node_series_can_be_switched_off() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, "[metrics]\nper_node_series = 0\n");
+    let _agent = Agent::start(&sandbox, "web-1", monitor.udp, Duration::from_millis(200), &[]);
+    monitor.wait_for_state("web-1", "up");
+    let (_, body) = monitor.get_text("/metrics");
+    assert!(!body.contains("rollcall_node_up{"), "{body}");
+    assert!(body.contains("rollcall_node_series_omitted 1"), "{body}");
 }

@@ -91,6 +91,12 @@ pub fn render(
     detector.get_or_create(&vec![("detector", stats.detector)]).set(1);
     registry.register("detector_info", "The failure detector in use", detector);
 
+    registry.register(
+        "detection_lag_seconds",
+        "From a node's computed deadline to the transition it caused",
+        stats.detection_lag.clone(),
+    );
+    render_per_node(&mut registry, stats);
     render_alerts(&mut registry, stats, sinks, outbox_depth);
     render_checks(&mut registry, stats);
 
@@ -204,4 +210,28 @@ fn render_checks(registry: &mut Registry, stats: &StatsSnapshot) {
         by_state.get_or_create(&vec![("state", state.as_str())]).set(checks.checks_in(state) as i64);
     }
     registry.register("checks", "Checks, by state", by_state);
+}
+
+fn render_per_node(registry: &mut Registry, stats: &StatsSnapshot) {
+    let up = Family::<OwnedLabels, Gauge>::default();
+    let last = Family::<OwnedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (node, is_up, last_heartbeat) in &stats.per_node {
+        up.get_or_create(&vec![("node", node.clone())]).set(i64::from(*is_up));
+        if let Some(seconds) = last_heartbeat {
+            last.get_or_create(&vec![("node", node.clone())]).set(*seconds);
+        }
+    }
+    registry.register("node_up", "1 while the node is up (per node, while the fleet is small enough)", up);
+    registry.register(
+        "node_last_heartbeat_timestamp_seconds",
+        "Wall-clock time of the node's last heartbeat (per node, while the fleet is small enough)",
+        last,
+    );
+    let omitted = Gauge::<i64>::default();
+    omitted.set(stats.per_node_omitted as i64);
+    registry.register(
+        "node_series_omitted",
+        "Nodes without per-node series because the fleet is over metrics.per_node_series",
+        omitted,
+    );
 }

@@ -11,9 +11,10 @@ use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
 use crate::settings::Settings;
 use checks::{CheckState, start_checks};
+use prometheus_client::metrics::histogram::Histogram;
 use rollcall_proto::alerts::{Alerter, Notification, SubjectKind};
 use rollcall_proto::monitor::{
-    DetectorFacts, MonitorEvent, MonitorStats, NodeState, NodeView, RestoredNode, Transition,
+    DetectorFacts, MonitorEvent, MonitorStats, NodeState, NodeView, Reason, RestoredNode, Transition,
 };
 use rollcall_proto::{Instant, Monitor};
 use rollcall_store::{IncidentRecord, NodeRecord, Write};
@@ -103,10 +104,22 @@ pub struct StatsSnapshot {
     pub store_errors: u64,
     pub uptime: Duration,
     pub recv_buffer_bytes: usize,
+    /// From each deadline to the transition it caused (shares its counts with the owner).
+    pub detection_lag: Histogram,
+    /// Per node: (id, up, last heartbeat in wall-clock seconds), when per-node series are on
+    /// and the fleet is within their bound.
+    pub per_node: Vec<(String, bool, Option<f64>)>,
+    /// Nodes left out of the per-node series (switched off, or over the bound).
+    pub per_node_omitted: usize,
 }
+
+/// Buckets of the detection lag histogram, in seconds.
+const LAG_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 pub struct Owner {
     core: Monitor,
+    detection_lag: Histogram,
+    per_node_limit: usize,
     checks: CheckState,
     alerter: Alerter,
     sinks: Vec<SinkConfig>,
@@ -174,6 +187,8 @@ impl Owner {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let owner = Owner {
             core,
+            detection_lag: Histogram::new(LAG_BUCKETS),
+            per_node_limit: settings.per_node_series,
             checks,
             alerter,
             sinks: settings.sinks.clone(),
@@ -257,6 +272,9 @@ impl Owner {
             match event {
                 MonitorEvent::Transition(transition) => {
                     log_transition("node", &transition);
+                    if matches!(transition.reason, Reason::Phi | Reason::Timeout) {
+                        self.detection_lag.observe((transition.noticed - transition.at).as_secs_f64());
+                    }
                     self.alerter.handle_transition(SubjectKind::Node, &transition, transition.noticed);
                     if let Some(record) = self.record(&transition.node) {
                         batch.push(Write::Node {
@@ -402,6 +420,9 @@ impl Owner {
                     store_errors,
                     uptime: now - self.started,
                     recv_buffer_bytes: self.recv_buffer_bytes,
+                    detection_lag: self.detection_lag.clone(),
+                    per_node: self.per_node_series(now),
+                    per_node_omitted: if self.core.len() > self.per_node_limit { self.core.len() } else { 0 },
                 });
             }
         }
@@ -409,6 +430,21 @@ impl Owner {
 }
 
 impl Owner {
+    /// The per-node series, or nothing when the fleet is over their bound (a million series
+    /// would swamp Prometheus; the bound is `metrics.per_node_series`).
+    fn per_node_series(&self, now: Instant) -> Vec<(String, bool, Option<f64>)> {
+        if self.core.len() > self.per_node_limit {
+            return Vec::new();
+        }
+        self.core
+            .nodes(now)
+            .map(|view| {
+                let last = view.last_heartbeat.map(|at| self.clock.wall_ms(at) as f64 / 1000.0);
+                (view.id.to_string(), view.state == NodeState::Up, last)
+            })
+            .collect()
+    }
+
     fn node_json(&self, id: &str) -> Option<NodeJson> {
         let now = self.clock.now();
         let detector = self.core.config().detector.name();
