@@ -277,6 +277,29 @@ impl Monitor {
         true
     }
 
+    /// Removes a node (decommissioned): it goes to `left` with reason `forget` (so its
+    /// incident, if any, resolves and the history says why), then out of the table. A later
+    /// heartbeat registers it anew. Returns false for an unknown node.
+    pub fn forget(&mut self, id: &str, now: Instant) -> bool {
+        self.observe_clock(now);
+        let Some(index) = self.nodes.index_of(id) else { return false };
+        if self.nodes.get(index).state != NodeState::Left {
+            self.transition(index, NodeState::Left, Reason::Forget, now, now);
+        }
+        self.timers.cancel(index);
+        let (node, moved_from) = self.nodes.remove(index);
+        self.stats.nodes_by_state[node.state.index()] -= 1;
+        if let Some(from) = moved_from {
+            // The last node now lives at `index`: its deadline moves with it.
+            if let Some(at) = self.timers.deadline(from) {
+                self.timers.cancel(from);
+                self.timers.insert(index, at);
+            }
+        }
+        self.events.push_back(MonitorEvent::Forgotten { node: node.id });
+        true
+    }
+
     // ---- outputs ----
 
     /// The instant by which the shell must call [`Monitor::handle_timeout`]. Always finite:

@@ -351,7 +351,8 @@ impl Engine<'_> {
                     self.trace.transitions.push(Observed { node, transition, cause, silence_from });
                 }
                 MonitorEvent::SelfPause { .. } => self.trace.self_pauses += 1,
-                MonitorEvent::NodeChanged { .. } => {}
+                // The simulator never forgets nodes; records are the daemon's business.
+                MonitorEvent::NodeChanged { .. } | MonitorEvent::Forgotten { .. } => {}
             }
         }
     }

@@ -153,6 +153,9 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
             tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1 AND id <= ?2 - ?3")?
                 .execute(params![p.check_id, id, i64::from(*keep)])?;
         }
+        Write::ForgetNode { id } => {
+            tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")?.execute([id])?;
+        }
         Write::Node { .. } | Write::Transition(_) => unreachable!("written by Store::write"),
     }
     Ok(())

@@ -110,6 +110,10 @@ pub enum Write {
         record: PingRecord,
         keep: u32,
     },
+    /// Remove a node's record (its transitions stay in the history).
+    ForgetNode {
+        id: String,
+    },
 }
 
 /// The store: one SQLite connection. Open one for the writer and others for readers (WAL
@@ -193,7 +197,8 @@ impl Store {
                     | Write::Delivery { .. }
                     | Write::Check(_)
                     | Write::DeleteCheck { .. }
-                    | Write::Ping { .. } => alerting::write(&tx, write)?,
+                    | Write::Ping { .. }
+                    | Write::ForgetNode { .. } => alerting::write(&tx, write)?,
                     Write::Transition(t) => {
                         insert.execute(params![
                             t.node,

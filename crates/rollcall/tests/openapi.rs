@@ -152,6 +152,7 @@ fn every_operation_answers_as_documented() {
     check_endpoints(&api);
     ping_endpoints(&api);
     alert_endpoints(&api);
+    forget_endpoint(&api);
 
     let documented = operations(&api.doc);
     let hit = api.hits.borrow();
@@ -159,6 +160,29 @@ fn every_operation_answers_as_documented() {
     assert!(missed.is_empty(), "documented but not exercised: {missed:?}");
     let undocumented: Vec<_> = hit.difference(&documented).collect();
     assert!(undocumented.is_empty(), "exercised but not documented: {undocumented:?}");
+}
+
+/// Last, since it removes the node the other checks look at.
+fn forget_endpoint(api: &Api) {
+    let one = "/v1/nodes/{id}";
+    api.call(Call::new("delete", one, "/v1/nodes/web-1"), 401);
+    api.call(Call::new("delete", one, "/v1/nodes/web-1").token("wrong-token-0123456789"), 403);
+    api.call(Call::new("delete", one, "/v1/nodes/nobody").token(TOKEN), 404);
+    api.call(Call::new("delete", one, "/v1/nodes/web-1").token(TOKEN), 204);
+    // The history is written just after the answer: wait for it (the agent keeps sending, so
+    // web-1 may already be registered anew after it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let history = api.get("/v1/events", "/v1/events?node=web-1&limit=1000", 200).json();
+        let forgotten = history.as_array().is_some_and(|events| {
+            events.iter().any(|event| event["to"] == "left" && event["reason"] == "forget")
+        });
+        if forgotten {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no forget transition in {history}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn monitor_endpoints(api: &Api) {

@@ -68,4 +68,18 @@ impl NodeTable {
         self.nodes.push(node);
         index
     }
+
+    /// Removes a node. The last node takes its index (the table stays dense): returns the
+    /// removed node and, if one moved, the index it moved from.
+    pub fn remove(&mut self, index: u32) -> (Node, Option<u32>) {
+        let last = u32::try_from(self.nodes.len() - 1).expect("indexes fit in u32");
+        let node = self.nodes.swap_remove(index as usize);
+        self.by_id.remove(&node.id);
+        if index == last {
+            return (node, None);
+        }
+        let moved = self.nodes[index as usize].id.clone();
+        self.by_id.insert(moved, index);
+        (node, Some(last))
+    }
 }

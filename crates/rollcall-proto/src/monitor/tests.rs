@@ -516,3 +516,26 @@ fn a_long_silence_does_not_slow_the_next_detection() {
     let after_last = down.at - last;
     assert!(after_last < secs(6.0), "detected {after_last:?} after the last heartbeat");
 }
+
+#[test]
+fn a_forgotten_node_leaves_the_table_and_the_others_keep_their_deadlines() {
+    let mut h = Harness::fixed();
+    for node in ["a", "b", "c"] {
+        h.heartbeat(node, 1, 1);
+    }
+    assert!(h.monitor.forget("a", h.now));
+    h.drain();
+    assert!(h.monitor.node("a", h.now).is_none());
+    assert_eq!(h.monitor.len(), 2);
+    assert!(h.other_events.iter().any(|e| matches!(e, MonitorEvent::Forgotten { node } if &**node == "a")));
+    assert_eq!(h.history().last().unwrap(), &("a".into(), "up", "left", "forget"));
+    assert!(!h.monitor.forget("a", h.now));
+    // c moved into a's slot: its deadline moved with it, and b's stayed.
+    h.run_for(secs(4.0));
+    assert_eq!((h.state("b"), h.state("c")), (NodeState::Down, NodeState::Down));
+    assert_eq!(h.monitor.stats().nodes_in(NodeState::Down), 2);
+    assert_eq!(h.monitor.stats().nodes_in(NodeState::Left), 0);
+    // A heartbeat brings it back as a new node.
+    h.heartbeat("a", 1, 2);
+    assert_eq!(h.history().last().unwrap(), &("a".into(), "new", "up", "first-heartbeat"));
+}

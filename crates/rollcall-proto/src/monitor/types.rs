@@ -68,6 +68,8 @@ pub enum Reason {
     Pause,
     /// An operator resumed the node, or its maintenance window ended.
     Resume,
+    /// An operator removed the node from the monitor (it was decommissioned).
+    Forget,
     /// A job's check received a success ping.
     Ping,
     /// A job signalled failure (`/fail`, or a non-zero exit code).
@@ -75,7 +77,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::FirstHeartbeat,
         Reason::Heartbeat,
         Reason::Restart,
@@ -84,6 +86,7 @@ impl Reason {
         Reason::Goodbye,
         Reason::Pause,
         Reason::Resume,
+        Reason::Forget,
         Reason::Ping,
         Reason::FailSignal,
     ];
@@ -98,6 +101,7 @@ impl Reason {
             Reason::Goodbye => "goodbye",
             Reason::Pause => "pause",
             Reason::Resume => "resume",
+            Reason::Forget => "forget",
             Reason::Ping => "ping",
             Reason::FailSignal => "fail-signal",
         }
@@ -134,6 +138,8 @@ pub enum MonitorEvent {
     /// A node was registered, restarted (new generation) or changed its labels or interval:
     /// persist its record so the next monitor start knows it.
     NodeChanged { node: Arc<str> },
+    /// The node was forgotten (after its `forget` transition to `left`): remove its record.
+    Forgotten { node: Arc<str> },
     /// The monitor's own loop ran late by `stalled`: it was paused or starved. Every node
     /// silent since before `resumed` gets a fresh grace period from `resumed`.
     SelfPause { stalled: Duration, resumed: Instant },

@@ -65,6 +65,11 @@ pub enum Command {
         reply: oneshot::Sender<Option<NodeJson>>,
     },
     Check(CheckCommand),
+    /// Removes a node; false for an unknown one.
+    Forget {
+        id: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// The nodes whose `group` label is `group`.
     Group {
         group: String,
@@ -292,6 +297,10 @@ impl Owner {
                         });
                     }
                 }
+                MonitorEvent::Forgotten { node } => {
+                    tracing::info!(node = %node, "node forgotten");
+                    batch.push(Write::ForgetNode { id: node.to_string() });
+                }
                 MonitorEvent::SelfPause { stalled, resumed } => {
                     self.checks.table.handle_self_pause(resumed);
                     tracing::warn!(
@@ -396,6 +405,11 @@ impl Owner {
                 let found = self.core.resume(&id, now);
                 self.drain_events();
                 let _ = reply.send(found.then(|| self.node_json(&id)).flatten());
+            }
+            Command::Forget { id, reply } => {
+                let found = self.core.forget(&id, now);
+                self.drain_events();
+                let _ = reply.send(found);
             }
             Command::Check(command) => self.answer_check(command),
             Command::Group { group, reply } => {

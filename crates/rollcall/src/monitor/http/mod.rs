@@ -110,7 +110,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/nodes", get(nodes::list))
-        .route("/v1/nodes/{id}", get(nodes::detail))
+        .route("/v1/nodes/{id}", get(nodes::detail).delete(nodes::forget))
         .route("/v1/nodes/{id}/pause", post(nodes::pause))
         .route("/v1/nodes/{id}/resume", post(nodes::resume))
         .route("/v1/groups/{group}", get(nodes::group))

@@ -169,3 +169,15 @@ pub async fn group(
     up.sort();
     Ok(Json(GroupJson { group, up, members }))
 }
+
+/// `DELETE /v1/nodes/{id}`: forget a decommissioned node (it goes `left` with reason
+/// `forget`, its record is removed, its history stays). A later heartbeat registers it anew.
+pub async fn forget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.authorize(&headers)?;
+    let found = state.ask(|reply| Command::Forget { id: id.clone(), reply }).await?;
+    if found { Ok(axum::http::StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("node", &id)) }
+}
