@@ -8,9 +8,8 @@ import { lineChart, histogram } from './charts.js';
 
 /** The node page keeps this much sampled history. */
 const WINDOW_MS = 5 * 60_000;
-/** Phi levels drawn as threshold lines: the monitor's defaults (`[phi] suspect_threshold`
- * and `threshold`). The API does not report the configured values yet, so a monitor with
- * other thresholds shows these lines in the wrong place. */
+/** Phi levels drawn as threshold lines when the node detail does not report its own (an
+ * older monitor): the defaults (`[phi] suspect_threshold` and `threshold`). */
 const PHI_SUSPECT = 3;
 const PHI_DOWN = 8;
 /** Most rows the events timeline keeps. */
@@ -148,20 +147,31 @@ export function nodeView(container, id) {
 
   function renderCharts(node) {
     const now = Date.now();
-    const thresholds = isPhi
-      ? [{ value: PHI_SUSPECT, label: `suspect (phi ${PHI_SUSPECT})`, cls: 'suspect' },
-        { value: PHI_DOWN, label: `down (phi ${PHI_DOWN})`, cls: 'down' }]
-      : [];
+    // The levels the monitor really judges by (node detail reports them); the defaults only
+    // if an older monitor does not.
+    const suspect = node.suspect_level ?? (isPhi ? PHI_SUSPECT : null);
+    const down = node.down_level ?? (isPhi ? PHI_DOWN : 1);
+    const word = isPhi ? 'phi' : 'level';
+    const thresholds = [
+      suspect === null ? null : { value: suspect, label: `suspect (${word} ${+suspect.toFixed(2)})`, cls: 'suspect' },
+      { value: down, label: `down (${word} ${+down.toFixed(2)})`, cls: 'down' },
+    ].filter(Boolean);
     phiBox.replaceChildren(
       lineChart({ id: 'phi-chart', title: isPhi ? 'Phi over time' : 'Detector level over time', points: levels, now, windowMs: WINDOW_MS, thresholds, format: (v) => v.toFixed(2) }),
       h('figcaption', {}, isPhi ? 'Phi over the last 5 minutes' : 'Detector level (elapsed / timeout) over the last 5 minutes'));
+    // The detector's own window when it keeps one (phi accrual), else what this page saw.
+    const window = node.recent_intervals_ms || [];
+    const values = window.length ? window : gaps.map((g) => g.ms);
     gapBox.replaceChildren(
-      histogram({ id: 'interarrival-chart', title: 'Heartbeat inter-arrival times', values: gaps.map((g) => g.ms), marker: node.interval_ms }),
-      h('figcaption', {}, `Heartbeat inter-arrival times (${count(gaps.length)} seen)`));
-    note.textContent = `Sampled by this page every ${pollMs} ms since it opened `
-      + `(${duration(levels.length ? now - levels[0].t : 0)} ago): the monitor keeps no history of phi or `
-      + 'inter-arrival times yet, so reopening the page starts the charts afresh. '
-      + (isPhi ? `Threshold lines are the default phi levels (suspect ${PHI_SUSPECT}, down ${PHI_DOWN}).` : '');
+      histogram({ id: 'interarrival-chart', title: 'Heartbeat inter-arrival times', values, marker: node.interval_ms }),
+      h('figcaption', {}, window.length
+        ? `The ${count(window.length)} inter-arrival times the detector judges by`
+        : `Heartbeat inter-arrival times (${count(gaps.length)} seen by this page)`));
+    note.textContent = `Phi over time is sampled by this page every ${pollMs} ms since it opened `
+      + `(${duration(levels.length ? now - levels[0].t : 0)} ago): the monitor keeps no history of phi, `
+      + 'so reopening the page starts that chart afresh. '
+      + (window.length ? 'The histogram is the detector\'s own window (its last intervals; at first, two seeds drawn from the declared interval). ' : '')
+      + `Threshold lines are the node's configured levels (suspect ${suspect === null ? '—' : +suspect.toFixed(2)}, down ${+down.toFixed(2)}).`;
   }
 
   async function loadHistory() {

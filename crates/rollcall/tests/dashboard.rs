@@ -109,8 +109,8 @@ fn a_killed_agents_tile_turns_down_live_in_a_real_browser() {
     browser
         .wait_for("the transition history", "document.querySelectorAll('table.events tbody tr').length >= 1");
     browser.wait_for(
-        "ten inter-arrival samples",
-        "Number(/\\((\\d+) seen\\)/.exec(document.querySelector('#interarrival-chart')?.parentElement.textContent)?.[1]) >= 10",
+        "ten inter-arrival samples (the detector's window, from the node detail)",
+        "Number(/The (\\d+) inter-arrival times/.exec(document.querySelector('#interarrival-chart')?.parentElement.textContent)?.[1]) >= 10",
     );
     let screenshot = browser.screenshot("dashboard-node.png");
     println!("screenshot of the node page: {}", screenshot.display());
