@@ -84,6 +84,9 @@ struct Agent {
     /// The newest (generation, sequence) delivered to the monitor.
     delivered: (u64, u64),
     arrivals: Arrivals,
+    /// The monitor declared the node down and no datagram of it has arrived since: the
+    /// monitor starts the node's history over at the next one, and so does the model.
+    declared_down: bool,
     /// The crash whose generation is still the newest delivered, if the node is dead.
     open_crash: Option<usize>,
 }
@@ -164,6 +167,7 @@ impl Engine<'_> {
                 path: Path::new(self.scenario.seed, node, &self.scenario.network),
                 delivered: (0, 0),
                 arrivals: Arrivals::new(self.scenario.interval),
+                declared_down: false,
                 open_crash: None,
             });
             self.push(first, Event::Send { node, epoch: 0 });
@@ -291,9 +295,11 @@ impl Engine<'_> {
         let silence_from = agent.arrivals.last;
         let new = id > agent.delivered;
         if new {
-            if id.0 != agent.delivered.0 {
-                // A new generation: the monitor starts its history over, and so do we.
+            if id.0 != agent.delivered.0 || agent.declared_down {
+                // A new generation, or the first datagram after the node was declared down:
+                // the monitor starts its history over, and so do we.
                 agent.arrivals = Arrivals::new(self.scenario.interval);
+                agent.declared_down = false;
             }
             agent.delivered = id;
             agent.arrivals.record(now);
@@ -348,6 +354,9 @@ impl Engine<'_> {
                         Some(found) => found,
                         None => (Cause::Timeout, self.agents[node as usize].arrivals.last),
                     };
+                    if transition.to == rollcall_proto::monitor::NodeState::Down {
+                        self.agents[node as usize].declared_down = true;
+                    }
                     self.trace.transitions.push(Observed { node, transition, cause, silence_from });
                 }
                 MonitorEvent::SelfPause { .. } => self.trace.self_pauses += 1,
