@@ -201,6 +201,15 @@ fn report_write(answer: &Value, client: &ClientArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Longest a plain API request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP client for the monitor's API that hands every status to the caller (errors are
+/// JSON worth reading). `None`: no overall timeout, for event streams that stay open.
+pub fn http_agent(timeout: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(timeout).build().into()
+}
+
 /// A running monitor's API.
 struct Api {
     base: String,
@@ -210,11 +219,7 @@ struct Api {
 
 impl Api {
     fn new(args: &ClientArgs) -> Api {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        let agent = http_agent(Some(REQUEST_TIMEOUT));
         Api { base: args.api.trim_end_matches('/').to_string(), token: args.token.clone(), agent }
     }
 
@@ -240,7 +245,7 @@ impl Api {
     /// Streams transitions, reconnecting from the last one seen when the connection drops.
     fn follow(&self, query: &[String], mut after: i64, json: bool) -> anyhow::Result<()> {
         let url = format!("{}/v1/events/stream?{}", self.base, query.join("&"));
-        let streaming: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let streaming = http_agent(None);
         let mut failures = 0u32;
         loop {
             let response = streaming.get(&url).header("last-event-id", after.to_string()).call();

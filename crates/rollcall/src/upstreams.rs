@@ -4,6 +4,7 @@
 //! that group on the event stream.
 
 use crate::cli::{UpstreamFormat, UpstreamsArgs};
+use crate::client::{REQUEST_TIMEOUT, http_agent};
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -12,12 +13,8 @@ use std::time::Duration;
 
 pub fn main(args: UpstreamsArgs) -> anyhow::Result<ExitCode> {
     let base = args.client.api.trim_end_matches('/').to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let streaming: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent = http_agent(Some(REQUEST_TIMEOUT));
+    let streaming = http_agent(None);
     let mut current: Option<Vec<String>> = None;
     loop {
         let up = up_members(&agent, &base, &args.group)?;

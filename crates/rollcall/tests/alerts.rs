@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{Monitor, Sandbox, history};
+use support::{Monitor, PATIENT, QUICK, Sandbox, history};
 
 /// How long any condition may take here. Generous: a passing test never waits this long.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -29,21 +29,6 @@ const INTERVAL: Duration = Duration::from_millis(200);
 
 /// The API token of every monitor in this file (at least 16 characters).
 const TOKEN: &str = "0123456789abcdef0123";
-
-/// A quick detector: a node sending every 200 ms that falls silent is suspect after about
-/// 0.8 s and down after about 1.2 s (mean 200 ms + pause 500 ms + about 5.2 standard deviations
-/// of 100 ms for phi 8), while a live one is never late by that much.
-const QUICK: &str = r#"
-[phi]
-acceptable_pause = "500ms"
-"#;
-
-/// A patient detector, for the test where a wrong down is the failure: down after about 2.7 s
-/// of silence, far beyond what a live sender is late by on a busy machine.
-const PATIENT: &str = r#"
-[phi]
-acceptable_pause = "2s"
-"#;
 
 /// A monitor config with one webhook sink `hook` pointing at `receiver`; `sink_extra` is added
 /// to the sink's table (e.g. a `secret`).

@@ -5,25 +5,10 @@ mod support;
 
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
-use support::{Agent, DEADLINE, Monitor, Sandbox, history};
+use support::{Agent, DEADLINE, Monitor, PATIENT, QUICK, Sandbox, history};
 
 /// Heartbeats every 200 ms keep the tests short.
 const INTERVAL: Duration = Duration::from_millis(200);
-
-/// A quick detector for tests that want a crash noticed: at 200 ms a silent node is suspect
-/// after about 1 s and down after about 1.2 s (mean 200 ms + pause 500 ms + about 5.2
-/// standard deviations of 100 ms for phi 8).
-const QUICK: &str = r#"
-[phi]
-acceptable_pause = "500ms"
-"#;
-
-/// A patient detector for tests where nobody must be suspected: down after about 2.7 s of
-/// silence, far beyond what a live agent sending every 200 ms is late by on a busy machine.
-const PATIENT: &str = r#"
-[phi]
-acceptable_pause = "2s"
-"#;
 
 #[test]
 fn sigkill_agent_goes_suspect_then_down() {

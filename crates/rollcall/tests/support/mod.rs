@@ -439,6 +439,21 @@ impl Agent {
     }
 }
 
+/// A quick detector for tests that want a crash noticed: at 200 ms a silent node is suspect
+/// after about 1 s and down after about 1.2 s (mean 200 ms + pause 500 ms + about 5.2
+/// standard deviations of 100 ms for phi 8).
+pub const QUICK: &str = r#"
+[phi]
+acceptable_pause = "500ms"
+"#;
+
+/// A patient detector for tests where nobody must be suspected: down after about 2.7 s of
+/// silence, far beyond what a live sender every 200 ms is late by on a busy machine.
+pub const PATIENT: &str = r#"
+[phi]
+acceptable_pause = "2s"
+"#;
+
 /// A node as `GET /v1/nodes` shows it.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Node {
