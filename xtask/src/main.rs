@@ -12,9 +12,13 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test        every check CI runs: fmt, clippy, core purity, all tests, bounded fuzzing
   fuzz [SECS] run the wire decoder's fuzz target for SECS seconds (default 60)
+  bench       the benchmark suite (not part of `test`): microbenchmarks, then `rollcall bench`
+              at each scale, HTTP pings with wrk and etcd lease keep-alives; JSON reports go to
+              target/bench/ (see docs/BENCHMARKS.md)
 
 environment:
-  ROLLCALL_FUZZ_SECS   seconds of fuzzing in `test` (default 60)";
+  ROLLCALL_FUZZ_SECS     seconds of fuzzing in `test` (default 60)
+  ROLLCALL_BENCH_SCALES  node counts for `bench`, comma-separated (default 1000,100000,1000000)";
 
 /// Crates that must never depend on an async runtime or do I/O.
 const CORE_CRATES: [&str; 2] = ["rollcall-detect", "rollcall-proto"];
@@ -24,6 +28,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("bench") => bench(),
         Some("fuzz") => {
             let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
             ensure_cargo_fuzz().and_then(|()| fuzz(secs))
@@ -45,7 +50,7 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 4] = [
+const PACKAGES: [(&str, &str); 5] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
@@ -54,6 +59,8 @@ const PACKAGES: [(&str, &str); 4] = [
     ("nginx", "/usr/sbin/nginx"),
     // The dashboard's test drives a real headless browser.
     ("chromium", "/usr/bin/chromium"),
+    // The peer test partitions a network namespace with nftables drop rules.
+    ("nftables", "/usr/sbin/nft"),
 ];
 
 fn test() -> Result {
@@ -75,14 +82,60 @@ fn test() -> Result {
     Ok(())
 }
 
+/// Debian packages only the benchmark suite uses: the HTTP load tool and the anchor users
+/// compare against (etcd lease keep-alives).
+const BENCH_PACKAGES: [(&str, &str); 2] = [("wrk", "/usr/bin/wrk"), ("etcd-server", "/usr/bin/etcd")];
+
+/// `cargo xtask bench`: numbers, not verdicts. Nothing here fails on a slow figure.
+fn bench() -> Result {
+    let started = Instant::now();
+    step("bench packages", || install_missing(&BENCH_PACKAGES))?;
+    step("microbenchmarks: detector", || cargo(&["bench", "-p", "rollcall-detect", "--bench", "detector"]))?;
+    step("microbenchmarks: hot path", || cargo(&["bench", "-p", "rollcall-proto", "--bench", "hot_path"]))?;
+    step("build (release)", || cargo(&["build", "--release", "-p", "rollcall"]))?;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = format!("{root}/target/bench");
+    std::fs::create_dir_all(&out).map_err(|error| format!("cannot create {out}: {error}"))?;
+    let scales = std::env::var("ROLLCALL_BENCH_SCALES").unwrap_or_else(|_| "1000,100000,1000000".into());
+    for (index, nodes) in scales.split(',').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
+        let mut args = vec!["bench", "--nodes", nodes, "--json"];
+        // The HTTP figures do not depend on the node count: measure them once.
+        if index == 0 {
+            args.extend(["--wrk", "10s", "--etcd", "10s"]);
+        }
+        step(&format!("rollcall bench --nodes {nodes}"), || {
+            let output = Command::new(format!("{root}/target/release/rollcall"))
+                .args(&args)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|error| format!("cannot run rollcall bench: {error}"))?;
+            if !output.status.success() {
+                return Err(format!("rollcall bench exited with {}", output.status));
+            }
+            let file = format!("{out}/bench-{nodes}.json");
+            std::fs::write(&file, &output.stdout).map_err(|error| format!("cannot write {file}: {error}"))?;
+            println!("{}", String::from_utf8_lossy(&output.stdout));
+            println!("written to {file}");
+            Ok(())
+        })?;
+    }
+    println!("xtask: benchmarks done in {:.0?}", started.elapsed());
+    Ok(())
+}
+
 fn ensure_packages() -> Result {
-    let missing: Vec<&str> = PACKAGES
+    install_missing(&PACKAGES)
+}
+
+fn install_missing(packages: &[(&str, &str)]) -> Result {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, path)| !std::path::Path::new(path).exists())
         .map(|(name, _)| *name)
         .collect();
     if missing.is_empty() {
-        println!("all present: {}", PACKAGES.map(|(name, _)| name).join(", "));
+        let names: Vec<&str> = packages.iter().map(|(name, _)| *name).collect();
+        println!("all present: {}", names.join(", "));
         return Ok(());
     }
     println!("installing {}", missing.join(" "));

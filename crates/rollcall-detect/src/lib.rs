@@ -16,6 +16,7 @@
 
 mod fixed;
 mod phi;
+pub mod qos;
 mod time;
 
 pub use fixed::{FixedTimeout, FixedTimeoutConfig};

@@ -2,7 +2,8 @@
 //! after the rules that keep people from being paged in vain: a down opens one incident and
 //! a recovery resolves it; an open incident reminds every `repeat_interval`; a subject that
 //! flaps sends one flapping notice instead of a stream; and a mass failure (a share of the
-//! fleet down within `group_wait`) becomes one grouped incident, not N pages.
+//! fleet down within `group_wait`) becomes one grouped incident, not N pages. Silences
+//! hold the notifications of matching incidents while they last (see [`Alerter::admit`]).
 //!
 //! Sans-IO like the monitor: `now` is passed in, notifications are polled. Delivery (the
 //! third layer) belongs to the shell, which writes every notification to its outbox before
@@ -175,6 +176,58 @@ pub struct OpenIncident {
     pub last_notified: Instant,
 }
 
+/// A silence: while it lasts, notifications whose subject matches every matcher are held.
+///
+/// A matcher `node=ID` matches a node's incident (or a group's whose every member is ID),
+/// `check=ID` a check's, and any other `key=value` the alert's labels (for a group: the
+/// labels all its members share).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Silence {
+    pub id: u64,
+    pub matchers: Vec<(String, String)>,
+    pub reason: String,
+    pub created_at: Instant,
+    pub ends_at: Instant,
+}
+
+impl Silence {
+    /// Whether the silence covers this notification (whatever the time).
+    pub fn matches(&self, notification: &Notification, labels: &BTreeMap<String, String>) -> bool {
+        !self.matchers.is_empty()
+            && self.matchers.iter().all(|(key, value)| match key.as_str() {
+                "node" => {
+                    notification.subject_kind != SubjectKind::Check
+                        && !notification.members.is_empty()
+                        && notification.members.iter().all(|member| member == value)
+                }
+                "check" => notification.subject_kind == SubjectKind::Check && notification.subject == *value,
+                _ => labels.get(key) == Some(value),
+            })
+    }
+}
+
+/// What the shell does with a notification, as [`Alerter::admit`] decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Send it.
+    Deliver,
+    /// A silence holds it: record it, send nothing. When the silence ends (or is deleted)
+    /// while the incident is still open, a new notification is made.
+    Hold { silence: u64 },
+    /// Send nothing: the resolution of an incident nobody was told about (its notifications
+    /// were all held).
+    Drop,
+}
+
+/// A notification a silence held, owed when the silence ends.
+#[derive(Clone, Debug, PartialEq)]
+struct Held {
+    silence: u64,
+    /// The transition of a held firing, for the firing made when the silence ends.
+    transition: Option<Transition>,
+    since: Instant,
+}
+
 /// Counters for metrics.
 #[derive(Clone, Debug, Default)]
 pub struct AlertStats {
@@ -185,6 +238,8 @@ pub struct AlertStats {
     pub flapping_marked: u64,
     /// Notifications not made because the subject was flapping or paused.
     pub held: u64,
+    /// Notifications held by a silence.
+    pub silenced: u64,
 }
 
 type Key = (SubjectKind, String);
@@ -203,6 +258,9 @@ pub struct Alerter {
     group_waiting: BTreeMap<u64, usize>,
     /// Reminder schedule: (due, incident).
     reminders: BTreeSet<(Instant, u64)>,
+    /// Each open incident's entry in `reminders`, so that closing one finds it at once
+    /// (a mass recovery closes thousands).
+    reminder_of: std::collections::HashMap<u64, Instant>,
     /// Node downs held while a possible mass failure forms, with the window's end.
     pending: Vec<Transition>,
     window_end: Option<Instant>,
@@ -213,6 +271,12 @@ pub struct Alerter {
     /// Subjects currently down (as far as alerting knows), for settling after a flap.
     down: BTreeSet<Key>,
     paused: BTreeSet<Key>,
+    silences: BTreeMap<u64, Silence>,
+    next_silence_id: u64,
+    /// Open incidents whose latest notification a silence holds.
+    held: BTreeMap<u64, Held>,
+    /// Open incidents none of whose notifications was sent (all held).
+    never_sent: BTreeSet<u64>,
     population: usize,
     out: VecDeque<Notification>,
     stats: AlertStats,
@@ -228,12 +292,17 @@ impl Alerter {
             by_subject: BTreeMap::new(),
             group_waiting: BTreeMap::new(),
             reminders: BTreeSet::new(),
+            reminder_of: Default::default(),
             pending: Vec::new(),
             window_end: None,
             changes: BTreeMap::new(),
             flapping: BTreeMap::new(),
             down: BTreeSet::new(),
             paused: BTreeSet::new(),
+            silences: BTreeMap::new(),
+            next_silence_id: 1,
+            held: BTreeMap::new(),
+            never_sent: BTreeSet::new(),
             population: 0,
             out: VecDeque::new(),
             stats: AlertStats::default(),
@@ -282,7 +351,7 @@ impl Alerter {
         if incident.subject_kind == SubjectKind::Group {
             self.group_waiting.insert(incident.id, attached);
         }
-        self.reminders.insert((incident.last_notified + self.config.repeat_interval, incident.id));
+        self.schedule_reminder(incident.last_notified + self.config.repeat_interval, incident.id);
         let (id, resolved_while_away) = (incident.id, attached == 0);
         let now = incident.last_notified;
         self.open.insert(id, incident);
@@ -346,6 +415,7 @@ impl Alerter {
                 break;
             }
             self.reminders.pop_first();
+            self.reminder_of.remove(&id);
             self.remind(id, now);
         }
         let settled: Vec<Key> =
@@ -353,19 +423,152 @@ impl Alerter {
         for key in settled {
             self.settle(key, now);
         }
+        self.silences.retain(|_, silence| silence.ends_at > now);
+        self.release_held(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let reminder = self.reminders.first().map(|&(due, _)| due);
         let settle = self.flapping.values().min().copied();
-        [self.window_end, reminder, settle].into_iter().flatten().min()
+        let silence_end = self.silences.values().map(|silence| silence.ends_at).min();
+        // A held notification whose silence is gone (deleted, or ended while the monitor was
+        // down) is due at once.
+        let orphan = self
+            .held
+            .values()
+            .filter(|held| !self.silences.contains_key(&held.silence))
+            .map(|held| held.since)
+            .min();
+        [self.window_end, reminder, settle, silence_end, orphan].into_iter().flatten().min()
     }
 
     pub fn poll_notification(&mut self) -> Option<Notification> {
         self.out.pop_front()
     }
 
+    /// Adds a silence from `now` until `ends_at`; returns it with its new id.
+    pub fn add_silence(
+        &mut self,
+        matchers: Vec<(String, String)>,
+        reason: String,
+        now: Instant,
+        ends_at: Instant,
+    ) -> Silence {
+        let silence = Silence { id: self.next_silence_id, matchers, reason, created_at: now, ends_at };
+        self.next_silence_id += 1;
+        self.silences.insert(silence.id, silence.clone());
+        silence
+    }
+
+    /// Puts back a silence read from the store (ids continue above it).
+    pub fn restore_silence(&mut self, silence: Silence) {
+        self.next_silence_id = self.next_silence_id.max(silence.id + 1);
+        self.silences.insert(silence.id, silence);
+    }
+
+    /// Makes sure new silence ids are above `id` (ids of ended silences in the store).
+    pub fn reserve_silence_ids_through(&mut self, id: u64) {
+        self.next_silence_id = self.next_silence_id.max(id + 1);
+    }
+
+    /// Ends a silence now; false for an unknown (or already ended) one. What it held is
+    /// owed at the next [`Alerter::handle_timeout`] (which [`Alerter::poll_timeout`] asks
+    /// for at once).
+    pub fn remove_silence(&mut self, id: u64) -> bool {
+        self.silences.remove(&id).is_some()
+    }
+
+    /// Active silences, by id.
+    pub fn silences(&self) -> impl Iterator<Item = &Silence> {
+        self.silences.values()
+    }
+
+    /// The silence holding an open incident's notifications, if one does.
+    pub fn silenced_by(&self, incident: u64) -> Option<u64> {
+        self.held.get(&incident).map(|held| held.silence)
+    }
+
+    /// Re-marks an open incident restored from the store as held by `silence`;
+    /// `delivered_before` says whether any of its notifications was sent.
+    /// Call it after [`Alerter::restore`]: an incident that `restore` resolved (its subject
+    /// recovered while the monitor was down) and that nobody was told about is then dropped
+    /// by [`Alerter::admit`] instead of resolved at a receiver that never saw it fire.
+    pub fn restore_held(&mut self, incident: u64, silence: u64, delivered_before: bool) {
+        if !delivered_before {
+            self.never_sent.insert(incident);
+        }
+        let Some(open) = self.open.get(&incident) else { return };
+        let since = open.last_notified;
+        self.held.insert(incident, Held { silence, transition: None, since });
+    }
+
+    /// Decides whether a notification polled from [`Alerter::poll_notification`] is sent:
+    /// the shell calls this with the subject's labels before writing any outbox row.
+    ///
+    /// A firing, reminder or flapping notice whose subject an active silence matches is
+    /// held. A resolution is sent if anything about its incident was sent before (so a
+    /// receiver that saw the incident fire sees it close, silence or not), and dropped if
+    /// not. When the holding silence ends while the incident is still open, a new
+    /// notification is made: the firing (or flapping notice) if none was sent, else a
+    /// reminder. So nothing that is still firing stays unsaid once the silence is over.
+    pub fn admit(
+        &mut self,
+        notification: &Notification,
+        labels: &BTreeMap<String, String>,
+        now: Instant,
+    ) -> Admission {
+        let id = notification.incident;
+        let previous = self.held.remove(&id);
+        if notification.kind == NotificationKind::Resolved {
+            return if self.never_sent.remove(&id) { Admission::Drop } else { Admission::Deliver };
+        }
+        let silence = self
+            .silences
+            .values()
+            .find(|silence| silence.ends_at > now && silence.matches(notification, labels))
+            .map(|silence| silence.id);
+        let Some(silence) = silence else {
+            self.never_sent.remove(&id);
+            return Admission::Deliver;
+        };
+        self.stats.silenced += 1;
+        if notification.sequence == 0 {
+            self.never_sent.insert(id);
+        }
+        let transition = notification.transition.clone().or(previous.and_then(|held| held.transition));
+        self.held.insert(id, Held { silence, transition, since: now });
+        Admission::Hold { silence }
+    }
+
     // ---- internals ----
+
+    /// Makes the notifications owed by silences that are gone, for incidents still open:
+    /// the opening notification if none was sent, else a reminder. The shell passes them
+    /// through [`Alerter::admit`] like any other (another silence may hold them again).
+    fn release_held(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, held)| !self.silences.contains_key(&held.silence))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            let held = self.held.remove(&id).expect("listed above");
+            let Some(incident) = self.open.get_mut(&id) else {
+                self.never_sent.remove(&id);
+                continue;
+            };
+            let sequence = incident.next_sequence;
+            incident.next_sequence += 1;
+            incident.last_notified = now;
+            let snapshot = incident.clone();
+            if self.never_sent.contains(&id) {
+                self.push(&snapshot, sequence, snapshot.kind, held.transition, None);
+            } else {
+                self.push(&snapshot, sequence, NotificationKind::Reminder, None, None);
+            }
+        }
+    }
 
     /// Records a state change; returns true if the subject is (now) flapping, in which case
     /// the transition is held.
@@ -543,13 +746,34 @@ impl Alerter {
     fn close(&mut self, id: u64, transition: Option<Transition>, now: Instant, notify: bool) {
         let Some(mut incident) = self.open.remove(&id) else { return };
         self.group_waiting.remove(&id);
-        self.reminders.retain(|&(_, reminder)| reminder != id);
-        self.by_subject.retain(|_, open| *open != id);
+        if !notify {
+            // Nothing will be admitted for it any more.
+            self.held.remove(&id);
+            self.never_sent.remove(&id);
+        }
+        if let Some(at) = self.reminder_of.remove(&id) {
+            self.reminders.remove(&(at, id));
+        }
+        let kind =
+            if incident.subject_kind == SubjectKind::Check { SubjectKind::Check } else { SubjectKind::Node };
+        for member in &incident.members {
+            let key = (kind, member.clone());
+            if self.by_subject.get(&key) == Some(&id) {
+                self.by_subject.remove(&key);
+            }
+        }
         if notify {
             let sequence = incident.next_sequence;
             incident.next_sequence += 1;
             self.push(&incident, sequence, NotificationKind::Resolved, transition, Some(now));
         }
+    }
+
+    fn schedule_reminder(&mut self, at: Instant, id: u64) {
+        if let Some(previous) = self.reminder_of.insert(id, at) {
+            self.reminders.remove(&(previous, id));
+        }
+        self.reminders.insert((at, id));
     }
 
     fn remind(&mut self, id: u64, now: Instant) {
@@ -573,7 +797,7 @@ impl Alerter {
             let snapshot = incident.clone();
             self.push(&snapshot, sequence, NotificationKind::Reminder, None, None);
         }
-        self.reminders.insert((next, id));
+        self.schedule_reminder(next, id);
     }
 
     fn emit_open(
@@ -585,7 +809,7 @@ impl Alerter {
     ) {
         incident.next_sequence = 1;
         incident.last_notified = now;
-        self.reminders.insert((now + self.config.repeat_interval, incident.id));
+        self.schedule_reminder(now + self.config.repeat_interval, incident.id);
         self.push(&incident, 0, kind, transition, None);
         self.open.insert(incident.id, incident);
     }

@@ -14,6 +14,8 @@ pub mod checks;
 pub mod keyring;
 pub mod monitor;
 pub mod ratelimit;
+pub mod responder;
+pub mod swim;
 pub mod timer;
 pub mod wire;
 

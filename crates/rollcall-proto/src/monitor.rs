@@ -4,16 +4,19 @@
 //! See [`Monitor`] for the order in which a shell drives it.
 
 mod config;
+mod confirm;
 mod node;
 mod types;
 
 pub use config::{DetectorConfig, MonitorConfig};
+pub use confirm::{ConfirmConfig, ConfirmStats, Transmit};
 pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, Transition};
 
 use crate::Instant;
 use crate::keyring::KeyRing;
 use crate::timer::{TimerStats, TimerWheel};
 use crate::wire::{self, Kind, Labels, Message};
+use confirm::Confirmer;
 use core::time::Duration;
 use node::{Node, NodeTable};
 use rollcall_detect::Detector;
@@ -52,6 +55,8 @@ pub struct Monitor {
     /// The start of the current stretch of uninterrupted observation: the monitor's start
     /// or the end of its last stall. No node's silence is counted from before it.
     observed_from: Instant,
+    /// Probing of suspects, when `config.confirm` is set.
+    confirmer: Option<Confirmer>,
 }
 
 /// A node as the monitor sees it at some instant: for APIs and persistence.
@@ -86,6 +91,10 @@ pub struct DetectorFacts {
     pub recent_intervals: Vec<Duration>,
     pub suspect_level: f64,
     pub down_level: f64,
+    /// The silence after the last heartbeat at which the node becomes suspect, and down
+    /// (`None` before the first heartbeat).
+    pub suspect_silence: Option<Duration>,
+    pub down_silence: Option<Duration>,
 }
 
 /// A node read back from durable storage at start.
@@ -107,6 +116,7 @@ impl Monitor {
         Ok(Monitor {
             next_tick: now + config.tick,
             observed_from: now,
+            confirmer: config.confirm.clone().map(|confirm| Confirmer::new(confirm, now)),
             config,
             ring,
             nodes: NodeTable::default(),
@@ -131,6 +141,16 @@ impl Monitor {
         self.timers.stats()
     }
 
+    /// Counters of the confirmation machinery (`None` when confirmation is off).
+    pub fn confirm_stats(&self) -> Option<&ConfirmStats> {
+        self.confirmer.as_ref().map(|confirmer| &confirmer.stats)
+    }
+
+    /// Nodes whose suspicion is being confirmed right now (probing or rechecking).
+    pub fn confirmations_in_progress(&self) -> usize {
+        self.confirmer.as_ref().map_or(0, Confirmer::in_progress)
+    }
+
     /// Number of nodes tracked.
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -150,10 +170,18 @@ impl Monitor {
     /// on any hot path.
     pub fn detector_facts(&self, id: &str) -> Option<DetectorFacts> {
         let node = self.nodes.get(self.nodes.index_of(id)?);
+        // The silence after the last heartbeat at which each level is reached, by the same
+        // computation that sets the node's deadlines.
+        let silence = |level: f64| {
+            let last = node.detector.last_arrival()?;
+            Some(node.detector.crossing(level)? - last)
+        };
         Some(DetectorFacts {
             recent_intervals: node.detector.recent_intervals(),
             suspect_level: node.detector.suspect_level(),
             down_level: node.detector.down_level(),
+            suspect_silence: silence(node.detector.suspect_level()),
+            down_silence: silence(node.detector.down_level()),
         })
     }
 
@@ -172,6 +200,11 @@ impl Monitor {
             Ok(message) => message,
             Err(error) => return self.reject(Rejection::Decode(error)),
         };
+        match message.kind {
+            Kind::Heartbeat | Kind::Goodbye => {}
+            Kind::Ack | Kind::IndirectAck => return self.accept_ack(&message, now),
+            Kind::Probe | Kind::ProbeRequest => return self.reject(Rejection::UnexpectedKind),
+        }
         let (index, registered) = match self.nodes.index_of(message.node) {
             Some(index) => (index, false),
             // A goodbye from a stranger says nothing worth a table entry.
@@ -191,8 +224,8 @@ impl Monitor {
             }
         }
         match message.kind {
-            Kind::Heartbeat => self.accept_heartbeat(index, &message, from, registered, now),
             Kind::Goodbye => self.accept_goodbye(index, &message, from, now),
+            _ => self.accept_heartbeat(index, &message, from, registered, now),
         }
     }
 
@@ -233,10 +266,19 @@ impl Monitor {
             state: restored.state,
             rise_count: 0,
             restarted: false,
+            answered: false,
         });
         self.stats.nodes_by_state[restored.state.index()] += 1;
         self.schedule(index);
         Ok(())
+    }
+
+    /// Sets the epoch every probe carries (its `generation`). Draw it at random, or from the
+    /// start time, so that answers to an earlier run's probes never match this run's.
+    pub fn set_probe_epoch(&mut self, epoch: u64) {
+        if let Some(confirmer) = self.confirmer.as_mut() {
+            confirmer.set_epoch(epoch);
+        }
     }
 
     /// Replaces the key ring (key rotation). Takes effect for the next datagram.
@@ -263,7 +305,9 @@ impl Monitor {
         }
         // While paused, `watch_from` holds the end of the maintenance (MAX: none): the node
         // is not judged, and `resume` sets it again.
-        self.nodes.get_mut(index).watch_from = until.map_or(Instant::MAX, |until| until.max(now));
+        let node = self.nodes.get_mut(index);
+        node.watch_from = until.map_or(Instant::MAX, |until| until.max(now));
+        node.answered = false;
         self.schedule(index);
         true
     }
@@ -289,6 +333,12 @@ impl Monitor {
         self.timers.cancel(index);
         let (node, moved_from) = self.nodes.remove(index);
         self.stats.nodes_by_state[node.state.index()] -= 1;
+        if let Some(confirmer) = self.confirmer.as_mut() {
+            confirmer.forget(index);
+            if let Some(from) = moved_from {
+                confirmer.moved(from, index);
+            }
+        }
         if let Some(from) = moved_from {
             // The last node now lives at `index`: its deadline moves with it.
             if let Some(at) = self.timers.deadline(from) {
@@ -316,6 +366,13 @@ impl Monitor {
         self.events.pop_front()
     }
 
+    /// The next datagram to send (probes and probe requests), oldest first. Drain it after
+    /// every `handle_*` call; sending is best effort (a lost probe is what the round's
+    /// retries are for).
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.confirmer.as_mut()?.transmits.pop_front()
+    }
+
     // ---- internals ----
 
     fn view(&self, index: u32, now: Instant) -> NodeView<'_> {
@@ -340,6 +397,7 @@ impl Monitor {
         let node = self.nodes.get_mut(index);
         if node.state == NodeState::Paused {
             node.watch_from = at;
+            node.answered = false;
             let to = if node.detector.last_arrival().is_some() { NodeState::Up } else { NodeState::New };
             self.transition(index, to, Reason::Resume, at, now);
             self.schedule(index);
@@ -388,6 +446,7 @@ impl Monitor {
             state: NodeState::New,
             rise_count: 0,
             restarted: false,
+            answered: false,
         });
         self.stats.nodes_by_state[NodeState::New.index()] += 1;
         Ok(index)
@@ -407,6 +466,11 @@ impl Monitor {
         let interval = self.config.clamp_interval(message.interval_ms);
         let node = self.nodes.get_mut(index);
         let restart = !registered && message.generation > node.generation;
+        if !registered && !restart {
+            // Sequence numbers skipped within a generation: heartbeats lost on the way (the
+            // fleet's loss rate, which `rollcall explain` needs and a window cannot see).
+            self.stats.heartbeats_missed += message.sequence.saturating_sub(node.sequence + 1);
+        }
         let mut changed = registered || restart;
         node.addr = Some(from);
         node.generation = message.generation;
@@ -420,8 +484,10 @@ impl Monitor {
         // crash, a partition) says nothing about the node's rhythm: start the history over.
         // Kept, such a gap would inflate the phi window for its next 32 heartbeats, and a
         // crash in that time would take many times longer to detect.
-        let gap = node.detector.last_arrival().is_some_and(|last| last < floor.max(node.watch_from))
+        let watched_from = if node.answered { floor } else { floor.max(node.watch_from) };
+        let gap = node.detector.last_arrival().is_some_and(|last| last < watched_from)
             || (node.state == NodeState::Down && node.rise_count == 0);
+        node.answered = false;
         if node.interval_ms != message.interval_ms || restart || gap {
             changed |= node.interval_ms != message.interval_ms;
             node.interval_ms = message.interval_ms;
@@ -456,6 +522,19 @@ impl Monitor {
         self.schedule(index);
     }
 
+    /// An ack for one of this monitor's probes, from the node itself or relayed by another
+    /// agent. Matched by nonce against the node's round in progress; anything else is stale.
+    fn accept_ack(&mut self, message: &Message<'_>, now: Instant) {
+        let direct = message.kind == Kind::Ack;
+        let matched = self.nodes.index_of(message.node).is_some_and(|index| {
+            self.confirmer.as_ref().is_some_and(|confirmer| confirmer.epoch() == message.generation)
+                && self.accept_answer(index, message.sequence, direct, now)
+        });
+        if !matched {
+            self.reject(Rejection::StaleAck);
+        }
+    }
+
     fn accept_goodbye(&mut self, index: u32, message: &Message<'_>, from: SocketAddr, now: Instant) {
         self.stats.goodbyes += 1;
         let node = self.nodes.get_mut(index);
@@ -478,6 +557,10 @@ impl Monitor {
     /// started before the current stretch of observation, in which case the deadline is
     /// pushed back to what it would be counted from that stretch's start.
     fn on_deadline(&mut self, index: u32, now: Instant) {
+        // A node under confirmation: its timer is its round's next step.
+        if self.nodes.get(index).state == NodeState::Suspect && self.step_round(index, now) {
+            return;
+        }
         // The deadline that fired is gone from the wheel; any later one is set below.
         let mut deferred = true;
         loop {
@@ -511,7 +594,7 @@ impl Monitor {
             };
             self.transition(index, next, reason, at, now);
             deferred = false;
-            if next == NodeState::Down {
+            if next == NodeState::Down || self.start_round(index, None, now) {
                 return;
             }
         }
@@ -520,6 +603,12 @@ impl Monitor {
     /// Sets the node's one pending deadline for its current state, or clears it.
     fn schedule(&mut self, index: u32) {
         let node = self.nodes.get(index);
+        if node.state == NodeState::Suspect
+            && let Some(at) = self.confirmer.as_ref().and_then(|confirmer| confirmer.next_step(index))
+        {
+            self.timers.insert(index, at);
+            return;
+        }
         let level = match node.state {
             NodeState::Up => Some(node.detector.suspect_level()),
             NodeState::Suspect => Some(node.detector.down_level()),
@@ -560,6 +649,11 @@ impl Monitor {
 
     fn transition(&mut self, index: u32, to: NodeState, reason: Reason, at: Instant, now: Instant) {
         debug_assert!(at <= now, "a transition is never dated in the future");
+        if to != NodeState::Suspect
+            && let Some(confirmer) = self.confirmer.as_mut()
+        {
+            confirmer.forget(index);
+        }
         let node = self.nodes.get_mut(index);
         let from = node.state;
         node.state = to;

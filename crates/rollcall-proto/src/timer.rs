@@ -79,6 +79,12 @@ pub struct TimerWheel {
     current: u64,
     len: usize,
     stats: TimerStats,
+    /// The last answer of `next_expiry`, kept as a lower bound: lowered by `insert`, left
+    /// alone by removals (still a lower bound), forgotten by `expire`. Without it, a wheel
+    /// whose deadlines all lie more than a revolution ahead (a 10 s interval on the 8.2 s
+    /// default) would walk every occupied slot at every call, and the shell asks after every
+    /// batch of datagrams.
+    next_cache: core::cell::Cell<Option<u64>>,
 }
 
 /// One key's deadline and its links in its slot's list.
@@ -130,6 +136,7 @@ impl TimerWheel {
             current: start.as_nanos() / resolution_ns,
             len: 0,
             stats: TimerStats::default(),
+            next_cache: core::cell::Cell::new(None),
         }
     }
 
@@ -148,6 +155,7 @@ impl TimerWheel {
             self.entries.resize(index + 1, Entry::VACANT);
         }
         if self.entries[index].slot != NONE {
+            self.forget_bound(self.entries[index].deadline);
             self.unlink(key);
         } else {
             self.len += 1;
@@ -159,13 +167,17 @@ impl TimerWheel {
         self.entries[index].deadline = at;
         self.link(key, slot);
         self.stats.inserted += 1;
+        if let Some(bound) = self.next_cache.get() {
+            self.next_cache.set(Some(bound.min(at.as_nanos())));
+        }
     }
 
     /// Removes `key`'s pending deadline; returns whether it had one.
     pub fn cancel(&mut self, key: u32) -> bool {
-        if self.deadline(key).is_none() {
+        let Some(deadline) = self.deadline(key) else {
             return false;
-        }
+        };
+        self.forget_bound(deadline);
         self.unlink(key);
         self.len -= 1;
         self.stats.cancelled += 1;
@@ -188,6 +200,14 @@ impl TimerWheel {
         self.len == 0
     }
 
+    /// A removed deadline that was the remembered next expiry makes it worth recomputing
+    /// (as tight as without the memory); any other removal leaves it a valid lower bound.
+    fn forget_bound(&self, removed: Instant) {
+        if self.next_cache.get() == Some(removed.as_nanos()) {
+            self.next_cache.set(None);
+        }
+    }
+
     /// A lower bound on the earliest pending deadline, or `None` if there is none.
     ///
     /// Guaranteed: the result is never later than any pending deadline, so a caller that
@@ -204,6 +224,9 @@ impl TimerWheel {
     pub fn next_expiry(&self) -> Option<Instant> {
         if self.len == 0 {
             return None;
+        }
+        if let Some(bound) = self.next_cache.get() {
+            return Some(Instant::from_nanos(bound));
         }
         let slots = self.heads.len();
         let from = (self.current & self.mask) as usize;
@@ -223,6 +246,7 @@ impl TimerWheel {
             best = best.min(self.floors[(from + distance) & self.mask as usize]);
             distance += 1;
         }
+        self.next_cache.set(Some(best));
         Some(Instant::from_nanos(best))
     }
 
@@ -237,6 +261,7 @@ impl TimerWheel {
         if target < self.current {
             return;
         }
+        self.next_cache.set(None);
         let first_fired = fired.len();
         let slots = self.heads.len();
         let span =

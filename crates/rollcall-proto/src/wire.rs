@@ -48,12 +48,27 @@ pub const MAX_LABEL_KEY: usize = 63;
 pub const MAX_LABEL_VALUE: usize = 255;
 
 /// What a datagram says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Heartbeats and goodbyes flow from agents to the monitor. The four confirmation kinds
+/// (`docs/PROTOCOL.md`, "Confirmation") let a monitor ask a suspect node directly, or through
+/// other agents, whether it is alive; their `generation` is the prober's epoch and their
+/// `sequence` a nonce, echoed by the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// "I am alive."
     Heartbeat,
     /// "I am stopping on purpose: don't page anyone."
     Goodbye,
+    /// "Are you alive?", sent to the node named in the datagram.
+    Probe,
+    /// "I am": the answer to a probe, from the node named in the datagram.
+    Ack,
+    /// "Please probe this node for me": the node named in the datagram, at the address in
+    /// its `addr` label.
+    ProbeRequest,
+    /// "The node you asked about answered me": the node named in the datagram, relayed by
+    /// the agent in its `via` label.
+    IndirectAck,
 }
 
 /// A decoded, authenticated heartbeat or goodbye. Borrows the node id and labels from the
@@ -181,15 +196,35 @@ impl Kind {
         match self {
             Kind::Heartbeat => 1,
             Kind::Goodbye => 2,
+            Kind::Probe => 3,
+            Kind::Ack => 4,
+            Kind::ProbeRequest => 5,
+            Kind::IndirectAck => 6,
         }
     }
 
-    /// The kind a wire byte stands for, if any. 3 and 4 are reserved for probe and ack.
+    /// The kind a wire byte stands for, if any.
     pub const fn from_code(code: u8) -> Option<Kind> {
         match code {
             1 => Some(Kind::Heartbeat),
             2 => Some(Kind::Goodbye),
+            3 => Some(Kind::Probe),
+            4 => Some(Kind::Ack),
+            5 => Some(Kind::ProbeRequest),
+            6 => Some(Kind::IndirectAck),
             _ => None,
+        }
+    }
+
+    /// The kind's name in metrics and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Heartbeat => "heartbeat",
+            Kind::Goodbye => "goodbye",
+            Kind::Probe => "probe",
+            Kind::Ack => "ack",
+            Kind::ProbeRequest => "probe_request",
+            Kind::IndirectAck => "indirect_ack",
         }
     }
 }

@@ -16,8 +16,9 @@ use crate::scenario::DetectorSpec;
 use crate::trace::{Cause, Observed, Trace, state_after, state_before};
 use core::fmt;
 use core::time::Duration;
+use rollcall_detect::PhiAccrualConfig;
 use rollcall_proto::Instant;
-use rollcall_proto::monitor::NodeState;
+use rollcall_proto::monitor::{NodeState, Reason};
 
 /// The slack allowed on top of a computed deadline: the detector keeps its window in whole
 /// microseconds and the timer wheel works in milliseconds.
@@ -149,6 +150,18 @@ pub fn silence_bound(detector: &DetectorSpec, interval: Duration, window: (f64, 
     }
 }
 
+/// The longest silence before a node must be suspect: [`silence_bound`] at the suspect
+/// level (`interval * multiplier` for the fixed timeout, phi's `suspect_threshold`).
+pub fn suspect_silence_bound(detector: &DetectorSpec, interval: Duration, window: (f64, f64)) -> Duration {
+    match detector {
+        DetectorSpec::Fixed(c) => interval.mul_f64(c.multiplier),
+        DetectorSpec::Phi(c) => {
+            let at_suspect = PhiAccrualConfig { threshold: c.suspect_threshold, ..c.clone() };
+            silence_bound(&DetectorSpec::Phi(at_suspect), interval, window)
+        }
+    }
+}
+
 /// The score `y` at which `log10(1 + exp(y (1.5976 + 0.070566 y^2)))` equals `phi`, by
 /// bisection (independent of the detector's closed form, on purpose).
 pub fn logistic_y(phi: f64) -> f64 {
@@ -212,7 +225,28 @@ fn completeness(trace: &Trace, detector: &DetectorSpec, by_node: &[Vec<&Observed
             findings.not_judged += 1;
             continue;
         };
-        let bound = last + silence_bound(detector, trace.interval, crash.arrivals.moments()) + SLACK;
+        let window = crash.arrivals.moments();
+        let mut bound = last + silence_bound(detector, trace.interval, window) + SLACK;
+        if let Some(confirm) = &trace.confirm {
+            // Suspect, then one round of unanswered probes; or, when the probe budget is
+            // spent, the detector alone: whichever is later. An answered probe is a sign of
+            // life the suspect deadline may count from.
+            let alive_at = crash.answered.map_or(last, |answered| answered.max(last));
+            let confirmed =
+                alive_at + suspect_silence_bound(detector, trace.interval, window) + confirm.round_length();
+            bound = bound.max(confirmed + SLACK);
+            // Already suspect when it crashed (answering probes without heartbeats, or
+            // reachable only through others): the next recheck finds it gone.
+            let standing = by_node[crash.node as usize]
+                .iter()
+                .take_while(|o| o.transition.noticed <= crash.at)
+                .last()
+                .filter(|o| o.transition.to == NodeState::Suspect)
+                .map(|o| o.transition.reason);
+            if matches!(standing, Some(Reason::HeartbeatsMissing | Reason::Unreachable)) {
+                bound = bound.max(crash.at + confirm.recheck + confirm.round_length() + SLACK);
+            }
+        }
         if crash.restart.is_some_and(|restart| restart <= bound) || bound > trace.end {
             findings.not_judged += 1;
             continue;

@@ -14,6 +14,7 @@ use crate::trace::{Arrivals, Cause, Crash, NetStats, Observed, Trace, span_at};
 use core::cmp::Reverse;
 use core::time::Duration;
 use rollcall_proto::monitor::MonitorEvent;
+use rollcall_proto::responder::{Responder, ResponderConfig};
 use rollcall_proto::wire::{Kind, Outgoing, encode};
 use rollcall_proto::{Instant, KeyRing, Monitor};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -23,6 +24,9 @@ use std::sync::Arc;
 /// The key every simulated agent and the monitor share. Real HMAC over every datagram: the
 /// simulator pays the same authentication cost per heartbeat as the daemon.
 const KEY_FILE: &str = "1:73696d756c61746f722d6b65792d6e6f742d666f722d70726f64756374696f6e\n";
+
+/// The monitor's address, for the agents' answers to its probes.
+const MONITOR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 7400));
 
 /// How the run is going, for a shell's progress display (which may read the wall clock; the
 /// simulator does not).
@@ -47,6 +51,11 @@ enum Event {
     Deliver { node: u32, sent: Instant, generation: u64, sequence: u64, bytes: Vec<u8> },
     /// A crash or restart of the plan.
     Act { node: u32, action: Action },
+    /// A probe (from the monitor) or a probe request, probe or ack (from another agent)
+    /// reaches a node's agent.
+    ToAgent { node: u32, from: SocketAddr, bytes: Vec<u8> },
+    /// An agent's answer (an ack, or a relayed indirect ack) reaches the monitor.
+    Answer { node: u32, sent: Instant, bytes: Vec<u8> },
 }
 
 struct Queued {
@@ -81,6 +90,10 @@ struct Agent {
     sequence: u64,
     jitter: crate::rng::Rng,
     path: Path,
+    /// Probes and answers travel here, with their own random stream.
+    control: Path,
+    /// Made at the first probe the node receives; dropped when it crashes.
+    responder: Option<Box<Responder>>,
     /// The newest (generation, sequence) delivered to the monitor.
     delivered: (u64, u64),
     arrivals: Arrivals,
@@ -89,6 +102,8 @@ struct Agent {
     declared_down: bool,
     /// The crash whose generation is still the newest delivered, if the node is dead.
     open_crash: Option<usize>,
+    /// When the monitor last received an answer to a probe from this node.
+    last_answer: Option<Instant>,
 }
 
 struct Engine<'a> {
@@ -110,9 +125,10 @@ struct Engine<'a> {
 pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Trace, String> {
     scenario.validate()?;
     let ring = KeyRing::parse(KEY_FILE).map_err(|e| format!("the simulator's key: {e}"))?;
-    let config = scenario.detector.monitor_config(scenario.rise, scenario.nodes);
+    let config = scenario.detector.monitor_config(scenario.rise, scenario.nodes, scenario.confirm.clone());
     let tick = config.tick;
-    let monitor = Monitor::new(config, ring.clone(), Instant::ZERO)?;
+    let mut monitor = Monitor::new(config, ring.clone(), Instant::ZERO)?;
+    monitor.set_probe_epoch(scenario.seed);
     let Plan { nodes, actions } = plan(scenario);
     let interval_ms = u32::try_from(scenario.interval.as_millis()).map_err(|_| "interval too long")?;
     let mut engine = Engine {
@@ -136,6 +152,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Tr
             self_pauses: 0,
             rejected: Default::default(),
             tick,
+            confirm: scenario.confirm.clone(),
         },
         spare: Vec::new(),
         interval_ms,
@@ -165,10 +182,13 @@ impl Engine<'_> {
                 sequence: 0,
                 jitter,
                 path: Path::new(self.scenario.seed, node, &self.scenario.network),
+                control: Path::control(self.scenario.seed, node, &self.scenario.network),
+                responder: None,
                 delivered: (0, 0),
                 arrivals: Arrivals::new(self.scenario.interval),
                 declared_down: false,
                 open_crash: None,
+                last_answer: None,
             });
             self.push(first, Event::Send { node, epoch: 0 });
         }
@@ -205,7 +225,7 @@ impl Engine<'_> {
                 _ if wake <= end => {
                     now = wake;
                     self.monitor.handle_timeout(now);
-                    self.drain(None);
+                    self.drain(None, now);
                 }
                 _ => break,
             }
@@ -225,6 +245,18 @@ impl Engine<'_> {
                 self.spare.push(bytes);
             }
             Event::Act { node, action } => self.act(node, action, now),
+            Event::ToAgent { node, from, bytes } => self.reach_agent(node, from, bytes, now),
+            Event::Answer { node, sent, bytes } => {
+                self.trace.net.delivered += 1;
+                let agent = &mut self.agents[node as usize];
+                agent.last_answer = Some(now);
+                if let Some(crash) = agent.open_crash {
+                    self.trace.crashes[crash].answered = Some(now);
+                }
+                let silence_from = agent.arrivals.last;
+                self.monitor.handle_datagram(now, agent.addr, &bytes);
+                self.drain(Some((Cause::Datagram { sent, new: false }, silence_from)), now);
+            }
         }
     }
 
@@ -310,7 +342,7 @@ impl Engine<'_> {
             }
         }
         self.monitor.handle_datagram(now, agent.addr, bytes);
-        self.drain(Some((Cause::Datagram { sent, new }, silence_from)));
+        self.drain(Some((Cause::Datagram { sent, new }, silence_from)), now);
     }
 
     fn act(&mut self, node: u32, action: Action, now: Instant) {
@@ -319,12 +351,14 @@ impl Engine<'_> {
         match action {
             Action::Crash => {
                 agent.alive = false;
+                agent.responder = None;
                 agent.open_crash = Some(self.trace.crashes.len());
                 self.trace.crashes.push(Crash {
                     node,
                     at: now,
                     restart: None,
                     arrivals: agent.arrivals.clone(),
+                    answered: agent.last_answer,
                 });
             }
             Action::Restart => {
@@ -344,7 +378,8 @@ impl Engine<'_> {
 
     /// Takes every event the monitor has, recording transitions with their cause: the
     /// datagram just delivered, or (`None`) a deadline.
-    fn drain(&mut self, delivered: Option<(Cause, Option<Instant>)>) {
+    fn drain(&mut self, delivered: Option<(Cause, Option<Instant>)>, now: Instant) {
+        self.send_probes(now);
         while let Some(event) = self.monitor.poll_event() {
             match event {
                 MonitorEvent::Transition(transition) => {
@@ -362,6 +397,85 @@ impl Engine<'_> {
                 MonitorEvent::SelfPause { .. } => self.trace.self_pauses += 1,
                 // The simulator never forgets nodes; records are the daemon's business.
                 MonitorEvent::NodeChanged { .. } | MonitorEvent::Forgotten { .. } => {}
+            }
+        }
+    }
+
+    /// The node at `addr`, if it is one of ours (the inverse of the addresses in `start`).
+    fn node_of(&self, addr: SocketAddr) -> Option<u32> {
+        let SocketAddr::V4(v4) = addr else { return None };
+        let [ten, a, b, c] = v4.ip().octets();
+        let node = u32::from_be_bytes([0, a, b, c]).checked_sub(1)?;
+        (ten == 10 && node < self.scenario.nodes).then_some(node)
+    }
+
+    /// Puts the monitor's probes on the wire, from the monitor to each node.
+    fn send_probes(&mut self, now: Instant) {
+        while let Some(transmit) = self.monitor.poll_transmit() {
+            let Some(node) = self.node_of(transmit.to) else { continue };
+            self.trace.net.sent += 1;
+            self.trace.net.bytes += transmit.payload.len() as u64;
+            if span_at(&self.trace.nodes[node as usize].cut_from_monitor, now).is_some() {
+                self.trace.net.cut += 1;
+                continue;
+            }
+            match self.agents[node as usize].control.carry(&self.scenario.network, now) {
+                Fate::Lost => self.trace.net.lost += 1,
+                Fate::Delivered(latency) => {
+                    self.trace.max_latency = self.trace.max_latency.max(latency);
+                    self.push(now + latency, Event::ToAgent { node, from: MONITOR, bytes: transmit.payload });
+                }
+            }
+        }
+    }
+
+    /// A datagram reaches a node's agent: its responder answers (unless the node is dead;
+    /// a stalled node answers when it wakes), and the answers go out on the node's control
+    /// path: to the monitor, which only the node's own cut stops, or to another agent.
+    fn reach_agent(&mut self, node: u32, from: SocketAddr, bytes: Vec<u8>, now: Instant) {
+        if !self.agents[node as usize].alive {
+            return;
+        }
+        let truth = &self.trace.nodes[node as usize];
+        if let Some(pause) = span_at(&truth.paused, now) {
+            return self.push(pause.to, Event::ToAgent { node, from, bytes });
+        }
+        self.trace.net.delivered += 1;
+        let cut = span_at(&truth.cut, now).is_some();
+        let slow = truth.slow.iter().find(|(span, _)| span.contains(now)).map(|(_, delay)| *delay);
+        let (id, interval_ms, ring) = (truth.id.clone(), self.interval_ms, &self.ring);
+        let agent = &mut self.agents[node as usize];
+        let responder = agent.responder.get_or_insert_with(|| {
+            Box::new(Responder::new(&id, interval_ms, ring.clone(), ResponderConfig::default(), now))
+        });
+        responder.handle_datagram(now, from, &bytes);
+        let mut answers = Vec::new();
+        while let Some(transmit) = responder.poll_transmit() {
+            answers.push(transmit);
+        }
+        for transmit in answers {
+            self.trace.net.sent += 1;
+            self.trace.net.bytes += transmit.payload.len() as u64;
+            let to_monitor = transmit.to == MONITOR;
+            let target = if to_monitor { Some(node) } else { self.node_of(transmit.to) };
+            let Some(target) = target else { continue };
+            if to_monitor && cut {
+                self.trace.net.cut += 1;
+                continue;
+            }
+            let agent = &mut self.agents[node as usize];
+            match agent.control.carry(&self.scenario.network, now) {
+                Fate::Lost => self.trace.net.lost += 1,
+                Fate::Delivered(latency) => {
+                    let latency =
+                        latency + slow.map_or(Duration::ZERO, |delay| agent.control.slow_delay(delay));
+                    let event = if to_monitor {
+                        Event::Answer { node, sent: now, bytes: transmit.payload }
+                    } else {
+                        Event::ToAgent { node: target, from: agent.addr, bytes: transmit.payload }
+                    };
+                    self.push(now + latency, event);
+                }
             }
         }
     }

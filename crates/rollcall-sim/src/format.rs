@@ -7,6 +7,7 @@ use crate::scenario::{
 };
 use core::time::Duration;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
+use rollcall_proto::monitor::ConfirmConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -135,6 +136,7 @@ struct RawScenario {
     jitter: Option<f64>,
     rise: Option<u8>,
     detector: Option<RawDetector>,
+    confirm: Option<RawConfirm>,
     network: Option<RawNetwork>,
     #[serde(default)]
     groups: BTreeMap<String, RawSelector>,
@@ -152,6 +154,41 @@ struct RawDetector {
     acceptable_pause: Option<String>,
     multiplier: Option<f64>,
     grace: Option<String>,
+}
+
+/// `[confirm]`: its presence turns confirmation on; absent keys take the monitor's defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfirm {
+    probes: Option<u8>,
+    probe_interval: Option<String>,
+    indirect: Option<u8>,
+    indirect_timeout: Option<String>,
+    recheck: Option<String>,
+    max_probes_per_sec: Option<u32>,
+    probe_burst: Option<u32>,
+}
+
+impl RawConfirm {
+    fn into_config(self) -> Result<ConfirmConfig, String> {
+        let d = ConfirmConfig::default();
+        let field = |name: &str, value: Option<&String>| {
+            duration_field(name, value).map_err(|e| format!("confirm.{e}"))
+        };
+        let config = ConfirmConfig {
+            probes: self.probes.unwrap_or(d.probes),
+            probe_interval: field("probe_interval", self.probe_interval.as_ref())?
+                .unwrap_or(d.probe_interval),
+            indirect: self.indirect.unwrap_or(d.indirect),
+            indirect_timeout: field("indirect_timeout", self.indirect_timeout.as_ref())?
+                .unwrap_or(d.indirect_timeout),
+            recheck: field("recheck", self.recheck.as_ref())?.unwrap_or(d.recheck),
+            max_probes_per_sec: self.max_probes_per_sec.unwrap_or(d.max_probes_per_sec),
+            probe_burst: self.probe_burst.unwrap_or(d.probe_burst),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[derive(Deserialize)]
@@ -243,6 +280,7 @@ impl RawScenario {
                 Some(raw) => raw.into_spec()?,
                 None => defaults.detector,
             },
+            confirm: self.confirm.map(RawConfirm::into_config).transpose()?,
             network: match self.network {
                 Some(raw) => raw.into_network()?,
                 None => defaults.network,

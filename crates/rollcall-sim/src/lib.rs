@@ -22,6 +22,7 @@ pub mod check;
 mod engine;
 mod format;
 mod net;
+pub mod peer;
 mod plan;
 mod report;
 mod rng;

@@ -23,7 +23,16 @@ pub(crate) struct Path {
 
 impl Path {
     pub fn new(seed: u64, node: u32, network: &Network) -> Path {
-        let mut rng = Rng::derive(seed, Purpose::Path, u64::from(node));
+        Path::with_purpose(seed, node, network, Purpose::Path)
+    }
+
+    /// The node's path for probes and answers, with its own random stream and burst state.
+    pub fn control(seed: u64, node: u32, network: &Network) -> Path {
+        Path::with_purpose(seed, node, network, Purpose::ControlPath)
+    }
+
+    fn with_purpose(seed: u64, node: u32, network: &Network, purpose: Purpose) -> Path {
+        let mut rng = Rng::derive(seed, purpose, u64::from(node));
         let (bad, switch_at) = match &network.burst {
             // Start in the channel's stationary distribution, so that the first minutes of
             // a run look like any other minutes.

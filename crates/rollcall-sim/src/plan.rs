@@ -52,6 +52,7 @@ pub(crate) fn plan(scenario: &Scenario) -> Plan {
             restarts: Vec::new(),
             paused: Vec::new(),
             cut: Vec::new(),
+            cut_from_monitor: Vec::new(),
             slow: Vec::new(),
             drift: 1.0,
         })
@@ -82,10 +83,13 @@ pub(crate) fn plan(scenario: &Scenario) -> Plan {
                     random_pauses(&mut truth.paused, &mut own, every, min, max, end);
                 }
                 Fault::Partition { from, to, direction, .. } => {
-                    // Only agents send in central mode: a cut from the monitor to the nodes
-                    // carries nothing yet.
+                    let span = Span { from: instant(from), to: instant(to) };
                     if direction != Direction::FromMonitor {
-                        truth.cut.push(Span { from: instant(from), to: instant(to) });
+                        truth.cut.push(span);
+                    }
+                    // Only probes travel from the monitor to the nodes in central mode.
+                    if direction != Direction::ToMonitor {
+                        truth.cut_from_monitor.push(span);
                     }
                 }
                 Fault::Slow { from, to, delay, .. } => {

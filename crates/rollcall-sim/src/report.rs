@@ -3,9 +3,10 @@
 
 use crate::check::{Findings, check, silence_bound};
 use crate::engine::{Progress, run};
-use crate::scenario::{Scenario, format_duration};
+use crate::scenario::{DetectorSpec, Scenario, format_duration};
 use crate::trace::Trace;
 use core::time::Duration;
+use rollcall_detect::PhiAccrualConfig;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -106,7 +107,17 @@ impl Report {
             nodes: scenario.nodes,
             duration_s: scenario.duration.as_secs_f64(),
             interval_s: regular,
-            detector: scenario.detector.to_string(),
+            detector: match &scenario.confirm {
+                None => scenario.detector.to_string(),
+                Some(c) => format!(
+                    "{} + confirm ({} probes {} apart, {} indirect for {})",
+                    scenario.detector,
+                    c.probes,
+                    format_duration(c.probe_interval),
+                    c.indirect,
+                    format_duration(c.indirect_timeout)
+                ),
+            },
             detector_kind: scenario.detector.name(),
             threshold: scenario.detector.threshold(),
             latency: scenario.network.latency.to_string(),
@@ -281,7 +292,16 @@ pub fn sweep(
 ) -> Result<Vec<SweepPoint>, String> {
     let mut points = Vec::with_capacity(thresholds.len());
     for (index, &threshold) in thresholds.iter().enumerate() {
-        let scenario = Scenario { detector: scenario.detector.with_threshold(threshold), ..scenario.clone() };
+        let detector = match (&scenario.detector, &scenario.confirm) {
+            // With confirmation the knob is where probing starts: phi's suspect level.
+            (DetectorSpec::Phi(config), Some(_)) => DetectorSpec::Phi(PhiAccrualConfig {
+                suspect_threshold: threshold,
+                threshold: config.threshold.max(threshold),
+                ..config.clone()
+            }),
+            (detector, _) => detector.with_threshold(threshold),
+        };
+        let scenario = Scenario { detector, ..scenario.clone() };
         let outcome = simulate(&scenario, &mut |p| progress(index, p))?;
         let report = outcome.report;
         points.push(SweepPoint {

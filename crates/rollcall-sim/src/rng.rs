@@ -28,6 +28,10 @@ pub(crate) enum Purpose {
     Group = 4,
     /// A node's random pauses (subject: the node's index).
     Pauses = 5,
+    /// A node's path for confirmation traffic (probes and their answers), apart from its
+    /// heartbeats' path so that turning confirmation on does not change which heartbeats
+    /// are lost.
+    ControlPath = 6,
 }
 
 /// xoshiro256** (Blackman and Vigna 2018): small, fast, and good enough for simulation.

@@ -9,7 +9,7 @@ use crate::rng::Rng;
 use core::fmt;
 use core::time::Duration;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
-use rollcall_proto::monitor::{DetectorConfig, MonitorConfig};
+use rollcall_proto::monitor::{ConfirmConfig, DetectorConfig, MonitorConfig};
 use std::sync::Arc;
 
 /// Everything a run needs. A run is a pure function of its scenario (seed included).
@@ -27,6 +27,9 @@ pub struct Scenario {
     /// uses 0.05), uniformly either way.
     pub jitter: f64,
     pub detector: DetectorSpec,
+    /// Probe suspects before declaring them down (the monitor's `[confirm]`); `None`: the
+    /// detector alone decides.
+    pub confirm: Option<ConfirmConfig>,
     /// Consecutive heartbeats that bring a `down` node back `up`.
     pub rise: u8,
     pub network: Network,
@@ -48,6 +51,7 @@ impl Default for Scenario {
             interval: Duration::from_secs(1),
             jitter: 0.05,
             detector: DetectorSpec::Phi(PhiAccrualConfig::default()),
+            confirm: None,
             rise: 2,
             network: Network::default(),
             groups: Vec::new(),
@@ -107,12 +111,18 @@ impl DetectorSpec {
     }
 
     /// The settings of the unchanged core monitor for this detector.
-    pub fn monitor_config(&self, rise: u8, nodes: u32) -> MonitorConfig {
+    pub fn monitor_config(&self, rise: u8, nodes: u32, confirm: Option<ConfirmConfig>) -> MonitorConfig {
         let detector = match self {
             DetectorSpec::Phi(config) => DetectorConfig::Phi(Arc::new(config.clone())),
             DetectorSpec::Fixed(config) => DetectorConfig::Fixed(Arc::new(config.clone())),
         };
-        MonitorConfig { detector, rise, max_nodes: (nodes as usize).max(1), ..MonitorConfig::default() }
+        MonitorConfig {
+            detector,
+            rise,
+            max_nodes: (nodes as usize).max(1),
+            confirm,
+            ..MonitorConfig::default()
+        }
     }
 }
 

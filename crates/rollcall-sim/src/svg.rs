@@ -59,19 +59,32 @@ pub fn histogram(values: &[f64], bins: usize, title: &str) -> String {
 /// in threshold order and labelled with the threshold. The x axis is `log10(1 + x)` so that
 /// zero and thousands fit on one plot.
 pub fn tradeoff(points: &[SweepPoint], knob: &str, title: &str) -> String {
+    tradeoffs(&[(knob, points)], title)
+}
+
+/// Several trade-off curves on one plot (one per detector), each in its own colour with a
+/// legend; each series is `(knob name, points)`.
+pub fn tradeoffs(series: &[(&str, &[SweepPoint])], title: &str) -> String {
+    const COLOURS: [&str; 4] = ["#c04848", "#3c6fb0", "#3a9a5b", "#a06cc0"];
     let mut svg = Svg::new(title);
-    let drawn: Vec<(f64, f64, f64)> = points
+    let drawn: Vec<Vec<(f64, f64, f64)>> = series
         .iter()
-        .filter_map(|p| {
-            p.detection_p99_ms.map(|ms| (p.threshold, p.false_downs_per_1000_node_days, ms / 1e3))
+        .map(|(_, points)| {
+            points
+                .iter()
+                .filter_map(|p| {
+                    p.detection_p99_ms.map(|ms| (p.threshold, p.false_downs_per_1000_node_days, ms / 1e3))
+                })
+                .collect()
         })
         .collect();
-    if drawn.is_empty() {
+    let all = || drawn.iter().flatten();
+    if all().next().is_none() {
         svg.note("no threshold detected a crash: nothing to plot");
         return svg.finish();
     }
     let squash = |v: f64| (1.0 + v.max(0.0)).log10();
-    let x_max = drawn.iter().map(|p| p.1).fold(0.0, f64::max);
+    let x_max = all().map(|p| p.1).fold(0.0, f64::max);
     // The axis ends at the first power of ten at or above the largest value; ticks at 0, 1,
     // 10, 100... up to it.
     let top_power = (0..).find(|&k| 10f64.powi(k) >= x_max).unwrap_or(0);
@@ -79,28 +92,44 @@ pub fn tradeoff(points: &[SweepPoint], knob: &str, title: &str) -> String {
         .into_iter()
         .chain((0..=top_power).map(|k| (squash(10f64.powi(k)), power_of_ten(k))))
         .collect();
-    let y_max = drawn.iter().map(|p| p.2).fold(0.0, f64::max);
+    let y_max = all().map(|p| p.2).fold(0.0, f64::max);
     let (_, y_high) = nice_range(0.0, y_max);
     let x = Axis { low: 0.0, high: squash(10f64.powi(top_power)), from: LEFT, to: WIDTH - RIGHT };
     let y = Axis { low: 0.0, high: y_high, from: HEIGHT - BOTTOM, to: TOP };
     svg.axes_with(&x, &y, "false downs per 1,000 node-days (log scale)", "detection p99 (s)", &ticks, |v| {
         format!("{v}")
     });
-    let path: Vec<String> =
-        drawn.iter().map(|&(_, fd, p99)| format!("{:.1},{:.1}", x.at(squash(fd)), y.at(p99))).collect();
-    let _ = writeln!(svg.body, r##"<polyline points="{}" fill="none" stroke="#a0a0a0"/>"##, path.join(" "));
-    for &(threshold, fd, p99) in &drawn {
-        let (cx, cy) = (x.at(squash(fd)), y.at(p99));
+    for (index, ((knob, _), points)) in series.iter().zip(&drawn).enumerate() {
+        let colour = COLOURS[index % COLOURS.len()];
+        let path: Vec<String> =
+            points.iter().map(|&(_, fd, p99)| format!("{:.1},{:.1}", x.at(squash(fd)), y.at(p99))).collect();
         let _ = writeln!(
             svg.body,
-            r##"<circle class="point" cx="{cx:.1}" cy="{cy:.1}" r="4" fill="#c04848"><title>{knob} {threshold}: p99 {p99:.3} s, {fd:.1} false downs per 1,000 node-days</title></circle>"##
+            r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-opacity="0.5"/>"##,
+            path.join(" ")
         );
-        let _ = writeln!(
-            svg.body,
-            r#"<text x="{:.1}" y="{:.1}" font-size="10">{threshold}</text>"#,
-            cx + 6.0,
-            cy - 6.0
-        );
+        for &(threshold, fd, p99) in points {
+            let (cx, cy) = (x.at(squash(fd)), y.at(p99));
+            let _ = writeln!(
+                svg.body,
+                r##"<circle class="point" cx="{cx:.1}" cy="{cy:.1}" r="4" fill="{colour}"><title>{knob} {threshold}: p99 {p99:.3} s, {fd:.1} false downs per 1,000 node-days</title></circle>"##
+            );
+            let _ = writeln!(
+                svg.body,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10">{threshold}</text>"#,
+                cx + 6.0,
+                cy - 6.0
+            );
+        }
+        if series.len() > 1 {
+            let (lx, ly) = (WIDTH - RIGHT - 200.0, TOP + 14.0 + 16.0 * index as f64);
+            let _ = writeln!(
+                svg.body,
+                r##"<circle cx="{lx:.1}" cy="{:.1}" r="4" fill="{colour}"/><text x="{:.1}" y="{ly:.1}" font-size="11">{knob}</text>"##,
+                ly - 4.0,
+                lx + 10.0
+            );
+        }
     }
     svg.finish()
 }

@@ -1,6 +1,8 @@
 //! Tests of the simulator: determinism, the shipped scenarios, the checkers, the plots.
 
 mod checkers;
+mod confirm;
+mod peer;
 mod runs;
 mod scenarios;
 mod svg;

@@ -45,6 +45,8 @@ pub struct NodeTruth {
     pub paused: Vec<Span>,
     /// When its path to the monitor was cut (a partition).
     pub cut: Vec<Span>,
+    /// When the path from the monitor to it was cut (probes do not reach it).
+    pub cut_from_monitor: Vec<Span>,
     /// When its datagrams left late, and by up to how much.
     pub slow: Vec<(Span, Duration)>,
     /// Its clock's rate: it sends every `interval * drift`.
@@ -149,6 +151,9 @@ pub struct Crash {
     /// The arrivals of the crashed generation, including datagrams still in flight at the
     /// crash that arrived later.
     pub arrivals: Arrivals,
+    /// The latest answer to a probe the monitor had from the node (before or after the
+    /// crash, while in flight): a sign of life that deadlines may count from.
+    pub answered: Option<Instant>,
 }
 
 /// Counters of the simulated network.
@@ -187,6 +192,9 @@ pub struct Trace {
     pub rejected: std::collections::BTreeMap<&'static str, u64>,
     /// How often the monitor wanted to be woken at most.
     pub tick: Duration,
+    /// The monitor's confirmation settings, if it probed suspects (the checkers' bound
+    /// depends on them).
+    pub confirm: Option<rollcall_proto::monitor::ConfirmConfig>,
 }
 
 impl Trace {

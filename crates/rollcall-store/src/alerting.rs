@@ -17,6 +17,10 @@ pub struct IncidentRecord {
     pub resolved_at_ms: Option<i64>,
     pub next_sequence: u32,
     pub last_notified_at_ms: i64,
+    /// The silence holding the incident's latest notification, if one is.
+    pub silenced_by: Option<u64>,
+    /// Whether any notification of the incident was sent (a resolution follows only then).
+    pub notified: bool,
 }
 
 /// An alert to queue for one sink.
@@ -73,10 +77,10 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
         Write::Incident(i) => {
             tx.prepare_cached(
                 "INSERT INTO incidents (id, kind, severity, subject_kind, subject, members, started_at_ms,
-                   resolved_at_ms, next_sequence, last_notified_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                   resolved_at_ms, next_sequence, last_notified_at_ms, silenced_by, notified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (id) DO UPDATE SET members = ?6, resolved_at_ms = ?8, next_sequence = ?9,
-                   last_notified_at_ms = ?10",
+                   last_notified_at_ms = ?10, silenced_by = ?11, notified = max(notified, ?12)",
             )?
             .execute(params![
                 i.id as i64,
@@ -89,6 +93,8 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
                 i.resolved_at_ms,
                 i.next_sequence,
                 i.last_notified_at_ms,
+                i.silenced_by.map(|id| id as i64),
+                i.notified,
             ])?;
         }
         Write::Outbox(o) => {
@@ -156,7 +162,7 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
         Write::ForgetNode { id } => {
             tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")?.execute([id])?;
         }
-        Write::Node { .. } | Write::Transition(_) => unreachable!("written by Store::write"),
+        _ => unreachable!("written by Store::write or silences::write"),
     }
     Ok(())
 }
@@ -170,6 +176,11 @@ impl Store {
     /// The most recent incidents (open or not), newest first.
     pub fn recent_incidents(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError> {
         self.incidents("ORDER BY id DESC LIMIT ?1", [limit as i64])
+    }
+
+    /// The most recent open incidents, newest first, at most `limit`.
+    pub fn recent_open_incidents(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError> {
+        self.incidents("WHERE resolved_at_ms IS NULL ORDER BY id DESC LIMIT ?1", [limit as i64])
     }
 
     /// The largest incident id ever stored (0 if none), so new ids never collide.
@@ -186,7 +197,7 @@ impl Store {
     ) -> Result<Vec<IncidentRecord>, StoreError> {
         let sql = format!(
             "SELECT id, kind, severity, subject_kind, subject, members, started_at_ms, resolved_at_ms,
-               next_sequence, last_notified_at_ms FROM incidents {tail}"
+               next_sequence, last_notified_at_ms, silenced_by, notified FROM incidents {tail}"
         );
         let mut statement = self.connection.prepare_cached(&sql)?;
         let rows = statement.query_map(params, |row| {
@@ -202,6 +213,8 @@ impl Store {
                 resolved_at_ms: row.get(7)?,
                 next_sequence: row.get(8)?,
                 last_notified_at_ms: row.get(9)?,
+                silenced_by: row.get::<_, Option<i64>>(10)?.map(|id| id as u64),
+                notified: row.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -11,8 +11,10 @@
 
 mod alerting;
 mod schema;
+mod silences;
 
 pub use alerting::{CheckRecord, IncidentRecord, OutboxEntry, OutboxRow, PingRecord};
+pub use silences::{IncidentChangeRecord, SilenceRecord};
 
 use rollcall_proto::alerts::SubjectKind;
 use rollcall_proto::monitor::{NodeState, Reason, RestoredNode};
@@ -114,6 +116,15 @@ pub enum Write {
     ForgetNode {
         id: String,
     },
+    /// Append a change of an incident to the event sequence (shared with transitions).
+    IncidentChange(IncidentChangeRecord),
+    /// Insert or update a silence (by id).
+    Silence(SilenceRecord),
+    /// End a silence now (deleted through the API).
+    EndSilence {
+        id: u64,
+        at_ms: i64,
+    },
 }
 
 /// The store: one SQLite connection. Open one for the writer and others for readers (WAL
@@ -123,6 +134,20 @@ pub struct Store {
 }
 
 impl Store {
+    /// Runs `read` inside one read transaction, so that its queries all see the same commit
+    /// (WAL snapshot isolation). Two reads of a live store outside one can straddle a
+    /// commit: the event stream, which reads transitions then incident changes, would skip
+    /// the transitions of a commit that landed between its two queries.
+    pub fn snapshot<T>(&self, read: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.connection.execute_batch("BEGIN DEFERRED")?;
+        let result = read(self);
+        // A read transaction has nothing to commit or lose; ending it releases the snapshot.
+        let ended = self.connection.execute_batch("COMMIT");
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
     /// Opens (creating if missing) the store in `data_dir`, checks it is rollcall's, and
     /// applies pending migrations.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
@@ -199,6 +224,9 @@ impl Store {
                     | Write::DeleteCheck { .. }
                     | Write::Ping { .. }
                     | Write::ForgetNode { .. } => alerting::write(&tx, write)?,
+                    Write::IncidentChange(_) | Write::Silence(_) | Write::EndSilence { .. } => {
+                        silences::write(&tx, write)?
+                    }
                     Write::Transition(t) => {
                         insert.execute(params![
                             t.node,

@@ -76,4 +76,26 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE transitions ADD COLUMN subject_kind TEXT NOT NULL DEFAULT 'node';",
     // 4: the whole length of a ping's body, kept when the body itself is cut.
     "ALTER TABLE pings ADD COLUMN body_len INTEGER NOT NULL DEFAULT 0;",
+    // 5: incident changes (for the event stream), silences, and what a silence holds.
+    // An incident change takes its id from the same sequence as transitions (the
+    // `transitions` row of `sqlite_sequence`, bumped in the writing transaction; see
+    // `alerting::next_event_id`), so transitions and incident changes form one ordered,
+    // durable sequence that `Last-Event-ID` resumes from.
+    "CREATE TABLE incident_changes (
+        id INTEGER PRIMARY KEY,
+        incident INTEGER NOT NULL,
+        change TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        detail TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        ends_at_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    ALTER TABLE incidents ADD COLUMN silenced_by INTEGER;
+    ALTER TABLE incidents ADD COLUMN notified INTEGER NOT NULL DEFAULT 1;",
 ];

@@ -176,6 +176,8 @@ fn incidents_open_and_resolve() {
         resolved_at_ms: None,
         next_sequence: 1,
         last_notified_at_ms: 1,
+        silenced_by: None,
+        notified: true,
     };
     store.write(&[Write::Incident(incident.clone())]).unwrap();
     assert_eq!(store.open_incidents().unwrap(), [incident.clone()]);

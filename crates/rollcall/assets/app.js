@@ -3,7 +3,9 @@
 // Plain JavaScript modules, no framework and no build step: the monitor embeds these files
 // in its binary and serves them at /assets/. Everything shown comes from the JSON API:
 //   GET /v1/nodes            the full list (at start, then every 10 s as a safety net)
-//   GET /v1/events/stream    Server-Sent Events, one `transition` event per state change;
+//   GET /v1/events/stream    Server-Sent Events, one `transition` event per state change
+//                            and one `incident` event per incident change (opened,
+//                            reminded, flapping, resolved, ...), in one id sequence;
 //                            EventSource resumes by itself with Last-Event-ID.
 // Views are chosen by the URL fragment: #/, #/node/ID, #/events, #/checks, #/incidents.
 //
@@ -99,7 +101,7 @@ export const store = {
   inflight: null,
 };
 
-/** The view on screen: { transition?(event), nodes?(), destroy?() }. */
+/** The view on screen: { transition?(event), incident?(event), nodes?(), destroy?() }. */
 let current = null;
 
 /** Applies a node transition to a node table. Returns false when the node is unknown. */
@@ -142,7 +144,7 @@ export function refreshNodes() {
   return store.inflight;
 }
 
-/** The id of the last transition received, to resume a stream we had to re-create. */
+/** The id of the last event received, to resume a stream we had to re-create. */
 let lastEventId = null;
 
 /** Opens the live stream. EventSource reconnects (with Last-Event-ID) by itself after a
@@ -164,16 +166,27 @@ function connect() {
     }
   });
   source.addEventListener('transition', (message) => {
-    lastEventId = message.lastEventId || lastEventId;
-    // Counted where people (and the browser test) can see that the stream is flowing.
-    const live = document.getElementById('live');
-    live.dataset.events = Number(live.dataset.events || 0) + 1;
-    live.title = `Live updates from /v1/events/stream: ${live.dataset.events} received, last id ${lastEventId}`;
+    counted(message);
     const event = JSON.parse(message.data);
     store.buffer?.push(event);
     if (!applyTo(store.nodes, event)) refreshNodes(); // a node we have not seen yet
     current?.transition?.(event);
   });
+  source.addEventListener('incident', (message) => {
+    counted(message);
+    current?.incident?.(JSON.parse(message.data));
+  });
+}
+
+/** Notes an event's id and counts it where people (and the browser test) can see that the
+ * stream is flowing. */
+function counted(message) {
+  lastEventId = message.lastEventId || lastEventId;
+  const live = document.getElementById('live');
+  const key = message.type === 'incident' ? 'incidents' : 'events';
+  live.dataset[key] = Number(live.dataset[key] || 0) + 1;
+  live.title = `Live updates from /v1/events/stream: ${live.dataset.events || 0} transitions and `
+    + `${live.dataset.incidents || 0} incident changes received, last id ${lastEventId}`;
 }
 
 function setLive(state) {

@@ -6,8 +6,10 @@
 import { h, getJSON, duration, when, badge, count } from './app.js';
 import { lineChart, histogram } from './charts.js';
 
-/** The node page keeps this much sampled history. */
+/** The node page shows this much history (the monitor's curve goes back as far). */
 const WINDOW_MS = 5 * 60_000;
+/** The monitor's phi curve is fetched again this often while the node page is open. */
+const CURVE_MS = 2_000;
 /** Phi levels drawn as threshold lines when the node detail does not report its own (an
  * older monitor): the defaults (`[phi] suspect_threshold` and `threshold`). */
 const PHI_SUSPECT = 3;
@@ -78,8 +80,13 @@ export function nodeView(container, id) {
     h('div', { class: 'charts' }, phiBox, gapBox), note,
     h('h2', {}, 'Transitions'), history);
 
-  /** Samples of the detector's level: { t: epoch ms, v }. */
-  const levels = [];
+  /** The detector's level: { t: epoch ms, v }, from the monitor's curve (GET
+   * /v1/nodes/ID/phi, rebuilt by the monitor from the detector's window), with this page's
+   * own samples appended between two fetches of the curve. */
+  let levels = [];
+  /** Where `levels` came from: 'server' once the monitor's curve arrived. */
+  let levelSource = 'page';
+  let curveTimer = null;
   /** Inter-arrival times seen while the page is open: { t, ms }. */
   const gaps = [];
   let previous = null;
@@ -88,6 +95,25 @@ export function nodeView(container, id) {
   let stopped = false;
   let events = [];
   let isPhi = true;
+
+  async function loadCurve() {
+    try {
+      const asked = Date.now();
+      const curve = await getJSON(`/v1/nodes/${encodeURIComponent(id)}/phi`);
+      if (stopped) return;
+      // Ages count back from the monitor's `now`, which is (within a request) this moment:
+      // anchored on the page's clock, a skew between the two clocks does not matter.
+      const now = Date.now();
+      const anchor = asked + (now - asked) / 2;
+      const fresh = curve.points.map((p) => ({ t: anchor - p.age_ms, v: p.level }));
+      const after = fresh.length ? fresh[fresh.length - 1].t : 0;
+      levels = fresh.concat(levels.filter((p) => p.t > after));
+      levelSource = 'server';
+    } catch (error) {
+      // An older monitor without the curve: keep sampling from the node detail only.
+    }
+    if (!stopped) curveTimer = setTimeout(loadCurve, CURVE_MS);
+  }
 
   async function poll() {
     let node;
@@ -156,8 +182,10 @@ export function nodeView(container, id) {
       suspect === null ? null : { value: suspect, label: `suspect (${word} ${+suspect.toFixed(2)})`, cls: 'suspect' },
       { value: down, label: `down (${word} ${+down.toFixed(2)})`, cls: 'down' },
     ].filter(Boolean);
-    phiBox.replaceChildren(
-      lineChart({ id: 'phi-chart', title: isPhi ? 'Phi over time' : 'Detector level over time', points: levels, now, windowMs: WINDOW_MS, thresholds, format: (v) => v.toFixed(2) }),
+    const chart = lineChart({ id: 'phi-chart', title: isPhi ? 'Phi over time' : 'Detector level over time', points: levels, now, windowMs: WINDOW_MS, thresholds, format: (v) => v.toFixed(2) });
+    chart.dataset.source = levelSource;
+    chart.dataset.points = String(levels.length);
+    phiBox.replaceChildren(chart,
       h('figcaption', {}, isPhi ? 'Phi over the last 5 minutes' : 'Detector level (elapsed / timeout) over the last 5 minutes'));
     // The detector's own window when it keeps one (phi accrual), else what this page saw.
     const window = node.recent_intervals_ms || [];
@@ -167,9 +195,10 @@ export function nodeView(container, id) {
       h('figcaption', {}, window.length
         ? `The ${count(window.length)} inter-arrival times the detector judges by`
         : `Heartbeat inter-arrival times (${count(gaps.length)} seen by this page)`));
-    note.textContent = `Phi over time is sampled by this page every ${pollMs} ms since it opened `
-      + `(${duration(levels.length ? now - levels[0].t : 0)} ago): the monitor keeps no history of phi, `
-      + 'so reopening the page starts that chart afresh. '
+    note.textContent = (levelSource === 'server'
+      ? 'Phi over time is computed by the monitor from the detector\'s own window (its last heartbeats, '
+        + `replayed through the same detector), refreshed every ${CURVE_MS / 1000} s, with this page's samples in between. `
+      : `Phi over time is sampled by this page every ${pollMs} ms since it opened. `)
       + (window.length ? 'The histogram is the detector\'s own window (its last intervals; at first, two seeds drawn from the declared interval). ' : '')
       + `Threshold lines are the node's configured levels (suspect ${suspect === null ? '—' : +suspect.toFixed(2)}, down ${+down.toFixed(2)}).`;
   }
@@ -198,6 +227,7 @@ export function nodeView(container, id) {
   }
 
   poll();
+  loadCurve();
   loadHistory();
   return {
     transition(event) {
@@ -209,6 +239,7 @@ export function nodeView(container, id) {
     destroy() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(curveTimer);
     },
   };
 }
@@ -300,18 +331,24 @@ export function checksView(container) {
 export function incidentsView(container) {
   const list = h('div', {}, h('p', { class: 'muted' }, 'Loading incidents…'));
   container.append(h('h1', {}, 'Incidents'), list);
-  return polled(async () => {
-    const [open, recent] = await Promise.all([getJSON('/v1/incidents?open=true'), getJSON('/v1/incidents?limit=100')]);
-    const byId = new Map([...recent, ...open].map((incident) => [incident.id, incident]));
+  /** id -> incident; `source` says whether the row was last set by the API or the stream. */
+  const byId = new Map();
+  let loaded = false;
+
+  function render() {
     const all = [...byId.values()].sort((a, b) =>
-      (a.resolved_at ? 1 : 0) - (b.resolved_at ? 1 : 0) || b.started_at.localeCompare(a.started_at));
-    const rows = all.map((incident) => h('tr', { 'data-incident': incident.id, class: incident.resolved_at ? 'resolved' : 'open' },
+      (a.resolved_at ? 1 : 0) - (b.resolved_at ? 1 : 0) || b.id - a.id).slice(0, 200);
+    const rows = all.map((incident) => h('tr', {
+      'data-incident': incident.id, 'data-subject': incident.subject, 'data-source': incident.source,
+      class: incident.resolved_at ? 'resolved' : 'open',
+    },
       h('td', { class: 'num' }, incident.id),
-      h('td', {}, incident.resolved_at ? 'resolved' : h('strong', {}, 'open')),
+      h('td', {}, incident.resolved_at ? 'resolved' : h('strong', {}, 'open'),
+        incident.silenced_by ? h('span', { class: 'muted' }, ` (silenced by #${incident.silenced_by})`) : ''),
       h('td', {}, h('span', { class: 'severity', 'data-severity': incident.severity }, incident.severity)),
       h('td', {}, incident.subject_kind === 'node' ? nodeLink(incident.subject) : `${incident.subject_kind} ${incident.subject}`,
         incident.members?.length > 1 ? h('span', { class: 'muted' }, ` (+${incident.members.length - 1} more)`) : ''),
-      h('td', {}, incident.kind),
+      h('td', {}, incident.kind, incident.change ? h('span', { class: 'muted' }, ` (last: ${incident.change})`) : ''),
       h('td', { class: 'time' }, when(incident.started_at)),
       h('td', { class: 'time' }, incident.resolved_at
         ? `after ${duration(new Date(incident.resolved_at) - new Date(incident.started_at))}` : '—'),
@@ -320,7 +357,29 @@ export function incidentsView(container) {
     list.replaceChildren(
       h('p', { class: openCount ? 'alert' : 'muted' }, openCount ? `${openCount} open` : 'Nothing open.'),
       rows.length ? table(['#', 'Status', 'Severity', 'Subject', 'Kind', 'Started', 'Resolved', 'Notices'], rows, { class: 'incidents' }) : '');
-  }, list, () => true);
+  }
+
+  const hooks = polled(async () => {
+    const [open, recent] = await Promise.all([getJSON('/v1/incidents?open=true&limit=200'), getJSON('/v1/incidents?limit=100')]);
+    for (const incident of [...recent, ...open]) {
+      const known = byId.get(incident.id);
+      // The stream may be ahead of a response that was in flight: never step back.
+      if (known && known.source === 'stream' && (known.notifications > incident.notifications
+        || (known.resolved_at && !incident.resolved_at))) continue;
+      byId.set(incident.id, { ...incident, source: 'api' });
+    }
+    loaded = true;
+    render();
+  }, list, () => false);
+  return {
+    ...hooks,
+    /** An incident change from the live stream: the row changes at once, no request. */
+    incident(event) {
+      if (!event.incident) return;
+      byId.set(event.incident.id, { ...event.incident, change: event.change, source: 'stream' });
+      if (loaded) render();
+    },
+  };
 }
 
 /** Runs `load` now, every REFRESH_MS, and shortly after each transition `wanted` accepts

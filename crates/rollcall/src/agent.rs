@@ -1,10 +1,13 @@
 //! `rollcall agent`: sends one node's heartbeats to one or more monitors, and a goodbye when
-//! it is stopped with SIGINT or SIGTERM.
+//! it is stopped with SIGINT or SIGTERM. It answers the monitors' probes (and serves their
+//! probe requests) from the same socket, through the core's [`Responder`].
 
 use crate::cli::AgentArgs;
+use crate::clock::Clock;
 use crate::settings::load_key_ring;
 use anyhow::{Context, bail};
 use rollcall_proto::KeyRing;
+use rollcall_proto::responder::{Responder, ResponderConfig};
 use rollcall_proto::wire::{Kind, Outgoing, encode};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +20,9 @@ pub fn main(args: AgentArgs) -> anyhow::Result<()> {
     let ring = load_key_ring(&args.key_file)?;
     if args.interval < Duration::from_millis(10) || args.interval > Duration::from_secs(3600) {
         bail!("--interval must be between 10ms and 1h");
+    }
+    if !(0.0..=1.0).contains(&args.drop_heartbeats) {
+        bail!("--drop-heartbeats must be a fraction between 0 and 1");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -55,6 +61,10 @@ pub async fn run(
     let bind: SocketAddr = if monitors[0].is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
     let socket = tokio::net::UdpSocket::bind(bind).await.context("cannot bind a UDP socket")?;
     tracing::info!(node = %args.node, generation, interval = %humantime::format_duration(args.interval), monitors = ?monitors, "agent started");
+    let clock = Clock::start();
+    let mut responder =
+        Responder::new(&args.node, interval_ms, sender.ring.clone(), ResponderConfig::default(), clock.now());
+    let mut datagram = vec![0u8; 2048];
 
     tokio::pin!(shutdown);
     // Start at a random point of the first interval, then jitter each interval a little.
@@ -63,8 +73,24 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
+            received = socket.recv_from(&mut datagram) => {
+                // Probes, probe requests, and the answers to probes sent for a monitor.
+                let Ok((len, from)) = received else { continue };
+                responder.handle_datagram(clock.now(), from, &datagram[..len]);
+                while let Some(transmit) = responder.poll_transmit() {
+                    if let Err(error) = socket.send_to(&transmit.payload, transmit.to).await {
+                        tracing::debug!(%error, to = %transmit.to, "answer not sent");
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(next) => {
-                sender.send(&socket, &monitors, Kind::Heartbeat).await;
+                if sender.sequence > 0 && fastrand::f64() < args.drop_heartbeats {
+                    // The fault-injecting switch (`--drop-heartbeats`): the heartbeat is lost
+                    // on its way out. The first one always goes, so the node registers.
+                    sender.sequence += 1;
+                } else {
+                    sender.send(&socket, &monitors, Kind::Heartbeat).await;
+                }
                 // After a stall (SIGSTOP, a starved VM) send one heartbeat and resume the
                 // rhythm from now: a burst of the missed ones would look like a steady node.
                 next = next.max(tokio::time::Instant::now())

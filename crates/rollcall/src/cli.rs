@@ -48,6 +48,18 @@ pub enum Command {
         rollcall agent --node db-1 --monitor mon-a:7400 --monitor mon-b:7400 --key-file rollcall.key\n\n\
         Ctrl-C (SIGINT) or SIGTERM sends a goodbye: the node becomes 'left' and nobody is paged.")]
     Agent(AgentArgs),
+    /// Run a peer: members watch each other (SWIM + Lifeguard), no monitor needed.
+    #[command(after_help = "Examples:\n  \
+        rollcall peer --name a --bind 127.0.0.1:7946 --key-file rollcall.key\n  \
+        rollcall peer --name b --bind 127.0.0.1:7956 --http 127.0.0.1:7957 --key-file rollcall.key \\\n      \
+        --join 127.0.0.1:7946\n  \
+        rollcall peer --name web-1 --bind 0.0.0.0:7946 --advertise 10.0.0.5:7946 --cluster prod \\\n      \
+        --join 10.0.0.2:7946 --key-file /etc/rollcall/rollcall.key\n  \
+        curl -s 127.0.0.1:7947/v1/nodes\n\n\
+        The peer prints one line 'rollcall peer listening udp=ADDR http=ADDR' on stdout once ready.\n\
+        Ctrl-C (SIGINT) or SIGTERM leaves gracefully: the others see it 'left', not 'down'.\n\
+        See docs/PEER-SHELL.md for a walk-through.")]
+    Peer(PeerArgs),
     /// Run the whole story on loopback: a monitor, five agents, a crash, a restart, a goodbye.
     Demo(DemoArgs),
     /// Simulate a fleet, a network and its faults in virtual time: detection times, false
@@ -69,6 +81,10 @@ pub enum Command {
         Exit codes: 0 ok (or the expected state), 1 another state, 2 error (unknown node, no monitor)."
     )]
     Node(NodeArgs),
+    /// Explain one node: its observed heartbeat statistics, when it would be declared, the
+    /// expected time to declare a crash and false-down rate, and the goals (docs/DETECTION.md).
+    #[command(after_help = "Examples:\n  rollcall explain web-1\n  rollcall explain web-1 --json")]
+    Explain(ExplainArgs),
     /// Show transitions; --follow streams them as they happen.
     #[command(
         after_help = "Examples:\n  rollcall events\n  rollcall events --follow\n  rollcall events --kind check --json"
@@ -86,6 +102,13 @@ pub enum Command {
     Resume(ResumeArgs),
     /// The monitor's own status: version, uptime, nodes by state, incidents, sinks.
     Status(ClientArgs),
+    /// Hold the alerts of matching nodes or checks for a while (transitions are still recorded).
+    #[command(after_help = "Examples:\n  rollcall silence add group=web --for 2h --reason 'deploy'\n  \
+        rollcall silence add node=db-1 --until 2026-12-01T08:00:00Z\n  rollcall silence list\n  rollcall silence rm 3\n\n\
+        Matchers: node=ID, check=ID, or any label (group=web); all must match.\n\
+        When a silence ends while an incident it held is still open, its alert is sent then.\n\
+        Writes need the API token: --token or ROLLCALL_TOKEN.")]
+    Silence(SilenceArgs),
     /// Keep a proxy's upstream list current: render a group's up members into a config file
     /// and reload the proxy whenever the list changes.
     #[command(after_help = "Examples:\n  \
@@ -94,6 +117,14 @@ pub enum Command {
         rollcall upstreams --group web --format lines --once   # print the addresses and exit\n\n\
         Members are nodes with the label group=GROUP; their address is their addr=HOST:PORT label.")]
     Upstreams(UpstreamsArgs),
+    /// Load benchmark: N impersonated nodes against a raw receiver and a real monitor
+    /// (throughput ratio, CPU, memory, detection lag, alert latency, restart time).
+    #[command(after_help = "Examples:\n  \
+        rollcall bench --nodes 100000\n  \
+        rollcall bench --nodes 1000000 --json > bench.json\n  \
+        rollcall bench --nodes 1000 --wrk 10s --etcd 10s\n\n\
+        See docs/BENCHMARKS.md for what each figure means.")]
+    Bench(crate::bench::BenchArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  rollcall completions bash > /etc/bash_completion.d/rollcall\n  rollcall completions zsh > \"${fpath[1]}/_rollcall\"\n  rollcall completions fish > ~/.config/fish/completions/rollcall.fish"
@@ -138,6 +169,13 @@ pub struct NodeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
 pub struct EventsArgs {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -166,6 +204,52 @@ pub struct PauseArgs {
     /// ID is a check, not a node.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SilenceArgs {
+    #[command(subcommand)]
+    pub action: SilenceAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SilenceAction {
+    /// Add a silence: KEY=VALUE matchers, and --for or --until.
+    Add(SilenceAddArgs),
+    /// List active silences.
+    List(ClientArgs),
+    /// End a silence now.
+    Rm(SilenceRmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SilenceAddArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// node=ID, check=ID, or LABEL=VALUE; all must match.
+    #[arg(required = true, value_name = "KEY=VALUE")]
+    pub matchers: Vec<String>,
+    /// How long (2h, 30m).
+    #[arg(
+        long = "for",
+        value_name = "DURATION",
+        conflicts_with = "until",
+        required_unless_present = "until"
+    )]
+    pub duration: Option<String>,
+    /// Until when (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Why (shown in the list).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SilenceRmArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    pub id: u64,
 }
 
 #[derive(Args, Debug)]
@@ -238,6 +322,9 @@ pub struct MonitorArgs {
     /// Failure detector.
     #[arg(long, value_enum)]
     pub detector: Option<DetectorKind>,
+    /// Probe a suspect node before declaring it down (the `[confirm]` section's settings).
+    #[arg(long)]
+    pub confirm: bool,
     /// TOML file with every other setting (see rollcall.example.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -269,6 +356,11 @@ pub struct AgentArgs {
     /// A label to send with every heartbeat, as key=value; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Testing: lose this fraction (0 to 1) of heartbeats before they leave (all but the
+    /// first), while probes are still answered: a path that drops heartbeats, or a dying
+    /// heartbeat loop.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0, hide = true)]
+    pub drop_heartbeats: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -322,9 +414,61 @@ pub struct SimArgs {
     /// Directory for report.json and the SVG plots.
     #[arg(long, value_name = "DIR", default_value = "sim-out")]
     pub out: PathBuf,
-    /// Central (agents and one monitor) or peer (SWIM; not built yet).
+    /// Central (agents and one monitor) or peer (SWIM + Lifeguard peers watching each other).
     #[arg(long, default_value = "central", value_parser = ["central", "peer"])]
     pub mode: String,
+}
+
+/// `rollcall peer`: one member of a cluster whose members watch each other.
+#[derive(Args, Debug, Clone)]
+pub struct PeerArgs {
+    /// This member's name, unique in the cluster (1-64 bytes, no spaces).
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// UDP address to probe and gossip on (port 0: the OS picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: SocketAddr,
+    /// The address other members reach this one at; needed when --bind is a wildcard
+    /// (0.0.0.0 or [::]). Port 0 means the bound port.
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<SocketAddr>,
+    /// A member to join through (HOST:PORT); repeatable. Omit it on the first member.
+    #[arg(long = "join", value_name = "ADDR")]
+    pub join: Vec<String>,
+    /// Key file: one `ID:HEX` line per key; the last one is used to send. Every member of
+    /// the cluster needs the same keys.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: PathBuf,
+    /// HTTP address for the read API and metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7947")]
+    pub http: SocketAddr,
+    /// The cluster's name: members of another cluster are rejected even with the same key.
+    #[arg(long, value_name = "NAME", default_value = "rollcall")]
+    pub cluster: String,
+    /// SWIM's protocol period: one member is probed per period.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub probe_interval: Duration,
+    /// How long a direct ping waits before others are asked to probe (default: half the
+    /// probe interval).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub probe_timeout: Option<Duration>,
+    /// Members asked to probe indirectly when a direct ping goes unanswered.
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub indirect_probes: u32,
+    /// Lifeguard's suspicion multiplier: the shortest suspicion lasts this many probe
+    /// intervals (times log10 of the cluster size, at least 1).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub suspicion_mult: u32,
+    /// How often a page of the member table is exchanged with a random member.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub sync_interval: Duration,
+    /// How often one member believed down is contacted, so that healed partitions are noticed.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
+    pub reconnect_interval: Duration,
+    /// Seed of the peer's random choices (default: random, logged at start), to replay an
+    /// incident in the simulator.
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

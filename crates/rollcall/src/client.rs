@@ -1,8 +1,11 @@
-//! The CLI client: `rollcall nodes`, `node`, `events`, `checks`, `pause`, `resume`, `status`,
+//! The CLI client: `rollcall nodes`, `node`, `explain`, `events`, `checks`, `pause`, `resume`, `status`,
 //! `completions`. It talks to a running monitor's HTTP API; tables for people (coloured on a
 //! terminal), `--json` for scripts.
 
-use crate::cli::{ClientArgs, CompletionsArgs, EventsArgs, NodeArgs, NodesArgs, PauseArgs, ResumeArgs};
+use crate::cli::{
+    ClientArgs, CompletionsArgs, EventsArgs, ExplainArgs, NodeArgs, NodesArgs, PauseArgs, ResumeArgs,
+    SilenceAction, SilenceArgs,
+};
 use anyhow::{Context, bail};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -70,6 +73,99 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.client);
+    let e = api.get(&format!("/v1/nodes/{}/explain", args.id))?;
+    if args.client.json {
+        print_json(&e);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let secs = |v: &Value| v.as_f64().map_or("-".into(), |ms| format!("{:.3} s", ms / 1e3));
+    let rate = |v: &Value| v.as_f64().map_or("-".into(), |r| format!("{r:.3e} per node-year"));
+    let o = &e["observed"];
+    let mut lines = vec![
+        ("node", format!("{} ({})", text(&e["node"]["id"]), state_cell(&e["node"]["state"]))),
+        ("detector", text(&e["detector"])),
+        (
+            "observed",
+            format!(
+                "{} intervals: mean {:.1} ms, std dev {:.1} ms; loss assumed {:.3} % (measured over the fleet {:.3} %)",
+                text(&o["samples"]),
+                o["mean_ms"].as_f64().unwrap_or(0.0),
+                o["std_dev_ms"].as_f64().unwrap_or(0.0),
+                100.0 * o["loss"].as_f64().unwrap_or(0.0),
+                100.0 * o["fleet_loss"].as_f64().unwrap_or(0.0),
+            ),
+        ),
+        ("suspect after", format!("{} of silence", secs(&e["suspect_after_ms"]))),
+        ("down after", format!("{} of silence", secs(&e["down_after_ms"]))),
+        (
+            "next deadline",
+            e["node"]["deadline_in_ms"]
+                .as_i64()
+                .map(|ms| format!("in {ms} ms"))
+                .unwrap_or_else(|| "-".into()),
+        ),
+    ];
+    if !e["confirm"].is_null() {
+        let c = &e["confirm"];
+        lines.push((
+            "confirmation",
+            format!(
+                "{} probes, then {} other agents: {} per round",
+                text(&c["probes"]),
+                text(&c["indirect"]),
+                secs(&c["round_ms"])
+            ),
+        ));
+    }
+    let x = &e["expected"];
+    lines.push((
+        "crash declared",
+        format!("within {} (mean {})", secs(&x["detect_max_ms"]), secs(&x["detect_mean_ms"])),
+    ));
+    lines.push(("false downs", rate(&x["false_downs_per_node_year"])));
+    let g = &e["goal"];
+    if g.is_null() {
+        lines.push(("goal", "none set ([goals] in the config)".into()));
+    } else {
+        lines.push((
+            "goal",
+            format!(
+                "{}: within {}, at most {} — {}",
+                text(&g["scope"]),
+                secs(&g["detect_within_ms"]),
+                rate(&g["max_false_downs_per_node_year"]),
+                if g["met"] == true { paint("up", "kept") } else { paint("down", "missed") }
+            ),
+        ));
+        let a = &g["advice"];
+        let knob = match a["phi_threshold"].as_f64() {
+            Some(phi) => format!(
+                "phi {} {phi:.2} with acceptable_pause {}",
+                if a["confirm"] == true { "suspect_threshold" } else { "threshold" },
+                secs(&a["phi_acceptable_pause_ms"])
+            ),
+            None => format!("fixed multiplier {:.2}", a["fixed_multiplier"].as_f64().unwrap_or(0.0)),
+        };
+        lines.push((
+            "advice",
+            format!(
+                "interval {}, {knob}, confirmation {}: within {}, {}",
+                secs(&a["interval_ms"]),
+                if a["confirm"] == true { "on" } else { "off" },
+                secs(&a["expected"]["detect_max_ms"]),
+                rate(&a["expected"]["false_downs_per_node_year"])
+            ),
+        ));
+        lines.push(("", text(&g["summary"])));
+    }
+    for (key, value) in lines {
+        println!("{key:>15}  {value}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
@@ -153,6 +249,49 @@ pub fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     report_write(&answer, &args.client)
 }
 
+/// `rollcall silence add|list|rm`.
+pub fn silence(args: SilenceArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        SilenceAction::Add(add) => {
+            let api = Api::new(&add.client);
+            let mut body = serde_json::json!({ "matchers": add.matchers, "reason": add.reason });
+            if let Some(span) = add.duration {
+                body["for"] = span.into();
+            }
+            if let Some(until) = add.until {
+                body["until"] = until.into();
+            }
+            let silence = api.post("/v1/silences", &body)?;
+            if add.client.json {
+                print_json(&silence);
+            } else {
+                println!("silence {} until {}", text(&silence["id"]), text(&silence["ends_at"]));
+            }
+        }
+        SilenceAction::List(client) => {
+            let silences = Api::new(&client).get("/v1/silences")?;
+            if client.json {
+                print_json(&silences);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = list(&silences)
+                .map(|s| {
+                    let matchers: Vec<String> = list(&s["matchers"]).map(text).collect();
+                    vec![text(&s["id"]), matchers.join(" "), text(&s["ends_at"]), text(&s["reason"])]
+                })
+                .collect();
+            print_table(&["ID", "MATCHERS", "ENDS", "REASON"], rows);
+        }
+        SilenceAction::Rm(rm) => {
+            Api::new(&rm.client).delete(&format!("/v1/silences/{}", rm.id))?;
+            if !rm.client.json {
+                println!("silence {} ended", rm.id);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn status(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args);
     let status = api.get("/v1/status")?;
@@ -225,7 +364,12 @@ impl Api {
 
     fn get(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let response = self.agent.get(&url).call().map_err(|error| unreachable(&url, error))?;
+        let mut request = self.agent.get(&url);
+        // Reads may be protected too (`api.protect_reads`).
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.call().map_err(|error| unreachable(&url, error))?;
         answer(&url, response)
     }
 
@@ -242,7 +386,22 @@ impl Api {
         answer(&url, response)
     }
 
-    /// Streams transitions, reconnecting from the last one seen when the connection drops.
+    /// A DELETE with the token; a 204 has no body to read.
+    fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.delete(&url);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.call().map_err(|error| unreachable(&url, error))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        answer(&url, response).map(|_| ())
+    }
+
+    /// Streams transitions and incident changes, reconnecting from the last event seen when
+    /// the connection drops.
     fn follow(&self, query: &[String], mut after: i64, json: bool) -> anyhow::Result<()> {
         let url = format!("{}/v1/events/stream?{}", self.base, query.join("&"));
         let streaming = http_agent(None);
@@ -348,6 +507,19 @@ fn paint(state: &str, word: &str) -> String {
 fn print_event(event: &Value, json: bool) {
     if json {
         println!("{event}");
+        return;
+    }
+    if let Some(change) = event["change"].as_str() {
+        // An incident change (`event: incident` on the stream).
+        let held = if event["sent"] == false { " (held by a silence)" } else { "" };
+        println!(
+            "{:>6}  {}  incident {} {change}: {}{held}",
+            text(&event["id"]),
+            text(&event["at"]),
+            text(&event["incident"]["id"]),
+            text(&event["summary"]),
+        );
+        let _ = std::io::stdout().flush();
         return;
     }
     println!(

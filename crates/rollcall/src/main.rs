@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod agent;
 mod alerts;
+mod bench;
 mod checks;
 mod cli;
 mod client;
@@ -13,6 +14,7 @@ mod clock;
 mod demo;
 mod keygen;
 mod monitor;
+mod peer;
 mod settings;
 mod sim;
 mod upstreams;
@@ -25,15 +27,19 @@ fn main() -> ExitCode {
         cli::Command::Keygen(args) => done(keygen::run(&args)),
         cli::Command::Monitor(args) => done(monitor::main(args)),
         cli::Command::Agent(args) => done(agent::main(args)),
+        cli::Command::Peer(args) => done(peer::main(args)),
         cli::Command::Demo(args) => done(demo::main(args)),
         cli::Command::Sim(args) => done(sim::main(args)),
+        cli::Command::Bench(args) => done(bench::main(args)),
         cli::Command::Nodes(args) => client::nodes(args),
         cli::Command::Node(args) => client::node(args),
+        cli::Command::Explain(args) => client::explain(args),
         cli::Command::Events(args) => client::events(args),
         cli::Command::Checks(args) => client::checks(args),
         cli::Command::Pause(args) => client::pause(args),
         cli::Command::Resume(args) => client::resume(args),
         cli::Command::Status(args) => client::status(args),
+        cli::Command::Silence(args) => client::silence(args),
         cli::Command::Completions(args) => client::completions(args),
         cli::Command::Upstreams(args) => upstreams::main(args),
     };

@@ -4,12 +4,14 @@
 use crate::alerts::sinks::{RawSink, SinkConfig, parse_sinks};
 use crate::checks::CheckInput;
 use crate::cli::{DetectorKind, MonitorArgs};
+use crate::monitor::explain::{Goals, parse_rate};
 use anyhow::{Context, bail};
+use rollcall_detect::qos::Goal;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
 use rollcall_proto::KeyRing;
 use rollcall_proto::alerts::AlertConfig;
 use rollcall_proto::checks::{CheckSpec, ChecksConfig};
-use rollcall_proto::monitor::{DetectorConfig, MonitorConfig};
+use rollcall_proto::monitor::{ConfirmConfig, DetectorConfig, MonitorConfig};
 use rollcall_proto::ratelimit::RateLimiter;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -41,6 +43,8 @@ pub struct Settings {
     pub per_node_series: usize,
     /// Checks defined in the config file (the file owns them).
     pub checks: Vec<CheckSpec>,
+    /// Detection goals (`rollcall explain` judges the settings against them).
+    pub goals: Goals,
     pub pings: PingSettings,
 }
 
@@ -82,6 +86,40 @@ struct RawConfig {
     pings: RawPings,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    confirm: RawConfirm,
+    #[serde(default)]
+    goals: RawGoals,
+}
+
+/// `[goals]`: what the user wants, for the whole fleet, and per group in `[goals.group.NAME]`.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawGoals {
+    detect_within: Option<String>,
+    max_false_downs: Option<String>,
+    #[serde(default)]
+    group: std::collections::BTreeMap<String, RawGoal>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawGoal {
+    detect_within: Option<String>,
+    max_false_downs: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConfirm {
+    enabled: Option<bool>,
+    probes: Option<u8>,
+    probe_interval: Option<String>,
+    indirect: Option<u8>,
+    indirect_timeout: Option<String>,
+    recheck: Option<String>,
+    max_probes_per_sec: Option<u32>,
+    probe_burst: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -195,6 +233,7 @@ impl Settings {
             tick: duration("monitor.tick", &m.tick)?.unwrap_or(defaults.tick),
             self_pause_threshold: duration("monitor.self_pause_threshold", &m.self_pause_threshold)?
                 .unwrap_or(defaults.self_pause_threshold),
+            confirm: confirm_config(&raw.confirm, args.confirm)?,
         };
         if let Err(problem) = core.validate() {
             bail!("invalid configuration: {problem}");
@@ -229,7 +268,9 @@ impl Settings {
         if protect_reads && raw.api.token.is_none() {
             bail!("invalid configuration: api.protect_reads needs api.token (the token readers must send)");
         }
+        let goals = goals(&raw.goals)?;
         Ok(Settings {
+            goals,
             per_node_series: raw.metrics.per_node_series.unwrap_or(10_000),
             protect_reads,
             checks,
@@ -320,6 +361,51 @@ fn ping_settings(raw: &RawPings) -> anyhow::Result<PingSettings> {
             .map_err(|problem| anyhow::anyhow!("invalid configuration: pings.{name}: {problem}"))?;
     }
     Ok(settings)
+}
+
+/// The `[goals]` section: both keys or neither, for the fleet and for each group.
+fn goals(raw: &RawGoals) -> anyhow::Result<Goals> {
+    let goal =
+        |scope: &str, within: &Option<String>, rate: &Option<String>| -> anyhow::Result<Option<Goal>> {
+            match (within, rate) {
+                (None, None) => Ok(None),
+                (Some(within), Some(rate)) => {
+                    let detect_within =
+                        duration(&format!("{scope}.detect_within"), &Some(within.clone()))?.expect("given");
+                    let false_downs_per_node_year = parse_rate(rate).map_err(|problem| {
+                        anyhow::anyhow!("invalid configuration: {scope}.max_false_downs: {problem}")
+                    })?;
+                    Ok(Some(Goal { detect_within, false_downs_per_node_year }))
+                }
+                _ => bail!("invalid configuration: {scope} needs both detect_within and max_false_downs"),
+            }
+        };
+    let mut groups = std::collections::BTreeMap::new();
+    for (name, raw_goal) in &raw.group {
+        let scope = format!("goals.group.{name}");
+        let found = goal(&scope, &raw_goal.detect_within, &raw_goal.max_false_downs)?;
+        groups
+            .insert(name.clone(), found.with_context(|| format!("invalid configuration: {scope} is empty"))?);
+    }
+    Ok(Goals { fleet: goal("goals", &raw.detect_within, &raw.max_false_downs)?, groups })
+}
+
+/// The `[confirm]` section; `--confirm` on the command line turns it on.
+fn confirm_config(raw: &RawConfirm, flag: bool) -> anyhow::Result<Option<ConfirmConfig>> {
+    let d = ConfirmConfig::default();
+    let config = ConfirmConfig {
+        probes: raw.probes.unwrap_or(d.probes),
+        probe_interval: duration("confirm.probe_interval", &raw.probe_interval)?.unwrap_or(d.probe_interval),
+        indirect: raw.indirect.unwrap_or(d.indirect),
+        indirect_timeout: duration("confirm.indirect_timeout", &raw.indirect_timeout)?
+            .unwrap_or(d.indirect_timeout),
+        recheck: duration("confirm.recheck", &raw.recheck)?.unwrap_or(d.recheck),
+        max_probes_per_sec: raw.max_probes_per_sec.unwrap_or(d.max_probes_per_sec),
+        probe_burst: raw.probe_burst.unwrap_or(d.probe_burst),
+    };
+    // Checked even when off, like the detector sections: a mistake is still a mistake.
+    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    Ok((flag || raw.enabled.unwrap_or(false)).then_some(config))
 }
 
 fn fixed_config(raw: &RawFixed) -> anyhow::Result<FixedTimeoutConfig> {

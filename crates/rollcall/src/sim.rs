@@ -6,6 +6,7 @@
 
 use crate::cli::{DetectorKind, SimArgs};
 use anyhow::{Context, bail};
+use rollcall_sim::peer::PeerSettings;
 use rollcall_sim::{DetectorSpec, Fault, Latency, Progress, Scenario, Selector, SweepPoint, When, svg};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -15,11 +16,11 @@ use std::time::{Duration, Instant};
 const PROGRESS_AFTER: Duration = Duration::from_secs(2);
 
 pub fn main(args: SimArgs) -> anyhow::Result<()> {
-    if args.mode == "peer" {
-        bail!("peer mode is not built yet: the simulator runs central mode only (--mode central)");
-    }
-    let scenario = scenario(&args)?;
+    let (scenario, peer) = scenario(&args)?;
     let mut progress = ProgressLine::new();
+    if let Some(peer) = peer.or_else(|| (args.mode == "peer").then(Default::default)) {
+        return peer_main(&args, &scenario, &peer, &mut progress);
+    }
     let outcome = rollcall_sim::simulate(&scenario, &mut |p| progress.show("run", p))
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     progress.clear();
@@ -51,12 +52,48 @@ pub fn main(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scenario file (or the default scenario), with the flags applied on top.
-fn scenario(args: &SimArgs) -> anyhow::Result<Scenario> {
+/// Peer mode: runs SWIM peers instead of agents and a monitor (`rollcall_sim::peer`).
+fn peer_main(
+    args: &SimArgs,
+    scenario: &Scenario,
+    peer: &PeerSettings,
+    progress: &mut ProgressLine,
+) -> anyhow::Result<()> {
+    if args.sweep {
+        bail!("--sweep moves a detector's threshold: it applies to central mode only");
+    }
+    let outcome = rollcall_sim::peer::simulate(scenario, peer, &mut |p| progress.show("run", p))
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    progress.clear();
+    let report = &outcome.report;
+    print!("{}", report.table());
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(report)?)?;
+    let times: Vec<f64> = report.detection_times_ms.iter().map(|ms| ms / 1e3).collect();
+    let title = format!("{}: detection time after a crash, per observer (peer mode)", scenario.name);
+    std::fs::write(args.out.join("detection.svg"), svg::histogram(&times, 30, &title))?;
+    println!("wrote {}", args.out.display());
+    if !report.violations.is_empty() {
+        bail!(
+            "{} checks failed (listed above); rerun with ROLLCALL_SEED={}",
+            report.violations.len(),
+            scenario.seed
+        );
+    }
+    Ok(())
+}
+
+/// The scenario file (or the default scenario), with the flags applied on top, and the peer
+/// settings if the file asks for peer mode.
+fn scenario(args: &SimArgs) -> anyhow::Result<(Scenario, Option<PeerSettings>)> {
+    let mut peer = None;
     let mut scenario = match &args.scenario {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read scenario file {}", path.display()))?;
+            let (text, settings) = rollcall_sim::peer::split_scenario(&text)
+                .map_err(|error| anyhow::anyhow!("scenario file {}: {error}", path.display()))?;
+            peer = settings;
             Scenario::from_toml(&text)
                 .map_err(|error| anyhow::anyhow!("scenario file {}: {error}", path.display()))?
         }
@@ -102,7 +139,7 @@ fn scenario(args: &SimArgs) -> anyhow::Result<Scenario> {
         scenario.faults.push(Fault::Partition { nodes, from, to, direction: rollcall_sim::Direction::Both });
     }
     scenario.validate().map_err(|error| anyhow::anyhow!("{error}"))?;
-    Ok(scenario)
+    Ok((scenario, peer))
 }
 
 fn kind_of(detector: &DetectorSpec) -> DetectorKind {

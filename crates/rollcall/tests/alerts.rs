@@ -405,6 +405,121 @@ fn paused_nodes_do_not_page() {
     assert_eq!(pages[0]["kind"], "firing");
 }
 
+/// A silence holds the pages of the nodes it matches (their transitions are still recorded);
+/// what recovered under it is never paged; what is still down when it ends is paged then,
+/// and resolves normally. Silences are written through the API (token required) or the CLI,
+/// and survive a restart.
+#[test]
+fn silences_hold_pages_until_they_end() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let config = config(QUICK, "0s", &receiver, "");
+    let monitor = Monitor::start(&sandbox, &config);
+    let web: Vec<String> = ["web-1", "web-2"].map(String::from).to_vec();
+    let db: Vec<String> = vec!["db-1".into()];
+    let web_fleet = Fleet::start(&sandbox, monitor.udp, &web, &[("group", "web")]);
+    let db_fleet = Fleet::start(&sandbox, monitor.udp, &db, &[("group", "db")]);
+    wait_all_up(&monitor, &[web.clone(), db.clone()].concat());
+
+    // Writes need the token, and bad bodies are refused naming the field; nothing changes.
+    let body = r#"{"matchers": ["group=web"], "reason": "deploy", "for": "1h"}"#;
+    assert_eq!(monitor.post("/v1/silences", None, Some(body)).0, 401);
+    assert_eq!(monitor.post("/v1/silences", Some("not-the-token-at-all"), Some(body)).0, 403);
+    for (bad, field) in [
+        (r#"{"matchers": [], "for": "1h"}"#, "matchers"),
+        (r#"{"matchers": ["group"], "for": "1h"}"#, "matchers"),
+        (r#"{"matchers": ["group=web"]}"#, "for"),
+        (r#"{"matchers": ["group=web"], "for": "soon"}"#, "for"),
+        (r#"{"matchers": ["group=web"], "until": "2001-01-01T00:00:00Z"}"#, "until"),
+    ] {
+        let (status, answer) = monitor.post("/v1/silences", Some(TOKEN), Some(bad));
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(parse(&answer)["message"].as_str().is_some_and(|m| m.contains(field)), "{bad}: {answer}");
+    }
+    assert_eq!(monitor.get_json("/v1/silences"), (200, serde_json::json!([])));
+    let (status, answer) = monitor.post("/v1/silences", Some(TOKEN), Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let silence = parse(&answer);
+    assert_eq!(silence["matchers"], serde_json::json!(["group=web"]));
+    let id = silence["id"].as_u64().expect("a numeric id");
+
+    // web-1 stays down; web-2 goes down and comes back; db-1 (not silenced) goes down.
+    web_fleet.silence(&web);
+    db_fleet.silence(&db);
+    monitor.wait_until(PATIENCE, "db-1's page arrived", || {
+        if pages_for(&receiver, "db-1").is_empty() { Err(format!("{:?}", receiver.keys())) } else { Ok(()) }
+    });
+    monitor.wait_for_state("web-1", "down");
+    monitor.wait_for_state("web-2", "down");
+    web_fleet.speak(&web[1..]);
+    monitor.wait_for_state("web-2", "up");
+    assert_eq!(history(&monitor.events("web-1"))[1..], ["up -> suspect (phi)", "suspect -> down (phi)"]);
+    let (_, open) = monitor.get_json("/v1/incidents?open=true");
+    let held = open.as_array().and_then(|list| list.iter().find(|i| i["subject"] == "web-1")).cloned();
+    assert_eq!(held.map(|i| i["silenced_by"].clone()), Some(id.into()), "{open}");
+    // Everything web-2 had to say is settled (its incident resolved) before the silence ends.
+    monitor.wait_until(PATIENCE, "web-2's incident resolved", || {
+        let (_, open) = monitor.get_json("/v1/incidents?open=true");
+        let still = open.as_array().is_some_and(|list| list.iter().any(|i| i["subject"] == "web-2"));
+        if still { Err(open.to_string()) } else { Ok(()) }
+    });
+    assert!(pages_for(&receiver, "web-1").is_empty() && pages_for(&receiver, "web-2").is_empty());
+    assert!(outbox(&monitor).iter().all(|row| row["subject"] != "web-1" && row["subject"] != "web-2"));
+
+    // Ending the silence (a refused delete changes nothing) pages for what is still down.
+    let path = format!("/v1/silences/{id}");
+    assert_eq!(delete(&monitor, &path, None), 401);
+    assert_eq!(monitor.get_json("/v1/silences").1.as_array().map(Vec::len), Some(1));
+    assert_eq!(delete(&monitor, &path, Some(TOKEN)), 204);
+    assert_eq!(delete(&monitor, &path, Some(TOKEN)), 404);
+    monitor.wait_until(PATIENCE, "web-1's page arrived once the silence ended", || {
+        let pages = pages_for(&receiver, "web-1");
+        if pages.is_empty() { Err(format!("{:?}", receiver.keys())) } else { Ok(pages) }
+    });
+    web_fleet.speak(&web[..1]);
+    let pages = monitor.wait_until(PATIENCE, "web-1's resolution", || {
+        let pages = pages_for(&receiver, "web-1");
+        if pages.len() == 2 { Ok(pages) } else { Err(format!("{pages:?}")) }
+    });
+    let kinds: Vec<&str> = pages.iter().map(|p| p["kind"].as_str().unwrap_or("?")).collect();
+    assert_eq!(kinds, ["firing", "resolved"]);
+    assert!(pages[0]["transition"]["to"] == "down", "the owed firing names its transition: {:#?}", pages[0]);
+    assert!(pages_for(&receiver, "web-2").is_empty(), "what recovered under the silence is never paged");
+
+    // The CLI adds, lists and removes silences; they survive a restart.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(support::bin())
+            .args(args)
+            .args(["--api", &format!("http://{}", monitor.http), "--token", TOKEN])
+            .output()
+            .expect("runs");
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let added =
+        parse(&cli(&["silence", "add", "node=db-1", "--for", "2h", "--reason", "disk swap", "--json"]));
+    assert_eq!(added["reason"], "disk swap");
+    let second = parse(&cli(&["silence", "add", "check=backup", "--for", "1h", "--json"]));
+    cli(&["silence", "rm", &second["id"].to_string()]);
+    assert!(cli(&["silence", "list"]).contains("node=db-1"));
+    assert!(monitor.stop(Signal::SIGTERM).success());
+    let monitor = Monitor::start(&sandbox, &config);
+    let (_, listed) = monitor.get_json("/v1/silences");
+    let ids: Vec<&Value> = listed.as_array().into_iter().flatten().map(|s| &s["id"]).collect();
+    assert_eq!(ids, [&added["id"]], "{listed}");
+    drop((web_fleet, db_fleet));
+}
+
+/// `DELETE path`, with the token when given: the status.
+fn delete(monitor: &Monitor, path: &str, token: Option<&str>) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.delete(&format!("http://{}{path}", monitor.http));
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    request.call().expect("the monitor answers").status().as_u16()
+}
+
 #[test]
 fn webhook_signature_verifies() {
     const SECRET: &str = "a secret shared with the receiver";

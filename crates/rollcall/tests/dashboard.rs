@@ -99,9 +99,15 @@ fn a_killed_agents_tile_turns_down_live_in_a_real_browser() {
     println!("screenshot in the dark theme: {}", browser.screenshot("dashboard-dark.png").display());
     browser.call("Emulation.setEmulatedMedia", json!({ "features": [] }));
 
-    // The node page draws its charts as inline SVG from samples it takes while open.
+    // The node page draws its charts as inline SVG; phi over time comes from the monitor
+    // (rebuilt from the detector's window), so it has a history as soon as the page opens.
     browser.evaluate("location.hash = '#/node/web-1'");
     browser.wait_for("the phi chart", "document.querySelector('svg#phi-chart path.series') !== null");
+    browser.wait_for(
+        "the monitor's phi curve on first open",
+        "document.querySelector('svg#phi-chart')?.dataset.source === 'server' \
+         && Number(document.querySelector('svg#phi-chart').dataset.points) > 20",
+    );
     browser.wait_for(
         "the inter-arrival histogram to have bars",
         "document.querySelectorAll('svg#interarrival-chart rect.bin').length > 0",
@@ -123,6 +129,19 @@ fn a_killed_agents_tile_turns_down_live_in_a_real_browser() {
         browser.wait_for(&format!("the {view} view"), "document.querySelector('main h1') && !document.querySelector('main p.muted')?.textContent.startsWith('Loading')");
     }
     assert_eq!(browser.evaluate("window.rollcallTestMarker"), json!("same page"), "the page reloaded");
+
+    // The incidents view follows the stream: db-1's incident appears as an `incident` event
+    // sets it, without a request.
+    browser.evaluate("location.hash = '#/incidents'");
+    browser.wait_for("web-2's incident", "document.querySelector('tr[data-subject=\"web-2\"]') !== null");
+    agents[2].signal(Signal::SIGKILL);
+    browser.wait_for(
+        "db-1's open incident, from the stream",
+        "document.querySelector('tr.open[data-subject=\"db-1\"]')?.dataset.source === 'stream'",
+    );
+    let incidents = browser.evaluate("Number(document.getElementById('live').dataset.incidents || 0)");
+    assert!(incidents.as_u64() >= Some(1), "incident changes streamed: {incidents}");
+    println!("screenshot of the incidents: {}", browser.screenshot("dashboard-incidents.png").display());
 
     // Readable with 10,000 nodes: the grid pages its tiles and aggregates groups. Synthetic
     // nodes go into the page's own table, and the grid is rendered at once (in the same task,

@@ -30,6 +30,9 @@ const CONFIG: &str = r#"
 acceptable_pause = "500ms"
 [alerts]
 group_wait = "0s"
+[goals]
+detect_within = "3s"
+max_false_downs = "1 per node-year"
 [api]
 token = "openapi-token-0123456789"
 [pings]
@@ -152,6 +155,7 @@ fn every_operation_answers_as_documented() {
     check_endpoints(&api);
     ping_endpoints(&api);
     alert_endpoints(&api);
+    silence_endpoints(&api);
     forget_endpoint(&api);
 
     let documented = operations(&api.doc);
@@ -223,7 +227,19 @@ fn node_endpoints(api: &Api) {
 
     let group = api.get("/v1/groups/{group}", "/v1/groups/web", 200).json();
     assert_eq!(group["up"], json!(["127.0.0.1:8080"]));
-    api.get("/v1/groups/{group}", "/v1/groups/nothing", 404);
+    // A group nobody belongs to is an empty group, not an error (proxy config generators).
+    let empty = api.get("/v1/groups/{group}", "/v1/groups/nothing", 200).json();
+    assert_eq!((empty["up"].clone(), empty["members"].clone()), (json!([]), json!([])), "{empty}");
+    let curve = api.get("/v1/nodes/{id}/phi", "/v1/nodes/web-1/phi", 200).json();
+    let points = curve["points"].as_array().expect("points");
+    assert!(points.len() > 20, "a curve over the detector's window: {curve}");
+    assert!(points.iter().any(|p| p["level"].as_f64() > Some(0.0)), "{curve}");
+    api.get("/v1/nodes/{id}/phi", "/v1/nodes/nobody/phi", 404);
+    let explained = api.get("/v1/nodes/{id}/explain", "/v1/nodes/web-1/explain", 200).json();
+    assert_eq!(explained["node"]["id"], "web-1", "{explained}");
+    assert!(explained["expected"]["detect_max_ms"].as_f64() > Some(0.0), "{explained}");
+    assert!(explained["goal"]["met"].is_boolean(), "the config sets goals: {explained}");
+    api.get("/v1/nodes/{id}/explain", "/v1/nodes/nobody/explain", 404);
 
     let pause = "/v1/nodes/{id}/pause";
     let resume = "/v1/nodes/{id}/resume";
@@ -271,6 +287,17 @@ fn event_endpoints(api: &Api) {
     assert_eq!(first["node"], "web-1");
     let resumed = api.stream("/v1/events/stream", &[("Last-Event-ID", "1")]);
     assert!(resumed["id"].as_i64().is_some_and(|id| id > 1), "resumed after event 1: {resumed}");
+    // The incident web-1's down opened is in the stream too, validated as an IncidentChange.
+    let mut after = 0;
+    let change = loop {
+        let event = api.stream("/v1/events/stream", &[("Last-Event-ID", &after.to_string())]);
+        if event["change"].is_string() {
+            break event;
+        }
+        after = event["id"].as_i64().expect("an id");
+    };
+    assert_eq!(change["change"], "opened", "{change}");
+    assert_eq!(change["incident"]["subject"], "web-1", "{change}");
     let template = "/v1/events/stream";
     let refused = api.call(Call::new("get", template, template).headers(&[("Last-Event-ID", "soon")]), 400);
     assert_eq!(refused.json()["code"], "bad_request");
@@ -385,6 +412,26 @@ fn alert_endpoints(api: &Api) {
     assert!(!outbox.as_array().expect("an array").is_empty());
     api.get("/v1/outbox", "/v1/outbox?sink=nowhere&since=0&limit=1", 200);
     api.get("/v1/outbox", "/v1/outbox?limit=-1", 400);
+}
+
+fn silence_endpoints(api: &Api) {
+    let all = "/v1/silences";
+    let one = "/v1/silences/{id}";
+    let body = r#"{"matchers": ["group=web"], "reason": "deploy", "for": "2h"}"#;
+    assert_eq!(api.get(all, all, 200).json(), json!([]));
+    api.call(Call::new("post", all, all).json(body), 401);
+    api.call(Call::new("post", all, all).token("wrong-token-0123456789").json(body), 403);
+    let bad =
+        api.call(Call::new("post", all, all).token(TOKEN).json(r#"{"matchers": ["web"], "for": "2h"}"#), 400);
+    assert!(bad.json()["message"].as_str().is_some_and(|m| m.contains("matchers")), "{bad:?}");
+    let created = api.call(Call::new("post", all, all).token(TOKEN).json(body), 201).json();
+    assert_eq!(api.get(all, all, 200).json().as_array().map(Vec::len), Some(1));
+    let path = format!("/v1/silences/{}", created["id"]);
+    api.call(Call::new("delete", one, &path), 401);
+    api.call(Call::new("delete", one, &path).token("wrong-token-0123456789"), 403);
+    api.call(Call::new("delete", one, &path).token(TOKEN), 204);
+    api.call(Call::new("delete", one, &path).token(TOKEN), 404);
+    assert_eq!(api.get(all, all, 200).json(), json!([]));
 }
 
 /// The API under test, with the document and the operations exercised so far.
@@ -573,9 +620,12 @@ impl Api {
                 event = Some(value.trim().to_string());
             } else if let Some(data) = line.strip_prefix("data:") {
                 let data: Value = serde_json::from_str(data.trim()).expect("data is JSON");
-                assert_eq!(event.as_deref(), Some("transition"), "GET {path}: event name");
+                let schema = match event.as_deref() {
+                    Some("transition") => json!({ "$ref": "#/components/schemas/Event" }),
+                    Some("incident") => json!({ "$ref": "#/components/schemas/IncidentChange" }),
+                    other => panic!("GET {path}: event name {other:?}"),
+                };
                 assert_eq!(id, Some(data["id"].to_string()), "GET {path}: the SSE id is the event's id");
-                let schema = json!({ "$ref": "#/components/schemas/Event" });
                 let errors: Vec<String> =
                     validator(&self.doc, &schema).iter_errors(&data).map(|error| error.to_string()).collect();
                 assert!(errors.is_empty(), "GET {path}: {errors:?}\n{data:#}");

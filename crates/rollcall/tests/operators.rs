@@ -125,6 +125,16 @@ fn the_cli_speaks_json_and_exit_codes_scripts_can_use() {
     assert_eq!(cli(&monitor, &["resume", "db-1"]).0, 0);
     assert_eq!(monitor.node("db-1").unwrap().state, "up");
 
+    // A group nobody belongs to is an empty group (200), and `rollcall upstreams` renders it
+    // as an empty list rather than failing.
+    let (status, body) = monitor.get_text("/v1/groups/nobody");
+    assert_eq!(status, 200, "{body}");
+    let (code, out, err) = cli(&monitor, &["upstreams", "--group", "nobody", "--format", "lines", "--once"]);
+    assert_eq!((code, out.trim()), (0, ""), "{err}");
+    let (code, out, err) = cli(&monitor, &["upstreams", "--group", "web", "--format", "lines", "--once"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 0, "web-1 has no addr label, so nothing to route to: {out}");
+
     let (code, out, _) = cli(&monitor, &["checks", "--json"]);
     assert_eq!(code, 0);
     let checks: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -143,33 +153,69 @@ fn the_cli_speaks_json_and_exit_codes_scripts_can_use() {
     assert!(err.contains("cannot reach the monitor"), "{err}");
 }
 
-/// Reads one SSE connection until `count` events arrived, returning their ids; the
-/// connection is then dropped (a forced disconnect).
-fn read_events(monitor: &Monitor, last_event_id: Option<i64>, count: usize) -> Vec<i64> {
+/// Reads one SSE connection (from `query`) until `count` events arrived, returning their
+/// ids and event names (`transition` or `incident`); the connection is then dropped (a
+/// forced disconnect).
+fn read_events(
+    monitor: &Monitor,
+    query: &str,
+    last_event_id: Option<i64>,
+    count: usize,
+) -> Vec<(i64, String)> {
     let mut stream = TcpStream::connect(monitor.http).expect("connects");
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
     write!(
         stream,
-        "GET /v1/events/stream?since=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n"
+        "GET /v1/events/stream?{query} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n"
     )
     .unwrap();
     let mut reader = BufReader::new(stream);
-    let mut ids = Vec::new();
+    let mut events = Vec::new();
+    let (mut id, mut name) = (None, None);
     let mut line = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ids.len() < count && Instant::now() < deadline {
+    while events.len() < count && Instant::now() < deadline {
         line.clear();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             break;
         }
-        if let Some(id) = line.trim().strip_prefix("id:") {
-            ids.push(id.trim().parse().expect("numeric event ids"));
+        let line = line.trim();
+        if let Some(value) = line.strip_prefix("id:") {
+            id = Some(value.trim().parse::<i64>().expect("numeric event ids"));
+        } else if let Some(value) = line.strip_prefix("event:") {
+            name = Some(value.trim().to_string());
+        } else if line.is_empty()
+            && let Some(id) = id.take()
+        {
+            events.push((id, name.take().expect("every event is named")));
         }
     }
     let mut rest = [0u8; 0];
     let _ = reader.read(&mut rest);
-    ids
+    events
+}
+
+/// The event sequence as the store holds it: transitions and incident changes, by id;
+/// `about` keeps only those of one node.
+fn stored_events(sandbox: &Sandbox, about: Option<&str>) -> Vec<i64> {
+    let db = rusqlite::Connection::open_with_flags(
+        sandbox.data_dir().join("rollcall.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let like = about.map(|node| format!("%\"{node}\"%")).unwrap_or_else(|| "%".into());
+    let mut statement = db
+        .prepare(
+            "SELECT id FROM transitions WHERE ?1 IS NULL OR node = ?1
+             UNION ALL SELECT id FROM incident_changes WHERE detail LIKE ?2 ORDER BY id",
+        )
+        .unwrap();
+    statement
+        .query_map(rusqlite::params![about, like], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -177,24 +223,48 @@ fn the_event_stream_resumes_after_a_disconnect_without_missing_anything() {
     let sandbox = Sandbox::new();
     let monitor = Monitor::start(&sandbox, FAST);
     let agents: Vec<Agent> = (0..4)
-        .map(|i| Agent::start(&sandbox, &format!("n{i}"), monitor.udp, Duration::from_millis(200), &[]))
+        .map(|i| {
+            let group = if i == 0 { "a" } else { "b" };
+            Agent::start(
+                &sandbox,
+                &format!("n{i}"),
+                monitor.udp,
+                Duration::from_millis(200),
+                &[("group", group)],
+            )
+        })
         .collect();
     for i in 0..4 {
         monitor.wait_for_state(&format!("n{i}"), "up");
     }
-    // Read two events, drop the connection, let more happen, resume from the last one seen.
-    let first = read_events(&monitor, None, 2);
+    // Read two events, drop the connection, let more happen (downs, and the incidents they
+    // open), resume from the last one seen.
+    let first = read_events(&monitor, "since=0", None, 2);
     assert_eq!(first.len(), 2);
     for agent in &agents[..2] {
         agent.signal(nix::sys::signal::Signal::SIGKILL);
     }
     monitor.wait_for_state("n0", "down");
     monitor.wait_for_state("n1", "down");
-    let stored: Vec<i64> = monitor.all_events().iter().map(|e| e.id).collect();
-    let resumed = read_events(&monitor, Some(first[1]), stored.len() - 2);
-    let mut seen = first.clone();
-    seen.extend(&resumed);
+    monitor.wait_until(Duration::from_secs(30), "two open incidents", || {
+        let (_, open) = monitor.get_json("/v1/incidents?open=true");
+        if open.as_array().map_or(0, Vec::len) == 2 { Ok(()) } else { Err(open.to_string()) }
+    });
+    let stored = stored_events(&sandbox, None);
+    let transitions: Vec<i64> = monitor.all_events().iter().map(|e| e.id).collect();
+    assert!(stored.len() >= transitions.len() + 2, "two incidents opened: {stored:?}");
+    let resumed = read_events(&monitor, "since=0", Some(first[1].0), stored.len() - 2);
+    let mut seen: Vec<i64> = first.iter().map(|(id, _)| *id).collect();
+    seen.extend(resumed.iter().map(|(id, _)| *id));
     assert_eq!(seen, stored, "the stream after resumption continues exactly where it stopped");
+    let incidents = resumed.iter().filter(|(_, name)| name == "incident").count();
+    assert_eq!(incidents, stored.len() - transitions.len(), "every incident change was streamed");
+
+    // The group filter keeps group a's node: its transitions and its incident's changes.
+    let expected = stored_events(&sandbox, Some("n0"));
+    let filtered = read_events(&monitor, "since=0&group=a", None, expected.len());
+    assert_eq!(filtered.iter().map(|(id, _)| *id).collect::<Vec<_>>(), expected);
+    assert!(filtered.iter().any(|(_, name)| name == "incident"), "{filtered:?}");
 }
 
 /// The Grafana dashboard in contrib/ queries only metrics the monitor really exports, with

@@ -8,6 +8,9 @@ struct Harness {
     alerter: Alerter,
     now: Instant,
     out: Vec<Notification>,
+    /// When set, every notification goes through `admit` with these labels (as the shell
+    /// does), and only delivered ones are kept.
+    labels: Option<BTreeMap<String, String>>,
 }
 
 fn secs(s: u64) -> Duration {
@@ -18,7 +21,7 @@ impl Harness {
     fn new(config: AlertConfig, population: usize) -> Harness {
         let mut alerter = Alerter::new(config).unwrap();
         alerter.set_population(population);
-        Harness { alerter, now: Instant::from_millis(1_000), out: vec![] }
+        Harness { alerter, now: Instant::from_millis(1_000), out: vec![], labels: None }
     }
 
     fn default(population: usize) -> Harness {
@@ -60,6 +63,11 @@ impl Harness {
 
     fn drain(&mut self) {
         while let Some(n) = self.alerter.poll_notification() {
+            if let Some(labels) = &self.labels
+                && self.alerter.admit(&n, labels, self.now) != Admission::Deliver
+            {
+                continue;
+            }
             self.out.push(n);
         }
     }
@@ -309,4 +317,125 @@ fn a_restored_group_waits_only_for_members_still_down() {
             "rollcall-7-1".into()
         )]
     );
+}
+
+fn silenced_harness() -> Harness {
+    let config = AlertConfig { group_wait: Duration::ZERO, ..AlertConfig::default() };
+    let mut h = Harness::new(config, 10);
+    h.labels = Some(BTreeMap::from([("group".to_string(), "web".to_string())]));
+    h
+}
+
+#[test]
+fn a_silence_holds_firing_and_its_end_sends_it_if_still_down() {
+    let mut h = silenced_harness();
+    let matchers = vec![("group".to_string(), "web".to_string())];
+    let silence = h.alerter.add_silence(matchers, "deploy".into(), h.now, h.now + secs(60));
+    h.down("web-1");
+    check(&h, &[]);
+    assert_eq!(h.alerter.silenced_by(1), Some(silence.id));
+    h.run_for(secs(59));
+    check(&h, &[]);
+    h.run_for(secs(2));
+    check(&h, &[("firing", "web-1")]);
+    assert_eq!(h.out[0].idempotency_key(), "rollcall-1-1");
+    assert!(h.out[0].transition.is_some(), "the owed firing keeps its transition");
+    h.up("web-1");
+    check(&h, &[("firing", "web-1"), ("resolved", "web-1")]);
+    assert_eq!(h.alerter.silences().count(), 0);
+}
+
+#[test]
+fn what_recovers_under_a_silence_was_never_sent_and_is_never_resolved() {
+    let mut h = silenced_harness();
+    h.alerter.add_silence(vec![("node".into(), "web-1".into())], "".into(), h.now, h.now + secs(60));
+    h.down("web-1");
+    h.up("web-1");
+    h.run_for(secs(120));
+    check(&h, &[]);
+    // Other nodes are not covered by a node matcher.
+    h.down("web-2");
+    check(&h, &[("firing", "web-2")]);
+}
+
+#[test]
+fn a_resolution_of_an_incident_that_fired_before_the_silence_is_sent() {
+    let mut h = silenced_harness();
+    h.down("web-1");
+    h.alerter.add_silence(
+        vec![("group".into(), "web".into())],
+        "".into(),
+        h.now,
+        h.now + secs(4 * 3600 + 60),
+    );
+    // The reminder after 4 h is held; the recovery is sent (the receiver saw it fire).
+    h.run_for(secs(4 * 3600 + 1));
+    check(&h, &[("firing", "web-1")]);
+    h.up("web-1");
+    check(&h, &[("firing", "web-1"), ("resolved", "web-1")]);
+}
+
+#[test]
+fn deleting_a_silence_sends_what_it_held_as_a_reminder_when_the_firing_went_out() {
+    let mut h = silenced_harness();
+    h.down("web-1");
+    let silence =
+        h.alerter.add_silence(vec![("group".into(), "web".into())], "".into(), h.now, h.now + secs(86_400));
+    h.run_for(secs(4 * 3600 + 1));
+    check(&h, &[("firing", "web-1")]);
+    assert!(h.alerter.remove_silence(silence.id));
+    assert!(!h.alerter.remove_silence(silence.id));
+    h.run_for(secs(1));
+    check(&h, &[("firing", "web-1"), ("reminder", "web-1")]);
+}
+
+#[test]
+fn a_silence_that_does_not_match_holds_nothing_and_a_restored_hold_is_released() {
+    let mut h = silenced_harness();
+    h.alerter.add_silence(vec![("group".into(), "db".into())], "".into(), h.now, h.now + secs(60));
+    h.down("web-1");
+    check(&h, &[("firing", "web-1")]);
+    // After a restart: an incident held by a silence that ended while the monitor was down.
+    let mut h = silenced_harness();
+    let incident = OpenIncident {
+        id: 7,
+        kind: NotificationKind::Firing,
+        severity: Severity::Critical,
+        subject_kind: SubjectKind::Node,
+        subject: "web-9".into(),
+        members: vec!["web-9".into()],
+        started_at: h.now,
+        next_sequence: 1,
+        last_notified: h.now,
+    };
+    h.alerter.restore(incident, |_| true);
+    h.alerter.reserve_silence_ids_through(3);
+    h.alerter.restore_held(7, 3, false);
+    h.run_for(secs(1));
+    check(&h, &[("firing", "web-9")]);
+    assert_eq!(h.out[0].idempotency_key(), "rollcall-7-1");
+    assert_eq!(h.alerter.add_silence(vec![], "".into(), h.now, h.now).id, 4);
+}
+
+#[test]
+fn an_incident_held_and_resolved_while_the_monitor_was_down_is_never_resolved_at_a_receiver() {
+    let mut h = silenced_harness();
+    let incident = OpenIncident {
+        id: 9,
+        kind: NotificationKind::Firing,
+        severity: Severity::Critical,
+        subject_kind: SubjectKind::Group,
+        subject: GROUP_SUBJECT.into(),
+        members: vec!["web-8".into(), "web-9".into()],
+        started_at: h.now,
+        next_sequence: 1,
+        last_notified: h.now,
+    };
+    // A group whose members are all up again when the monitor restarts: `restore` resolves
+    // it at once.
+    h.alerter.restore(incident, |_| false);
+    h.alerter.restore_held(9, 1, false);
+    h.drain();
+    h.run_for(secs(1));
+    check(&h, &[]);
 }

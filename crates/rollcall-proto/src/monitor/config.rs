@@ -1,5 +1,6 @@
 //! The monitor core's settings, validated once at start.
 
+use super::confirm::ConfirmConfig;
 use core::time::Duration;
 use rollcall_detect::{AnyDetector, FixedTimeout, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
 use std::collections::BTreeSet;
@@ -53,6 +54,9 @@ pub struct MonitorConfig {
     /// `tick + self_pause_threshold` means the monitor itself stalled.
     pub tick: Duration,
     pub self_pause_threshold: Duration,
+    /// Probe a suspect node before declaring it down (see `monitor::confirm`); `None`:
+    /// the detector's down level alone decides.
+    pub confirm: Option<ConfirmConfig>,
 }
 
 impl Default for MonitorConfig {
@@ -66,6 +70,7 @@ impl Default for MonitorConfig {
             max_interval: Duration::from_secs(3600),
             tick: Duration::from_millis(100),
             self_pause_threshold: Duration::from_secs(1),
+            confirm: None,
         }
     }
 }
@@ -91,6 +96,9 @@ impl MonitorConfig {
         }
         if self.self_pause_threshold < self.tick {
             return Err("self_pause_threshold must be at least one tick".into());
+        }
+        if let Some(confirm) = &self.confirm {
+            confirm.validate()?;
         }
         Ok(())
     }

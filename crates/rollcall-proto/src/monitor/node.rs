@@ -34,6 +34,9 @@ pub(crate) struct Node {
     pub rise_count: u8,
     /// Whether a restart was seen since the node went down, so the recovery says why.
     pub restarted: bool,
+    /// `watch_from` was set by an answered probe, not by a gap in observation: deadlines
+    /// count from the answer, but the heartbeat history is still good.
+    pub answered: bool,
 }
 
 /// Every node, by dense index and by id.

@@ -539,3 +539,19 @@ fn a_forgotten_node_leaves_the_table_and_the_others_keep_their_deadlines() {
     h.heartbeat("a", 1, 2);
     assert_eq!(h.history().last().unwrap(), &("a".into(), "new", "up", "first-heartbeat"));
 }
+
+#[test]
+fn gaps_in_sequence_numbers_estimate_the_loss() {
+    let mut h = Harness::phi();
+    for sequence in [1, 2, 5, 6, 10] {
+        h.heartbeat("web-1", 1, sequence);
+        h.run_for(secs(1.0));
+    }
+    // A restart (new generation) starts a new count: no gap across generations.
+    h.heartbeat("web-1", 2, 1);
+    let stats = h.monitor.stats();
+    assert_eq!((stats.heartbeats, stats.heartbeats_missed), (6, 5));
+    assert!((stats.loss_estimate() - 5.0 / 11.0).abs() < 1e-12);
+    let facts = h.monitor.detector_facts("web-1").unwrap();
+    assert!(facts.suspect_silence.unwrap() < facts.down_silence.unwrap());
+}

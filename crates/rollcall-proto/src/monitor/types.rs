@@ -74,10 +74,20 @@ pub enum Reason {
     Ping,
     /// A job signalled failure (`/fail`, or a non-zero exit code).
     FailSignal,
+    /// A suspect node answered the monitor's probe: the suspicion is cancelled.
+    ProbeAnswered,
+    /// The node answers probes but its heartbeats do not arrive (a dead heartbeat loop, or a
+    /// path that drops them): alive, but not healthy.
+    HeartbeatsMissing,
+    /// The monitor cannot reach the node, but other agents can: a path problem between the
+    /// monitor and the node, not a failure of the node.
+    Unreachable,
+    /// Heartbeats stopped and no probe, direct or indirect, was answered: confirmed down.
+    ProbesUnanswered,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 15] = [
         Reason::FirstHeartbeat,
         Reason::Heartbeat,
         Reason::Restart,
@@ -89,6 +99,10 @@ impl Reason {
         Reason::Forget,
         Reason::Ping,
         Reason::FailSignal,
+        Reason::ProbeAnswered,
+        Reason::HeartbeatsMissing,
+        Reason::Unreachable,
+        Reason::ProbesUnanswered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +118,10 @@ impl Reason {
             Reason::Forget => "forget",
             Reason::Ping => "ping",
             Reason::FailSignal => "fail-signal",
+            Reason::ProbeAnswered => "probe-answered",
+            Reason::HeartbeatsMissing => "heartbeats-missing",
+            Reason::Unreachable => "unreachable",
+            Reason::ProbesUnanswered => "probes-unanswered",
         }
     }
 
@@ -162,6 +180,10 @@ pub enum Rejection {
     Capacity,
     /// A goodbye from a node the monitor does not know (nothing to leave).
     UnknownNode,
+    /// A probe or probe request sent to the monitor: only agents answer those.
+    UnexpectedKind,
+    /// An ack that answers no probe in progress: late, replayed, or for another monitor.
+    StaleAck,
 }
 
 impl Rejection {
@@ -173,6 +195,8 @@ impl Rejection {
             Rejection::NotAllowed => "not_allowed",
             Rejection::Capacity => "capacity",
             Rejection::UnknownNode => "unknown_node",
+            Rejection::UnexpectedKind => "unexpected_kind",
+            Rejection::StaleAck => "stale_ack",
         }
     }
 
@@ -184,6 +208,8 @@ impl Rejection {
             Rejection::NotAllowed,
             Rejection::Capacity,
             Rejection::UnknownNode,
+            Rejection::UnexpectedKind,
+            Rejection::StaleAck,
         ])
     }
 }
@@ -193,6 +219,9 @@ impl Rejection {
 pub struct MonitorStats {
     /// Authenticated, fresh heartbeats accepted.
     pub heartbeats: u64,
+    /// Heartbeats that never arrived, from the gaps in accepted sequence numbers within a
+    /// generation (a goodbye or a reordered datagram counts too: an estimate).
+    pub heartbeats_missed: u64,
     /// Authenticated, fresh goodbyes accepted.
     pub goodbyes: u64,
     /// Dropped datagrams, by reason (see [`Rejection::as_str`]).
@@ -209,6 +238,12 @@ pub struct MonitorStats {
 }
 
 impl MonitorStats {
+    /// The fraction of heartbeats lost on the way, over the whole fleet since the start.
+    pub fn loss_estimate(&self) -> f64 {
+        let sent = self.heartbeats + self.heartbeats_missed;
+        if sent == 0 { 0.0 } else { self.heartbeats_missed as f64 / sent as f64 }
+    }
+
     pub fn nodes_in(&self, state: NodeState) -> u64 {
         self.nodes_by_state[state.index()]
     }

@@ -413,3 +413,24 @@ fn a_million_keys_cost_no_sweep() {
     assert!(wheel.is_empty());
     assert_eq!(wheel.next_expiry(), None);
 }
+
+#[test]
+fn the_next_expiry_is_remembered_until_the_wheel_moves() {
+    // Every deadline more than a revolution ahead: the case where answering walks every slot.
+    let mut wheel = TimerWheel::new(Instant::ZERO);
+    for key in 0..8192u32 {
+        wheel.insert(key, Instant::from_millis(9_000 + u64::from(key)));
+    }
+    let first = wheel.next_expiry();
+    assert_eq!(first, Some(Instant::from_millis(9_000)));
+    assert_eq!(wheel.next_expiry(), first, "asked again, same answer");
+    // An earlier insert lowers it; a cancel leaves a lower bound; expiring recomputes.
+    wheel.insert(9_000, Instant::from_millis(5));
+    assert_eq!(wheel.next_expiry(), Some(Instant::from_millis(5)));
+    wheel.cancel(9_000);
+    assert_eq!(wheel.next_expiry(), Some(Instant::from_millis(5)), "a stale bound is still a bound");
+    let mut fired = Vec::new();
+    wheel.expire(Instant::from_millis(5), &mut fired);
+    assert!(fired.is_empty());
+    assert_eq!(wheel.next_expiry(), Some(Instant::from_millis(9_000)), "exact again after expire");
+}

@@ -349,7 +349,7 @@ fn rejects_other_versions() {
 #[test]
 fn rejects_unknown_kinds() {
     // 3 and 4 are reserved for probe and ack: still malformed in version 1.
-    for kind in [0, 3, 4, 255] {
+    for kind in [0, 7, 8, 255] {
         let raw = Raw { kind, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
@@ -523,7 +523,14 @@ fn labels_strategy() -> impl Strategy<Value = Vec<(String, String)>> {
 }
 
 fn kind_strategy() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::Heartbeat), Just(Kind::Goodbye)]
+    prop_oneof![
+        Just(Kind::Heartbeat),
+        Just(Kind::Goodbye),
+        Just(Kind::Probe),
+        Just(Kind::Ack),
+        Just(Kind::ProbeRequest),
+        Just(Kind::IndirectAck),
+    ]
 }
 
 proptest! {

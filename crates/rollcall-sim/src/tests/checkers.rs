@@ -23,6 +23,7 @@ fn truth(id: &str) -> NodeTruth {
         restarts: vec![],
         paused: vec![],
         cut: vec![],
+        cut_from_monitor: vec![],
         slow: vec![],
         drift: 1.0,
     }
@@ -70,6 +71,7 @@ fn trace(node: NodeTruth, transitions: Vec<Observed>, crashes: Vec<Crash>) -> Tr
         self_pauses: 0,
         rejected: Default::default(),
         tick: Duration::from_millis(100),
+        confirm: None,
     }
 }
 
@@ -107,7 +109,7 @@ fn the_bound_is_akkas_four_and_a_half_seconds_and_agrees_with_the_detector() {
 
 #[test]
 fn a_crash_declared_down_in_time_is_a_detection() {
-    let crash = Crash { node: 0, at: at(10.5), restart: None, arrivals: arrivals(10) };
+    let crash = Crash { node: 0, at: at(10.5), restart: None, arrivals: arrivals(10), answered: None };
     let transitions = vec![
         observed(NodeState::New, UP, 1.0, sent(1.0, true), 0.0),
         observed(UP, SUSPECT, 12.0, Cause::Timeout, 10.0),
@@ -125,7 +127,7 @@ fn a_crash_declared_down_in_time_is_a_detection() {
 
 #[test]
 fn a_crash_never_declared_down_or_declared_late_is_a_violation_with_a_replay_hint() {
-    let crash = || Crash { node: 0, at: at(10.5), restart: None, arrivals: arrivals(10) };
+    let crash = || Crash { node: 0, at: at(10.5), restart: None, arrivals: arrivals(10), answered: None };
     let missed = check(&trace(truth("node-0"), vec![], vec![crash()]), &phi());
     assert!(matches!(missed.violations[..], [Violation::Missed { .. }]), "{:?}", missed.violations);
     let message = missed.verdict(99, false).unwrap_err();
@@ -141,7 +143,8 @@ fn a_crash_never_declared_down_or_declared_late_is_a_violation_with_a_replay_hin
 
 #[test]
 fn a_crash_that_restarts_before_its_bound_is_not_judged() {
-    let crash = Crash { node: 0, at: at(10.5), restart: Some(at(12.0)), arrivals: arrivals(10) };
+    let crash =
+        Crash { node: 0, at: at(10.5), restart: Some(at(12.0)), arrivals: arrivals(10), answered: None };
     let findings = check(&trace(truth("node-0"), vec![], vec![crash]), &phi());
     assert_eq!((findings.violations.len(), findings.not_judged), (0, 1));
 }
@@ -217,7 +220,8 @@ fn a_transition_dated_after_it_was_noticed_is_caught() {
 fn a_crash_of_a_node_already_down_is_not_a_late_detection_of_a_later_down() {
     // Falsely down at 8 s, a first heartbeat of its recovery at 10 s, the crash at 10.5 s;
     // after the restart at 40 s the new generation is (again falsely) down at 90 s.
-    let crash = Crash { node: 0, at: at(10.5), restart: Some(at(40.0)), arrivals: arrivals(10) };
+    let crash =
+        Crash { node: 0, at: at(10.5), restart: Some(at(40.0)), arrivals: arrivals(10), answered: None };
     let transitions = vec![
         observed(NodeState::New, UP, 1.0, sent(1.0, true), 0.0),
         observed(SUSPECT, DOWN, 8.0, Cause::Timeout, 5.0),

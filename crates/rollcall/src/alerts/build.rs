@@ -1,12 +1,13 @@
 //! Turns the core's notifications into alert documents and outbox rows.
 
 use super::model::{
-    ALERT_VERSION, Alert, AlertKind, IncidentInfo, Severity, Subject, SubjectKind, TransitionInfo,
+    ALERT_VERSION, Alert, AlertKind, IncidentInfo, IncidentJson, Severity, Subject, SubjectKind,
+    TransitionInfo,
 };
 use super::sinks::SinkConfig;
 use crate::clock::{Clock, rfc3339_ms};
-use rollcall_proto::alerts::{self as core, Notification, NotificationKind};
-use rollcall_store::{IncidentRecord, OutboxEntry, Write};
+use rollcall_proto::alerts::{self as core, Admission, Notification, NotificationKind};
+use rollcall_store::{IncidentChangeRecord, IncidentRecord, OutboxEntry, Write};
 use std::collections::BTreeMap;
 
 /// The alert document for a notification. `labels` are the subject's labels (for a group:
@@ -26,7 +27,10 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
     let summary = match notification.kind {
         NotificationKind::Firing => match &notification.transition {
             Some(t) => format!("{who} is down ({})", t.reason.as_str()),
-            None => format!("{who} down at once: a correlated failure, or trouble on the monitor's side"),
+            None if notification.subject_kind == core::SubjectKind::Group => {
+                format!("{who} down at once: a correlated failure, or trouble on the monitor's side")
+            }
+            None => format!("{who} is down"),
         },
         NotificationKind::Reminder => format!("{who} still down"),
         NotificationKind::Resolved => format!("{who} recovered"),
@@ -71,17 +75,19 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
     }
 }
 
-/// The writes that make a notification durable: its incident's row and one outbox row per
-/// sink whose route takes it.
+/// The writes that make a notification durable: its incident's row, its change in the
+/// event sequence, and (unless a silence holds it, see [`Admission`]) one outbox row per sink
+/// whose route takes it.
 pub fn writes(
     notification: &Notification,
     alert: &Alert,
+    admission: Admission,
     sinks: &[SinkConfig],
     clock: &Clock,
     out: &mut Vec<Write>,
 ) {
     let now_ms = clock.wall_ms(clock.now());
-    out.push(Write::Incident(IncidentRecord {
+    let record = IncidentRecord {
         id: notification.incident,
         kind: notification.kind.as_str().to_string(),
         severity: notification.severity.as_str().to_string(),
@@ -92,7 +98,35 @@ pub fn writes(
         resolved_at_ms: notification.resolved_at.map(|at| clock.wall_ms(at)),
         next_sequence: notification.sequence + 1,
         last_notified_at_ms: now_ms,
+        silenced_by: match admission {
+            Admission::Hold { silence } => Some(silence),
+            Admission::Deliver | Admission::Drop => None,
+        },
+        notified: admission == Admission::Deliver,
+    };
+    let change = match notification.kind {
+        NotificationKind::Firing if notification.sequence == 0 => "opened",
+        NotificationKind::Firing => "notified",
+        NotificationKind::Reminder => "reminded",
+        NotificationKind::Flapping => "flapping",
+        NotificationKind::Resolved => "resolved",
+    };
+    let detail = serde_json::json!({
+        "incident": IncidentJson::from(&record),
+        "sent": admission == Admission::Deliver,
+        "summary": alert.summary,
+    });
+    out.push(Write::Incident(record));
+    out.push(Write::IncidentChange(IncidentChangeRecord {
+        id: 0,
+        incident: notification.incident,
+        change: change.to_string(),
+        at_ms: now_ms,
+        detail: detail.to_string(),
     }));
+    if admission != Admission::Deliver {
+        return;
+    }
     let payload = serde_json::to_string(alert).expect("an alert document always serializes");
     for sink in sinks.iter().filter(|sink| sink.routes(alert)) {
         out.push(Write::Outbox(OutboxEntry {

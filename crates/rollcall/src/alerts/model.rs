@@ -81,3 +81,41 @@ pub struct TransitionInfo {
     /// RFC 3339: when it should have happened (the computed deadline).
     pub at: String,
 }
+
+/// An incident as the API (`/v1/incidents`) and the event stream show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IncidentJson {
+    pub id: u64,
+    /// The kind of its first notification: `firing` or `flapping`.
+    pub kind: String,
+    pub severity: String,
+    pub subject_kind: String,
+    pub subject: String,
+    pub members: Vec<String>,
+    pub started_at: String,
+    pub resolved_at: Option<String>,
+    /// Notifications made so far (sent or held).
+    pub notifications: u32,
+    pub last_notified_at: String,
+    /// The silence holding its notifications, if one does.
+    pub silenced_by: Option<u64>,
+}
+
+impl From<&rollcall_store::IncidentRecord> for IncidentJson {
+    fn from(row: &rollcall_store::IncidentRecord) -> IncidentJson {
+        use crate::clock::rfc3339_ms;
+        IncidentJson {
+            id: row.id,
+            kind: row.kind.clone(),
+            severity: row.severity.clone(),
+            subject_kind: row.subject_kind.clone(),
+            subject: row.subject.clone(),
+            members: row.members.clone(),
+            started_at: rfc3339_ms(row.started_at_ms),
+            resolved_at: row.resolved_at_ms.map(rfc3339_ms),
+            notifications: row.next_sequence,
+            last_notified_at: rfc3339_ms(row.last_notified_at_ms),
+            silenced_by: if row.resolved_at_ms.is_none() { row.silenced_by } else { None },
+        }
+    }
+}

@@ -43,6 +43,14 @@ pub fn render(
     }
     registry.register("heartbeats_rejected", "Datagrams dropped, by reason", rejected);
 
+    let missed = Counter::<u64>::default();
+    missed.inc_by(core.heartbeats_missed);
+    registry.register(
+        "heartbeats_missed",
+        "Heartbeats that never arrived, from gaps in sequence numbers (the fleet's loss)",
+        missed,
+    );
+
     let nodes = Family::<Labels, Gauge>::default();
     for state in NodeState::ALL {
         nodes.get_or_create(&vec![("state", state.as_str())]).set(core.nodes_in(state) as i64);
@@ -87,6 +95,8 @@ pub fn render(
     buffer.set(stats.recv_buffer_bytes as i64);
     registry.register("udp_receive_buffer_bytes", "UDP receive buffer granted by the kernel", buffer);
 
+    render_receive_path(&mut registry, stats);
+
     let detector = Family::<Labels, Gauge>::default();
     detector.get_or_create(&vec![("detector", stats.detector)]).set(1);
     registry.register("detector_info", "The failure detector in use", detector);
@@ -97,6 +107,7 @@ pub fn render(
         stats.detection_lag.clone(),
     );
     render_per_node(&mut registry, stats);
+    render_confirm(&mut registry, stats);
     render_alerts(&mut registry, stats, sinks, outbox_depth);
     render_checks(&mut registry, stats);
 
@@ -150,6 +161,9 @@ fn render_alerts(
     let held = Counter::<u64>::default();
     held.inc_by(stats.alerts.held);
     registry.register("notifications_held", "Notifications not made: subject flapping or paused", held);
+    let silenced = Counter::<u64>::default();
+    silenced.inc_by(stats.alerts.silenced);
+    registry.register("notifications_silenced", "Notifications held by a silence", silenced);
     let unpaged = Counter::<u64>::default();
     unpaged.inc_by(stats.alerts.recovered_before_paging);
     registry.register("downs_recovered_before_paging", "Downs that recovered within group_wait", unpaged);
@@ -212,6 +226,38 @@ fn render_checks(registry: &mut Registry, stats: &StatsSnapshot) {
     registry.register("checks", "Checks, by state", by_state);
 }
 
+/// The UDP receive path and the store's commit latency (the shell's side of throughput).
+fn render_receive_path(registry: &mut Registry, stats: &StatsSnapshot) {
+    let receive = &stats.receive;
+    let datagrams = Counter::<u64>::default();
+    datagrams.inc_by(receive.datagrams);
+    registry.register(
+        "udp_datagrams_read",
+        "Datagrams read from the heartbeat socket, before any check",
+        datagrams,
+    );
+    let batches = Counter::<u64>::default();
+    batches.inc_by(receive.batches);
+    registry.register("udp_receive_batches", "Batched reads (recvmmsg) that returned datagrams", batches);
+    let errors = Counter::<u64>::default();
+    errors.inc_by(receive.errors);
+    registry.register("udp_receive_errors", "Reads from the heartbeat socket that failed", errors);
+    if let Some(drops) = receive.kernel_drops {
+        let dropped = Counter::<u64>::default();
+        dropped.inc_by(drops);
+        registry.register(
+            "udp_kernel_drops",
+            "Datagrams the kernel dropped because the socket's receive buffer was full",
+            dropped,
+        );
+    }
+    registry.register(
+        "store_commit_seconds",
+        "From queueing a batch of writes to its commit in the store",
+        stats.store_commit_seconds.clone(),
+    );
+}
+
 fn render_per_node(registry: &mut Registry, stats: &StatsSnapshot) {
     let up = Family::<OwnedLabels, Gauge>::default();
     let last = Family::<OwnedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
@@ -234,4 +280,30 @@ fn render_per_node(registry: &mut Registry, stats: &StatsSnapshot) {
         "Nodes without per-node series because the fleet is over metrics.per_node_series",
         omitted,
     );
+}
+
+/// Confirmation (probes of suspects): only when it is on, so that a monitor without it does
+/// not export series that can never move.
+fn render_confirm(registry: &mut Registry, stats: &StatsSnapshot) {
+    let Some(confirm) = &stats.confirm else { return };
+    let sent = Family::<Labels, Counter>::default();
+    sent.get_or_create(&vec![("kind", "probe")]).inc_by(confirm.probes);
+    sent.get_or_create(&vec![("kind", "probe_request")]).inc_by(confirm.probe_requests);
+    registry.register("probes_sent", "Probes of suspect nodes, direct or through other agents", sent);
+    let unsent = Counter::<u64>::default();
+    unsent.inc_by(stats.probes_unsent);
+    registry.register("probes_unsent", "Probes the kernel would not take at once (dropped)", unsent);
+    let rounds = Family::<Labels, Counter>::default();
+    for (outcome, count) in [
+        ("answered", confirm.answered),
+        ("answered_indirectly", confirm.answered_indirectly),
+        ("unanswered", confirm.unanswered),
+        ("skipped_budget", confirm.rounds_skipped),
+    ] {
+        rounds.get_or_create(&vec![("outcome", outcome)]).inc_by(count);
+    }
+    registry.register("confirmation_rounds", "Confirmation rounds, by how they ended", rounds);
+    let in_progress = Gauge::<i64>::default();
+    in_progress.set(stats.confirmations_in_progress as i64);
+    registry.register("confirmations_in_progress", "Suspect nodes being probed or rechecked", in_progress);
 }

@@ -5,10 +5,12 @@
 //! handlers, and shutdown. HTTP handlers never lock the core: they send a command and await
 //! the reply. A store thread (in `persist.rs`) makes transitions durable in batches.
 
+pub(crate) mod explain;
 mod http;
 mod metrics;
 mod owner;
 mod persist;
+pub(crate) mod udp;
 
 pub use persist::PersistHandle;
 
@@ -31,24 +33,12 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both sockets, with a large receive buffer for synchronised bursts.
     pub fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
-        let udp = bind_udp(settings.udp, settings.recv_buffer_bytes)
+        let udp = udp::bind(settings.udp, settings.recv_buffer_bytes)
             .with_context(|| format!("cannot bind UDP {}", settings.udp))?;
         let http = TcpListener::bind(settings.http)
             .with_context(|| format!("cannot bind HTTP {}", settings.http))?;
         Ok(Listeners { udp, http })
     }
-}
-
-fn bind_udp(addr: std::net::SocketAddr, recv_buffer_bytes: usize) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // A burst of thousands of agents starting together overflows the default buffer; the
-    // kernel caps this at net.core.rmem_max (the metrics show what was granted).
-    if let Err(error) = socket.set_recv_buffer_size(recv_buffer_bytes) {
-        tracing::warn!(%error, "could not raise the UDP receive buffer");
-    }
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
 }
 
 /// `rollcall monitor`: settings, store, sockets, then [`run`] until Ctrl-C or SIGTERM.
@@ -96,6 +86,10 @@ pub async fn run(
         pings,
         incidents: store.open_incidents().context("cannot read incidents from the store")?,
         max_incident_id: store.max_incident_id().context("cannot read incidents from the store")?,
+        silences: store
+            .active_silences(clock.wall_ms(clock.now()))
+            .context("cannot read silences from the store")?,
+        max_silence_id: store.max_silence_id().context("cannot read silences from the store")?,
     };
     let persist = persist::Persist::start(store);
     let committed = persist.committed();

@@ -2,8 +2,10 @@
 //! through its loop, so the core needs no lock and its order of inputs is well defined.
 
 mod checks;
+mod silences;
 
 pub use checks::{CheckCommand, CheckFailure, PingRefusal};
+pub use silences::{SilenceCommand, SilenceJson};
 
 use super::persist::Persist;
 use crate::alerts::build;
@@ -23,9 +25,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// Largest datagram we read; longer ones are truncated by the kernel and then refused by
-/// the codec as malformed, which is what they are.
-const RECV_BUFFER: usize = rollcall_proto::wire::MAX_DATAGRAM + 1;
 /// Datagrams handled per wake-up before the loop looks at deadlines and commands again.
 const RECV_BATCH: usize = 1024;
 /// Bound on queued HTTP commands; a full queue makes handlers wait, never the core.
@@ -39,6 +38,8 @@ pub struct Restored {
     pub pings: BTreeMap<String, Vec<rollcall_store::PingRecord>>,
     pub incidents: Vec<IncidentRecord>,
     pub max_incident_id: u64,
+    pub silences: Vec<rollcall_store::SilenceRecord>,
+    pub max_silence_id: u64,
 }
 
 /// A request from an HTTP handler, answered on its `reply` channel.
@@ -75,6 +76,17 @@ pub enum Command {
         group: String,
         reply: oneshot::Sender<Vec<NodeJson>>,
     },
+    Silence(SilenceCommand),
+    /// A node's detector level over its recent past (`http/phi.rs`).
+    /// What a node's settings promise, against the goals (`monitor/explain.rs`).
+    Explain {
+        id: String,
+        reply: oneshot::Sender<Option<super::explain::Explanation>>,
+    },
+    Phi {
+        id: String,
+        reply: oneshot::Sender<Option<super::http::PhiCurve>>,
+    },
 }
 
 /// A node as the API shows it.
@@ -109,6 +121,8 @@ pub struct StatsSnapshot {
     pub store_errors: u64,
     pub uptime: Duration,
     pub recv_buffer_bytes: usize,
+    pub receive: super::udp::ReceiveStats,
+    pub store_commit_seconds: Histogram,
     /// From each deadline to the transition it caused (shares its counts with the owner).
     pub detection_lag: Histogram,
     /// Per node: (id, up, last heartbeat in wall-clock seconds), when per-node series are on
@@ -116,6 +130,11 @@ pub struct StatsSnapshot {
     pub per_node: Vec<(String, bool, Option<f64>)>,
     /// Nodes left out of the per-node series (switched off, or over the bound).
     pub per_node_omitted: usize,
+    /// Confirmation counters (`None`: confirmation is off), rounds in progress, and probes
+    /// the kernel did not take.
+    pub confirm: Option<rollcall_proto::monitor::ConfirmStats>,
+    pub confirmations_in_progress: usize,
+    pub probes_unsent: u64,
 }
 
 /// Buckets of the detection lag histogram, in seconds.
@@ -130,11 +149,15 @@ pub struct Owner {
     sinks: Vec<SinkConfig>,
     clock: Clock,
     udp: tokio::net::UdpSocket,
+    receiver: super::udp::Receiver,
     commands: mpsc::Receiver<Command>,
     persist: Persist,
     checkpoint_interval: Duration,
     started: Instant,
     recv_buffer_bytes: usize,
+    /// Probes the kernel would not take at once (dropped; the round's retries cover them).
+    probes_unsent: u64,
+    goals: super::explain::Goals,
 }
 
 impl Owner {
@@ -148,6 +171,8 @@ impl Owner {
         let now = clock.now();
         let mut core = Monitor::new(settings.core.clone(), settings.key_ring.clone(), now)
             .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+        // Answers to an earlier run's probes must never match this run's rounds.
+        core.set_probe_epoch(fastrand::u64(..));
         let count = restored.nodes.len();
         for node in restored.nodes {
             core.restore(node, now)
@@ -187,6 +212,12 @@ impl Owner {
                 state == Some(NodeState::Down)
             });
         }
+        silences::restore(
+            &mut alerter,
+            (&restored.silences, restored.max_silence_id),
+            &restored.incidents,
+            &clock,
+        );
         alerter.set_population(core.len());
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -199,11 +230,14 @@ impl Owner {
             sinks: settings.sinks.clone(),
             clock,
             udp,
+            receiver: super::udp::Receiver::new(),
             commands: rx,
             persist,
             checkpoint_interval: settings.checkpoint_interval,
             started: now,
             recv_buffer_bytes,
+            probes_unsent: 0,
+            goals: settings.goals.clone(),
         };
         Ok((owner, tx))
     }
@@ -213,7 +247,6 @@ impl Owner {
     /// Returns the store thread's handle so the caller can flush it once every other writer
     /// (the delivery loops) has stopped.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<Persist> {
-        let mut buffer = vec![0u8; RECV_BUFFER];
         let mut next_checkpoint = self.clock.now() + self.checkpoint_interval;
         loop {
             let due = [
@@ -226,10 +259,12 @@ impl Owner {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
-                received = self.udp.recv_from(&mut buffer) => {
-                    if let Ok((length, from)) = received {
-                        self.core.handle_datagram(self.clock.now(), from, &buffer[..length]);
-                        self.drain_socket(&mut buffer);
+                ready = self.udp.readable() => {
+                    if ready.is_ok() {
+                        let (core, clock) = (&mut self.core, self.clock);
+                        self.receiver.drain(&self.udp, RECV_BATCH, || clock.now(), |now, from, bytes| {
+                            core.handle_datagram(now, from, bytes)
+                        });
                     }
                 }
                 Some(command) = self.commands.recv() => self.answer(command),
@@ -261,23 +296,14 @@ impl Owner {
         Ok(self.persist)
     }
 
-    /// Reads whatever else is already queued on the socket, up to a batch.
-    fn drain_socket(&mut self, buffer: &mut [u8]) {
-        for _ in 0..RECV_BATCH {
-            match self.udp.try_recv_from(buffer) {
-                Ok((length, from)) => self.core.handle_datagram(self.clock.now(), from, &buffer[..length]),
-                Err(_) => break,
-            }
-        }
-    }
-
     fn drain_events(&mut self) {
+        self.send_probes();
         let mut batch = Vec::new();
         while let Some(event) = self.core.poll_event() {
             match event {
                 MonitorEvent::Transition(transition) => {
                     log_transition("node", &transition);
-                    if matches!(transition.reason, Reason::Phi | Reason::Timeout) {
+                    if matches!(transition.reason, Reason::Phi | Reason::Timeout | Reason::ProbesUnanswered) {
                         self.detection_lag.observe((transition.noticed - transition.at).as_secs_f64());
                     }
                     self.alerter.handle_transition(SubjectKind::Node, &transition, transition.noticed);
@@ -318,17 +344,30 @@ impl Owner {
         }
     }
 
+    /// Sends the core's probes from the heartbeat socket, without waiting: a probe the kernel
+    /// cannot take now is lost like any datagram, and the round's retries cover it.
+    fn send_probes(&mut self) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            if let Err(error) = self.udp.try_send_to(&transmit.payload, transmit.to) {
+                self.probes_unsent += 1;
+                tracing::debug!(%error, to = %transmit.to, "probe not sent");
+            }
+        }
+    }
+
     /// Turns the incident layer's notifications into outbox rows, in the same batch as the
     /// transitions that caused them: one commit makes both durable, so a crash can lose
     /// neither without the other.
     fn drain_notifications(&mut self, batch: &mut Vec<Write>) {
         while let Some(notification) = self.alerter.poll_notification() {
-            let alert = build::alert(&notification, self.labels_of(&notification), &self.clock);
+            let labels = self.labels_of(&notification);
+            let admission = self.alerter.admit(&notification, &labels, self.clock.now());
+            let alert = build::alert(&notification, labels, &self.clock);
             tracing::info!(
                 incident = notification.incident, kind = notification.kind.as_str(),
-                key = %alert.idempotency_key, "{}", alert.summary
+                key = %alert.idempotency_key, ?admission, "{}", alert.summary
             );
-            build::writes(&notification, &alert, &self.sinks, &self.clock, batch);
+            build::writes(&notification, &alert, admission, &self.sinks, &self.clock, batch);
         }
     }
 
@@ -364,19 +403,14 @@ impl Owner {
         self.core.node(id, self.clock.now()).map(|view| node_record(&view))
     }
 
-    /// Writes every node's generation and sequence, so that after a crash old datagrams are
-    /// still refused as replays.
+    /// Writes the generation and sequence of every node heard from since the last
+    /// checkpoint (see `Persist::checkpoint`), so that after a crash old datagrams are still
+    /// refused as replays.
     fn checkpoint(&mut self) {
         let now = self.clock.now();
         let wall = self.clock.wall_ms(now);
-        let batch: Vec<Write> = self
-            .core
-            .nodes(now)
-            .map(|view| Write::Node { record: node_record(&view), updated_at_ms: wall })
-            .collect();
-        if !batch.is_empty() {
-            self.persist.write(batch);
-        }
+        let record = |view: &NodeView<'_>| Write::Node { record: node_record(view), updated_at_ms: wall };
+        self.persist.checkpoint(self.core.nodes(now), now, record);
     }
 
     fn answer(&mut self, command: Command) {
@@ -412,6 +446,16 @@ impl Owner {
                 let _ = reply.send(found);
             }
             Command::Check(command) => self.answer_check(command),
+            Command::Silence(command) => self.answer_silence(command),
+            Command::Explain { id, reply } => {
+                let explained = self
+                    .node_json(&id)
+                    .and_then(|node| super::explain::explain(&self.core, node, &self.goals));
+                let _ = reply.send(explained);
+            }
+            Command::Phi { id, reply } => {
+                let _ = reply.send(super::http::phi_curve(&self.core, &id, now, &self.clock));
+            }
             Command::Group { group, reply } => {
                 let mut members: Vec<NodeJson> = self
                     .core
@@ -434,9 +478,14 @@ impl Owner {
                     store_errors,
                     uptime: now - self.started,
                     recv_buffer_bytes: self.recv_buffer_bytes,
+                    receive: self.receiver.stats(&self.udp),
+                    store_commit_seconds: self.persist.commit_seconds(),
                     detection_lag: self.detection_lag.clone(),
                     per_node: self.per_node_series(now),
                     per_node_omitted: if self.core.len() > self.per_node_limit { self.core.len() } else { 0 },
+                    confirm: self.core.confirm_stats().cloned(),
+                    confirmations_in_progress: self.core.confirmations_in_progress(),
+                    probes_unsent: self.probes_unsent,
                 });
             }
         }

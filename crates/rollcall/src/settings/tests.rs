@@ -1,7 +1,7 @@
 use super::*;
 
 fn args(config: Option<PathBuf>, key_file: Option<PathBuf>) -> MonitorArgs {
-    MonitorArgs { udp: None, http: None, data_dir: None, key_file, detector: None, config }
+    MonitorArgs { udp: None, http: None, data_dir: None, key_file, detector: None, confirm: false, config }
 }
 
 /// Writes a key file and a config file into a temp dir, then resolves settings.
@@ -123,5 +123,45 @@ fn checks_and_sinks_from_the_file() {
     ] {
         let error = check(config).err().unwrap_or_else(|| panic!("{config:?} was accepted"));
         assert!(error.contains(expected), "{config:?}: {error}");
+    }
+}
+
+#[test]
+fn confirmation_and_goals_are_read_and_their_mistakes_named() {
+    let settings = check(
+        r#"
+        [confirm]
+        enabled = true
+        probes = 2
+        probe_interval = "100ms"
+        indirect = 0
+        [goals]
+        detect_within = "3s"
+        max_false_downs = "1 per 1000 node-days"
+        [goals.group.db]
+        detect_within = "10s"
+        max_false_downs = "1 per node-year"
+        "#,
+    )
+    .unwrap();
+    let confirm = settings.core.confirm.expect("enabled");
+    assert_eq!((confirm.probes, confirm.indirect), (2, 0));
+    assert_eq!(confirm.round_length(), Duration::from_millis(200));
+    let fleet = settings.goals.fleet.expect("a fleet goal");
+    assert_eq!(fleet.detect_within, Duration::from_secs(3));
+    assert!((fleet.false_downs_per_node_year - 0.365_25).abs() < 1e-9);
+    assert_eq!(settings.goals.groups["db"].detect_within, Duration::from_secs(10));
+    assert!(check("").unwrap().core.confirm.is_none(), "off unless asked for");
+
+    for (config, words) in [
+        ("[confirm]\nprobes = 0", "confirm.probes"),
+        ("[confirm]\nprobe_interval = \"soon\"", "confirm.probe_interval"),
+        ("[confirm]\nprobez = 3", "probez"),
+        ("[goals]\ndetect_within = \"3s\"", "needs both"),
+        ("[goals]\ndetect_within = \"3s\"\nmax_false_downs = \"rarely\"", "goals.max_false_downs"),
+        ("[goals.group.db]\n", "goals.group.db is empty"),
+    ] {
+        let error = check(config).unwrap_err();
+        assert!(error.contains(words), "{config:?}: {error}");
     }
 }

@@ -415,11 +415,24 @@ impl Agent {
         interval: Duration,
         labels: &[(&str, &str)],
     ) -> Agent {
+        Agent::start_with(sandbox, name, monitor_udp, interval, labels, &[])
+    }
+
+    /// Like [`Agent::start`], with more arguments for `rollcall agent`.
+    pub fn start_with(
+        sandbox: &Sandbox,
+        name: &str,
+        monitor_udp: SocketAddr,
+        interval: Duration,
+        labels: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Agent {
         let mut command = Command::new(bin());
         command
             .args(["agent", "--node", name, "--monitor", &monitor_udp.to_string()])
             .arg("--key-file")
             .arg(sandbox.key_file())
+            .args(extra)
             .args(["--interval", &format!("{}ms", interval.as_millis())])
             .stdout(Stdio::null());
         for (key, value) in labels {
@@ -644,5 +657,53 @@ impl Monitor {
     /// `GET path`: the status and the body as text.
     pub fn get_text(&self, path: &str) -> (u16, String) {
         self.get(path)
+    }
+}
+
+// Added for tests/peer.rs: `rollcall peer` processes, started from a command line the test
+// builds (possibly behind `ip netns exec`, which execs the peer: the PID stays the peer's).
+/// A running `rollcall peer`.
+pub struct PeerProcess {
+    child: Child,
+    pub name: String,
+    pub udp: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl PeerProcess {
+    /// Spawns `command` (one that runs `rollcall peer ...`) and waits for its listening line.
+    pub fn spawn(sandbox: &Sandbox, name: &str, mut command: Command) -> PeerProcess {
+        command.stdout(Stdio::piped());
+        let mut child = Child::spawn(sandbox, &format!("peer-{name}"), &mut command);
+        let stdout = child.process.stdout.take().expect("stdout is piped");
+        let line = first_line(stdout, &mut child);
+        let parse = || -> Option<(SocketAddr, SocketAddr)> {
+            let rest = line.strip_prefix("rollcall peer listening ")?;
+            let (udp, http) = rest.split_once(' ')?;
+            Some((udp.strip_prefix("udp=")?.parse().ok()?, http.strip_prefix("http=")?.parse().ok()?))
+        };
+        let (udp, http) = parse().unwrap_or_else(|| panic!("unexpected listening line: {line:?}"));
+        PeerProcess { child, name: name.to_string(), udp, http }
+    }
+
+    /// Sends `signal` to the peer's own process.
+    pub fn signal(&self, signal: Signal) {
+        self.child.signal(signal);
+    }
+
+    /// SIGKILLs the peer and waits until it is gone (and its ports are free).
+    pub fn crash(mut self) {
+        self.child.signal(Signal::SIGKILL);
+        self.child.wait_exit(DEADLINE);
+    }
+
+    /// Stops the peer with `signal` (SIGINT or SIGTERM) and waits for its exit.
+    pub fn stop(mut self, signal: Signal) -> ExitStatus {
+        self.child.signal(signal);
+        self.child.wait_exit(DEADLINE)
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        self.child.stderr_tail()
     }
 }

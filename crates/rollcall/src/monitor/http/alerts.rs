@@ -2,6 +2,7 @@
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::alerts::delivery::SinkHealth;
+use crate::alerts::model::IncidentJson;
 use crate::clock::rfc3339_ms;
 use axum::Json;
 use axum::extract::State;
@@ -12,24 +13,10 @@ const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 pub struct IncidentsQuery {
-    /// Only open incidents.
+    /// Only open incidents (newest first, like the full list).
     #[serde(default)]
     open: bool,
     limit: Option<usize>,
-}
-
-#[derive(Serialize)]
-pub struct IncidentJson {
-    id: u64,
-    kind: String,
-    severity: String,
-    subject_kind: String,
-    subject: String,
-    members: Vec<String>,
-    started_at: String,
-    resolved_at: Option<String>,
-    notifications: u32,
-    last_notified_at: String,
 }
 
 pub async fn incidents(
@@ -38,24 +25,13 @@ pub async fn incidents(
 ) -> Result<Json<Vec<IncidentJson>>, ApiError> {
     let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
     let rows = state
-        .read(move |store| if query.open { store.open_incidents() } else { store.recent_incidents(limit) })
+        .read(
+            move |store| {
+                if query.open { store.recent_open_incidents(limit) } else { store.recent_incidents(limit) }
+            },
+        )
         .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|row| IncidentJson {
-                id: row.id,
-                kind: row.kind,
-                severity: row.severity,
-                subject_kind: row.subject_kind,
-                subject: row.subject,
-                members: row.members,
-                started_at: rfc3339_ms(row.started_at_ms),
-                resolved_at: row.resolved_at_ms.map(rfc3339_ms),
-                notifications: row.next_sequence,
-                last_notified_at: rfc3339_ms(row.last_notified_at_ms),
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.iter().map(IncidentJson::from).collect()))
 }
 
 #[derive(Serialize)]

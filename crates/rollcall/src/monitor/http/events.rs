@@ -1,10 +1,11 @@
-//! Transitions: paged (`GET /v1/events`) and live (`GET /v1/events/stream`, Server-Sent
-//! Events).
+//! Transitions, paged (`GET /v1/events`); transitions and incident changes, live
+//! (`GET /v1/events/stream`, Server-Sent Events: `event: transition` and `event: incident`).
 //!
 //! The stream reads the store, not a broadcast channel: each client keeps its own cursor
-//! (the last transition id it was sent), so a slow client only falls behind on its own and
-//! never holds up detection or other clients, and a client that reconnects with
-//! `Last-Event-ID` gets exactly what it missed.
+//! (the last event id it was sent), so a slow client only falls behind on its own and never
+//! holds up detection or other clients. Transitions and incident changes take their ids
+//! from one sequence in the store, written in the transaction that makes them durable, so a
+//! client that reconnects with `Last-Event-ID` gets exactly what it missed, of both kinds.
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::clock::rfc3339_ms;
@@ -15,7 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use rollcall_proto::alerts::SubjectKind;
 use rollcall_proto::wire::Labels;
-use rollcall_store::{TransitionFilter, TransitionRecord};
+use rollcall_store::{IncidentChangeRecord, TransitionFilter, TransitionRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -96,6 +97,51 @@ pub async fn list(
     Ok(Json(rows.into_iter().map(EventJson::from).collect()))
 }
 
+/// An incident change as the stream sends it (`event: incident`).
+#[derive(Serialize)]
+pub struct IncidentChangeJson {
+    /// The event id (shared sequence with transitions).
+    id: i64,
+    /// `opened`, `notified` (sent after a silence ended), `reminded`, `flapping`, `resolved`.
+    change: String,
+    /// RFC 3339: when the change was made.
+    at: String,
+    /// The incident as it was after the change.
+    incident: serde_json::Value,
+    /// Whether a notification was sent for it (false when a silence held it).
+    sent: bool,
+    summary: String,
+}
+
+impl From<IncidentChangeRecord> for IncidentChangeJson {
+    fn from(row: IncidentChangeRecord) -> IncidentChangeJson {
+        let mut detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
+        IncidentChangeJson {
+            id: row.id,
+            change: row.change,
+            at: rfc3339_ms(row.at_ms),
+            incident: detail["incident"].take(),
+            sent: detail["sent"].as_bool().unwrap_or(true),
+            summary: detail["summary"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// One event of the stream.
+enum Row {
+    Transition(TransitionRecord),
+    Incident(IncidentChangeRecord),
+}
+
+impl Row {
+    fn id(&self) -> i64 {
+        match self {
+            Row::Transition(row) => row.id,
+            Row::Incident(row) => row.id,
+        }
+    }
+}
+
 /// A client's place in the stream.
 struct Cursor {
     state: AppState,
@@ -104,7 +150,7 @@ struct Cursor {
     node: Option<String>,
     group: Option<String>,
     /// Read but not yet sent.
-    pending: VecDeque<TransitionRecord>,
+    pending: VecDeque<Row>,
     /// Group label of each node seen, so the filter reads each node's labels once.
     groups: BTreeMap<String, Option<String>>,
 }
@@ -124,7 +170,7 @@ pub async fn stream(
         // Without a place to resume from, `since` says where to start (default: now).
         None => match query.since {
             Some(since) => since,
-            None => state.read(|store| store.max_transition_id()).await?,
+            None => state.read(|store| store.max_event_id()).await?,
         },
     };
     let cursor = Cursor {
@@ -149,43 +195,119 @@ impl Cursor {
     async fn next(&mut self) -> Option<Event> {
         loop {
             while let Some(row) = self.pending.pop_front() {
-                self.after = row.id;
-                if self.wanted(&row).await {
-                    let id = row.id.to_string();
-                    let data = serde_json::to_string(&EventJson::from(row)).expect("always serializes");
-                    return Some(Event::default().id(id).event("transition").data(data));
+                self.after = row.id();
+                if !self.wanted(&row).await {
+                    continue;
                 }
+                let id = row.id().to_string();
+                let (name, data) = match row {
+                    Row::Transition(row) => ("transition", serde_json::to_string(&EventJson::from(row))),
+                    Row::Incident(row) => ("incident", serde_json::to_string(&IncidentChangeJson::from(row))),
+                };
+                return Some(Event::default().id(id).event(name).data(data.expect("always serializes")));
             }
             let mut committed = self.state.committed.clone();
             committed.borrow_and_update();
             let (after, kind, node) = (self.after, self.kind, self.node.clone());
             let rows = self
                 .state
-                .read(move |store| {
-                    store.transitions(after, MAX_EVENTS_PAGE, TransitionFilter { kind, id: node.as_deref() })
-                })
+                .read(move |store| store.snapshot(|store| read_both(store, after, kind, node.as_deref())))
                 .await
                 .ok()?;
             if rows.is_empty() {
-                committed.changed().await.ok()?;
+                // A stream ends when the monitor stops, so that shutdown never waits on it.
+                let mut stopping = self.state.stopping.clone();
+                tokio::select! {
+                    changed = committed.changed() => changed.ok()?,
+                    _ = stopping.wait_for(|stop| *stop) => return None,
+                }
             }
             self.pending.extend(rows);
         }
     }
 
-    async fn wanted(&mut self, row: &TransitionRecord) -> bool {
-        let Some(group) = &self.group else { return true };
-        if row.kind != SubjectKind::Node {
+    async fn wanted(&mut self, row: &Row) -> bool {
+        let row = match row {
+            Row::Transition(row) => row,
+            Row::Incident(change) => return self.wanted_incident(change).await,
+        };
+        let Some(group) = self.group.clone() else { return true };
+        row.kind == SubjectKind::Node && self.in_group(&row.node, &group).await
+    }
+
+    /// An incident change passes the filters when its subject kind is the one asked for, and
+    /// one of its members is the node asked for, or belongs to the group asked for.
+    async fn wanted_incident(&mut self, change: &IncidentChangeRecord) -> bool {
+        let detail: serde_json::Value = serde_json::from_str(&change.detail).unwrap_or_default();
+        let incident = &detail["incident"];
+        let is_check = incident["subject_kind"].as_str() == Some("check");
+        if let Some(kind) = self.kind
+            && (kind == SubjectKind::Check) != is_check
+        {
             return false;
         }
-        if !self.groups.contains_key(&row.node) {
-            let node = row.node.clone();
-            let labels = self.state.read(move |store| store.node_labels(&node)).await.ok().flatten();
+        let members: Vec<String> = incident["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|member| member.as_str().map(str::to_string))
+            .collect();
+        if let Some(node) = &self.node
+            && !members.contains(node)
+        {
+            return false;
+        }
+        let Some(group) = self.group.clone() else { return true };
+        if is_check {
+            return false;
+        }
+        for member in &members {
+            if self.in_group(member, &group).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn in_group(&mut self, node: &str, group: &str) -> bool {
+        if !self.groups.contains_key(node) {
+            let id = node.to_string();
+            let labels = self.state.read(move |store| store.node_labels(&id)).await.ok().flatten();
             let found = labels.and_then(|raw| {
                 Labels::from_bytes(&raw).ok().and_then(|labels| labels.get("group").map(str::to_string))
             });
-            self.groups.insert(row.node.clone(), found);
+            self.groups.insert(node.to_string(), found);
         }
-        self.groups.get(&row.node).is_some_and(|found| found.as_deref() == Some(group.as_str()))
+        self.groups.get(node).is_some_and(|found| found.as_deref() == Some(group))
     }
+}
+
+/// Transitions and incident changes with an id above `after`, merged in id order. Each
+/// kind is read up to a page; when a page is full, nothing past its last id is returned
+/// (the other kind may have rows beyond it that the next read will interleave correctly).
+fn read_both(
+    store: &rollcall_store::Store,
+    after: i64,
+    kind: Option<SubjectKind>,
+    node: Option<&str>,
+) -> Result<Vec<Row>, rollcall_store::StoreError> {
+    let transitions = store.transitions(after, MAX_EVENTS_PAGE, TransitionFilter { kind, id: node })?;
+    let changes = store.incident_changes(after, MAX_EVENTS_PAGE)?;
+    let full_until = |ids: Option<i64>, len: usize| if len == MAX_EVENTS_PAGE { ids } else { None };
+    let until = [
+        full_until(transitions.last().map(|row| row.id), transitions.len()),
+        full_until(changes.last().map(|row| row.id), changes.len()),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(i64::MAX);
+    let mut rows: Vec<Row> = transitions
+        .into_iter()
+        .map(Row::Transition)
+        .chain(changes.into_iter().map(Row::Incident))
+        .filter(|row| row.id() <= until)
+        .collect();
+    rows.sort_by_key(Row::id);
+    Ok(rows)
 }

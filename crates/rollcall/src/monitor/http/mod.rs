@@ -21,8 +21,13 @@ mod alerts;
 mod checks;
 mod dashboard;
 mod events;
+mod explain;
 mod nodes;
 mod openapi;
+mod phi;
+mod silences;
+
+pub use phi::{PhiCurve, phi_curve};
 
 /// Largest request body the API reads (pings have their own, smaller limit).
 const MAX_BODY: usize = 64 * 1024;
@@ -39,6 +44,9 @@ pub struct AppState {
     api_token: Option<Arc<str>>,
     /// Reads of `/v1/...` need the token too.
     protect_reads: bool,
+    /// Turns true when the monitor stops: live streams end, so shutdown never waits on a
+    /// connected client.
+    stopping: watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -53,7 +61,9 @@ impl AppState {
     ) -> AppState {
         let reader = Arc::new(Mutex::new(reader));
         let api_token = api_token.map(Arc::from);
-        AppState { commands, reader, clock, sinks, committed, api_token, protect_reads }
+        // Replaced by the server's own stop signal in `serve`.
+        let (_, stopping) = watch::channel(false);
+        AppState { commands, reader, clock, sinks, committed, api_token, protect_reads, stopping }
     }
 
     /// Checks the bearer token of a write request. Nothing is changed when this fails.
@@ -102,7 +112,8 @@ impl AppState {
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut stop: watch::Receiver<bool>) {
+    state.stopping = stop.clone();
     let state_for_reads = state.clone();
     let app = Router::new()
         .route("/", get(dashboard::index))
@@ -113,6 +124,10 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/v1/nodes/{id}", get(nodes::detail).delete(nodes::forget))
         .route("/v1/nodes/{id}/pause", post(nodes::pause))
         .route("/v1/nodes/{id}/resume", post(nodes::resume))
+        .route("/v1/nodes/{id}/phi", get(phi::curve))
+        .route("/v1/nodes/{id}/explain", get(explain::node))
+        .route("/v1/silences", get(silences::list).post(silences::create))
+        .route("/v1/silences/{id}", axum::routing::delete(silences::delete))
         .route("/v1/groups/{group}", get(nodes::group))
         .route("/v1/events", get(events::list))
         .route("/v1/events/stream", get(events::stream))

@@ -145,6 +145,8 @@ pub async fn resume(
 
 /// A group of nodes (by their `group` label) for load balancers and service discovery:
 /// every member with its state, and the addresses (`addr` label) of those that are up.
+/// A group nobody belongs to (yet) is an empty group, not an error: a proxy config
+/// generator renders an empty upstream from it instead of failing.
 #[derive(serde::Serialize)]
 pub struct GroupJson {
     group: String,
@@ -158,9 +160,6 @@ pub async fn group(
     Path(group): Path<String>,
 ) -> Result<Json<GroupJson>, ApiError> {
     let members = state.ask(|reply| Command::Group { group: group.clone(), reply }).await?;
-    if members.is_empty() {
-        return Err(ApiError::not_found("group", &group));
-    }
     let mut up: Vec<String> = members
         .iter()
         .filter(|node| node.state == "up")

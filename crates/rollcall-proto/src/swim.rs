@@ -1,0 +1,752 @@
+//! Peer mode: a sans-IO SWIM member (Das et al. 2002) with the Lifeguard extensions
+//! (Dadgar et al. 2017) as HashiCorp memberlist implements them.
+//!
+//! A [`Peer`] probes one member per protocol period (randomised round-robin), asks `K`
+//! others to probe indirectly when the direct ping goes unanswered, suspects a member whose
+//! probe failed, declares it down when the suspicion is not refuted in time, and spreads
+//! every change by piggybacking it on its pings and acks. Lifeguard adds local health (a
+//! peer that misses its own deadlines probes less often and waits longer), suspicion
+//! timeouts that start long and shrink as independent peers confirm them, the buddy rule
+//! (a ping to a suspect carries the suspicion, so it refutes at once) and nacks from
+//! indirect probers. Push-pull sync pages and rate-limited contact with members believed
+//! down make partitions heal. Every datagram is authenticated with the [`KeyRing`] and
+//! carries the cluster's id. `docs/PEER.md` documents the protocol, the wire format and the
+//! exact timeout formulas.
+//!
+//! Deliberately not here: sockets, clocks, threads, OS randomness. `now` is an argument,
+//! randomness comes from a seed the shell passes in, and every effect is polled.
+//!
+//! # How a shell drives a peer (one UDP socket per peer)
+//!
+//! 1. [`Peer::new`], then [`Peer::join`] with seed addresses (or none, for the first peer).
+//! 2. Loop: on a datagram call [`Peer::handle_datagram`]; when the instant
+//!    [`Peer::poll_timeout`] returned has come, call [`Peer::handle_timeout`]. After either,
+//!    send everything [`Peer::poll_transmit`] yields and act on every [`Peer::poll_event`],
+//!    then ask [`Peer::poll_timeout`] again (it may move earlier after a datagram).
+//! 3. To stop: [`Peer::leave`], send what it queued, then drop the peer.
+
+mod apply;
+mod gossip;
+mod members;
+mod rng;
+mod suspicion;
+pub mod wire;
+
+pub use members::{MemberId, ProbeOrder};
+pub use suspicion::{expected_confirmations, suspicion_bounds, suspicion_timeout};
+pub use wire::{MemberState, Rejection};
+
+use crate::keyring::KeyRing;
+use core::time::Duration;
+use gossip::{Broadcasts, Owned};
+use members::Members;
+use rng::Rng;
+use rollcall_detect::Instant;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use suspicion::{Health, Suspicion};
+use wire::{Body, Datagram, Entries, Update, Writer};
+
+/// A peer's settings. [`SwimConfig::default`] is memberlist's LAN profile where SWIM and
+/// memberlist agree, and says so where it differs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwimConfig {
+    /// The cluster's name: peers of another cluster are rejected (and counted) even if they
+    /// share a key.
+    pub cluster: String,
+    /// SWIM's protocol period: one probe per period (memberlist: 1 s).
+    pub probe_interval: Duration,
+    /// How long the direct ping waits before indirect probes are sent (memberlist: 500 ms).
+    pub probe_timeout: Duration,
+    /// `K`: members asked to probe indirectly (memberlist: 3).
+    pub indirect_probes: u32,
+    /// `λ` in the retransmit limit `λ × ceil(log10(n + 1))` (memberlist: 4).
+    pub retransmit_mult: u32,
+    /// `α` in the suspicion timeout (memberlist's LAN profile: 4).
+    pub suspicion_mult: u32,
+    /// `β`: the longest suspicion timeout is `β × min` (memberlist: 6).
+    pub suspicion_max_mult: u32,
+    /// The local health multiplier's ceiling: probe interval and timeout stretch up to this
+    /// many times (memberlist: 8).
+    pub max_health: u32,
+    /// How often a page of the member table is exchanged with a random member (push-pull;
+    /// memberlist exchanges its whole state over TCP every 30 s).
+    pub sync_interval: Duration,
+    /// How often one random member believed down is contacted (a sync page that tells it
+    /// what we believe, so that it refutes if it is alive: partitions heal).
+    pub reconnect_interval: Duration,
+    /// Randomised round-robin (SWIM's improvement, the default) or uniform random targets.
+    pub probe_order: ProbeOrder,
+    /// Most members the table holds; updates about further members are counted and dropped.
+    pub max_members: usize,
+    /// Most indirect probes this peer runs for others at once; further requests are dropped.
+    pub max_forwards: usize,
+    /// Largest datagram sent, in bytes (at most [`wire::MAX_DATAGRAM`]).
+    pub max_datagram: usize,
+}
+
+impl Default for SwimConfig {
+    fn default() -> Self {
+        SwimConfig {
+            cluster: "rollcall".into(),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_probes: 3,
+            retransmit_mult: 4,
+            suspicion_mult: 4,
+            suspicion_max_mult: 6,
+            max_health: 8,
+            sync_interval: Duration::from_secs(10),
+            reconnect_interval: Duration::from_secs(2),
+            probe_order: ProbeOrder::RoundRobin,
+            max_members: 100_000,
+            max_forwards: 1024,
+            max_datagram: wire::MAX_DATAGRAM,
+        }
+    }
+}
+
+/// Why [`Peer::new`] refused its settings. The caller's fault; no peer was built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SwimConfigError {
+    #[error("the member name must be 1 to 64 bytes without spaces or control characters")]
+    BadName,
+    #[error("probe_timeout must be positive and shorter than probe_interval")]
+    BadProbeTimeout,
+    #[error("probe_interval, sync_interval and reconnect_interval must be at least 1 ms")]
+    BadInterval,
+    #[error("max_datagram must be between 512 and {} bytes", wire::MAX_DATAGRAM)]
+    BadDatagramSize,
+    #[error("suspicion_mult, suspicion_max_mult, retransmit_mult and max_health must be at least 1")]
+    BadMultiplier,
+}
+
+/// Something the shell should know: a member changed state in this peer's view, or this
+/// peer had to refute a suspicion of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwimEvent {
+    Member {
+        member: Arc<MemberId>,
+        /// `None` for a member heard of for the first time.
+        from: Option<MemberState>,
+        to: MemberState,
+        incarnation: u32,
+        /// When the peer noticed (the `now` of the call that caused it).
+        at: Instant,
+    },
+    /// Someone suspected (or declared down) this peer; it raised its incarnation to refute.
+    Refuted { incarnation: u32, at: Instant },
+}
+
+/// Counters, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwimStats {
+    pub rejected: BTreeMap<Rejection, u64>,
+    pub received: u64,
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub probes: u64,
+    /// Probes that ended without any ack, direct or indirect.
+    pub failed_probes: u64,
+    /// Probes whose direct ping timed out (ping-reqs were sent).
+    pub indirect_rounds: u64,
+    pub refutes: u64,
+    /// Acks for no open probe (late, or duplicated by the network).
+    pub late_acks: u64,
+    /// Updates about new members dropped because the table was full.
+    pub members_refused: u64,
+    /// Ping-reqs dropped because `max_forwards` indirect probes were already running.
+    pub forwards_refused: u64,
+    /// Accusations (suspect, down, left) of others ignored because their sender was held
+    /// down or left.
+    pub distrusted: u64,
+}
+
+/// One member as this peer sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: Arc<MemberId>,
+    pub state: MemberState,
+    pub incarnation: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// End of the current probe period: judge the probe, start the next.
+    Probe,
+    /// The direct ping of probe `seq` went unanswered: ask others.
+    ProbeTimeout(u32),
+    /// A suspicion of table slot `member` may have run out.
+    Suspicion(u32),
+    /// An indirect probe we run for someone: send a nack if no ack came yet.
+    Nack(u32),
+    /// Forget an indirect probe we ran.
+    Forget(u32),
+    Sync,
+    Reconnect,
+}
+
+struct Probe {
+    seq: u32,
+    target: u32,
+    acked: bool,
+    expected_nacks: u32,
+    nacks: u32,
+}
+
+struct Forward {
+    origin: SocketAddr,
+    origin_seq: u32,
+    acked: bool,
+}
+
+/// A SWIM + Lifeguard member. See the module documentation for the calling order.
+pub struct Peer {
+    config: SwimConfig,
+    cluster: u64,
+    keys: KeyRing,
+    rng: Rng,
+    members: Members,
+    gossip: Broadcasts,
+    suspicions: BTreeMap<u32, Suspicion>,
+    timers: BTreeSet<(Instant, Timer)>,
+    probe: Option<Probe>,
+    forwards: BTreeMap<u32, Forward>,
+    next_seq: u32,
+    health: Health,
+    /// Where the next sync page starts in the table.
+    page_cursor: usize,
+    leaving: bool,
+    outbox: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<SwimEvent>,
+    stats: SwimStats,
+    /// Spent buffer reused for encoding.
+    scratch: Vec<u8>,
+}
+
+impl Peer {
+    /// A peer named `name`, reachable at `addr`, starting at `incarnation` (a restarted
+    /// peer should start above any incarnation it used before: the daemon uses its start
+    /// time in seconds). `seed` drives every random choice. Timers start at `now`.
+    pub fn new(
+        config: SwimConfig,
+        name: &str,
+        addr: SocketAddr,
+        keys: KeyRing,
+        incarnation: u32,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Peer, SwimConfigError> {
+        validate(&config, name)?;
+        let mut rng = Rng::new(seed);
+        let mut timers = BTreeSet::new();
+        // Random phases so that peers started together do not probe and sync in lockstep.
+        for (timer, span) in [
+            (Timer::Probe, config.probe_interval),
+            (Timer::Sync, config.sync_interval),
+            (Timer::Reconnect, config.reconnect_interval),
+        ] {
+            timers.insert((now + span.mul_f64(rng.f64()), timer));
+        }
+        Ok(Peer {
+            cluster: wire::cluster_id(&config.cluster),
+            health: Health { score: 0, max: config.max_health },
+            config,
+            keys,
+            rng,
+            members: Members::new(MemberId::new(name, addr), incarnation),
+            gossip: Broadcasts::default(),
+            suspicions: BTreeMap::new(),
+            timers,
+            probe: None,
+            forwards: BTreeMap::new(),
+            next_seq: 0,
+            page_cursor: 0,
+            leaving: false,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SwimStats::default(),
+            scratch: Vec::with_capacity(wire::MAX_DATAGRAM),
+        })
+    }
+
+    // ----- getters -----
+
+    pub fn name(&self) -> &str {
+        &self.members.slot(0).id.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.members.slot(0).id.addr
+    }
+
+    pub fn incarnation(&self) -> u32 {
+        self.members.slot(0).incarnation
+    }
+
+    pub fn config(&self) -> &SwimConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &SwimStats {
+        &self.stats
+    }
+
+    /// Lifeguard's local health score, `0..max_health`: probe interval and timeout are
+    /// multiplied by `score + 1`.
+    pub fn health(&self) -> u32 {
+        self.health.score
+    }
+
+    /// Members up or suspect, this peer included.
+    pub fn live_members(&self) -> u32 {
+        self.members.live()
+    }
+
+    /// How many members (this peer included) are in `state` in this peer's view.
+    pub fn count(&self, state: MemberState) -> u32 {
+        self.members.count(state)
+    }
+
+    /// Every other member this peer has heard of, in the order it first heard of them.
+    pub fn members(&self) -> impl Iterator<Item = MemberView> + '_ {
+        self.members.slots()[1..].iter().map(|slot| MemberView {
+            id: slot.id.clone(),
+            state: slot.state,
+            incarnation: slot.incarnation,
+        })
+    }
+
+    /// One member's view, by name.
+    pub fn member(&self, name: &str) -> Option<MemberView> {
+        let index = self.members.find(name)?;
+        let slot = self.members.slot(index);
+        Some(MemberView { id: slot.id.clone(), state: slot.state, incarnation: slot.incarnation })
+    }
+
+    /// Updates waiting to be piggybacked.
+    pub fn queued_updates(&self) -> usize {
+        self.gossip.len()
+    }
+
+    // ----- commands -----
+
+    /// Contacts `seeds`: each gets a sync page (this peer, and what we know) and is asked for
+    /// one back. Call again if no member shows up (seeds may not be up yet).
+    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
+        // `now` keeps every command's calling convention alike (and lets a later rate limit
+        // on joins arrive without an API change); nothing here depends on it yet.
+        let _ = now;
+        for &seed in seeds {
+            if seed != self.addr() {
+                self.send_sync(seed, None, true);
+            }
+        }
+    }
+
+    /// Adds members known from configuration (the simulator's warm start, or a static
+    /// cluster file) as `up` at `incarnation`, without any event or gossip. Unknown names
+    /// only; the table's bound applies.
+    pub fn add_known(&mut self, members: impl IntoIterator<Item = (Arc<MemberId>, u32)>) {
+        let members = members.into_iter();
+        self.members.reserve(members.size_hint().0.min(self.config.max_members));
+        for (id, incarnation) in members {
+            if self.members.find(&id.name).is_none() && self.members.len() < self.config.max_members {
+                self.members.insert(id, incarnation, MemberState::Up, &mut self.rng);
+            }
+        }
+    }
+
+    /// Leaves gracefully: tells up to `λ × ceil(log10(n + 1))` random members, keeps the
+    /// statement queued for piggybacking on any ack still sent, and stops probing (no more
+    /// timeouts). Idempotent.
+    pub fn leave(&mut self, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        let me = self.members.slot(0).clone();
+        self.members.set(0, MemberState::Left, me.incarnation, None, &mut self.rng);
+        let update =
+            Owned { state: MemberState::Left, incarnation: me.incarnation, id: me.id, accuser: None };
+        self.gossip.push(0, update);
+        self.timers.clear();
+        self.probe = None;
+        let fanout = self.retransmit_limit() as usize;
+        for target in self.members.random_up(&mut self.rng, fanout, 0) {
+            let addr = self.members.slot(target).id.addr;
+            self.send(addr, &Body::Gossip, None);
+        }
+        // See `join` for why `now` is taken.
+        let _ = now;
+    }
+
+    // ----- inputs -----
+
+    /// One datagram from `from`. Hostile input is counted in [`SwimStats::rejected`] and
+    /// changes nothing else.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let datagram = match wire::decode(bytes, self.cluster, &self.keys) {
+            Ok(datagram) => datagram,
+            Err(reason) => return self.reject(reason),
+        };
+        if datagram.sender == self.name() {
+            return self.reject(Rejection::FromSelf);
+        }
+        self.stats.received += 1;
+        self.receive(now, from, &datagram);
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.fire(now, at, timer);
+        }
+    }
+
+    // ----- outputs -----
+
+    /// When [`Peer::handle_timeout`] should next be called; `None` after a leave.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// The next datagram to send, and where.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SwimEvent> {
+        self.events.pop_front()
+    }
+
+    // ----- helpers -----
+
+    fn reject(&mut self, reason: Rejection) {
+        *self.stats.rejected.entry(reason).or_default() += 1;
+    }
+
+    /// `λ × ceil(log10(n + 1))`, with `n` the live members.
+    fn retransmit_limit(&self) -> u32 {
+        let n = f64::from(self.members.live()) + 1.0;
+        self.config.retransmit_mult * (n.log10().ceil() as u32).max(1)
+    }
+
+    fn receive(&mut self, now: Instant, from: SocketAddr, datagram: &Datagram<'_>) {
+        // A member we never heard of is up: its authenticated datagram says so.
+        if self.members.find(datagram.sender).is_none() {
+            let hello = Update {
+                state: MemberState::Up,
+                incarnation: datagram.incarnation,
+                name: datagram.sender,
+                addr: from,
+                accuser: None,
+            };
+            self.apply(now, &hello);
+        }
+        // A sender we hold down or left has a view we cannot trust (it was cut off, or it
+        // is a stale copy): its accusations of others are ignored until it refutes, but
+        // what it says of itself and of us, and any `up`, still counts. Without this rule
+        // a healed partition floods each side with suspicions of its own live members.
+        let trusted = self.members.find(datagram.sender).is_some_and(|index| {
+            matches!(self.members.slot(index).state, MemberState::Up | MemberState::Suspect)
+        });
+        // Piggybacked news first, so that a refutation rides on the ack sent below.
+        for update in datagram.updates.iter() {
+            self.apply_from(now, &update, trusted);
+        }
+        match datagram.body {
+            Body::Ping { seq, target } => {
+                if target != self.name() {
+                    return self.reject(Rejection::NotForUs);
+                }
+                self.send(from, &Body::Ack { seq }, None);
+            }
+            Body::Ack { seq } => self.on_ack(seq),
+            Body::Nack { seq } => match &mut self.probe {
+                Some(probe) if probe.seq == seq => probe.nacks += 1,
+                _ => self.stats.late_acks += 1,
+            },
+            Body::PingReq { seq, target, addr } => self.on_ping_req(now, from, seq, target, addr),
+            Body::Sync { reply, entries } => {
+                self.merge_page(now, datagram.sender, entries, trusted);
+                if reply && !self.leaving {
+                    let peer = self.members.find(datagram.sender);
+                    self.send_sync(from, peer, false);
+                }
+            }
+            Body::Gossip => {}
+        }
+    }
+
+    fn on_ack(&mut self, seq: u32) {
+        if let Some(probe) = &mut self.probe
+            && probe.seq == seq
+        {
+            probe.acked = true;
+            return;
+        }
+        if let Some(forward) = self.forwards.get_mut(&seq) {
+            if !forward.acked {
+                forward.acked = true;
+                let (origin, origin_seq) = (forward.origin, forward.origin_seq);
+                self.send(origin, &Body::Ack { seq: origin_seq }, None);
+            }
+            return;
+        }
+        self.stats.late_acks += 1;
+    }
+
+    fn on_ping_req(&mut self, now: Instant, from: SocketAddr, seq: u32, target: &str, addr: SocketAddr) {
+        if self.forwards.len() >= self.config.max_forwards {
+            self.stats.forwards_refused += 1;
+            return;
+        }
+        let own = self.take_seq();
+        let buddy = self.members.find(target).and_then(|index| self.suspect_note(index));
+        self.send(addr, &Body::Ping { seq: own, target }, buddy);
+        self.forwards.insert(own, Forward { origin: from, origin_seq: seq, acked: false });
+        // memberlist's nack deadline: 80 % of the probe timeout, so the nack reaches the
+        // origin before its own probe period ends.
+        self.timers.insert((now + self.config.probe_timeout.mul_f64(0.8), Timer::Nack(own)));
+        self.timers.insert((now + self.config.probe_interval, Timer::Forget(own)));
+    }
+
+    fn fire(&mut self, now: Instant, at: Instant, timer: Timer) {
+        match timer {
+            Timer::Probe => self.probe_period(now),
+            Timer::ProbeTimeout(seq) => self.probe_timeout(seq),
+            Timer::Suspicion(member) => self.suspicion_expired(now, at, member),
+            Timer::Nack(seq) => {
+                if let Some(forward) = self.forwards.get(&seq)
+                    && !forward.acked
+                {
+                    let (origin, origin_seq) = (forward.origin, forward.origin_seq);
+                    self.send(origin, &Body::Nack { seq: origin_seq }, None);
+                }
+            }
+            Timer::Forget(seq) => {
+                self.forwards.remove(&seq);
+            }
+            Timer::Sync => {
+                if let Some(target) = self.members.random_live(&mut self.rng, &[0]) {
+                    let addr = self.members.slot(target).id.addr;
+                    self.send_sync(addr, Some(target), true);
+                }
+                self.timers.insert((now + self.config.sync_interval, Timer::Sync));
+            }
+            Timer::Reconnect => {
+                if let Some(target) = self.members.random_down(&mut self.rng) {
+                    let addr = self.members.slot(target).id.addr;
+                    self.send_sync(addr, Some(target), true);
+                }
+                self.timers.insert((now + self.config.reconnect_interval, Timer::Reconnect));
+            }
+        }
+    }
+
+    /// The end of a protocol period: judge the probe that ran in it, start the next one.
+    fn probe_period(&mut self, now: Instant) {
+        self.finish_probe(now);
+        if let Some(target) = self.members.next_target(self.config.probe_order, &mut self.rng) {
+            let seq = self.take_seq();
+            let slot = self.members.slot(target);
+            let (addr, name) = (slot.id.addr, slot.id.clone());
+            let buddy = self.suspect_note(target);
+            self.send(addr, &Body::Ping { seq, target: &name.name }, buddy);
+            self.stats.probes += 1;
+            self.probe = Some(Probe { seq, target, acked: false, expected_nacks: 0, nacks: 0 });
+            let timeout = self.health.scale(self.config.probe_timeout);
+            self.timers.insert((now + timeout, Timer::ProbeTimeout(seq)));
+        }
+        let period = self.health.scale(self.config.probe_interval);
+        self.timers.insert((now + period, Timer::Probe));
+    }
+
+    fn probe_timeout(&mut self, seq: u32) {
+        let Some(probe) = &self.probe else { return };
+        if probe.seq != seq || probe.acked {
+            return;
+        }
+        let target = probe.target;
+        self.stats.indirect_rounds += 1;
+        let slot = self.members.slot(target);
+        let (addr, id) = (slot.id.addr, slot.id.clone());
+        let helpers = self.members.random_up(&mut self.rng, self.config.indirect_probes as usize, target);
+        for helper in &helpers {
+            let via = self.members.slot(*helper).id.addr;
+            self.send(via, &Body::PingReq { seq, target: &id.name, addr }, None);
+        }
+        if let Some(probe) = &mut self.probe {
+            probe.expected_nacks = helpers.len() as u32;
+        }
+    }
+
+    /// Lifeguard's health update for the probe that just ended, and SWIM's suspicion if
+    /// nobody answered for its target.
+    fn finish_probe(&mut self, now: Instant) {
+        let Some(probe) = self.probe.take() else { return };
+        if probe.acked {
+            self.health.apply(-1);
+            return;
+        }
+        self.stats.failed_probes += 1;
+        // Missing nacks mean the helpers could not reach us either: our own fault, likely.
+        let delta =
+            if probe.expected_nacks > 0 { probe.expected_nacks.saturating_sub(probe.nacks) } else { 1 };
+        self.health.apply(i64::from(delta));
+        let slot = self.members.slot(probe.target);
+        // Already suspect: our failed probe is an independent confirmation (Lifeguard),
+        // which shortens the suspicion here and, gossiped, everywhere.
+        if matches!(slot.state, MemberState::Up | MemberState::Suspect) {
+            // Owned copies: `apply` needs the peer mutably.
+            let (target, me) = (slot.id.clone(), self.members.slot(0).id.clone());
+            let accuse = Update {
+                state: MemberState::Suspect,
+                incarnation: slot.incarnation,
+                name: &target.name,
+                addr: target.addr,
+                accuser: Some(&me.name),
+            };
+            self.apply(now, &accuse);
+        }
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    /// The buddy rule: a ping to a member we suspect carries that suspicion, first.
+    fn suspect_note(&self, member: u32) -> Option<Owned> {
+        let slot = self.members.slot(member);
+        (slot.state == MemberState::Suspect).then(|| Owned {
+            state: MemberState::Suspect,
+            incarnation: slot.incarnation,
+            id: slot.id.clone(),
+            accuser: Some(Arc::from(self.name())),
+        })
+    }
+
+    /// Encodes and queues one datagram: the body, `first` if any, then queued gossip.
+    fn send(&mut self, to: SocketAddr, body: &Body<'_>, first: Option<Owned>) {
+        let mut out = core::mem::take(&mut self.scratch);
+        let me = self.members.slot(0);
+        let (name, inc) = (me.id.clone(), me.incarnation);
+        let limit = self.retransmit_limit();
+        let mut writer = Writer::new(
+            &mut out,
+            self.config.max_datagram,
+            self.cluster,
+            self.keys.send_key_id(),
+            &name.name,
+            inc,
+            body,
+        );
+        writer.begin_updates();
+        if let Some(first) = &first {
+            writer.push(&first.view());
+        }
+        self.gossip.fill(&mut writer, limit);
+        writer.finish(&self.keys);
+        self.queue(to, out);
+    }
+
+    fn queue(&mut self, to: SocketAddr, out: Vec<u8>) {
+        self.stats.sent += 1;
+        self.stats.sent_bytes += out.len() as u64;
+        self.scratch = Vec::with_capacity(wire::MAX_DATAGRAM);
+        self.outbox.push_back((to, out));
+    }
+
+    /// A sync page for the member at `to`: ourselves first, then what we believe of the
+    /// recipient (so that it can refute at once), then as many `up` and `left` members as
+    /// fit, continuing where the last page stopped.
+    fn send_sync(&mut self, to: SocketAddr, recipient: Option<u32>, reply: bool) {
+        let mut out = core::mem::take(&mut self.scratch);
+        let me = self.members.slot(0).id.clone();
+        let inc = self.members.slot(0).incarnation;
+        let body = Body::Sync { reply, entries: Entries::EMPTY };
+        let mut writer = Writer::new(
+            &mut out,
+            self.config.max_datagram,
+            self.cluster,
+            self.keys.send_key_id(),
+            &me.name,
+            inc,
+            &body,
+        );
+        writer.begin_entries();
+        let mut fits = writer.push(&self.entry(0).view());
+        if let Some(recipient) = recipient.filter(|&r| r != 0) {
+            fits = fits && writer.push(&self.entry(recipient).view());
+        }
+        let len = self.members.len();
+        let mut walked = 0;
+        while fits && walked < len {
+            let index = ((self.page_cursor + walked) % len) as u32;
+            let state = self.members.slot(index).state;
+            // Only `up` and `left` travel in pages: accusations spread by gossip alone, so a
+            // peer back from a partition cannot flood the cluster with its stale verdicts
+            // (a member it missed is found by its own probes soon enough).
+            let listed = index != 0
+                && Some(index) != recipient
+                && matches!(state, MemberState::Up | MemberState::Left);
+            if listed && !writer.push(&self.entry(index).view()) {
+                break;
+            }
+            walked += 1;
+        }
+        self.page_cursor = (self.page_cursor + walked) % len;
+        writer.begin_updates();
+        writer.finish(&self.keys);
+        self.queue(to, out);
+    }
+
+    /// What this peer states about table slot `index`, as an update.
+    fn entry(&self, index: u32) -> Owned {
+        let slot = self.members.slot(index);
+        let accuser = match slot.state {
+            MemberState::Suspect => self
+                .suspicions
+                .get(&index)
+                .map(|s| s.accusers[0].clone())
+                .or_else(|| Some(Arc::from(self.name()))),
+            MemberState::Down => Some(Arc::from(self.name())),
+            _ => None,
+        };
+        Owned { state: slot.state, incarnation: slot.incarnation, id: slot.id.clone(), accuser }
+    }
+}
+
+fn validate(config: &SwimConfig, name: &str) -> Result<(), SwimConfigError> {
+    if !wire::valid_name(name) {
+        return Err(SwimConfigError::BadName);
+    }
+    let ms = Duration::from_millis(1);
+    if config.probe_interval < ms || config.sync_interval < ms || config.reconnect_interval < ms {
+        return Err(SwimConfigError::BadInterval);
+    }
+    if config.probe_timeout.is_zero() || config.probe_timeout >= config.probe_interval {
+        return Err(SwimConfigError::BadProbeTimeout);
+    }
+    if !(512..=wire::MAX_DATAGRAM).contains(&config.max_datagram) {
+        return Err(SwimConfigError::BadDatagramSize);
+    }
+    if config.suspicion_mult == 0
+        || config.suspicion_max_mult == 0
+        || config.retransmit_mult == 0
+        || config.max_health == 0
+    {
+        return Err(SwimConfigError::BadMultiplier);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! SWIM's rules for membership statements: which update overrides which, suspicion and its
+//! confirmations, declaring down, refuting statements about ourselves, and the events and
+//! gossip each change produces.
+//!
+//! Precedence, for a member at incarnation `i` in our table (SWIM section 4.2, as memberlist):
+//! - `up(j)` wins over any state if `j > i`;
+//! - `suspect(j)` wins over `up` if `j >= i`; over `suspect` it is a confirmation (Lifeguard);
+//! - `down(j)` and `left(j)` win over `up` and `suspect` if `j >= i`; `left` also over `down`;
+//! - nothing but a newer `up` brings a member back from `down` or `left`.
+//!
+//! About ourselves, `suspect`, `down` or `left` at our incarnation or above is refuted: we
+//! take a larger incarnation and gossip `up` (and Lifeguard counts it against our health).
+
+use super::gossip::Owned;
+use super::suspicion::Suspicion;
+use super::wire::{Body, Entries, MemberState, Update};
+use super::{MemberId, Peer, SwimEvent, Timer};
+use rollcall_detect::Instant;
+use std::sync::Arc;
+
+impl Peer {
+    /// Applies one statement from gossip, a sync page, or our own probe.
+    pub(super) fn apply(&mut self, now: Instant, update: &Update<'_>) {
+        if update.name == self.name() {
+            return self.about_me(now, update);
+        }
+        let index = self.members.find(update.name);
+        match update.state {
+            MemberState::Up => self.apply_up(now, index, update),
+            MemberState::Suspect => self.apply_suspect(now, index, update),
+            MemberState::Down | MemberState::Left => self.apply_down(now, index, update),
+        }
+    }
+
+    /// A sync page: like gossip, except that `down` counts as `suspect` (memberlist's merge
+    /// rule), so that one peer's stale verdict cannot kill a member outright; it must fail
+    /// our own suspicion timeout, which it refutes if it is alive.
+    pub(super) fn merge_page(&mut self, now: Instant, sender: &str, entries: Entries<'_>, trusted: bool) {
+        for entry in entries.iter() {
+            if entry.state == MemberState::Down && entry.name != self.name() {
+                let accuser = entry.accuser.filter(|a| !a.is_empty()).or(Some(sender));
+                self.apply_from(now, &Update { state: MemberState::Suspect, accuser, ..entry }, trusted);
+            } else {
+                self.apply_from(now, &entry, trusted);
+            }
+        }
+    }
+
+    /// Applies a statement received from another peer: accusations of third parties only
+    /// if the sender is `trusted` (see `receive`).
+    ///
+    /// Two more rules keep stale verdicts (a healed partition's) from killing live members:
+    /// an accusation made by an accuser we hold down or left is ignored too, and another
+    /// peer's `down` of a member we hold `up` only starts our own suspicion, so the member
+    /// gets a suspicion timeout to refute (a peer that had heard the suspicion, as nearly
+    /// all have when a member really failed, takes the `down` at once).
+    pub(super) fn apply_from(&mut self, now: Instant, update: &Update<'_>, trusted: bool) {
+        if update.state == MemberState::Up || update.name == self.name() {
+            return self.apply(now, update);
+        }
+        let accuser_down = update.accuser.and_then(|name| self.members.find(name)).is_some_and(|index| {
+            matches!(self.members.slot(index).state, MemberState::Down | MemberState::Left)
+        });
+        if !trusted || accuser_down {
+            self.stats.distrusted += 1;
+            return;
+        }
+        let held_up = self
+            .members
+            .find(update.name)
+            .is_some_and(|index| self.members.slot(index).state == MemberState::Up);
+        if update.state == MemberState::Down && held_up {
+            self.apply(now, &Update { state: MemberState::Suspect, ..*update });
+        } else {
+            self.apply(now, update);
+        }
+    }
+
+    fn about_me(&mut self, now: Instant, update: &Update<'_>) {
+        if self.leaving || update.state == MemberState::Up || update.incarnation < self.incarnation() {
+            return;
+        }
+        // Others could not reach us: we were most likely the one cut off (or stalled), so
+        // our own recent accusations of others are doubtful. Stop spreading them; what our
+        // table says is corrected by their refutations and our own next probes, and a true
+        // failure is still spread by the peers that saw it.
+        self.gossip.retain(|queued| !matches!(queued.state, MemberState::Suspect | MemberState::Down));
+        let incarnation = update.incarnation.max(self.incarnation()).saturating_add(1);
+        let me = self.members.slot(0).id.clone();
+        self.members.set(0, MemberState::Up, incarnation, None, &mut self.rng);
+        self.gossip.push(0, Owned { state: MemberState::Up, incarnation, id: me, accuser: None });
+        self.health.apply(1);
+        self.stats.refutes += 1;
+        self.events.push_back(SwimEvent::Refuted { incarnation, at: now });
+        // A refutation is a race against suspicion timers that may be at their minimum:
+        // push it at once to the accuser and to K random members instead of waiting for
+        // the next pings to carry it.
+        let mut targets = self.members.random_up(&mut self.rng, self.config.indirect_probes as usize, 0);
+        if let Some(accuser) = update.accuser.and_then(|name| self.members.find(name))
+            && !targets.contains(&accuser)
+        {
+            targets.push(accuser);
+        }
+        for target in targets {
+            let addr = self.members.slot(target).id.addr;
+            self.send(addr, &Body::Gossip, None);
+        }
+    }
+
+    fn apply_up(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
+        let Some(index) = index else {
+            if self.members.len() >= self.config.max_members {
+                self.stats.members_refused += 1;
+                return;
+            }
+            let id = MemberId::new(update.name, update.addr);
+            let index = self.members.insert(id, update.incarnation, MemberState::Up, &mut self.rng);
+            return self.changed(now, index, None, None);
+        };
+        let slot = self.members.slot(index);
+        if update.incarnation <= slot.incarnation {
+            return;
+        }
+        let from = slot.state;
+        let id = (slot.id.addr != update.addr).then(|| MemberId::new(update.name, update.addr));
+        self.members.set(index, MemberState::Up, update.incarnation, id, &mut self.rng);
+        self.suspicions.remove(&index);
+        self.changed(now, index, Some(from), None);
+    }
+
+    fn apply_suspect(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
+        // Suspicion of a member we do not know is dropped (memberlist does the same): it
+        // will reach us again as `up` or `down` if it matters.
+        let Some(index) = index else { return };
+        let slot = self.members.slot(index);
+        if update.incarnation < slot.incarnation {
+            return;
+        }
+        let accuser: Arc<str> = match update.accuser {
+            Some(name) if !name.is_empty() => Arc::from(name),
+            _ => Arc::from(self.name()),
+        };
+        match slot.state {
+            MemberState::Down | MemberState::Left => {}
+            MemberState::Suspect => {
+                let Some(suspicion) = self.suspicions.get_mut(&index) else { return };
+                let old = suspicion.deadline;
+                if suspicion.confirm(&accuser) {
+                    // An independent confirmation: the deadline moves earlier, and the news
+                    // is passed on so that others can count it too.
+                    let new = suspicion.deadline;
+                    self.timers.remove(&(old, Timer::Suspicion(index)));
+                    self.timers.insert((new, Timer::Suspicion(index)));
+                    let id = slot.id.clone();
+                    let incarnation = slot.incarnation;
+                    let state = MemberState::Suspect;
+                    self.gossip.push(index, Owned { state, incarnation, id, accuser: Some(accuser) });
+                }
+            }
+            MemberState::Up => {
+                self.members.set(index, MemberState::Suspect, update.incarnation, None, &mut self.rng);
+                let n = self.members.live();
+                let suspicion = Suspicion::new(&self.config, n, update.incarnation, accuser.clone(), now);
+                self.timers.insert((suspicion.deadline, Timer::Suspicion(index)));
+                self.suspicions.insert(index, suspicion);
+                self.changed(now, index, Some(MemberState::Up), Some(accuser));
+            }
+        }
+    }
+
+    fn apply_down(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
+        let Some(index) = index else { return };
+        let slot = self.members.slot(index);
+        let from = slot.state;
+        let overrides = match from {
+            MemberState::Up | MemberState::Suspect => true,
+            MemberState::Down => update.state == MemberState::Left,
+            MemberState::Left => false,
+        };
+        if !overrides || update.incarnation < slot.incarnation {
+            return;
+        }
+        let accuser = update.accuser.filter(|a| !a.is_empty()).map(Arc::from);
+        self.members.set(index, update.state, update.incarnation, None, &mut self.rng);
+        self.suspicions.remove(&index);
+        self.changed(now, index, Some(from), accuser);
+    }
+
+    /// A suspicion's timer fired at `at`: declare the member down if the suspicion still
+    /// stands (not refuted, not moved to another deadline).
+    pub(super) fn suspicion_expired(&mut self, now: Instant, at: Instant, index: u32) {
+        let Some(suspicion) = self.suspicions.get(&index) else { return };
+        if suspicion.deadline != at {
+            return;
+        }
+        let incarnation = suspicion.incarnation;
+        self.suspicions.remove(&index);
+        let slot = self.members.slot(index);
+        if slot.state != MemberState::Suspect || slot.incarnation != incarnation {
+            return;
+        }
+        self.members.set(index, MemberState::Down, incarnation, None, &mut self.rng);
+        let me = Arc::from(self.name());
+        self.changed(now, index, Some(MemberState::Suspect), Some(me));
+    }
+
+    /// Gossips a member's new state, and reports it if the state itself changed.
+    fn changed(&mut self, now: Instant, index: u32, from: Option<MemberState>, accuser: Option<Arc<str>>) {
+        let slot = self.members.slot(index);
+        let mut update = self.entry(index);
+        if accuser.is_some() {
+            update.accuser = accuser;
+        }
+        if from != Some(slot.state) {
+            self.events.push_back(SwimEvent::Member {
+                member: slot.id.clone(),
+                from,
+                to: slot.state,
+                incarnation: slot.incarnation,
+                at: now,
+            });
+        }
+        self.gossip.push(index, update);
+    }
+}

@@ -1,0 +1,99 @@
+//! Lifeguard's two timing rules, as HashiCorp memberlist implements them: the suspicion
+//! timeout that shrinks with independent confirmations, and the local health multiplier
+//! that stretches a struggling peer's probe interval and timeout. The formulas are in
+//! `docs/PEER.md`, "Timing"; tests check them against hand-computed values.
+
+use super::SwimConfig;
+use core::time::Duration;
+use rollcall_detect::Instant;
+use std::sync::Arc;
+
+/// The shortest and longest suspicion timeouts for a cluster of `n` live members:
+/// `min = suspicion_mult × max(1, log10(n)) × probe_interval`, `max = suspicion_max_mult × min`.
+pub fn suspicion_bounds(config: &SwimConfig, n: u32) -> (Duration, Duration) {
+    let scale = f64::from(n.max(1)).log10().max(1.0);
+    let min = config.probe_interval.mul_f64(f64::from(config.suspicion_mult) * scale);
+    (min, min * config.suspicion_max_mult.max(1))
+}
+
+/// How many independent confirmations shrink a suspicion to its minimum: memberlist's
+/// `k = suspicion_mult - 2`, or 0 when the cluster is too small to supply them (`n - 2 < k`).
+pub fn expected_confirmations(config: &SwimConfig, n: u32) -> u32 {
+    let k = config.suspicion_mult.saturating_sub(2);
+    if n.saturating_sub(2) < k { 0 } else { k }
+}
+
+/// The suspicion timeout after `confirmations` independent confirmations:
+/// `max(min, max - (max - min) × log(C + 1) / log(k + 1))`, or `min` when `k` is 0.
+pub fn suspicion_timeout(min: Duration, max: Duration, k: u32, confirmations: u32) -> Duration {
+    if k == 0 {
+        return min;
+    }
+    let fraction = f64::from(confirmations + 1).ln() / f64::from(k + 1).ln();
+    let span = (max.as_secs_f64() - min.as_secs_f64()) * fraction;
+    let timeout = max.as_secs_f64() - span;
+    Duration::from_secs_f64(timeout.max(min.as_secs_f64()))
+}
+
+/// One open suspicion of a member.
+#[derive(Clone, Debug)]
+pub(crate) struct Suspicion {
+    pub incarnation: u32,
+    pub started: Instant,
+    pub min: Duration,
+    pub max: Duration,
+    pub k: u32,
+    /// The first accuser, then each distinct confirmer (at most `k` of them count).
+    pub accusers: Vec<Arc<str>>,
+    pub deadline: Instant,
+}
+
+impl Suspicion {
+    pub fn new(config: &SwimConfig, n: u32, incarnation: u32, accuser: Arc<str>, now: Instant) -> Suspicion {
+        let (min, max) = suspicion_bounds(config, n);
+        let k = expected_confirmations(config, n);
+        let mut suspicion =
+            Suspicion { incarnation, started: now, min, max, k, accusers: vec![accuser], deadline: now };
+        suspicion.deadline = now + suspicion.timeout();
+        suspicion
+    }
+
+    pub fn confirmations(&self) -> u32 {
+        (self.accusers.len() as u32).saturating_sub(1)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        suspicion_timeout(self.min, self.max, self.k, self.confirmations())
+    }
+
+    /// Records `accuser`; true (and a new, earlier deadline) if it is a new, counted one.
+    pub fn confirm(&mut self, accuser: &str) -> bool {
+        if self.confirmations() >= self.k || self.accusers.iter().any(|a| &**a == accuser) {
+            return false;
+        }
+        self.accusers.push(Arc::from(accuser));
+        self.deadline = self.started + self.timeout();
+        true
+    }
+}
+
+/// Lifeguard's local health multiplier ("awareness" in memberlist): a score in
+/// `0..max`, raised by failed probes without the nacks that would clear us, and by having to
+/// refute a suspicion of ourselves; lowered by each successful probe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Health {
+    pub score: u32,
+    pub max: u32,
+}
+
+impl Health {
+    pub fn apply(&mut self, delta: i64) {
+        let top = i64::from(self.max.saturating_sub(1));
+        self.score = (i64::from(self.score) + delta).clamp(0, top) as u32;
+    }
+
+    /// `span × (score + 1)`.
+    pub fn scale(&self, span: Duration) -> Duration {
+        span * (self.score + 1)
+    }
+}

@@ -1,0 +1,335 @@
+//! Scenario tests of the peer on a virtual clock: a handful of peers exchange datagrams
+//! through an in-memory network (1 ms latency, optional cuts) that steps to the earliest
+//! deadline, as the simulator does at scale. Codec tests are in `tests/wire.rs`.
+
+mod wire;
+
+use super::*;
+use crate::keyring::Key;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+pub(super) fn keys(id: u16, fill: u8) -> KeyRing {
+    KeyRing::new(&[Key::new(id, [fill; 32])]).unwrap()
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, i as u8 + 1), 7946))
+}
+
+fn name(i: usize) -> String {
+    format!("peer-{i}")
+}
+
+const LATENCY: Duration = Duration::from_millis(1);
+
+/// A few peers on a virtual clock and a perfect network (but for cuts and crashes).
+struct Cluster {
+    peers: Vec<Option<Peer>>,
+    now: Instant,
+    /// (arrival, insertion) -> (from, to, bytes)
+    queue: BTreeMap<(Instant, u64), (usize, usize, Vec<u8>)>,
+    order: u64,
+    /// Directed pairs whose datagrams are lost.
+    cut: BTreeSet<(usize, usize)>,
+    events: Vec<(usize, SwimEvent)>,
+}
+
+impl Cluster {
+    /// `n` peers that all know each other from the start (a warm start).
+    fn warm(n: usize, config: SwimConfig) -> Cluster {
+        let mut cluster = Cluster::cold(n, config);
+        let ids: Vec<Arc<MemberId>> = (0..n).map(|i| MemberId::new(&name(i), addr(i))).collect();
+        for peer in cluster.peers.iter_mut().flatten() {
+            peer.add_known(ids.iter().map(|id| (id.clone(), 0)));
+        }
+        cluster
+    }
+
+    /// `n` peers that know nobody.
+    fn cold(n: usize, config: SwimConfig) -> Cluster {
+        let peers = (0..n)
+            .map(|i| {
+                Some(
+                    Peer::new(config.clone(), &name(i), addr(i), keys(1, 7), 0, i as u64, Instant::ZERO)
+                        .unwrap(),
+                )
+            })
+            .collect();
+        Cluster {
+            peers,
+            now: Instant::ZERO,
+            queue: BTreeMap::new(),
+            order: 0,
+            cut: BTreeSet::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn peer(&mut self, i: usize) -> &mut Peer {
+        self.peers[i].as_mut().expect("a live peer")
+    }
+
+    fn index_of(&self, to: SocketAddr) -> Option<usize> {
+        (0..self.peers.len()).find(|&i| addr(i) == to)
+    }
+
+    /// Moves `i`'s outputs into the network and the event log.
+    fn flush(&mut self, i: usize) {
+        let Some(peer) = self.peers[i].as_mut() else { return };
+        let mut out = Vec::new();
+        while let Some(transmit) = peer.poll_transmit() {
+            out.push(transmit);
+        }
+        while let Some(event) = peer.poll_event() {
+            self.events.push((i, event));
+        }
+        for (to, bytes) in out {
+            let Some(j) = self.index_of(to) else { continue };
+            if self.cut.contains(&(i, j)) {
+                continue;
+            }
+            self.order += 1;
+            self.queue.insert((self.now + LATENCY, self.order), (i, j, bytes));
+        }
+    }
+
+    fn run_until(&mut self, end: Instant) {
+        loop {
+            let next_timer = (0..self.peers.len())
+                .filter_map(|i| Some((self.peers[i].as_ref()?.poll_timeout()?, i)))
+                .min();
+            let next_datagram = self.queue.keys().next().map(|&(at, _)| at);
+            match (next_datagram, next_timer) {
+                (Some(at), timer) if at <= end && timer.is_none_or(|(t, _)| at <= t) => {
+                    let ((at, _), (from, to, bytes)) = self.queue.pop_first().unwrap();
+                    self.now = at;
+                    if let Some(peer) = self.peers[to].as_mut() {
+                        peer.handle_datagram(at, addr(from), &bytes);
+                        self.flush(to);
+                    }
+                }
+                (_, Some((at, i))) if at <= end => {
+                    self.now = at;
+                    self.peer(i).handle_timeout(at);
+                    self.flush(i);
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    fn run_for(&mut self, span: Duration) {
+        self.run_until(self.now + span);
+    }
+
+    fn state(&self, observer: usize, subject: usize) -> Option<MemberState> {
+        self.peers[observer].as_ref()?.member(&name(subject)).map(|m| m.state)
+    }
+
+    fn split(&mut self, left: &[usize], right: &[usize]) {
+        for &a in left {
+            for &b in right {
+                self.cut.insert((a, b));
+                self.cut.insert((b, a));
+            }
+        }
+    }
+
+    /// Events about `subject` reaching state `to`, by observer.
+    fn saw(&self, subject: usize, to: MemberState) -> Vec<usize> {
+        let subject = name(subject);
+        self.events
+            .iter()
+            .filter(|(_, e)| matches!(e, SwimEvent::Member { member, to: t, .. } if *member.name == *subject && *t == to))
+            .map(|(i, _)| *i)
+            .collect()
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn a_crashed_peer_is_declared_down_by_every_live_peer() {
+    let mut cluster = Cluster::warm(8, SwimConfig::default());
+    cluster.run_for(secs(10));
+    assert!(cluster.events.is_empty(), "a quiet cluster reports nothing: {:?}", cluster.events);
+    cluster.peers[3] = None;
+    // Worst case: two rounds of 7 probes before someone probes it, then the longest
+    // suspicion (6 x 4 x 1 s); confirmations make it much shorter in practice.
+    cluster.run_for(secs(14 + 24 + 2));
+    for observer in (0..8).filter(|&i| i != 3) {
+        assert_eq!(cluster.state(observer, 3), Some(MemberState::Down), "observer {observer}");
+    }
+    let downs: Vec<_> = cluster
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, SwimEvent::Member { to: MemberState::Down, .. }))
+        .collect();
+    assert_eq!(downs.len(), 7, "only the crashed peer is declared down, once per observer: {downs:?}");
+}
+
+#[test]
+fn peers_join_through_a_seed_and_learn_the_whole_cluster() {
+    let mut cluster = Cluster::cold(6, SwimConfig::default());
+    for i in 1..6 {
+        cluster.peer(i).join(Instant::ZERO, &[addr(0)]);
+        cluster.flush(i);
+    }
+    cluster.run_for(secs(30));
+    for observer in 0..6 {
+        let up = cluster.peers[observer].as_ref().unwrap().count(MemberState::Up);
+        assert_eq!(up, 6, "peer {observer} sees everyone up");
+    }
+}
+
+#[test]
+fn a_peer_cut_off_briefly_refutes_the_suspicion_and_is_never_declared_down() {
+    let mut cluster = Cluster::warm(8, SwimConfig::default());
+    cluster.run_for(secs(5));
+    let others: Vec<usize> = (1..8).collect();
+    cluster.split(&[0], &others);
+    cluster.run_for(secs(3));
+    cluster.cut.clear();
+    cluster.run_for(secs(30));
+    assert!(!cluster.saw(0, MemberState::Suspect).is_empty(), "the cut made someone suspect peer 0");
+    assert!(cluster.saw(0, MemberState::Down).is_empty(), "peer 0 refuted in time");
+    assert!(cluster.peer(0).stats().refutes >= 1);
+    assert!(cluster.peer(0).incarnation() >= 1);
+    for observer in 1..8 {
+        assert_eq!(cluster.state(observer, 0), Some(MemberState::Up), "observer {observer}");
+    }
+}
+
+#[test]
+fn a_peer_that_leaves_is_left_everywhere_and_never_down() {
+    let mut cluster = Cluster::warm(6, SwimConfig::default());
+    cluster.run_for(secs(5));
+    let now = cluster.now;
+    cluster.peer(2).leave(now);
+    cluster.flush(2);
+    assert_eq!(cluster.peer(2).poll_timeout(), None, "a peer that left stops probing");
+    cluster.run_for(secs(2));
+    cluster.peers[2] = None;
+    cluster.run_for(secs(40));
+    for observer in (0..6).filter(|&i| i != 2) {
+        assert_eq!(cluster.state(observer, 2), Some(MemberState::Left), "observer {observer}");
+    }
+    assert!(cluster.saw(2, MemberState::Down).is_empty());
+}
+
+#[test]
+fn a_partition_is_seen_from_both_sides_and_heals() {
+    let mut cluster = Cluster::warm(8, SwimConfig::default());
+    cluster.run_for(secs(5));
+    let (left, right) = ([0, 1, 2, 3], [4, 5, 6, 7]);
+    cluster.split(&left, &right);
+    cluster.run_for(secs(60));
+    for (a, b) in [(0, 5), (6, 1)] {
+        assert_eq!(cluster.state(a, b), Some(MemberState::Down), "{a} sees {b} down during the cut");
+    }
+    cluster.cut.clear();
+    cluster.run_for(secs(60));
+    for observer in 0..8 {
+        for subject in (0..8).filter(|&s| s != observer) {
+            assert_eq!(cluster.state(observer, subject), Some(MemberState::Up), "{observer} sees {subject}");
+        }
+    }
+}
+
+#[test]
+fn peers_of_another_cluster_or_key_are_rejected_and_counted() {
+    let config = SwimConfig::default();
+    let mut ours = Peer::new(config.clone(), "a", addr(0), keys(1, 7), 0, 1, Instant::ZERO).unwrap();
+    let other_cluster = SwimConfig { cluster: "elsewhere".into(), ..config.clone() };
+    let strangers = [
+        (
+            Peer::new(other_cluster, "b", addr(1), keys(1, 7), 0, 2, Instant::ZERO).unwrap(),
+            Rejection::WrongCluster,
+        ),
+        (
+            Peer::new(config.clone(), "c", addr(2), keys(2, 7), 0, 3, Instant::ZERO).unwrap(),
+            Rejection::UnknownKey,
+        ),
+        (Peer::new(config, "d", addr(3), keys(1, 9), 0, 4, Instant::ZERO).unwrap(), Rejection::BadTag),
+    ];
+    for (mut stranger, reason) in strangers {
+        stranger.join(Instant::ZERO, &[addr(0)]);
+        let (_, bytes) = stranger.poll_transmit().expect("a join sends a sync page");
+        ours.handle_datagram(Instant::ZERO, stranger.addr(), &bytes);
+        assert_eq!(ours.stats().rejected.get(&reason), Some(&1), "{reason:?}");
+    }
+    assert_eq!(ours.members().count(), 0, "no stranger entered the table");
+    assert!(ours.poll_transmit().is_none() && ours.poll_event().is_none());
+}
+
+#[test]
+fn a_peer_that_cannot_hear_loses_health_and_slows_down() {
+    let mut cluster = Cluster::warm(6, SwimConfig::default());
+    for i in 1..6 {
+        cluster.cut.insert((i, 0));
+    }
+    cluster.run_for(secs(20));
+    let health = cluster.peer(0).health();
+    assert!(health >= 3, "missed acks and nacks raise the multiplier, got {health}");
+    assert_eq!(cluster.peer(1).health(), 0, "healthy peers stay at zero");
+}
+
+#[test]
+fn gossip_drains_and_updates_stay_bounded() {
+    let mut cluster = Cluster::warm(10, SwimConfig::default());
+    cluster.peers[9] = None;
+    cluster.run_for(secs(90));
+    for i in 0..9 {
+        assert_eq!(cluster.peer(i).queued_updates(), 0, "peer {i} has sent every update its limit");
+    }
+}
+
+#[test]
+fn suspicion_timeout_follows_memberlist() {
+    let config = SwimConfig::default();
+    // n = 100: min = 4 x log10(100) x 1 s = 8 s, max = 6 x 8 s = 48 s, k = 4 - 2 = 2.
+    let (min, max) = suspicion_bounds(&config, 100);
+    assert_eq!((min, max), (secs(8), secs(48)));
+    assert_eq!(expected_confirmations(&config, 100), 2);
+    assert_eq!(suspicion_timeout(min, max, 2, 0), secs(48));
+    let one = suspicion_timeout(min, max, 2, 1).as_secs_f64();
+    assert!((one - (48.0 - 40.0 * 2f64.ln() / 3f64.ln())).abs() < 1e-6, "{one}");
+    assert_eq!(suspicion_timeout(min, max, 2, 2), secs(8));
+    assert_eq!(suspicion_timeout(min, max, 2, 9), secs(8), "never below the minimum");
+    // Small clusters: log10 is floored at 1, and k is 0 when n - 2 < k.
+    assert_eq!(suspicion_bounds(&config, 3).0, secs(4));
+    assert_eq!(expected_confirmations(&config, 3), 0);
+    assert_eq!(suspicion_timeout(secs(4), secs(24), 0, 0), secs(4));
+}
+
+#[test]
+fn round_robin_probes_every_member_once_per_round() {
+    let mut cluster = Cluster::warm(10, SwimConfig::default());
+    let ids: Vec<Arc<MemberId>> = (0..10).map(|i| MemberId::new(&name(i), addr(i))).collect();
+    let _ = ids;
+    let peer = cluster.peer(0);
+    for _ in 0..3 {
+        let round: BTreeSet<u32> = (0..9)
+            .map(|_| peer.members.next_target(ProbeOrder::RoundRobin, &mut peer.rng).unwrap())
+            .collect();
+        assert_eq!(round.len(), 9, "nine distinct targets in one round");
+    }
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let good = SwimConfig::default();
+    let new = |config: SwimConfig, name: &str| {
+        Peer::new(config, name, addr(0), keys(1, 1), 0, 0, Instant::ZERO).err()
+    };
+    assert_eq!(new(good.clone(), "has space"), Some(SwimConfigError::BadName));
+    assert_eq!(new(good.clone(), ""), Some(SwimConfigError::BadName));
+    let slow_timeout = SwimConfig { probe_timeout: secs(2), ..good.clone() };
+    assert_eq!(new(slow_timeout, "a"), Some(SwimConfigError::BadProbeTimeout));
+    let huge = SwimConfig { max_datagram: 9000, ..good };
+    assert_eq!(new(huge, "a"), Some(SwimConfigError::BadDatagramSize));
+}

@@ -1,0 +1,298 @@
+//! The load generator (a fleet of impersonated nodes sending authenticated heartbeats with
+//! `sendmmsg` from several sockets) and the raw receiver (counts datagrams with `recvmmsg`,
+//! decodes nothing): the same generator against both gives the same-run baseline.
+
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg};
+use rollcall_proto::KeyRing;
+use rollcall_proto::wire::{Kind, Outgoing, encode};
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Datagrams per `sendmmsg` call.
+const SEND_BATCH: usize = 64;
+/// Datagrams per `recvmmsg` call of the raw receiver.
+const RECV_BATCH: usize = 64;
+
+/// One impersonated node: its id, and the sequence of its last heartbeat.
+struct Node {
+    id: String,
+    sequence: u64,
+    stopped: bool,
+    /// Not yet registered (see [`Fleet::activate`]).
+    idle: bool,
+}
+
+/// How a phase paces its sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Pace {
+    /// Every running node sends once per interval, spread evenly over it.
+    Interval(Duration),
+    /// As fast as the sockets take them, round-robin over the running nodes.
+    Saturate,
+}
+
+/// What a phase sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sent {
+    pub datagrams: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+}
+
+/// The nodes one sending thread owns, and where its round-robin stands (kept across
+/// phases, so that every node keeps its own rhythm from one phase to the next).
+struct Shard {
+    nodes: Vec<Node>,
+    cursor: usize,
+}
+
+/// N nodes, split into one shard per sending socket (and thread).
+pub struct Fleet {
+    ring: KeyRing,
+    generation: u64,
+    interval_ms: u32,
+    shards: Vec<Shard>,
+}
+
+impl Fleet {
+    /// `nodes` nodes named `bench-0000000`... in `senders` shards; `interval` is what each
+    /// node declares.
+    pub fn new(ring: KeyRing, nodes: usize, senders: usize, interval: Duration, generation: u64) -> Fleet {
+        let senders = senders.clamp(1, nodes.max(1));
+        let mut shards: Vec<Shard> = (0..senders)
+            .map(|_| Shard { nodes: Vec::with_capacity(nodes / senders + 1), cursor: 0 })
+            .collect();
+        for index in 0..nodes {
+            let node = Node { id: node_id(index), sequence: 0, stopped: false, idle: false };
+            shards[index % senders].nodes.push(node);
+        }
+        let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX).max(1);
+        Fleet { ring, generation, interval_ms, shards }
+    }
+
+    /// Lets only the first `count` nodes send (by index); the others stay silent until a
+    /// later call lets them in. Used to ramp registrations up at a chosen rate.
+    pub fn activate(&mut self, count: usize) {
+        let senders = self.shards.len();
+        for (s, shard) in self.shards.iter_mut().enumerate() {
+            for (i, node) in shard.nodes.iter_mut().enumerate() {
+                node.idle = i * senders + s >= count;
+            }
+        }
+    }
+
+    /// Stops `count` nodes spread evenly over the fleet (they send nothing from now on);
+    /// returns their ids.
+    pub fn stop(&mut self, count: usize) -> Vec<String> {
+        let total: usize = self.shards.iter().map(|shard| shard.nodes.len()).sum();
+        let count = count.min(total);
+        let mut stopped = Vec::with_capacity(count);
+        if count == 0 {
+            return stopped;
+        }
+        let step = total / count;
+        let senders = self.shards.len();
+        for k in 0..count {
+            let index = k * step;
+            let node = &mut self.shards[index % senders].nodes[index / senders];
+            node.stopped = true;
+            stopped.push(node.id.clone());
+        }
+        stopped
+    }
+
+    /// Sends to `target` for `duration` at `pace`, one thread per shard; `progress` counts
+    /// datagrams sent as they go.
+    pub fn run(&mut self, target: SocketAddr, pace: Pace, duration: Duration, progress: &AtomicU64) -> Sent {
+        self.run_until(target, pace, duration, progress, &AtomicBool::new(false))
+    }
+
+    /// Like [`Fleet::run`], and ends early when `stop` is set (checked between batches), so
+    /// that the fleet can beat without a gap while another thread watches the monitor.
+    pub fn run_until(
+        &mut self,
+        target: SocketAddr,
+        pace: Pace,
+        duration: Duration,
+        progress: &AtomicU64,
+        stop: &AtomicBool,
+    ) -> Sent {
+        let started = Instant::now();
+        let deadline = started + duration;
+        let (ring, generation, interval_ms) = (&self.ring, self.generation, self.interval_ms);
+        let results: Vec<Sent> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .map(|shard| {
+                    let sender = ShardSender { ring, generation, interval_ms, target };
+                    scope.spawn(move || sender.run(shard, pace, deadline, progress, stop))
+                })
+                .collect();
+            handles.into_iter().map(|handle| handle.join().expect("a sender thread panicked")).collect()
+        });
+        let mut total = Sent { elapsed: started.elapsed(), ..Sent::default() };
+        for sent in results {
+            total.datagrams += sent.datagrams;
+            total.errors += sent.errors;
+        }
+        total
+    }
+}
+
+/// The id of the node at `index`: fixed width, so every datagram has the same size.
+pub fn node_id(index: usize) -> String {
+    format!("bench-{index:07}")
+}
+
+struct ShardSender<'a> {
+    ring: &'a KeyRing,
+    generation: u64,
+    interval_ms: u32,
+    target: SocketAddr,
+}
+
+impl ShardSender<'_> {
+    fn run(
+        &self,
+        shard: &mut Shard,
+        pace: Pace,
+        deadline: Instant,
+        progress: &AtomicU64,
+        stop: &AtomicBool,
+    ) -> Sent {
+        let mut sent = Sent::default();
+        let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
+            sent.errors += 1;
+            return sent;
+        };
+        let _ = socket.set_write_timeout(Some(Duration::from_millis(100)));
+        let SocketAddr::V4(v4) = self.target else {
+            sent.errors += 1;
+            return sent;
+        };
+        let address = Some(SockaddrIn::from(v4));
+        let running = shard.nodes.iter().filter(|node| !node.stopped && !node.idle).count();
+        if running == 0 {
+            return sent;
+        }
+        let per_second = match pace {
+            Pace::Interval(interval) => running as f64 / interval.as_secs_f64(),
+            Pace::Saturate => f64::INFINITY,
+        };
+        let mut buffers: Vec<Vec<u8>> = (0..SEND_BATCH).map(|_| Vec::with_capacity(128)).collect();
+        let started = Instant::now();
+        // Bounded in time by `deadline` (or `stop`), and in count by the pace.
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            let due = (started.elapsed().as_secs_f64() * per_second) as u64;
+            let wanted = due.saturating_sub(sent.datagrams).min(SEND_BATCH as u64) as usize;
+            if wanted == 0 {
+                std::thread::sleep(Duration::from_micros(500));
+                continue;
+            }
+            let mut filled = 0;
+            while filled < wanted {
+                let length = shard.nodes.len();
+                let node = &mut shard.nodes[shard.cursor];
+                shard.cursor = (shard.cursor + 1) % length;
+                if node.stopped || node.idle {
+                    continue;
+                }
+                node.sequence += 1;
+                let message = Outgoing {
+                    kind: Kind::Heartbeat,
+                    node: &node.id,
+                    generation: self.generation,
+                    sequence: node.sequence,
+                    interval_ms: self.interval_ms,
+                    labels: &[],
+                };
+                if encode(&message, self.ring, &mut buffers[filled]).is_err() {
+                    sent.errors += 1;
+                    continue;
+                }
+                filled += 1;
+            }
+            match send_batch(&socket, &buffers[..filled], address) {
+                Ok(count) => {
+                    sent.datagrams += count as u64;
+                    progress.fetch_add(count as u64, Ordering::Relaxed);
+                    // What the kernel refused is lost, as it would be from real agents; the
+                    // sequences already moved on, so nothing is resent.
+                    sent.errors += (filled - count) as u64;
+                }
+                Err(_) => sent.errors += filled as u64,
+            }
+        }
+        sent
+    }
+}
+
+fn send_batch(socket: &UdpSocket, buffers: &[Vec<u8>], address: Option<SockaddrIn>) -> nix::Result<usize> {
+    let slices: Vec<[IoSlice<'_>; 1]> = buffers.iter().map(|buffer| [IoSlice::new(buffer)]).collect();
+    let addresses = vec![address; buffers.len()];
+    let mut headers = MultiHeaders::<SockaddrIn>::preallocate(buffers.len(), None);
+    let results =
+        sendmmsg(socket.as_raw_fd(), &mut headers, slices.iter(), addresses, [], MsgFlags::empty())?;
+    Ok(results.count())
+}
+
+/// A receiver that only counts datagrams: what the machine can deliver to one socket with
+/// batched reads at this moment, the baseline every throughput figure is divided by.
+pub struct RawReceiver {
+    pub addr: SocketAddr,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    drops_port: u16,
+}
+
+impl RawReceiver {
+    /// Binds `127.0.0.1:0` with the monitor's receive buffer size and starts counting.
+    pub fn start(recv_buffer_bytes: usize) -> anyhow::Result<RawReceiver> {
+        let socket = crate::monitor::udp::bind("127.0.0.1:0".parse()?, recv_buffer_bytes)?;
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let addr = socket.local_addr()?;
+        let received = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopping) = (received.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("bench-raw-receiver".into()).spawn(move || {
+            let mut buffers = vec![[0u8; 2048]; RECV_BATCH];
+            // Bounded by the stop flag, checked at least every read timeout.
+            while !stopping.load(Ordering::Relaxed) {
+                let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+                    buffers.iter_mut().map(|buffer| [IoSliceMut::new(&mut buffer[..])]).collect();
+                let mut headers = MultiHeaders::<SockaddrIn>::preallocate(RECV_BATCH, None);
+                let flags = MsgFlags::MSG_WAITFORONE;
+                if let Ok(results) =
+                    recvmmsg(socket.as_raw_fd(), &mut headers, slices.iter_mut(), flags, None)
+                {
+                    count.fetch_add(results.count() as u64, Ordering::Relaxed);
+                }
+            }
+        })?;
+        Ok(RawReceiver { addr, received, stop, thread: Some(thread), drops_port: addr.port() })
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// The kernel's drop count for this socket.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        super::probe::udp_drops_by_port(self.drops_port)
+    }
+}
+
+impl Drop for RawReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

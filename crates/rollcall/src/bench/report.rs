@@ -1,0 +1,250 @@
+//! The benchmark's report: what `--json` prints, and the table printed otherwise.
+
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Serialize, Debug, Default)]
+pub struct Report {
+    pub machine: Machine,
+    pub config: Config,
+    /// The raw receiver: what the generator can get through the kernel to one socket.
+    pub baseline: Throughput,
+    /// The monitor, saturated by the same generator.
+    pub throughput: Throughput,
+    /// Accepted heartbeats per second, monitor over raw receiver.
+    pub ratio: f64,
+    pub steady: Steady,
+    pub detection: Detection,
+    pub alerts: Alerts,
+    pub restart: Restart,
+    pub http_pings: Option<HttpLoad>,
+    pub etcd: Option<HttpLoad>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub rmem_max: Option<u64>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Config {
+    pub nodes: usize,
+    pub interval_ms: u64,
+    pub senders: usize,
+    pub detector: String,
+    pub saturate_s: f64,
+    pub steady_s: f64,
+    pub stopped: usize,
+    pub datagram_bytes: usize,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Throughput {
+    pub sent: u64,
+    pub send_errors: u64,
+    /// Datagrams counted (raw receiver) or heartbeats accepted (monitor).
+    pub accepted: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub kernel_drops: Option<u64>,
+    /// Monitor only: datagrams refused (replays, ...), CPU used, CPU per million.
+    pub rejected: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+    pub cpu_seconds_per_million: Option<f64>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Steady {
+    pub heartbeats: u64,
+    pub per_second: f64,
+    pub cpu_seconds: f64,
+    pub cpu_seconds_per_million: f64,
+    pub kernel_drops: Option<u64>,
+    pub rss_empty_bytes: u64,
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    /// (RSS with N nodes - RSS with none) / N.
+    pub rss_per_node_bytes: f64,
+    pub register_seconds: f64,
+    /// Nodes up when the registration phase ended (all of them, unless it timed out).
+    pub up_after_register: u64,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Detection {
+    pub stopped: usize,
+    pub suspect: usize,
+    pub down: usize,
+    /// From each deadline to the monitor noticing it (its own stamps), for suspect and down.
+    pub lag_ms: Percentiles,
+    /// From each deadline to the transition arriving on the event stream (after its commit).
+    pub end_to_end_ms: Percentiles,
+    /// From the stopped nodes' last heartbeat (estimated as half an interval before the stop)
+    /// to the down transition on the stream: what a user waits.
+    pub time_to_down_ms: Percentiles,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Alerts {
+    pub received: usize,
+    /// From the transition's deadline to the webhook receiving the alert.
+    pub latency_ms: Percentiles,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Restart {
+    pub shutdown_s: f64,
+    /// From spawning the monitor to its ready line (the store is restored before it).
+    pub ready_s: f64,
+    /// From spawning to the API answering with every node tracked.
+    pub serving_s: f64,
+    pub nodes_restored: u64,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct HttpLoad {
+    pub tool: String,
+    pub connections: u32,
+    pub requests_per_second: f64,
+    pub non_2xx: u64,
+    pub latency_p99_ms: Option<f64>,
+    pub note: String,
+}
+
+#[derive(Serialize, Debug, Default, Clone, Copy)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Percentiles {
+    pub fn of(mut values: Vec<f64>) -> Percentiles {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| -> Option<f64> {
+            let last = values.len().checked_sub(1)?;
+            Some(values[((last as f64) * q).round() as usize])
+        };
+        Percentiles { count: values.len(), p50: at(0.5), p99: at(0.99), max: values.last().copied() }
+    }
+
+    fn show(&self) -> String {
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        format!("p50 {} / p99 {} / max {} ms (n={})", f(self.p50), f(self.p99), f(self.max), self.count)
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn opt(value: Option<u64>) -> String {
+    value.map_or("-".into(), |v| v.to_string())
+}
+
+impl Report {
+    /// A two-column table: figure, value.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(String, String)> = Vec::new();
+        let c = &self.config;
+        rows.push((
+            "setup".into(),
+            format!(
+                "{} nodes, {} ms interval, {} senders, {} detector, {} B datagrams, {} cpus",
+                c.nodes, c.interval_ms, c.senders, c.detector, c.datagram_bytes, self.machine.cpus
+            ),
+        ));
+        let b = &self.baseline;
+        rows.push((
+            "raw receiver (baseline)".into(),
+            format!(
+                "{:.0}/s ({} of {} sent, kernel drops {})",
+                b.per_second,
+                b.accepted,
+                b.sent,
+                opt(b.kernel_drops)
+            ),
+        ));
+        let t = &self.throughput;
+        rows.push((
+            "monitor, saturated".into(),
+            format!(
+                "{:.0}/s accepted ({} of {} sent, kernel drops {}, rejected {})",
+                t.per_second,
+                t.accepted,
+                t.sent,
+                opt(t.kernel_drops),
+                opt(t.rejected)
+            ),
+        ));
+        rows.push(("ratio to raw receiver".into(), format!("{:.2} (goal >= 0.8)", self.ratio)));
+        if let Some(cpu) = t.cpu_seconds_per_million {
+            rows.push(("CPU per million, saturated".into(), format!("{cpu:.2} s")));
+        }
+        let s = &self.steady;
+        rows.push((
+            "steady load".into(),
+            format!(
+                "{:.0} heartbeats/s, {:.2} CPU s per million, kernel drops {}",
+                s.per_second,
+                s.cpu_seconds_per_million,
+                opt(s.kernel_drops)
+            ),
+        ));
+        rows.push((
+            "memory".into(),
+            format!(
+                "RSS {} (empty {}, peak {}), {:.0} B per node (goal <= 512)",
+                mib(s.rss_bytes),
+                mib(s.rss_empty_bytes),
+                mib(s.peak_rss_bytes),
+                s.rss_per_node_bytes
+            ),
+        ));
+        rows.push((
+            "registration".into(),
+            format!("{:.1} s, then {} of {} nodes up", s.register_seconds, s.up_after_register, c.nodes),
+        ));
+        let d = &self.detection;
+        rows.push((
+            "stopped nodes".into(),
+            format!("{} stopped: {} suspect, {} down seen", d.stopped, d.suspect, d.down),
+        ));
+        rows.push(("detection lag (core)".into(), d.lag_ms.show()));
+        rows.push(("detection lag (event stream)".into(), d.end_to_end_ms.show()));
+        rows.push(("last heartbeat to down".into(), d.time_to_down_ms.show()));
+        rows.push((
+            "alert latency (webhook)".into(),
+            format!("{} alerts: {}", self.alerts.received, self.alerts.latency_ms.show()),
+        ));
+        let r = &self.restart;
+        rows.push((
+            "restart".into(),
+            format!(
+                "{} nodes restored: ready {:.2} s, serving {:.2} s (shutdown {:.2} s)",
+                r.nodes_restored, r.ready_s, r.serving_s, r.shutdown_s
+            ),
+        ));
+        for (name, load) in [("HTTP pings (wrk)", &self.http_pings), ("etcd lease keep-alives", &self.etcd)] {
+            if let Some(load) = load {
+                rows.push((
+                    name.into(),
+                    format!(
+                        "{:.0}/s over {} connections, non-2xx {}; {}",
+                        load.requests_per_second, load.connections, load.non_2xx, load.note
+                    ),
+                ));
+            }
+        }
+        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (name, value) in rows {
+            let _ = writeln!(out, "{name:<width$}  {value}");
+        }
+        out
+    }
+}

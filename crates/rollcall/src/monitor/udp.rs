@@ -1,0 +1,191 @@
+//! The monitor's UDP receive path: binding with a receive buffer sized for synchronised
+//! bursts, and batched reads (`recvmmsg`) that hand each datagram to the core.
+//!
+//! The socket stays an ordinary tokio `UdpSocket` owned by the owner task, so the same socket
+//! can also send (probes); this module only reads from it, and only when the owner asks.
+//! One socket is enough here: the core runs on one task, so more sockets (SO_REUSEPORT) would
+//! only move the queueing from one kernel buffer to several without adding a consumer (see
+//! docs/BENCHMARKS.md).
+
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use rollcall_proto::Instant;
+use std::io::IoSliceMut;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+/// Largest datagram read; longer ones are truncated by the kernel and then refused by the
+/// codec as malformed, which is what they are.
+const DATAGRAM_BUFFER: usize = rollcall_proto::wire::MAX_DATAGRAM + 1;
+/// Datagrams read by one `recvmmsg` call.
+pub const BATCH: usize = 64;
+
+/// Binds the heartbeat socket and asks for a receive buffer of `recv_buffer_bytes`.
+///
+/// The kernel caps SO_RCVBUF at `net.core.rmem_max`; a privileged monitor (CAP_NET_ADMIN)
+/// goes past the cap with SO_RCVBUFFORCE. What was granted is logged, with the sysctl to run
+/// when it falls short, and exported as `rollcall_udp_receive_buffer_bytes`.
+pub fn bind(addr: SocketAddr, recv_buffer_bytes: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(error) = socket.set_recv_buffer_size(recv_buffer_bytes) {
+        tracing::warn!(%error, "could not set the UDP receive buffer");
+    }
+    // Linux reports twice the requested size (it counts its own bookkeeping), so compare
+    // against the doubled request.
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < recv_buffer_bytes.saturating_mul(2) {
+        let forced = i32::try_from(recv_buffer_bytes).unwrap_or(i32::MAX) as usize;
+        if nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &forced).is_ok() {
+            tracing::debug!("raised the UDP receive buffer past net.core.rmem_max with SO_RCVBUFFORCE");
+        }
+    }
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < recv_buffer_bytes {
+        tracing::warn!(
+            requested = recv_buffer_bytes,
+            granted,
+            "the kernel granted a smaller UDP receive buffer than monitor.recv_buffer_bytes: \
+             bursts of heartbeats may be dropped; raise the cap with \
+             `sysctl -w net.core.rmem_max={recv_buffer_bytes}` (or run with CAP_NET_ADMIN)"
+        );
+    } else {
+        tracing::info!(requested = recv_buffer_bytes, granted, "UDP receive buffer");
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Counters of the receive path, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReceiveStats {
+    /// Datagrams read from the socket (before any check).
+    pub datagrams: u64,
+    /// `recvmmsg` calls that returned at least one datagram.
+    pub batches: u64,
+    /// Read errors other than "nothing queued".
+    pub errors: u64,
+    /// Datagrams the kernel dropped on this socket because its buffer was full (from
+    /// /proc/net/udp; `None` where that is unreadable).
+    pub kernel_drops: Option<u64>,
+}
+
+/// Batched reads from the heartbeat socket. Its buffers are allocated once; a read allocates
+/// only the small arrays of headers and slices `recvmmsg` fills (nix's headers hold raw
+/// pointers, so they cannot live in a `Send` task across an await).
+pub struct Receiver {
+    buffers: Vec<[u8; DATAGRAM_BUFFER]>,
+    stats: ReceiveStats,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver::new()
+    }
+}
+
+impl Receiver {
+    pub fn new() -> Receiver {
+        Receiver { buffers: vec![[0u8; DATAGRAM_BUFFER]; BATCH], stats: ReceiveStats::default() }
+    }
+
+    /// Reads what is queued on `socket`, up to about `max` datagrams, without waiting, and
+    /// hands each to `handle` with the instant its batch was read (`now()` is called once per
+    /// batch: every datagram of a batch was already queued when it was read). Returns how
+    /// many datagrams were read.
+    pub fn drain(
+        &mut self,
+        socket: &tokio::net::UdpSocket,
+        max: usize,
+        now: impl Fn() -> Instant,
+        mut handle: impl FnMut(Instant, SocketAddr, &[u8]),
+    ) -> usize {
+        let mut read = 0;
+        while read < max {
+            let result = socket.try_io(tokio::io::Interest::READABLE, || {
+                self.read_batch(socket.as_raw_fd(), &now, &mut handle).map_err(std::io::Error::from)
+            });
+            match result {
+                Ok(0) => break,
+                Ok(count) => {
+                    read += count;
+                    self.stats.datagrams += count as u64;
+                    self.stats.batches += 1;
+                    if count < BATCH {
+                        // The queue is empty (or nearly): the next call would most likely
+                        // come back with nothing, at the price of a system call.
+                        break;
+                    }
+                }
+                // Nothing queued, or a signal: the owner comes back on the next readiness.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break;
+                }
+                Err(error) => {
+                    // ICMP errors from an earlier send surface here on some kernels; they say
+                    // nothing about what is queued, so count them and stop this round.
+                    self.stats.errors += 1;
+                    tracing::debug!(%error, "UDP receive failed");
+                    break;
+                }
+            }
+        }
+        read
+    }
+
+    /// The counters so far, with the kernel's drop count for `socket`.
+    pub fn stats(&self, socket: &tokio::net::UdpSocket) -> ReceiveStats {
+        ReceiveStats { kernel_drops: kernel_drops(socket.as_raw_fd()), ..self.stats }
+    }
+
+    fn read_batch(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        now: &impl Fn() -> Instant,
+        handle: &mut impl FnMut(Instant, SocketAddr, &[u8]),
+    ) -> nix::Result<usize> {
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+            self.buffers.iter_mut().map(|buffer| [IoSliceMut::new(&mut buffer[..])]).collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let results = recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+        let at = now();
+        let mut count = 0;
+        for message in results {
+            count += 1;
+            let Some(from) = message.address.as_ref().and_then(socket_addr) else { continue };
+            let bytes = message.iovs().next().unwrap_or(&[]);
+            handle(at, from, bytes);
+        }
+        Ok(count)
+    }
+}
+
+fn socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = storage.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    storage.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// The kernel's count of datagrams dropped on the socket `fd` (the `drops` column of
+/// /proc/net/udp and /proc/net/udp6, found by the socket's inode).
+pub fn kernel_drops(fd: std::os::fd::RawFd) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    let inode = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_string();
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .find_map(|table| drops_by_inode(&std::fs::read_to_string(table).ok()?, &inode))
+}
+
+/// Finds the row of `inode` in the text of /proc/net/udp and returns its drop count (the
+/// last column; the inode is the tenth).
+pub fn drops_by_inode(table: &str, inode: &str) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(9) == Some(&inode)).then(|| fields.last()?.parse().ok()).flatten()
+    })
+}

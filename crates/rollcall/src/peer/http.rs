@@ -1,0 +1,191 @@
+//! The peer's read API: `/v1/nodes`, `/v1/nodes/{id}`, `/v1/events`, `/v1/status`,
+//! `/metrics`, `/healthz`. The same shapes as the monitor's where they make sense, for this
+//! peer's view of the cluster.
+//!
+//! Handlers never touch the core: each query is a command answered by the owner task.
+
+use super::owner::{Command, EventJson, MemberJson, STATES};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Most events one `/v1/events` page returns.
+const MAX_EVENTS_PAGE: usize = 1000;
+/// Largest request body read (the API has no writes).
+const MAX_BODY: usize = 4096;
+
+#[derive(Clone)]
+pub struct AppState {
+    commands: mpsc::Sender<Command>,
+}
+
+impl AppState {
+    pub fn new(commands: mpsc::Sender<Command>) -> AppState {
+        AppState { commands }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| ApiError::unavailable())?;
+        answer.await.map_err(|_| ApiError::unavailable())
+    }
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{id}", get(node))
+        .route("/v1/events", get(events))
+        .route("/v1/status", get(status))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!(%error, "HTTP server stopped");
+    }
+}
+
+/// An error as JSON: a stable `code` and a human `message`.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
+        ApiError { status, code, message }
+    }
+
+    fn bad_request(message: String) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn unavailable() -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the peer is stopping".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(&self)).into_response()
+    }
+}
+
+/// A query string, or a JSON error naming what is wrong with it.
+fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|Query(value)| value)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+}
+
+#[derive(Deserialize)]
+struct NodesQuery {
+    /// Only members in this state.
+    state: Option<String>,
+}
+
+async fn nodes(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<Json<Vec<MemberJson>>, ApiError> {
+    let filter: NodesQuery = query(&uri)?;
+    if let Some(wanted) = &filter.state
+        && !STATES.iter().any(|state| state.as_str() == wanted)
+    {
+        return Err(ApiError::bad_request(format!(
+            "field `state`: {wanted:?} is not one of up, suspect, down, left"
+        )));
+    }
+    let mut members = state.ask(|reply| Command::Members { reply }).await?;
+    members.retain(|member| filter.state.as_deref().is_none_or(|wanted| member.state == wanted));
+    Ok(Json(members))
+}
+
+/// A member with its latest transitions, newest first (at most 20).
+#[derive(Serialize)]
+struct NodeDetailJson {
+    #[serde(flatten)]
+    member: MemberJson,
+    history: Vec<EventJson>,
+}
+
+async fn node(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeDetailJson>, ApiError> {
+    let found = state.ask(|reply| Command::Member { id: id.clone(), reply }).await?;
+    let (member, history) = found.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no member named {id:?}"))
+    })?;
+    Ok(Json(NodeDetailJson { member, history }))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Only events with an id above this one (for paging and polling).
+    since: Option<u64>,
+    limit: Option<usize>,
+    node: Option<String>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<Json<Vec<EventJson>>, ApiError> {
+    let filter: EventsQuery = query(&uri)?;
+    let limit = filter.limit.unwrap_or(MAX_EVENTS_PAGE).min(MAX_EVENTS_PAGE);
+    let since = filter.since.unwrap_or(0);
+    let node = filter.node;
+    Ok(Json(state.ask(|reply| Command::Events { since, limit, node, reply }).await?))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let stats = state.ask(|reply| Command::Stats { reply }).await?;
+    let members: serde_json::Map<String, serde_json::Value> = STATES
+        .iter()
+        .zip(stats.members)
+        .map(|(state, count)| (state.as_str().to_string(), count.into()))
+        .collect();
+    let rejected: u64 = stats.core.rejected.values().sum();
+    Ok(Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": stats.name,
+        "cluster": stats.cluster,
+        "addr": stats.addr.to_string(),
+        "incarnation": stats.incarnation,
+        "seed": stats.seed,
+        "uptime": humantime::format_duration(std::time::Duration::from_secs(stats.uptime.as_secs())).to_string(),
+        "uptime_seconds": stats.uptime.as_secs_f64(),
+        "members": members,
+        "health": {
+            "score": stats.health_score,
+            "multiplier": stats.health_score + 1,
+            "max": stats.max_health,
+        },
+        "datagrams_received": stats.core.received,
+        "datagrams_sent": stats.core.sent,
+        "datagrams_rejected": rejected,
+        "probes": stats.core.probes,
+        "failed_probes": stats.core.failed_probes,
+        "refutes": stats.core.refutes,
+    })))
+}
+
+/// `/metrics` in the Prometheus text format (version 0.0.4).
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let stats = state.ask(|reply| Command::Stats { reply }).await?;
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, kind)], super::metrics::render(&stats)).into_response())
+}

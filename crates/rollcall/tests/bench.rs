@@ -1,0 +1,46 @@
+//! `rollcall bench` at a tiny scale: it runs every phase against a real monitor and prints a
+//! well-formed report whose figures are sane. Timings are what the benchmark reports, not
+//! what this test judges: nothing here compares a duration with a goal.
+
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn bench_reports_every_figure_at_a_tiny_scale() {
+    let dir = tempfile::Builder::new().prefix("rollcall-bench-it-").tempdir().expect("create a temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["bench", "--nodes", "200", "--interval", "100ms", "--saturate", "1s", "--steady", "1s"])
+        .args(["--detector", "fixed", "--detection-timeout", "30s", "--json", "--dir"])
+        .arg(dir.path())
+        .env("ROLLCALL_LOG", "warn")
+        .output()
+        .expect("run rollcall bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "rollcall bench failed: {stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!("the report is not JSON ({error}): {}", String::from_utf8_lossy(&output.stdout))
+    });
+
+    let number = |path: &str| -> f64 {
+        let value = path.split('.').fold(&report, |value, key| &value[key]);
+        value.as_f64().unwrap_or_else(|| panic!("{path} is not a number in {report:#}"))
+    };
+    assert_eq!(number("config.nodes"), 200.0);
+    assert!(number("baseline.accepted") > 0.0, "the raw receiver counted datagrams");
+    assert!(number("baseline.per_second") > 0.0);
+    assert!(number("throughput.accepted") > 0.0, "the monitor accepted heartbeats under saturation");
+    assert_eq!(number("throughput.rejected"), 0.0, "fresh, authenticated heartbeats are never refused");
+    let ratio = number("ratio");
+    assert!(ratio.is_finite() && ratio > 0.0, "ratio present: {ratio}");
+    assert!(number("steady.heartbeats") > 0.0);
+    assert!(number("steady.cpu_seconds") >= 0.0);
+    assert!(number("steady.rss_bytes") > 0.0, "RSS read from /proc");
+    assert!(number("steady.peak_rss_bytes") >= number("steady.rss_bytes"));
+    assert_eq!(number("detection.stopped"), 2.0, "1% of the nodes are stopped");
+    assert!(number("detection.down") >= 1.0, "a stopped node is declared down: {report:#}");
+    assert!(number("detection.lag_ms.count") >= 1.0);
+    assert!(number("detection.lag_ms.p50") >= 0.0, "a transition is never noticed before its deadline");
+    assert_eq!(number("restart.nodes_restored"), 200.0, "every node is restored from the store");
+    assert!(number("restart.ready_s") > 0.0);
+    assert!(report["machine"]["cpus"].as_u64().is_some_and(|cpus| cpus >= 1));
+}
