@@ -95,6 +95,9 @@ export function nodeView(container, id) {
   let stopped = false;
   let events = [];
   let isPhi = true;
+  /** What the node's settings promise (GET /v1/nodes/ID/explain): the same two numbers as
+   * `rollcall explain`. */
+  let promise = null;
 
   async function loadCurve() {
     try {
@@ -111,6 +114,11 @@ export function nodeView(container, id) {
       levelSource = 'server';
     } catch (error) {
       // An older monitor without the curve: keep sampling from the node detail only.
+    }
+    try {
+      promise = await getJSON(`/v1/nodes/${encodeURIComponent(id)}/explain`);
+    } catch (error) {
+      promise = null;
     }
     if (!stopped) curveTimer = setTimeout(loadCurve, CURVE_MS);
   }
@@ -168,6 +176,19 @@ export function nodeView(container, id) {
       ['Next deadline', node.deadline_in_ms === null ? '—' : `in ${duration(node.deadline_in_ms)}`],
       ['Address', node.addr || '—'],
     ];
+    if (promise) {
+      const x = promise.expected;
+      rows.push(['Crash declared within', h('span', { id: 'expected-detection' },
+        `${(x.detect_max_ms / 1000).toFixed(2)} s (mean ${(x.detect_mean_ms / 1000).toFixed(2)} s)`)]);
+      rows.push(['Expected false downs', h('span', { id: 'expected-false-downs' },
+        `${x.false_downs_per_node_year.toPrecision(2)} per node-year`,
+        h('span', { class: 'muted' }, ` (loss assumed ${(100 * promise.observed.loss).toPrecision(2)} %`
+          + `, measured ${(100 * promise.observed.fleet_loss).toPrecision(2)} % over the fleet)`))]);
+      if (promise.goal) {
+        rows.push(['Goal', h('span', { id: 'goal', title: promise.goal.summary },
+          promise.goal.met ? 'kept' : 'missed', ' — ', promise.goal.summary)]);
+      }
+    }
     facts.replaceChildren(...rows.flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]));
   }
 

@@ -103,6 +103,12 @@ fn a_killed_agents_tile_turns_down_live_in_a_real_browser() {
     // (rebuilt from the detector's window), so it has a history as soon as the page opens.
     browser.evaluate("location.hash = '#/node/web-1'");
     browser.wait_for("the phi chart", "document.querySelector('svg#phi-chart path.series') !== null");
+    // The two numbers `rollcall explain` gives: time to declare a crash, false-down rate.
+    browser.wait_for(
+        "the expected detection time and false-down rate",
+        "/^\\d+\\.\\d\\d s/.test(document.getElementById('expected-detection')?.textContent ?? '') \
+         && /per node-year/.test(document.getElementById('expected-false-downs')?.textContent ?? '')",
+    );
     browser.wait_for(
         "the monitor's phi curve on first open",
         "document.querySelector('svg#phi-chart')?.dataset.source === 'server' \
