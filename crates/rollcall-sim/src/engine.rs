@@ -58,28 +58,7 @@ enum Event {
     Answer { node: u32, sent: Instant, bytes: Vec<u8> },
 }
 
-struct Queued {
-    at: Instant,
-    order: u64,
-    event: Event,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        (self.at, self.order).cmp(&(other.at, other.order))
-    }
-}
+type Queued = crate::trace::Queued<Event>;
 
 /// One simulated node: its agent's state, and what the monitor has received from it.
 struct Agent {

@@ -265,3 +265,29 @@ impl Fnv {
         self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
     }
 }
+
+/// An event in a simulation's queue, ordered by (instant, insertion number) so that two
+/// events due at the same instant run in the order they were scheduled: a run is a pure
+/// function of its scenario. Shared by the central and the peer engines.
+pub(crate) struct Queued<E> {
+    pub at: Instant,
+    pub order: u64,
+    pub event: E,
+}
+
+impl<E> PartialEq for Queued<E> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl<E> Eq for Queued<E> {}
+impl<E> PartialOrd for Queued<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<E> Ord for Queued<E> {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
