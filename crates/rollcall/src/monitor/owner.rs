@@ -266,6 +266,11 @@ impl Owner {
                             core.handle_datagram(now, from, bytes)
                         });
                     }
+                    // Datagrams come first, but a saturated socket must not starve the API:
+                    // one queued command is answered after every batch.
+                    if let Ok(command) = self.commands.try_recv() {
+                        self.answer(command);
+                    }
                 }
                 Some(command) = self.commands.recv() => self.answer(command),
                 _ = tokio::time::sleep_until(wake.into()) => {}
