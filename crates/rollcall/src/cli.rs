@@ -408,6 +408,10 @@ pub struct SimArgs {
     /// Phi's threshold, or the fixed timeout's multiplier.
     #[arg(long, value_name = "X")]
     pub threshold: Option<f64>,
+    /// Probe suspects before declaring them down (the monitor's `--confirm`, default
+    /// settings; a scenario's `[confirm]` section sets them).
+    #[arg(long)]
+    pub confirm: bool,
     /// Also run the scenario at a range of thresholds and plot the trade-off curve.
     #[arg(long)]
     pub sweep: bool,

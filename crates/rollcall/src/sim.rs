@@ -125,6 +125,9 @@ fn scenario(args: &SimArgs) -> anyhow::Result<(Scenario, Option<PeerSettings>)> 
     if let Some(threshold) = args.threshold {
         scenario.detector = scenario.detector.with_threshold(threshold);
     }
+    if args.confirm && scenario.confirm.is_none() {
+        scenario.confirm = Some(rollcall_proto::monitor::ConfirmConfig::default());
+    }
     let span = |fraction: f64| scenario.duration.mul_f64(fraction);
     if let Some(crash) = &args.crash {
         let nodes = Selector::parse(crash).map_err(|e| anyhow::anyhow!("--crash: {e}"))?;
@@ -204,9 +207,11 @@ fn write_outputs(
     let title = format!("{}: detection time after a crash, {}", scenario.name, scenario.detector.name());
     write("detection.svg", &svg::histogram(&times, 30, &title))?;
     if let Some(points) = sweep {
-        let knob = match scenario.detector {
-            DetectorSpec::Phi(_) => "phi threshold",
-            DetectorSpec::Fixed(_) => "fixed multiplier",
+        let knob = match (&scenario.detector, &scenario.confirm) {
+            // With confirmation the sweep moves where probing starts (see `rollcall_sim::sweep`).
+            (DetectorSpec::Phi(_), Some(_)) => "phi suspect level (then probes)",
+            (DetectorSpec::Phi(_), None) => "phi threshold",
+            (DetectorSpec::Fixed(_), _) => "fixed multiplier",
         };
         let title = format!("{}: detection p99 vs false downs as the {knob} moves", scenario.name);
         write("tradeoff.svg", &svg::tradeoff(points, knob, &title))?;

@@ -77,12 +77,18 @@ fn a_sweep_draws_the_trade_off_curve() {
         "2m".into(),
         "--detector".into(),
         "fixed".into(),
+        "--confirm".into(),
         "--sweep".into(),
         "--out".into(),
         out.display().to_string(),
     ]);
     assert!(run.status.success(), "rollcall sim --sweep failed:\n{}", run.stderr);
     let report = read_json(&out.join("report.json"));
+    let detector = report["report"]["detector"].as_str().unwrap_or_default();
+    assert!(
+        detector.starts_with("fixed") && detector.contains("+ confirm"),
+        "--confirm turns it on: {detector}"
+    );
     let points = report["sweep"].as_array().expect("the sweep's points");
     assert!(points.len() >= 5, "{report}");
     let svg = std::fs::read_to_string(out.join("tradeoff.svg")).unwrap();
