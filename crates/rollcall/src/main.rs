@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod clock;
 mod demo;
+mod http_error;
 mod keygen;
 mod monitor;
 mod peer;

@@ -5,6 +5,7 @@
 //! Handlers never touch the core: each query is a command answered by the owner task.
 
 use super::owner::{Command, EventJson, MemberJson, STATES};
+use crate::http_error::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -51,35 +52,6 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
     };
     if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!(%error, "HTTP server stopped");
-    }
-}
-
-/// An error as JSON: a stable `code` and a human `message`.
-#[derive(Debug, Serialize)]
-pub struct ApiError {
-    #[serde(skip)]
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
-        ApiError { status, code, message }
-    }
-
-    fn bad_request(message: String) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn unavailable() -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the peer is stopping".into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
     }
 }
 

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rollcall_store::Store;
-use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -30,6 +29,8 @@ mod silences;
 pub use phi::{PhiCurve, phi_curve};
 
 /// Largest request body the API reads (pings have their own, smaller limit).
+pub use crate::http_error::ApiError;
+
 const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Clone)]
@@ -155,51 +156,6 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut s
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!(%error, "HTTP server stopped");
-    }
-}
-
-/// An error as JSON: a stable `code` and a human `message`.
-#[derive(Debug, Serialize)]
-pub struct ApiError {
-    #[serde(skip)]
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
-        ApiError { status, code, message }
-    }
-
-    pub fn bad_request(message: String) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn unavailable() -> ApiError {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "shutting_down",
-            message: "the monitor is stopping".into(),
-        }
-    }
-
-    pub fn not_found(what: &str, id: &str) -> ApiError {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("no {what} named {id:?}"),
-        }
-    }
-
-    pub fn internal(message: String) -> ApiError {
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
     }
 }
 
