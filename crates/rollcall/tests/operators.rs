@@ -378,3 +378,24 @@ fn per_node_series_can_be_switched_off() {
     assert!(!body.contains("rollcall_node_up{"), "{body}");
     assert!(body.contains("rollcall_node_series_omitted 1"), "{body}");
 }
+
+/// A client connected to the live stream must not keep the monitor from stopping: SIGTERM
+/// ends the stream (the client can resume later) and the monitor exits cleanly.
+#[test]
+fn a_connected_event_stream_does_not_hold_up_shutdown() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, "");
+    let mut stream = TcpStream::connect(monitor.http).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // `stop` waits for the exit with a deadline and fails the test if it does not come.
+    let exit = monitor.stop(nix::sys::signal::Signal::SIGTERM);
+    assert!(exit.success(), "{exit:?}");
+    // The stream was ended by the server, not cut by the test.
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+}
