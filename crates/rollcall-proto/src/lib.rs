@@ -15,6 +15,7 @@ pub mod keyring;
 pub mod monitor;
 pub mod ratelimit;
 pub mod responder;
+pub mod rng;
 pub mod swim;
 pub mod timer;
 pub mod wire;

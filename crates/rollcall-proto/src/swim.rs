@@ -28,7 +28,6 @@
 mod apply;
 mod gossip;
 mod members;
-mod rng;
 mod suspicion;
 pub mod wire;
 
@@ -37,10 +36,10 @@ pub use suspicion::{expected_confirmations, suspicion_bounds, suspicion_timeout}
 pub use wire::{MemberState, Rejection};
 
 use crate::keyring::KeyRing;
+use crate::rng::Rng;
 use core::time::Duration;
 use gossip::{Broadcasts, Owned};
 use members::Members;
-use rng::Rng;
 use rollcall_detect::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;

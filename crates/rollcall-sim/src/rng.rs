@@ -1,19 +1,11 @@
-//! The simulator's only source of randomness: xoshiro256** seeded through SplitMix64.
+//! The simulator's only source of randomness: the core's xoshiro256** (`rollcall_proto::rng`).
 //!
 //! One root seed, and one derived stream per purpose and per subject (a node's jitter, a
 //! node's network path, one fault's choice of nodes...), so that changing one part of a
 //! scenario (say, the number of crashes) does not shift the random numbers every other part
-//! draws. Written here rather than taken from a crate so that the sequence for a seed can
-//! never change under us with a dependency upgrade.
+//! draws.
 
-/// SplitMix64's step: used to spread seeds, never as a stream of its own.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use rollcall_proto::rng::splitmix64;
 
 /// What a stream is for; each purpose gets streams independent of every other purpose's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,17 +26,14 @@ pub(crate) enum Purpose {
     ControlPath = 6,
 }
 
-/// xoshiro256** (Blackman and Vigna 2018): small, fast, and good enough for simulation.
+/// The core's xoshiro256** (`rollcall_proto::rng`), with the draws the simulator needs.
 #[derive(Clone, Debug)]
-pub struct Rng {
-    s: [u64; 4],
-}
+pub struct Rng(rollcall_proto::rng::Rng);
 
 impl Rng {
     /// A stream for `seed`, its state spread by SplitMix64 as the authors recommend.
     pub fn new(seed: u64) -> Rng {
-        let mut state = seed;
-        Rng { s: [0; 4].map(|_| splitmix64(&mut state)) }
+        Rng(rollcall_proto::rng::Rng::new(seed))
     }
 
     /// The stream of `root` for `purpose` and `subject` (a node or fault index).
@@ -55,20 +44,12 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`, from the top 53 bits.
     pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.0.f64()
     }
 
     /// True with probability `p` (never for `p <= 0`, always for `p >= 1`).
@@ -76,11 +57,9 @@ impl Rng {
         p > 0.0 && self.f64() < p
     }
 
-    /// Uniform in `0..n` (`n > 0`), by Lemire's multiply-shift (its bias is below 2^-40 for
-    /// the sizes used here, far under anything a simulation can see).
+    /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
-        debug_assert!(n > 0, "callers never ask for a number below zero");
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        self.0.below(n)
     }
 
     /// A standard normal deviate, by Box-Muller (one of the pair is dropped: simpler, and

@@ -6,8 +6,8 @@
 //! Nothing here scans the table per tick: probe targets come from a shuffled ring walked by a
 //! cursor, random members from random positions in it.
 
-use super::rng::Rng;
 use super::wire::MemberState;
+use crate::rng::Rng;
 use core::hash::{BuildHasherDefault, Hasher};
 use std::borrow::Borrow;
 use std::collections::HashMap;
