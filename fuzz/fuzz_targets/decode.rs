@@ -30,7 +30,7 @@ fn check(datagram: &[u8]) {
         return;
     };
     let labels: Vec<(&str, &str)> = msg.labels.iter().collect();
-    let outgoing = Outgoing {
+    let outgoing = Outgoing { follows_advice: false,
         kind: msg.kind,
         node: msg.node,
         generation: msg.generation,

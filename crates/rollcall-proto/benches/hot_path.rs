@@ -22,8 +22,15 @@ fn ring() -> KeyRing {
 }
 
 fn heartbeat(ring: &KeyRing, node: &str, sequence: u64, out: &mut Vec<u8>) {
-    let message =
-        Outgoing { kind: Kind::Heartbeat, node, generation: 1, sequence, interval_ms: 1000, labels: &[] };
+    let message = Outgoing {
+        follows_advice: false,
+        kind: Kind::Heartbeat,
+        node,
+        generation: 1,
+        sequence,
+        interval_ms: 1000,
+        labels: &[],
+    };
     wire::encode(&message, ring, out).expect("a valid heartbeat");
 }
 

@@ -3,11 +3,13 @@
 //!
 //! See [`Monitor`] for the order in which a shell drives it.
 
+mod advice;
 mod config;
 mod confirm;
 mod node;
 mod types;
 
+pub use advice::ADVICE_EVERY;
 pub use config::{DetectorConfig, MonitorConfig};
 pub use confirm::{ConfirmConfig, ConfirmStats, Transmit};
 pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, Transition};
@@ -57,6 +59,10 @@ pub struct Monitor {
     observed_from: Instant,
     /// Probing of suspects, when `config.confirm` is set.
     confirmer: Option<Confirmer>,
+    /// The heartbeat intervals to advise agents to use (see `monitor/advice.rs`).
+    advice: advice::AdviceTable,
+    /// Advice datagrams waiting for the shell (probes wait in the confirmer's queue).
+    transmits: VecDeque<Transmit>,
 }
 
 /// A node as the monitor sees it at some instant: for APIs and persistence.
@@ -117,6 +123,8 @@ impl Monitor {
             next_tick: now + config.tick,
             observed_from: now,
             confirmer: config.confirm.clone().map(|confirm| Confirmer::new(confirm, now)),
+            advice: advice::AdviceTable::default(),
+            transmits: VecDeque::new(),
             config,
             ring,
             nodes: NodeTable::default(),
@@ -187,7 +195,12 @@ impl Monitor {
 
     /// Every node, in registration order.
     pub fn nodes(&self, now: Instant) -> impl Iterator<Item = NodeView<'_>> {
-        (0..self.nodes.len() as u32).map(move |index| self.view(index, now))
+        self.nodes_from(0, now)
+    }
+
+    /// The nodes from the `start`th in registration order (for work spread over calls).
+    pub fn nodes_from(&self, start: usize, now: Instant) -> impl Iterator<Item = NodeView<'_>> {
+        (start.min(self.nodes.len()) as u32..self.nodes.len() as u32).map(move |index| self.view(index, now))
     }
 
     // ---- inputs ----
@@ -203,7 +216,7 @@ impl Monitor {
         match message.kind {
             Kind::Heartbeat | Kind::Goodbye => {}
             Kind::Ack | Kind::IndirectAck => return self.accept_ack(&message, now),
-            Kind::Probe | Kind::ProbeRequest => return self.reject(Rejection::UnexpectedKind),
+            Kind::Probe | Kind::ProbeRequest | Kind::Advice => return self.reject(Rejection::UnexpectedKind),
         }
         let (index, registered) = match self.nodes.index_of(message.node) {
             Some(index) => (index, false),
@@ -225,8 +238,28 @@ impl Monitor {
         }
         match message.kind {
             Kind::Goodbye => self.accept_goodbye(index, &message, from, now),
-            _ => self.accept_heartbeat(index, &message, from, registered, now),
+            _ => {
+                self.accept_heartbeat(index, &message, from, registered, now);
+                self.advise(&message, from);
+            }
         }
+    }
+
+    /// Sets the heartbeat interval advised to the nodes whose `group` label is `group`
+    /// (`None`: every node not in an advised group), or stops advising them (`interval`
+    /// `None`). The interval is kept within the configured `min_interval ..= max_interval`.
+    /// Only agents that flag their heartbeats as following advice are told.
+    pub fn set_advised_interval(&mut self, group: Option<&str>, interval: Option<Duration>) {
+        let ms = interval.map(|interval| {
+            let interval = interval.clamp(self.config.min_interval, self.config.max_interval);
+            u32::try_from(interval.as_millis()).unwrap_or(u32::MAX).max(1)
+        });
+        self.advice.set(group, ms);
+    }
+
+    /// The interval advised to `group` (`None`: the fleet's), if any.
+    pub fn advised_interval(&self, group: Option<&str>) -> Option<Duration> {
+        self.advice.get(group).map(|ms| Duration::from_millis(u64::from(ms)))
     }
 
     /// Handles every deadline due at `now`. Call it when [`Monitor::poll_timeout`] says.
@@ -370,6 +403,9 @@ impl Monitor {
     /// every `handle_*` call; sending is best effort (a lost probe is what the round's
     /// retries are for).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(transmit) = self.transmits.pop_front() {
+            return Some(transmit);
+        }
         self.confirmer.as_mut()?.transmits.pop_front()
     }
 
@@ -450,6 +486,32 @@ impl Monitor {
         });
         self.stats.nodes_by_state[NodeState::New.index()] += 1;
         Ok(index)
+    }
+
+    /// Answers an accepted heartbeat with advice when its agent follows advice and declares
+    /// another interval than the one advised for it (at most every `ADVICE_EVERY`th one).
+    fn advise(&mut self, heartbeat: &Message<'_>, from: SocketAddr) {
+        if !heartbeat.follows_advice || !advice::AdviceTable::due(heartbeat.sequence) {
+            return;
+        }
+        let Some(interval_ms) = self.advice.for_labels(&heartbeat.labels) else { return };
+        if interval_ms == heartbeat.interval_ms {
+            return;
+        }
+        let advice = wire::Outgoing {
+            kind: Kind::Advice,
+            node: heartbeat.node,
+            generation: heartbeat.generation,
+            sequence: heartbeat.sequence,
+            interval_ms,
+            labels: &[],
+            follows_advice: false,
+        };
+        let mut payload = Vec::new();
+        if wire::encode(&advice, &self.ring, &mut payload).is_ok() {
+            self.stats.advice_sent += 1;
+            self.transmits.push_back(Transmit { to: from, payload });
+        }
     }
 
     fn accept_heartbeat(

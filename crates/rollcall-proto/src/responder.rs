@@ -10,6 +10,11 @@
 //!   node at the address given, remember the request for `relay_timeout`, and relay the
 //!   node's ack to the monitor as an indirect ack.
 //!
+//! - Interval advice from a monitor (`Kind::Advice`, when the agent flags its heartbeats as
+//!   following advice) is taken when it echoes this agent's current generation and a
+//!   sequence it has sent, newer than the last advice taken; the agent reads it with
+//!   [`Responder::poll_advice`]. A replayed or foreign advice is dropped (`stale_advice`).
+//!
 //! Everything is authenticated with the key ring, and everything this agent sends is paid
 //! from a token bucket: a flood of (replayed) probes cannot turn an agent into an amplifier.
 //! A probe whose nonce is older than one already answered for the same epoch is a replay
@@ -57,6 +62,8 @@ pub struct ResponderStats {
     pub probes_for_others: u64,
     /// Acks relayed to the prober that asked.
     pub relayed: u64,
+    /// Interval advice taken.
+    pub advice: u64,
     /// Dropped, by reason (`bad_tag`, `replay`, `misaddressed`, `rate_limited`, ...).
     pub dropped: BTreeMap<&'static str, u64>,
 }
@@ -86,6 +93,13 @@ pub struct Responder {
     transmits: VecDeque<Transmit>,
     stats: ResponderStats,
     scratch: Vec<u8>,
+    /// The generation and newest sequence of the heartbeats this agent has sent: advice
+    /// must echo them (see [`Responder::heartbeat_sent`]).
+    generation: u64,
+    sent_sequence: u64,
+    /// The sequence the last advice taken echoed: older advice is a replay.
+    advice_sequence: u64,
+    advised: Option<Duration>,
 }
 
 const EPOCHS_KEPT: usize = 4;
@@ -111,7 +125,31 @@ impl Responder {
             transmits: VecDeque::new(),
             stats: ResponderStats::default(),
             scratch: Vec::new(),
+            generation: 0,
+            sent_sequence: 0,
+            advice_sequence: 0,
+            advised: None,
         }
+    }
+
+    /// Tells the responder that the agent sent a heartbeat: advice is accepted only if it
+    /// answers one of these (same generation, a sequence sent, newer than the last taken).
+    pub fn heartbeat_sent(&mut self, generation: u64, sequence: u64) {
+        if generation != self.generation {
+            self.generation = generation;
+            self.advice_sequence = 0;
+        }
+        self.sent_sequence = sequence;
+    }
+
+    /// The interval a monitor advised since the last call, if any.
+    pub fn poll_advice(&mut self) -> Option<Duration> {
+        self.advised.take()
+    }
+
+    /// The interval the agent now sends at (acks declare it).
+    pub fn set_interval(&mut self, interval_ms: u32) {
+        self.interval_ms = interval_ms.max(1);
     }
 
     pub fn stats(&self) -> &ResponderStats {
@@ -131,6 +169,7 @@ impl Responder {
             Kind::Probe => self.on_probe(&message, from, now),
             Kind::ProbeRequest => self.on_probe_request(&message, from, now),
             Kind::Ack => self.on_ack(&message, now),
+            Kind::Advice => self.on_advice(&message),
             Kind::Heartbeat | Kind::Goodbye | Kind::IndirectAck => self.drop("unexpected_kind"),
         }
     }
@@ -138,6 +177,21 @@ impl Responder {
     /// The next datagram to send, oldest first.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    fn on_advice(&mut self, advice: &Message<'_>) {
+        if advice.node != self.node {
+            return self.drop("misaddressed");
+        }
+        let fresh = advice.generation == self.generation
+            && advice.sequence > self.advice_sequence
+            && advice.sequence <= self.sent_sequence;
+        if !fresh {
+            return self.drop("stale_advice");
+        }
+        self.advice_sequence = advice.sequence;
+        self.stats.advice += 1;
+        self.advised = Some(Duration::from_millis(u64::from(advice.interval_ms)));
     }
 
     fn on_probe(&mut self, probe: &Message<'_>, from: SocketAddr, now: Instant) {
@@ -159,6 +213,7 @@ impl Responder {
         self.answered.push_back((epoch, probe.sequence));
         self.stats.acks += 1;
         let ack = Outgoing {
+            follows_advice: false,
             kind: Kind::Ack,
             node: &self.node,
             generation: epoch,
@@ -192,6 +247,7 @@ impl Responder {
         });
         self.stats.probes_for_others += 1;
         let probe = Outgoing {
+            follows_advice: false,
             kind: Kind::Probe,
             node: request.node,
             generation: request.generation,
@@ -216,6 +272,7 @@ impl Responder {
         self.stats.relayed += 1;
         let via = [("via", self.node.as_str())];
         let relayed = Outgoing {
+            follows_advice: false,
             kind: Kind::IndirectAck,
             node: &relay.target,
             generation: relay.epoch,

@@ -12,7 +12,8 @@
 //! 2. fixed header present: shorter than [`HEADER_LEN`] is [`DecodeError::Truncated`];
 //! 3. magic `RC`, else [`DecodeError::Malformed`];
 //! 4. version, else [`DecodeError::UnsupportedVersion`];
-//! 5. kind, flags and interval, else [`DecodeError::Malformed`];
+//! 5. kind, flags and interval, else [`DecodeError::Malformed`] (the only flag is
+//!    [`FOLLOWS_ADVICE`], and only on a heartbeat);
 //! 6. declared lengths: node id length in `1..=64` and metadata length in `0..=512`, else
 //!    `Malformed`; fewer bytes than they declare is `Truncated`, more is `Malformed`;
 //! 7. key id in the ring, else [`DecodeError::UnknownKey`];
@@ -46,6 +47,9 @@ pub const HEADER_LEN: usize = 30;
 pub const MAX_LABEL_KEY: usize = 63;
 /// Longest label value, in bytes of UTF-8.
 pub const MAX_LABEL_VALUE: usize = 255;
+/// The flag a heartbeat carries when its agent takes the monitor's interval advice
+/// ([`Kind::Advice`]); a monitor sends advice only to such agents.
+pub const FOLLOWS_ADVICE: u8 = 0x01;
 
 /// What a datagram says.
 ///
@@ -69,6 +73,9 @@ pub enum Kind {
     /// "The node you asked about answered me": the node named in the datagram, relayed by
     /// the agent in its `via` label.
     IndirectAck,
+    /// "Send your heartbeats every `interval` from now": the monitor's answer to a
+    /// heartbeat flagged [`FOLLOWS_ADVICE`], echoing its generation and sequence.
+    Advice,
 }
 
 /// A decoded, authenticated heartbeat or goodbye. Borrows the node id and labels from the
@@ -87,6 +94,8 @@ pub struct Message<'a> {
     pub interval_ms: u32,
     /// Labels, in the order the sender wrote them.
     pub labels: Labels<'a>,
+    /// A heartbeat whose agent takes interval advice (the [`FOLLOWS_ADVICE`] flag).
+    pub follows_advice: bool,
 }
 
 /// A message to encode. Same fields as [`Message`], minus the key id: [`encode`] signs with
@@ -99,6 +108,8 @@ pub struct Outgoing<'a> {
     pub sequence: u64,
     pub interval_ms: u32,
     pub labels: &'a [(&'a str, &'a str)],
+    /// Set the [`FOLLOWS_ADVICE`] flag (heartbeats only; [`encode`] refuses it on others).
+    pub follows_advice: bool,
 }
 
 /// The label block of a datagram: `key=value` pairs, iterated without allocation.
@@ -162,6 +173,9 @@ pub enum EncodeError {
     /// The declared interval is zero.
     #[error("the interval must be at least 1 ms")]
     IntervalZero,
+    /// The advice flag on anything but a heartbeat.
+    #[error("only a heartbeat may carry the follows-advice flag")]
+    FlagNotAllowed,
 }
 
 /// What is wrong with one label, or with a stored label block. The caller's fault.
@@ -200,6 +214,7 @@ impl Kind {
             Kind::Ack => 4,
             Kind::ProbeRequest => 5,
             Kind::IndirectAck => 6,
+            Kind::Advice => 7,
         }
     }
 
@@ -212,6 +227,7 @@ impl Kind {
             4 => Some(Kind::Ack),
             5 => Some(Kind::ProbeRequest),
             6 => Some(Kind::IndirectAck),
+            7 => Some(Kind::Advice),
             _ => None,
         }
     }
@@ -225,6 +241,7 @@ impl Kind {
             Kind::Ack => "ack",
             Kind::ProbeRequest => "probe_request",
             Kind::IndirectAck => "indirect_ack",
+            Kind::Advice => "advice",
         }
     }
 }
@@ -283,6 +300,7 @@ pub fn decode<'a>(datagram: &'a [u8], ring: &KeyRing) -> Result<Message<'a>, Dec
         sequence: header.sequence,
         interval_ms: header.interval_ms,
         labels,
+        follows_advice: header.flags & FOLLOWS_ADVICE != 0,
     })
 }
 
@@ -294,13 +312,16 @@ pub fn encode(msg: &Outgoing<'_>, ring: &KeyRing, out: &mut Vec<u8>) -> Result<(
     if msg.interval_ms == 0 {
         return Err(EncodeError::IntervalZero);
     }
+    if msg.follows_advice && msg.kind != Kind::Heartbeat {
+        return Err(EncodeError::FlagNotAllowed);
+    }
     let node_len = u8::try_from(msg.node.len()).expect("check_node bounds it to 64");
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(msg.kind.code());
     out.extend_from_slice(&ring.send_key_id().to_be_bytes());
     out.push(node_len);
-    out.push(0); // flags
+    out.push(if msg.follows_advice { FOLLOWS_ADVICE } else { 0 });
     out.extend_from_slice(&msg.generation.to_be_bytes());
     out.extend_from_slice(&msg.sequence.to_be_bytes());
     out.extend_from_slice(&msg.interval_ms.to_be_bytes());
@@ -417,6 +438,7 @@ struct Header {
     sequence: u64,
     interval_ms: u32,
     metadata_len: usize,
+    flags: u8,
 }
 
 impl Header {
@@ -434,7 +456,8 @@ impl Header {
         let kind = Kind::from_code(h[3]).ok_or(DecodeError::Malformed)?;
         let flags = h[7];
         let interval_ms = u32::from_be_bytes([h[24], h[25], h[26], h[27]]);
-        if flags != 0 || interval_ms == 0 {
+        let allowed = if kind == Kind::Heartbeat { FOLLOWS_ADVICE } else { 0 };
+        if flags & !allowed != 0 || interval_ms == 0 {
             return Err(DecodeError::Malformed);
         }
         let node_len = usize::from(h[6]);
@@ -457,6 +480,7 @@ impl Header {
             sequence: u64::from_be_bytes(array(&h[16..24])),
             interval_ms,
             metadata_len,
+            flags,
         })
     }
 }

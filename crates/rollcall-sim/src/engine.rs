@@ -259,6 +259,7 @@ impl Engine<'_> {
         agent.sequence += 1;
         let (generation, sequence) = (agent.generation, agent.sequence);
         let message = Outgoing {
+            follows_advice: false,
             kind: Kind::Heartbeat,
             node: &self.trace.nodes[node as usize].id,
             generation,

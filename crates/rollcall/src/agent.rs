@@ -21,6 +21,14 @@ pub fn main(args: AgentArgs) -> anyhow::Result<()> {
     if args.interval < Duration::from_millis(10) || args.interval > Duration::from_secs(3600) {
         bail!("--interval must be between 10ms and 1h");
     }
+    if args.follow_advice
+        && !(Duration::from_millis(10) <= args.min_interval
+            && args.min_interval <= args.interval
+            && args.interval <= args.max_interval
+            && args.max_interval <= Duration::from_secs(3600))
+    {
+        bail!("--min-interval, --interval and --max-interval must be in that order, between 10ms and 1h");
+    }
     if !(0.0..=1.0).contains(&args.drop_heartbeats) {
         bail!("--drop-heartbeats must be a fraction between 0 and 1");
     }
@@ -52,6 +60,7 @@ pub async fn run(
         sequence: 0,
         interval_ms,
         labels: &labels,
+        follows_advice: args.follow_advice,
         buffer: Vec::new(),
     };
     // Refuse a bad node id or label now, with the codec's sentence, rather than at every send.
@@ -68,7 +77,8 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     // Start at a random point of the first interval, then jitter each interval a little.
-    let mut next = tokio::time::Instant::now() + args.interval.mul_f64(fastrand::f64());
+    let mut interval = args.interval;
+    let mut next = tokio::time::Instant::now() + interval.mul_f64(fastrand::f64());
     loop {
         tokio::select! {
             biased;
@@ -82,6 +92,24 @@ pub async fn run(
                         tracing::debug!(%error, to = %transmit.to, "answer not sent");
                     }
                 }
+                if let Some(advised) = responder.poll_advice()
+                    && args.follow_advice
+                {
+                    let advised = advised.clamp(args.min_interval, args.max_interval);
+                    if advised != interval {
+                        tracing::info!(
+                            from = %humantime::format_duration(interval),
+                            to = %humantime::format_duration(advised),
+                            monitor = %from,
+                            "heartbeat interval changed on the monitor's advice"
+                        );
+                        interval = advised;
+                        sender.interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+                        responder.set_interval(sender.interval_ms);
+                        // A shorter interval starts now rather than after the old one.
+                        next = next.min(tokio::time::Instant::now() + interval);
+                    }
+                }
             }
             _ = tokio::time::sleep_until(next) => {
                 if sender.sequence > 0 && fastrand::f64() < args.drop_heartbeats {
@@ -91,10 +119,11 @@ pub async fn run(
                 } else {
                     sender.send(&socket, &monitors, Kind::Heartbeat).await;
                 }
+                responder.heartbeat_sent(sender.generation, sender.sequence);
                 // After a stall (SIGSTOP, a starved VM) send one heartbeat and resume the
                 // rhythm from now: a burst of the missed ones would look like a steady node.
                 next = next.max(tokio::time::Instant::now())
-                    + args.interval.mul_f64(1.0 + JITTER * (2.0 * fastrand::f64() - 1.0));
+                    + interval.mul_f64(1.0 + JITTER * (2.0 * fastrand::f64() - 1.0));
             }
         }
     }
@@ -110,6 +139,7 @@ struct Sender<'a> {
     sequence: u64,
     interval_ms: u32,
     labels: &'a [(&'a str, &'a str)],
+    follows_advice: bool,
     buffer: Vec<u8>,
 }
 
@@ -123,6 +153,7 @@ impl Sender<'_> {
             sequence: self.sequence,
             interval_ms: self.interval_ms,
             labels: self.labels,
+            follows_advice: self.follows_advice && kind == Kind::Heartbeat,
         };
         encode(&message, &self.ring, &mut self.buffer)
     }

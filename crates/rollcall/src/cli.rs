@@ -356,6 +356,16 @@ pub struct AgentArgs {
     /// A label to send with every heartbeat, as key=value; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Take the heartbeat interval the monitor advises (derived from its `[goals]`), within
+    /// --min-interval and --max-interval; --interval is where it starts.
+    #[arg(long)]
+    pub follow_advice: bool,
+    /// With --follow-advice: the shortest interval to accept.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms", requires = "follow_advice")]
+    pub min_interval: Duration,
+    /// With --follow-advice: the longest interval to accept.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1m", requires = "follow_advice")]
+    pub max_interval: Duration,
     /// Testing: lose this fraction (0 to 1) of heartbeats before they leave (all but the
     /// first), while probes are still answered: a path that drops heartbeats, or a dying
     /// heartbeat loop.

@@ -98,6 +98,7 @@ struct RawConfig {
 struct RawGoals {
     detect_within: Option<String>,
     max_false_downs: Option<String>,
+    advise_every: Option<String>,
     #[serde(default)]
     group: std::collections::BTreeMap<String, RawGoal>,
 }
@@ -387,7 +388,11 @@ fn goals(raw: &RawGoals) -> anyhow::Result<Goals> {
         groups
             .insert(name.clone(), found.with_context(|| format!("invalid configuration: {scope} is empty"))?);
     }
-    Ok(Goals { fleet: goal("goals", &raw.detect_within, &raw.max_false_downs)?, groups })
+    let advise_every = duration("goals.advise_every", &raw.advise_every)?;
+    if advise_every.is_some_and(|every| every < std::time::Duration::from_secs(1)) {
+        bail!("invalid configuration: goals.advise_every must be at least 1s");
+    }
+    Ok(Goals { fleet: goal("goals", &raw.detect_within, &raw.max_false_downs)?, groups, advise_every })
 }
 
 /// The `[confirm]` section; `--confirm` on the command line turns it on.

@@ -613,6 +613,7 @@ impl Fleet {
                 let silent = shared.silent.lock().expect("not poisoned").clone();
                 for id in ids.iter().filter(|id| !silent.contains(*id)) {
                     let message = Outgoing {
+                        follows_advice: false,
                         kind: Kind::Heartbeat,
                         node: id,
                         generation: 1,

@@ -134,3 +134,52 @@ fn lost_heartbeats_with_answered_probes_page_nobody_and_a_dead_agent_is_confirme
     let unknown = sandbox.run_to_exit(&["explain".into(), "nobody".into(), "--api".into(), api]);
     assert!(!unknown.status.success() && unknown.stderr.contains("nobody"), "{}", unknown.stderr);
 }
+
+/// Goals that 1 s heartbeats cannot keep: the monitor derives a shorter interval and tells
+/// the agents that follow advice; the others keep theirs.
+const DEMANDING: &str = r#"
+[goals]
+detect_within = "600ms"
+max_false_downs = "1 per node-year"
+advise_every = "1s"
+
+[goals.group.batch]
+detect_within = "1h"
+max_false_downs = "1 per node-year"
+"#;
+
+#[test]
+fn agents_that_follow_advice_take_the_interval_the_goals_need() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, DEMANDING);
+    let second = Duration::from_secs(1);
+    let follow = ["--follow-advice", "--min-interval", "50ms"];
+    let _follower = Agent::start_with(&sandbox, "follower", monitor.udp, second, &[], &follow);
+    let _fixed = Agent::start(&sandbox, "fixed", monitor.udp, second, &[]);
+    let _relaxed =
+        Agent::start_with(&sandbox, "relaxed", monitor.udp, second, &[("group", "batch")], &follow);
+
+    let advised = monitor.wait_until(DEADLINE, "the follower takes a shorter interval", || {
+        match monitor.node("follower") {
+            Some(node) if node.interval_ms < 1000 && node.state == "up" => Ok(node.interval_ms),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let metrics = monitor.metrics();
+    let fleet = metrics.get(r#"rollcall_advised_interval_seconds{scope="fleet"}"#);
+    assert_eq!((fleet * 1000.0).round() as u64, advised, "the agent took exactly what was advised");
+    assert!(metrics.get("rollcall_interval_advice_sent_total") >= 1.0);
+    // A batch job's goal is easy: its group is advised a longer interval, and the agent
+    // following advice takes it (up to its --max-interval, 1 minute by default).
+    let relaxed = monitor.wait_until(DEADLINE, "the relaxed agent takes a longer interval", || match monitor
+        .node("relaxed")
+    {
+        Some(node) if node.interval_ms > 1000 => Ok(node.interval_ms),
+        other => Err(format!("{other:?}")),
+    });
+    let batch = monitor.metrics().get(r#"rollcall_advised_interval_seconds{scope="group batch"}"#);
+    assert_eq!((batch * 1000.0).round() as u64, relaxed);
+    // The agent that does not follow advice is never sent any and keeps its interval.
+    assert_eq!(monitor.node("fixed").expect("known").interval_ms, 1000);
+    assert_eq!(monitor.node("follower").expect("known").state, "up");
+}

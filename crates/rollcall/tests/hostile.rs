@@ -200,7 +200,8 @@ impl<'a> Attack<'a> {
 }
 
 fn datagram(ring: &KeyRing, kind: Kind, node: &str, generation: u64, sequence: u64) -> Vec<u8> {
-    let message = Outgoing { kind, node, generation, sequence, interval_ms: 200, labels: &[] };
+    let message =
+        Outgoing { follows_advice: false, kind, node, generation, sequence, interval_ms: 200, labels: &[] };
     let mut out = Vec::new();
     encode(&message, ring, &mut out).expect("a valid message encodes");
     out

@@ -344,6 +344,7 @@ impl Monitor {
         let node = self.nodes.get(index);
         let confirmer = self.confirmer.as_mut().expect("only called with confirmation on");
         let probe = Outgoing {
+            follows_advice: false,
             kind: Kind::Probe,
             node: &node.id,
             generation: confirmer.epoch,
@@ -385,6 +386,7 @@ impl Monitor {
         let addr_text = addr.to_string();
         let labels = [("addr", addr_text.as_str())];
         let request = Outgoing {
+            follows_advice: false,
             kind: Kind::ProbeRequest,
             node: &target.id,
             generation: confirmer.epoch,

@@ -46,7 +46,15 @@ impl Harness {
 
     fn datagram(kind: Kind, node: &str, generation: u64, sequence: u64, interval_ms: u32) -> Vec<u8> {
         let mut out = Vec::new();
-        let message = Outgoing { kind, node, generation, sequence, interval_ms, labels: &[("group", "web")] };
+        let message = Outgoing {
+            follows_advice: false,
+            kind,
+            node,
+            generation,
+            sequence,
+            interval_ms,
+            labels: &[("group", "web")],
+        };
         encode(&message, &ring(), &mut out).unwrap();
         out
     }

@@ -224,6 +224,8 @@ pub struct MonitorStats {
     pub heartbeats_missed: u64,
     /// Authenticated, fresh goodbyes accepted.
     pub goodbyes: u64,
+    /// Interval advice datagrams queued for agents (see `Monitor::set_advised_interval`).
+    pub advice_sent: u64,
     /// Dropped datagrams, by reason (see [`Rejection::as_str`]).
     pub rejected: std::collections::BTreeMap<&'static str, u64>,
     /// Transitions by (from, to).

@@ -16,7 +16,15 @@ fn addr(port: u16) -> SocketAddr {
 
 fn datagram(kind: Kind, node: &str, epoch: u64, nonce: u64, labels: &[(&str, &str)], key: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    let message = Outgoing { kind, node, generation: epoch, sequence: nonce, interval_ms: 1000, labels };
+    let message = Outgoing {
+        follows_advice: false,
+        kind,
+        node,
+        generation: epoch,
+        sequence: nonce,
+        interval_ms: 1000,
+        labels,
+    };
     encode_wire(&message, &KeyRing::parse(key).unwrap(), &mut out).unwrap();
     out
 }

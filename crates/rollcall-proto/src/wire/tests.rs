@@ -15,6 +15,7 @@ fn ring() -> KeyRing {
 
 /// The worked example of `docs/PROTOCOL.md`.
 const EXAMPLE: Outgoing<'static> = Outgoing {
+    follows_advice: false,
     kind: Kind::Heartbeat,
     node: "web-1",
     generation: 1,
@@ -52,6 +53,7 @@ fn check(bytes: &[u8], expected: Result<&Outgoing<'_>, DecodeError>) {
             );
             assert_eq!(msg.interval_ms, want.interval_ms);
             assert_eq!(labels, want.labels);
+            assert_eq!(msg.follows_advice, want.follows_advice);
         }
         (got, want) => assert_eq!(got.map(|_| ()), want.map(|_| ())),
     }
@@ -156,7 +158,7 @@ fn worked_example_is_in_the_protocol_document() {
 
 #[test]
 fn goodbye_round_trips() {
-    round_trip(&Outgoing { kind: Kind::Goodbye, ..EXAMPLE });
+    round_trip(&Outgoing { follows_advice: false, kind: Kind::Goodbye, ..EXAMPLE });
 }
 
 // ---- Field boundaries ----
@@ -165,11 +167,11 @@ fn goodbye_round_trips() {
 fn node_id_length_boundaries() {
     let at = |len: usize| "n".repeat(len);
     for len in [1, MAX_NODE_ID] {
-        round_trip(&Outgoing { node: &at(len), ..EXAMPLE });
+        round_trip(&Outgoing { follows_advice: false, node: &at(len), ..EXAMPLE });
     }
     let too_long = at(MAX_NODE_ID + 1);
     for (node, error) in [("", EncodeError::NodeEmpty), (too_long.as_str(), EncodeError::NodeTooLong)] {
-        assert_eq!(enc(&Outgoing { node, ..EXAMPLE }), Err(error));
+        assert_eq!(enc(&Outgoing { follows_advice: false, node, ..EXAMPLE }), Err(error));
     }
     // The same limits when a signed datagram declares them.
     for len in [0, MAX_NODE_ID + 1] {
@@ -181,15 +183,22 @@ fn node_id_length_boundaries() {
 #[test]
 fn node_id_limit_counts_bytes_not_chars() {
     let fits = "é".repeat(32); // 64 bytes
-    round_trip(&Outgoing { node: &fits, ..EXAMPLE });
+    round_trip(&Outgoing { follows_advice: false, node: &fits, ..EXAMPLE });
     let over = format!("{fits}a");
-    assert_eq!(enc(&Outgoing { node: &over, ..EXAMPLE }), Err(EncodeError::NodeTooLong));
+    assert_eq!(
+        enc(&Outgoing { follows_advice: false, node: &over, ..EXAMPLE }),
+        Err(EncodeError::NodeTooLong)
+    );
 }
 
 #[test]
 fn node_id_refuses_whitespace_and_control_characters() {
     for node in ["a b", "\tab", "ab\n", "a\u{0}", "a\u{7f}", "a\u{85}", "a\u{3000}"] {
-        assert_eq!(enc(&Outgoing { node, ..EXAMPLE }), Err(EncodeError::NodeInvalidChar), "{node:?}");
+        assert_eq!(
+            enc(&Outgoing { follows_advice: false, node, ..EXAMPLE }),
+            Err(EncodeError::NodeInvalidChar),
+            "{node:?}"
+        );
         let raw = Raw { node: node.as_bytes().to_vec(), ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
@@ -197,14 +206,17 @@ fn node_id_refuses_whitespace_and_control_characters() {
 
 #[test]
 fn metadata_length_boundaries() {
-    round_trip(&Outgoing { labels: &[], ..EXAMPLE });
+    round_trip(&Outgoing { follows_advice: false, labels: &[], ..EXAMPLE });
     // 2+63+255 + 2+63+127 = 512 bytes.
     let full = [label(63, 255), label(63, 127)];
     let labels = pairs(&full);
-    round_trip(&Outgoing { labels: &labels, ..EXAMPLE });
+    round_trip(&Outgoing { follows_advice: false, labels: &labels, ..EXAMPLE });
     let over = [label(63, 255), label(63, 128)];
     let labels = pairs(&over);
-    assert_eq!(enc(&Outgoing { labels: &labels, ..EXAMPLE }), Err(EncodeError::MetadataTooLong));
+    assert_eq!(
+        enc(&Outgoing { follows_advice: false, labels: &labels, ..EXAMPLE }),
+        Err(EncodeError::MetadataTooLong)
+    );
     // A signed datagram declaring 513 bytes of metadata.
     let mut metadata = Vec::new();
     encode_labels(&pairs(&full), &mut metadata).unwrap();
@@ -224,7 +236,7 @@ fn label_key_length_boundaries() {
     ] {
         let owned = [label(key_len, 3)];
         let labels = pairs(&owned);
-        let msg = Outgoing { labels: &labels, ..EXAMPLE };
+        let msg = Outgoing { follows_advice: false, labels: &labels, ..EXAMPLE };
         match expected {
             Ok(()) => round_trip(&msg),
             Err(reason) => {
@@ -244,11 +256,11 @@ fn label_key_length_boundaries() {
 fn label_key_characters() {
     let keys = ["app.kubernetes.io/name", "a_b-c", "Z9"];
     let labels: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "x")).collect();
-    round_trip(&Outgoing { labels: &labels, ..EXAMPLE });
+    round_trip(&Outgoing { follows_advice: false, labels: &labels, ..EXAMPLE });
     for key in ["a=b", "a b", "é", "a:b", "a\u{0}"] {
         let labels = [("ok", "1"), (key, "x")];
         assert_eq!(
-            enc(&Outgoing { labels: &labels, ..EXAMPLE }),
+            enc(&Outgoing { follows_advice: false, labels: &labels, ..EXAMPLE }),
             Err(EncodeError::Label { index: 1, reason: LabelError::KeyInvalidChar }),
             "{key:?}"
         );
@@ -259,19 +271,19 @@ fn label_key_characters() {
 fn label_value_boundaries() {
     for value_len in [0, 1, MAX_LABEL_VALUE] {
         let owned = [label(1, value_len)];
-        round_trip(&Outgoing { labels: &pairs(&owned), ..EXAMPLE });
+        round_trip(&Outgoing { follows_advice: false, labels: &pairs(&owned), ..EXAMPLE });
     }
     let owned = [label(1, MAX_LABEL_VALUE + 1)];
     assert_eq!(
-        enc(&Outgoing { labels: &pairs(&owned), ..EXAMPLE }),
+        enc(&Outgoing { follows_advice: false, labels: &pairs(&owned), ..EXAMPLE }),
         Err(EncodeError::Label { index: 0, reason: LabelError::ValueTooLong })
     );
     // Spaces and any non-control Unicode are fine in values; control characters are not.
-    round_trip(&Outgoing { labels: &[("note", "a b ü 🦀")], ..EXAMPLE });
+    round_trip(&Outgoing { follows_advice: false, labels: &[("note", "a b ü 🦀")], ..EXAMPLE });
     for value in ["a\nb", "\u{1b}[31m", "\u{9f}"] {
         let labels = [("k", value)];
         assert_eq!(
-            enc(&Outgoing { labels: &labels, ..EXAMPLE }),
+            enc(&Outgoing { follows_advice: false, labels: &labels, ..EXAMPLE }),
             Err(EncodeError::Label { index: 0, reason: LabelError::ValueInvalid })
         );
     }
@@ -283,9 +295,12 @@ fn label_value_boundaries() {
 #[test]
 fn interval_boundaries() {
     for interval_ms in [1, u32::MAX] {
-        round_trip(&Outgoing { interval_ms, ..EXAMPLE });
+        round_trip(&Outgoing { follows_advice: false, interval_ms, ..EXAMPLE });
     }
-    assert_eq!(enc(&Outgoing { interval_ms: 0, ..EXAMPLE }), Err(EncodeError::IntervalZero));
+    assert_eq!(
+        enc(&Outgoing { follows_advice: false, interval_ms: 0, ..EXAMPLE }),
+        Err(EncodeError::IntervalZero)
+    );
     let raw = Raw { interval_ms: 0, ..Raw::example() };
     check(&raw.bytes(), Err(DecodeError::Malformed));
 }
@@ -294,7 +309,7 @@ fn interval_boundaries() {
 fn generation_and_sequence_extremes() {
     for generation in [0, 1, u64::MAX] {
         for sequence in [0, 1, u64::MAX] {
-            round_trip(&Outgoing { generation, sequence, ..EXAMPLE });
+            round_trip(&Outgoing { follows_advice: false, generation, sequence, ..EXAMPLE });
         }
     }
 }
@@ -303,7 +318,8 @@ fn generation_and_sequence_extremes() {
 fn largest_datagram_fits_the_bound() {
     let node = "n".repeat(MAX_NODE_ID);
     let full = [label(63, 255), label(63, 127)];
-    let bytes = enc(&Outgoing { node: &node, labels: &pairs(&full), ..EXAMPLE }).unwrap();
+    let bytes =
+        enc(&Outgoing { follows_advice: false, node: &node, labels: &pairs(&full), ..EXAMPLE }).unwrap();
     assert_eq!(bytes.len(), encoded_len(MAX_NODE_ID, MAX_METADATA));
     assert!(bytes.len() <= MAX_DATAGRAM);
 }
@@ -348,19 +364,32 @@ fn rejects_other_versions() {
 
 #[test]
 fn rejects_unknown_kinds() {
-    // 3 and 4 are reserved for probe and ack: still malformed in version 1.
-    for kind in [0, 7, 8, 255] {
+    for kind in [0, 8, 9, 255] {
         let raw = Raw { kind, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
 }
 
 #[test]
-fn rejects_non_zero_flags() {
-    for bit in 0..8 {
+fn rejects_unknown_flags_and_the_advice_flag_off_heartbeats() {
+    // Bit 0 is `FOLLOWS_ADVICE`, allowed on heartbeats only; the others are unassigned.
+    for bit in 1..8 {
         let raw = Raw { flags: 1 << bit, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
+    for kind in 2..=7 {
+        let raw = Raw { kind, flags: FOLLOWS_ADVICE, ..Raw::example() };
+        check(&raw.bytes(), Err(DecodeError::Malformed));
+    }
+    let raw = Raw { flags: FOLLOWS_ADVICE, ..Raw::example() };
+    let bytes = raw.bytes();
+    assert!(decode(&bytes, &ring()).expect("a heartbeat may follow advice").follows_advice);
+    let mut out = Vec::new();
+    let flagged = Outgoing { follows_advice: true, ..EXAMPLE };
+    encode(&flagged, &ring(), &mut out).unwrap();
+    assert_eq!(out, bytes, "encode writes the flag where decode reads it");
+    let goodbye = Outgoing { kind: Kind::Goodbye, ..flagged };
+    assert_eq!(encode(&goodbye, &ring(), &mut out), Err(EncodeError::FlagNotAllowed));
 }
 
 #[test]
@@ -436,7 +465,7 @@ fn reason_names_are_distinct_snake_case() {
 fn encode_error_leaves_out_empty() {
     let mut out = vec![1, 2, 3];
     let labels = [("ok", "1"), ("", "x")];
-    let msg = Outgoing { labels: &labels, ..EXAMPLE };
+    let msg = Outgoing { follows_advice: false, labels: &labels, ..EXAMPLE };
     assert!(encode(&msg, &ring(), &mut out).is_err());
     assert!(out.is_empty());
 }
@@ -530,6 +559,7 @@ fn kind_strategy() -> impl Strategy<Value = Kind> {
         Just(Kind::Ack),
         Just(Kind::ProbeRequest),
         Just(Kind::IndirectAck),
+        Just(Kind::Advice),
     ]
 }
 
@@ -542,9 +572,11 @@ proptest! {
         sequence in any::<u64>(),
         interval_ms in 1..=u32::MAX,
         owned in labels_strategy(),
+        flag in any::<bool>(),
     ) {
         let labels = pairs(&owned);
-        let msg = Outgoing { kind, node: &node, generation, sequence, interval_ms, labels: &labels };
+        let follows_advice = flag && kind == Kind::Heartbeat;
+        let msg = Outgoing { follows_advice, kind, node: &node, generation, sequence, interval_ms, labels: &labels };
         let bytes = enc(&msg).unwrap();
         let metadata_len: usize = owned.iter().map(|(k, v)| 2 + k.len() + v.len()).sum();
         prop_assert_eq!(bytes.len(), encoded_len(node.len(), metadata_len));
@@ -566,7 +598,7 @@ proptest! {
         edits in prop::collection::vec((0..MAX_DATAGRAM, any::<u8>()), 1..8),
     ) {
         let labels = pairs(&owned);
-        let mut bytes = enc(&Outgoing { node: &node, labels: &labels, ..EXAMPLE }).unwrap();
+        let mut bytes = enc(&Outgoing { follows_advice: false, node: &node, labels: &labels, ..EXAMPLE }).unwrap();
         let body = bytes.len() - TAG_LEN;
         bytes.truncate(body);
         for (at, value) in edits {
@@ -577,7 +609,7 @@ proptest! {
         bytes.extend_from_slice(&tag);
         if let Ok(msg) = decode(&bytes, &ring()) {
             let labels: Vec<(&str, &str)> = msg.labels.iter().collect();
-            let again = enc(&Outgoing {
+            let again = enc(&Outgoing { follows_advice: false,
                 kind: msg.kind,
                 node: msg.node,
                 generation: msg.generation,

@@ -204,6 +204,7 @@ impl ShardSender<'_> {
                 }
                 node.sequence += 1;
                 let message = Outgoing {
+                    follows_advice: false,
                     kind: Kind::Heartbeat,
                     node: &node.id,
                     generation: self.generation,

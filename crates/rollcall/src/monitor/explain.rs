@@ -17,6 +17,9 @@ use std::time::Duration;
 pub struct Goals {
     pub fleet: Option<Goal>,
     pub groups: BTreeMap<String, Goal>,
+    /// How often the interval advised to agents is derived again (`None`: the default,
+    /// `monitor::advice::REFRESH`).
+    pub advise_every: Option<Duration>,
 }
 
 impl Goals {
@@ -279,7 +282,7 @@ mod tests {
     fn a_groups_goal_wins_over_the_fleets() {
         let fleet = Goal { detect_within: Duration::from_secs(5), false_downs_per_node_year: 1.0 };
         let db = Goal { detect_within: Duration::from_secs(30), false_downs_per_node_year: 0.1 };
-        let goals = Goals { fleet: Some(fleet), groups: [("db".to_string(), db)].into() };
+        let goals = Goals { fleet: Some(fleet), groups: [("db".to_string(), db)].into(), advise_every: None };
         let labels = |group: &str| [("group".to_string(), group.to_string())].into();
         assert_eq!(goals.for_labels(&labels("db")), Some(("group db".into(), db)));
         assert_eq!(goals.for_labels(&labels("web")), Some(("fleet".into(), fleet)));

@@ -51,6 +51,25 @@ pub fn render(
         missed,
     );
 
+    let advice_sent = Counter::<u64>::default();
+    advice_sent.inc_by(core.advice_sent);
+    registry.register(
+        "interval_advice_sent",
+        "Interval advice datagrams sent to agents that follow advice ([goals])",
+        advice_sent,
+    );
+    let advised = Family::<Vec<(&'static str, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (scope, interval) in &stats.advised {
+        let scope = scope.as_ref().map_or_else(|| "fleet".to_string(), |group| format!("group {group}"));
+        advised.get_or_create(&vec![("scope", scope)]).set(interval.as_secs_f64());
+    }
+    registry.register_with_unit(
+        "advised_interval",
+        "The heartbeat interval advised to agents, by scope of goal",
+        prometheus_client::registry::Unit::Seconds,
+        advised,
+    );
+
     let nodes = Family::<Labels, Gauge>::default();
     for state in NodeState::ALL {
         nodes.get_or_create(&vec![("state", state.as_str())]).set(core.nodes_in(state) as i64);

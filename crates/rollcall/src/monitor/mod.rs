@@ -5,6 +5,7 @@
 //! handlers, and shutdown. HTTP handlers never lock the core: they send a command and await
 //! the reply. A store thread (in `persist.rs`) makes transitions durable in batches.
 
+mod advice;
 pub(crate) mod explain;
 mod http;
 mod metrics;

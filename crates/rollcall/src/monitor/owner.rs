@@ -135,6 +135,8 @@ pub struct StatsSnapshot {
     pub confirm: Option<rollcall_proto::monitor::ConfirmStats>,
     pub confirmations_in_progress: usize,
     pub probes_unsent: u64,
+    /// The heartbeat interval advised to agents, by scope (`None`: the fleet).
+    pub advised: std::collections::BTreeMap<Option<String>, Duration>,
 }
 
 /// Buckets of the detection lag histogram, in seconds.
@@ -158,6 +160,7 @@ pub struct Owner {
     /// Probes the kernel would not take at once (dropped; the round's retries cover them).
     probes_unsent: u64,
     goals: super::explain::Goals,
+    advisor: super::advice::Advisor,
 }
 
 impl Owner {
@@ -238,6 +241,7 @@ impl Owner {
             recv_buffer_bytes,
             probes_unsent: 0,
             goals: settings.goals.clone(),
+            advisor: super::advice::Advisor::default(),
         };
         Ok((owner, tx))
     }
@@ -248,12 +252,16 @@ impl Owner {
     /// (the delivery loops) has stopped.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<Persist> {
         let mut next_checkpoint = self.clock.now() + self.checkpoint_interval;
+        let advise_every = self.goals.advise_every.unwrap_or(super::advice::REFRESH);
+        // The first advice once the detectors have a few intervals to judge by.
+        let mut next_advice = self.clock.now() + advise_every.min(super::advice::FIRST);
         loop {
             let due = [
                 Some(self.core.poll_timeout()),
                 self.alerter.poll_timeout(),
                 self.checks.table.poll_timeout(),
                 Some(next_checkpoint),
+                Some(next_advice),
             ];
             let wake = self.clock.std_instant(due.into_iter().flatten().min().expect("never empty"));
             tokio::select! {
@@ -294,6 +302,10 @@ impl Owner {
             if now >= next_checkpoint {
                 self.checkpoint();
                 next_checkpoint = now + self.checkpoint_interval;
+            }
+            if now >= next_advice {
+                self.advisor.refresh(&mut self.core, &self.goals, now);
+                next_advice = now + advise_every;
             }
         }
         self.drain_events();
@@ -491,6 +503,7 @@ impl Owner {
                     confirm: self.core.confirm_stats().cloned(),
                     confirmations_in_progress: self.core.confirmations_in_progress(),
                     probes_unsent: self.probes_unsent,
+                    advised: self.advisor.advised.clone(),
                 });
             }
         }
@@ -555,7 +568,7 @@ fn node_record(view: &NodeView<'_>) -> NodeRecord {
     }
 }
 
-fn node_json(view: &NodeView<'_>, now: Instant, detector: &str) -> NodeJson {
+pub(super) fn node_json(view: &NodeView<'_>, now: Instant, detector: &str) -> NodeJson {
     NodeJson {
         id: view.id.to_string(),
         state: view.state.as_str(),

@@ -160,6 +160,8 @@ fn confirmation_and_goals_are_read_and_their_mistakes_named() {
         ("[goals]\ndetect_within = \"3s\"", "needs both"),
         ("[goals]\ndetect_within = \"3s\"\nmax_false_downs = \"rarely\"", "goals.max_false_downs"),
         ("[goals.group.db]\n", "goals.group.db is empty"),
+        ("[goals]\nadvise_every = \"10ms\"", "goals.advise_every must be at least 1s"),
+        ("[goals]\nadvise_every = \"often\"", "goals.advise_every"),
     ] {
         let error = check(config).unwrap_err();
         assert!(error.contains(words), "{config:?}: {error}");

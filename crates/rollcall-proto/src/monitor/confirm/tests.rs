@@ -131,6 +131,7 @@ impl Net {
             agent.sequence += 1;
             let mut out = Vec::new();
             let heartbeat = Outgoing {
+                follows_advice: false,
                 kind: Kind::Heartbeat,
                 node: &agent.id,
                 generation: 1,
@@ -327,6 +328,7 @@ fn late_replayed_and_foreign_acks_change_nothing() {
     let mut out = Vec::new();
     let ack = |epoch: u64, nonce: u64, out: &mut Vec<u8>| {
         let message = Outgoing {
+            follows_advice: false,
             kind: Kind::Ack,
             node: "web-2",
             generation: epoch,
@@ -355,6 +357,7 @@ fn late_replayed_and_foreign_acks_change_nothing() {
     // Probes sent to the monitor are refused, not answered.
     let mut probe = Vec::new();
     let message = Outgoing {
+        follows_advice: false,
         kind: Kind::Probe,
         node: "web-1",
         generation: 1,

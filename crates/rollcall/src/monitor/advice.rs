@@ -1,0 +1,85 @@
+//! The shell's side of interval advice (`rollcall_proto::monitor`'s `advice` module has the
+//! wire side): every [`REFRESH`], for each scope with a goal (each `[goals.group.X]`, and
+//! `[goals]` for the rest of the fleet), the heartbeat interval that `qos::advise` derives
+//! for a sample of that scope's `up` nodes, from what was observed of them. The median of
+//! the sample is handed to the core, which tells agents that follow advice.
+//!
+//! The work per refresh is bounded: at most [`VISIT`] nodes are looked at, from where the
+//! previous refresh stopped, so a million-node table is sampled over many refreshes and
+//! never walked at once on the owner.
+
+use super::explain::{self, Goals};
+use crate::monitor::owner::node_json;
+use rollcall_proto::monitor::NodeState;
+use rollcall_proto::{Instant, Monitor};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How often the advice is derived again.
+pub const REFRESH: Duration = Duration::from_secs(60);
+/// The first derivation, after the start: enough for a few intervals per node.
+pub const FIRST: Duration = Duration::from_secs(10);
+/// Nodes sampled per scope.
+const SAMPLE: usize = 64;
+/// Nodes looked at per refresh, at most.
+const VISIT: usize = 20_000;
+
+/// Where the next refresh starts, and what the last one advised (for the logs and metrics).
+#[derive(Debug, Default)]
+pub struct Advisor {
+    cursor: usize,
+    /// The interval advised per scope: `None` is the fleet, `Some(group)` a group.
+    pub advised: BTreeMap<Option<String>, Duration>,
+}
+
+impl Advisor {
+    /// Derives the advice again and gives it to `core`. Does nothing without goals.
+    pub fn refresh(&mut self, core: &mut Monitor, goals: &Goals, now: Instant) {
+        if goals.fleet.is_none() && goals.groups.is_empty() {
+            return;
+        }
+        if self.cursor >= core.len() {
+            self.cursor = 0;
+        }
+        let detector = core.config().detector.name();
+        let mut samples: BTreeMap<Option<String>, Vec<Duration>> = BTreeMap::new();
+        let mut visited = 0;
+        for view in core.nodes_from(self.cursor, now).take(VISIT) {
+            visited += 1;
+            if view.state != NodeState::Up {
+                continue;
+            }
+            let node = node_json(&view, now, detector);
+            let scope = node.labels.get("group").filter(|group| goals.groups.contains_key(*group)).cloned();
+            if scope.is_none() && goals.fleet.is_none() {
+                continue;
+            }
+            let sample = samples.entry(scope).or_default();
+            if sample.len() >= SAMPLE {
+                continue;
+            }
+            let interval = explain::explain(core, node, goals)
+                .and_then(|explanation| explanation.goal)
+                .map(|goal| Duration::from_secs_f64(goal.advice.interval_ms / 1000.0));
+            sample.extend(interval);
+        }
+        self.cursor += visited;
+        for (scope, mut intervals) in samples {
+            if intervals.is_empty() {
+                continue;
+            }
+            intervals.sort();
+            let median = intervals[intervals.len() / 2];
+            core.set_advised_interval(scope.as_deref(), Some(median));
+            let advised = core.advised_interval(scope.as_deref()).unwrap_or(median);
+            if self.advised.insert(scope.clone(), advised) != Some(advised) {
+                tracing::info!(
+                    scope = scope.as_deref().unwrap_or("fleet"),
+                    interval = %humantime::format_duration(advised),
+                    sampled = intervals.len(),
+                    "advising agents that follow advice of a new heartbeat interval"
+                );
+            }
+        }
+    }
+}
