@@ -7,6 +7,10 @@
 //! The work per refresh is bounded: at most [`VISIT`] nodes are looked at, from where the
 //! previous refresh stopped, so a million-node table is sampled over many refreshes and
 //! never walked at once on the owner.
+//!
+//! The same pass judges the goals continuously: the share of sampled nodes whose current
+//! settings keep their goal is exported per scope, and a scope whose goal no setting can
+//! keep on the observed network is logged as a warning with the closest offer.
 
 use super::explain::{self, Goals};
 use crate::monitor::owner::node_json;
@@ -24,12 +28,25 @@ const SAMPLE: usize = 64;
 /// Nodes looked at per refresh, at most.
 const VISIT: usize = 20_000;
 
-/// Where the next refresh starts, and what the last one advised (for the logs and metrics).
+/// Where the next refresh starts, and what the last one found (for the logs and metrics).
 #[derive(Debug, Default)]
 pub struct Advisor {
     cursor: usize,
-    /// The interval advised per scope: `None` is the fleet, `Some(group)` a group.
+    /// Per scope (`None` is the fleet, `Some(group)` a group): the interval advised, and
+    /// the share of the sampled nodes whose current settings keep the goal.
     pub advised: BTreeMap<Option<String>, Duration>,
+    pub kept: BTreeMap<Option<String>, f64>,
+    /// The scopes whose goal no setting keeps, as last warned about.
+    unachievable: BTreeMap<Option<String>, String>,
+}
+
+/// What one refresh sampled of one scope.
+#[derive(Default)]
+struct Sample {
+    intervals: Vec<Duration>,
+    kept: usize,
+    /// The closest offer, when the advice for some node cannot keep the goal.
+    unachievable: Option<String>,
 }
 
 impl Advisor {
@@ -42,7 +59,7 @@ impl Advisor {
             self.cursor = 0;
         }
         let detector = core.config().detector.name();
-        let mut samples: BTreeMap<Option<String>, Vec<Duration>> = BTreeMap::new();
+        let mut samples: BTreeMap<Option<String>, Sample> = BTreeMap::new();
         let mut visited = 0;
         for view in core.nodes_from(self.cursor, now).take(VISIT) {
             visited += 1;
@@ -55,18 +72,38 @@ impl Advisor {
                 continue;
             }
             let sample = samples.entry(scope).or_default();
-            if sample.len() >= SAMPLE {
+            if sample.intervals.len() >= SAMPLE {
                 continue;
             }
-            let interval = explain::explain(core, node, goals)
-                .and_then(|explanation| explanation.goal)
-                .map(|goal| Duration::from_secs_f64(goal.advice.interval_ms / 1000.0));
-            sample.extend(interval);
+            let Some(goal) = explain::explain(core, node, goals).and_then(|explanation| explanation.goal)
+            else {
+                continue;
+            };
+            sample.intervals.push(Duration::from_secs_f64(goal.advice.interval_ms / 1000.0));
+            sample.kept += usize::from(goal.met);
+            if !goal.advice.achievable {
+                sample.unachievable = Some(goal.summary);
+            }
         }
         self.cursor += visited;
-        for (scope, mut intervals) in samples {
+        for (scope, sample) in samples {
+            let mut intervals = sample.intervals;
             if intervals.is_empty() {
                 continue;
+            }
+            self.kept.insert(scope.clone(), sample.kept as f64 / intervals.len() as f64);
+            match sample.unachievable {
+                Some(summary) if self.unachievable.get(&scope) != Some(&summary) => {
+                    tracing::warn!(
+                        scope = scope.as_deref().unwrap_or("fleet"),
+                        "goal out of reach: {summary}"
+                    );
+                    self.unachievable.insert(scope.clone(), summary);
+                }
+                Some(_) => {}
+                None => {
+                    self.unachievable.remove(&scope);
+                }
             }
             intervals.sort();
             let median = intervals[intervals.len() / 2];

@@ -58,11 +58,23 @@ pub fn render(
         "Interval advice datagrams sent to agents that follow advice ([goals])",
         advice_sent,
     );
-    let advised = Family::<Vec<(&'static str, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    type ByScope = Family<Vec<(&'static str, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>;
+    let scope_label = |scope: &Option<String>| {
+        vec![("scope", scope.as_ref().map_or_else(|| "fleet".to_string(), |group| format!("group {group}")))]
+    };
+    let advised = ByScope::default();
     for (scope, interval) in &stats.advised {
-        let scope = scope.as_ref().map_or_else(|| "fleet".to_string(), |group| format!("group {group}"));
-        advised.get_or_create(&vec![("scope", scope)]).set(interval.as_secs_f64());
+        advised.get_or_create(&scope_label(scope)).set(interval.as_secs_f64());
     }
+    let kept = ByScope::default();
+    for (scope, share) in &stats.goals_kept {
+        kept.get_or_create(&scope_label(scope)).set(*share);
+    }
+    registry.register(
+        "goal_kept_ratio",
+        "Of the nodes sampled for each goal, the share whose current settings keep it",
+        kept,
+    );
     registry.register_with_unit(
         "advised_interval",
         "The heartbeat interval advised to agents, by scope of goal",

@@ -135,8 +135,10 @@ pub struct StatsSnapshot {
     pub confirm: Option<rollcall_proto::monitor::ConfirmStats>,
     pub confirmations_in_progress: usize,
     pub probes_unsent: u64,
-    /// The heartbeat interval advised to agents, by scope (`None`: the fleet).
+    /// The heartbeat interval advised to agents, and the share of sampled nodes whose
+    /// settings keep their goal, by scope (`None`: the fleet).
     pub advised: std::collections::BTreeMap<Option<String>, Duration>,
+    pub goals_kept: std::collections::BTreeMap<Option<String>, f64>,
 }
 
 /// Buckets of the detection lag histogram, in seconds.
@@ -504,6 +506,7 @@ impl Owner {
                     confirmations_in_progress: self.core.confirmations_in_progress(),
                     probes_unsent: self.probes_unsent,
                     advised: self.advisor.advised.clone(),
+                    goals_kept: self.advisor.kept.clone(),
                 });
             }
         }
