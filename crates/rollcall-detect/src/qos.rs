@@ -332,7 +332,10 @@ mod tests {
         // A 5 s goal: heartbeats every 2 s, with probes to confirm (listening alone would
         // need more than two silent intervals).
         let listening = advise(&lan(), &Goal { detect_within: Duration::from_secs(5), ..relaxed }, round);
-        assert!(listening.met && listening.interval == Duration::from_secs(2) && listening.confirm, "{listening:?}");
+        assert!(
+            listening.met && listening.interval == Duration::from_secs(2) && listening.confirm,
+            "{listening:?}"
+        );
         // A goal tighter than any probe round allows: a shorter interval, or an honest no.
         let tight = Goal { detect_within: Duration::from_millis(1_000), false_downs_per_node_year: 1.0 };
         let advice = advise(&lan(), &tight, round);

@@ -62,10 +62,14 @@ pub struct SwimConfig {
     pub indirect_probes: u32,
     /// `λ` in the retransmit limit `λ × ceil(log10(n + 1))` (memberlist: 4).
     pub retransmit_mult: u32,
-    /// `α` in the suspicion timeout (memberlist's LAN profile: 4).
+    /// `α` in the suspicion timeout (rollcall: 1; memberlist's LAN profile: 4). See
+    /// docs/PEER.md for why rollcall can afford a shorter one.
     pub suspicion_mult: u32,
-    /// `β`: the longest suspicion timeout is `β × min` (memberlist: 6).
+    /// `β`: the longest suspicion timeout is `β × min` (rollcall: 12; memberlist: 6).
     pub suspicion_max_mult: u32,
+    /// `k`: independent confirmations that shrink a suspicion to its minimum (rollcall: 2;
+    /// memberlist: `α - 2`, which is 2 at its LAN profile).
+    pub suspicion_confirmations: u32,
     /// The local health multiplier's ceiling: probe interval and timeout stretch up to this
     /// many times (memberlist: 8).
     pub max_health: u32,
@@ -83,6 +87,13 @@ pub struct SwimConfig {
     pub max_forwards: usize,
     /// Largest datagram sent, in bytes (at most [`wire::MAX_DATAGRAM`]).
     pub max_datagram: usize,
+    /// Dedicated gossip rounds: while updates are queued, send them to
+    /// [`SwimConfig::gossip_fanout`] random members this often, on top of piggybacking them
+    /// on pings and acks (rollcall: 500 ms; memberlist's `GossipInterval`: 200 ms). `None`:
+    /// piggybacking only.
+    pub gossip_interval: Option<Duration>,
+    /// Members per gossip round (rollcall: 2; memberlist's `GossipNodes`: 3).
+    pub gossip_fanout: u32,
 }
 
 impl Default for SwimConfig {
@@ -93,8 +104,9 @@ impl Default for SwimConfig {
             probe_timeout: Duration::from_millis(500),
             indirect_probes: 3,
             retransmit_mult: 4,
-            suspicion_mult: 4,
-            suspicion_max_mult: 6,
+            suspicion_mult: 1,
+            suspicion_max_mult: 12,
+            suspicion_confirmations: 2,
             max_health: 8,
             sync_interval: Duration::from_secs(10),
             reconnect_interval: Duration::from_secs(2),
@@ -102,6 +114,8 @@ impl Default for SwimConfig {
             max_members: 100_000,
             max_forwards: 1024,
             max_datagram: wire::MAX_DATAGRAM,
+            gossip_interval: Some(Duration::from_millis(500)),
+            gossip_fanout: 2,
         }
     }
 }
@@ -113,11 +127,13 @@ pub enum SwimConfigError {
     BadName,
     #[error("probe_timeout must be positive and shorter than probe_interval")]
     BadProbeTimeout,
-    #[error("probe_interval, sync_interval and reconnect_interval must be at least 1 ms")]
+    #[error("probe_interval, sync_interval, reconnect_interval and gossip_interval must be at least 1 ms")]
     BadInterval,
     #[error("max_datagram must be between 512 and {} bytes", wire::MAX_DATAGRAM)]
     BadDatagramSize,
-    #[error("suspicion_mult, suspicion_max_mult, retransmit_mult and max_health must be at least 1")]
+    #[error(
+        "suspicion_mult, suspicion_max_mult, retransmit_mult, max_health and gossip_fanout must be at least 1"
+    )]
     BadMultiplier,
 }
 
@@ -184,6 +200,8 @@ enum Timer {
     Forget(u32),
     Sync,
     Reconnect,
+    /// A dedicated gossip round, when `gossip_interval` is set.
+    Gossip,
 }
 
 struct Probe {
@@ -241,11 +259,15 @@ impl Peer {
         let mut rng = Rng::new(seed);
         let mut timers = BTreeSet::new();
         // Random phases so that peers started together do not probe and sync in lockstep.
+        let gossip = config.gossip_interval.map(|span| (Timer::Gossip, span));
         for (timer, span) in [
             (Timer::Probe, config.probe_interval),
             (Timer::Sync, config.sync_interval),
             (Timer::Reconnect, config.reconnect_interval),
-        ] {
+        ]
+        .into_iter()
+        .chain(gossip)
+        {
             timers.insert((now + span.mul_f64(rng.f64()), timer));
         }
         Ok(Peer {
@@ -546,6 +568,18 @@ impl Peer {
                 }
                 self.timers.insert((now + self.config.reconnect_interval, Timer::Reconnect));
             }
+            Timer::Gossip => {
+                if self.gossip.len() > 0 {
+                    let fanout = self.config.gossip_fanout as usize;
+                    for target in self.members.random_up(&mut self.rng, fanout, 0) {
+                        let addr = self.members.slot(target).id.addr;
+                        self.send(addr, &Body::Gossip, None);
+                    }
+                }
+                if let Some(span) = self.config.gossip_interval {
+                    self.timers.insert((now + span, Timer::Gossip));
+                }
+            }
         }
     }
 
@@ -603,6 +637,7 @@ impl Peer {
         // Already suspect: our failed probe is an independent confirmation (Lifeguard),
         // which shortens the suspicion here and, gossiped, everywhere.
         if matches!(slot.state, MemberState::Up | MemberState::Suspect) {
+            let was_up = slot.state == MemberState::Up;
             // Owned copies: `apply` needs the peer mutably.
             let (target, me) = (slot.id.clone(), self.members.slot(0).id.clone());
             let accuse = Update {
@@ -613,6 +648,13 @@ impl Peer {
                 accuser: Some(&me.name),
             };
             self.apply(now, &accuse);
+            // Tell the suspect at once (the buddy rule without waiting for our next ping to
+            // it): if it lives, its refutation starts one round trip behind the suspicion
+            // instead of whenever gossip happens to reach it.
+            if was_up && self.members.slot(probe.target).state == MemberState::Suspect {
+                let note = self.suspect_note(probe.target);
+                self.send(target.addr, &Body::Gossip, note);
+            }
         }
     }
 
@@ -728,7 +770,11 @@ fn validate(config: &SwimConfig, name: &str) -> Result<(), SwimConfigError> {
         return Err(SwimConfigError::BadName);
     }
     let ms = Duration::from_millis(1);
-    if config.probe_interval < ms || config.sync_interval < ms || config.reconnect_interval < ms {
+    if config.probe_interval < ms
+        || config.sync_interval < ms
+        || config.reconnect_interval < ms
+        || config.gossip_interval.is_some_and(|span| span < ms)
+    {
         return Err(SwimConfigError::BadInterval);
     }
     if config.probe_timeout.is_zero() || config.probe_timeout >= config.probe_interval {
@@ -741,6 +787,7 @@ fn validate(config: &SwimConfig, name: &str) -> Result<(), SwimConfigError> {
         || config.suspicion_max_mult == 0
         || config.retransmit_mult == 0
         || config.max_health == 0
+        || config.gossip_fanout == 0
     {
         return Err(SwimConfigError::BadMultiplier);
     }

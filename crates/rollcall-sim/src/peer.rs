@@ -47,7 +47,11 @@ pub struct PeerSettings {
     pub retransmit_mult: u32,
     pub suspicion_mult: u32,
     pub suspicion_max_mult: u32,
+    pub suspicion_confirmations: u32,
     pub max_health: u32,
+    /// `None`: piggybacked gossip only.
+    pub gossip_interval: Option<Duration>,
+    pub gossip_fanout: u32,
     pub sync_interval: Duration,
     pub reconnect_interval: Duration,
     pub probe_order: ProbeOrder,
@@ -66,7 +70,10 @@ impl Default for PeerSettings {
             retransmit_mult: swim.retransmit_mult,
             suspicion_mult: swim.suspicion_mult,
             suspicion_max_mult: swim.suspicion_max_mult,
+            suspicion_confirmations: swim.suspicion_confirmations,
             max_health: swim.max_health,
+            gossip_interval: swim.gossip_interval,
+            gossip_fanout: swim.gossip_fanout,
             sync_interval: swim.sync_interval,
             reconnect_interval: swim.reconnect_interval,
             probe_order: swim.probe_order,
@@ -87,7 +94,10 @@ impl PeerSettings {
             retransmit_mult: self.retransmit_mult,
             suspicion_mult: self.suspicion_mult,
             suspicion_max_mult: self.suspicion_max_mult,
+            suspicion_confirmations: self.suspicion_confirmations,
             max_health: self.max_health,
+            gossip_interval: self.gossip_interval,
+            gossip_fanout: self.gossip_fanout,
             sync_interval: self.sync_interval,
             reconnect_interval: self.reconnect_interval,
             probe_order: self.probe_order,
@@ -102,13 +112,20 @@ impl PeerSettings {
             ProbeOrder::RoundRobin => "round-robin",
             ProbeOrder::Uniform => "uniform",
         };
+        let gossip = match self.gossip_interval {
+            Some(every) => {
+                format!("gossip every {} to {}", crate::format_duration(every), self.gossip_fanout)
+            }
+            None => "piggybacked gossip only".to_string(),
+        };
         format!(
-            "swim+lifeguard (period {}, probe timeout {}, K {}, suspicion {}x..{}x, retransmit {}, {order})",
+            "swim+lifeguard (period {}, probe timeout {}, K {}, suspicion {}x..{}x after {} confirmations, retransmit {}, {gossip}, {order})",
             crate::format_duration(interval),
             crate::format_duration(self.probe_timeout.unwrap_or(interval / 2)),
             self.indirect_probes,
             self.suspicion_mult,
             self.suspicion_mult * self.suspicion_max_mult,
+            self.suspicion_confirmations,
             self.retransmit_mult,
         )
     }
@@ -195,7 +212,10 @@ struct RawPeer {
     retransmit_mult: Option<u32>,
     suspicion_mult: Option<u32>,
     suspicion_max_mult: Option<u32>,
+    suspicion_confirmations: Option<u32>,
     max_health: Option<u32>,
+    gossip_interval: Option<String>,
+    gossip_fanout: Option<u32>,
     sync_interval: Option<String>,
     reconnect_interval: Option<String>,
     probe_order: Option<String>,
@@ -222,13 +242,23 @@ impl RawPeer {
             Some("join") => Start::Join,
             Some(other) => return Err(format!("peer.start must be \"warm\" or \"join\", not {other:?}")),
         };
+        let gossip_interval = match self.gossip_interval.as_deref() {
+            None => d.gossip_interval,
+            Some("off") => None,
+            Some(text) => {
+                Some(parse_duration(text).map_err(|e| format!("peer.gossip_interval: {e} (or \"off\")"))?)
+            }
+        };
         let settings = PeerSettings {
             probe_timeout: span("probe_timeout", self.probe_timeout)?,
             indirect_probes: self.indirect_probes.unwrap_or(d.indirect_probes),
             retransmit_mult: self.retransmit_mult.unwrap_or(d.retransmit_mult),
             suspicion_mult: self.suspicion_mult.unwrap_or(d.suspicion_mult),
             suspicion_max_mult: self.suspicion_max_mult.unwrap_or(d.suspicion_max_mult),
+            suspicion_confirmations: self.suspicion_confirmations.unwrap_or(d.suspicion_confirmations),
             max_health: self.max_health.unwrap_or(d.max_health),
+            gossip_interval,
+            gossip_fanout: self.gossip_fanout.unwrap_or(d.gossip_fanout),
             sync_interval: span("sync_interval", self.sync_interval)?.unwrap_or(d.sync_interval),
             reconnect_interval: span("reconnect_interval", self.reconnect_interval)?
                 .unwrap_or(d.reconnect_interval),

@@ -470,9 +470,14 @@ pub struct PeerArgs {
     #[arg(long, value_name = "K", default_value_t = 3)]
     pub indirect_probes: u32,
     /// Lifeguard's suspicion multiplier: the shortest suspicion lasts this many probe
-    /// intervals (times log10 of the cluster size, at least 1).
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// intervals (times log10 of the cluster size, at least 1); the longest, 12 times that.
+    /// memberlist uses 4 (docs/PEER.md says why rollcall can use 1).
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub suspicion_mult: u32,
+    /// While there is news to spread, send it to two random members this often, besides
+    /// piggybacking it on pings and acks; `0s` turns these gossip rounds off.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "500ms")]
+    pub gossip_interval: Duration,
     /// How often a page of the member table is exchanged with a random member.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
     pub sync_interval: Duration,

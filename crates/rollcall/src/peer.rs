@@ -212,6 +212,7 @@ fn swim_config(args: &PeerArgs) -> anyhow::Result<SwimConfig> {
         probe_timeout,
         indirect_probes: args.indirect_probes,
         suspicion_mult: args.suspicion_mult,
+        gossip_interval: (!args.gossip_interval.is_zero()).then_some(args.gossip_interval),
         sync_interval: args.sync_interval,
         reconnect_interval: args.reconnect_interval,
         ..SwimConfig::default()

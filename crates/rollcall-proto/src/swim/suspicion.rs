@@ -16,10 +16,11 @@ pub fn suspicion_bounds(config: &SwimConfig, n: u32) -> (Duration, Duration) {
     (min, min * config.suspicion_max_mult.max(1))
 }
 
-/// How many independent confirmations shrink a suspicion to its minimum: memberlist's
-/// `k = suspicion_mult - 2`, or 0 when the cluster is too small to supply them (`n - 2 < k`).
+/// How many independent confirmations shrink a suspicion to its minimum: `k =
+/// suspicion_confirmations` (memberlist ties it to `suspicion_mult - 2`), or 0 when the
+/// cluster is too small to supply them (`n - 2 < k`).
 pub fn expected_confirmations(config: &SwimConfig, n: u32) -> u32 {
-    let k = config.suspicion_mult.saturating_sub(2);
+    let k = config.suspicion_confirmations;
     if n.saturating_sub(2) < k { 0 } else { k }
 }
 
