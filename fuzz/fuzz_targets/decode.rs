@@ -30,13 +30,14 @@ fn check(datagram: &[u8]) {
         return;
     };
     let labels: Vec<(&str, &str)> = msg.labels.iter().collect();
-    let outgoing = Outgoing { follows_advice: false,
+    let outgoing = Outgoing {
         kind: msg.kind,
         node: msg.node,
         generation: msg.generation,
         sequence: msg.sequence,
         interval_ms: msg.interval_ms,
         labels: &labels,
+        follows_advice: msg.follows_advice,
     };
     let mut again = Vec::new();
     wire::encode(&outgoing, ring(), &mut again).expect("a decoded message re-encodes");
