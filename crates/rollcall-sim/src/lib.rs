@@ -21,7 +21,7 @@
 pub mod check;
 mod engine;
 mod format;
-mod net;
+pub mod net;
 pub mod peer;
 mod plan;
 mod report;

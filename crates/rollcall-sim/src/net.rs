@@ -8,13 +8,13 @@ use rollcall_proto::Instant;
 
 /// What the network does with one copy of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fate {
+pub enum Fate {
     Lost,
     /// Delivered after this latency.
     Delivered(Duration),
 }
 
-pub(crate) struct Path {
+pub struct Path {
     rng: Rng,
     /// Whether the burst channel is in its bad state, and when it next switches.
     bad: bool,

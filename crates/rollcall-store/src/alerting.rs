@@ -72,6 +72,41 @@ pub struct PingRecord {
     pub at_ms: i64,
 }
 
+/// Keeps a check's history to about `keep` rows: those after `last - keep`.
+pub(crate) fn prune_pings(
+    tx: &Transaction<'_>,
+    check_id: &str,
+    last: i64,
+    keep: u32,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1 AND id <= ?2 - ?3")?.execute(params![
+        check_id,
+        last,
+        i64::from(keep)
+    ])?;
+    Ok(())
+}
+
+/// Inserts a ping without pruning its check's history, and returns its id; the caller
+/// prunes once per check per transaction, which leaves the same rows as pruning after each.
+pub(crate) fn insert_ping(tx: &Transaction<'_>, p: &PingRecord) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO pings (check_id, signal, rid, duration_ms, body, body_truncated, at_ms, body_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        p.check_id,
+        p.signal,
+        p.rid,
+        p.duration_ms,
+        p.body,
+        p.body_truncated,
+        p.at_ms,
+        p.body_len as i64
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
 pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
     match write {
         Write::Incident(i) => {
@@ -141,23 +176,8 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
             tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1")?.execute([id])?;
         }
         Write::Ping { record: p, keep } => {
-            tx.prepare_cached(
-                "INSERT INTO pings (check_id, signal, rid, duration_ms, body, body_truncated, at_ms, body_len)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                p.check_id,
-                p.signal,
-                p.rid,
-                p.duration_ms,
-                p.body,
-                p.body_truncated,
-                p.at_ms,
-                p.body_len as i64
-            ])?;
-            let id = tx.last_insert_rowid();
-            tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1 AND id <= ?2 - ?3")?
-                .execute(params![p.check_id, id, i64::from(*keep)])?;
+            let id = insert_ping(tx, p)?;
+            prune_pings(tx, &p.check_id, id, *keep)?;
         }
         Write::ForgetNode { id } => {
             tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")?.execute([id])?;

@@ -193,6 +193,10 @@ impl Store {
     pub fn write(&mut self, batch: &[Write]) -> Result<Vec<i64>, StoreError> {
         let tx = self.connection.transaction()?;
         let mut ids = Vec::new();
+        // Each check's history is pruned once, after its last ping of the batch: the same
+        // rows remain as when pruning after each ping (the bound only moves up), for one
+        // delete per check instead of one per ping.
+        let mut prunes: std::collections::BTreeMap<&str, (i64, u32)> = std::collections::BTreeMap::new();
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO nodes (id, generation, sequence, interval_ms, state, labels, updated_at_ms)
@@ -217,12 +221,15 @@ impl Store {
                             updated_at_ms,
                         ])?;
                     }
+                    Write::Ping { record, keep } => {
+                        let id = alerting::insert_ping(&tx, record)?;
+                        prunes.insert(&record.check_id, (id, *keep));
+                    }
                     Write::Incident(_)
                     | Write::Outbox(_)
                     | Write::Delivery { .. }
                     | Write::Check(_)
                     | Write::DeleteCheck { .. }
-                    | Write::Ping { .. }
                     | Write::ForgetNode { .. } => alerting::write(&tx, write)?,
                     Write::IncidentChange(_) | Write::Silence(_) | Write::EndSilence { .. } => {
                         silences::write(&tx, write)?
@@ -241,6 +248,9 @@ impl Store {
                         ids.push(tx.last_insert_rowid());
                     }
                 }
+            }
+            for (check, (last, keep)) in prunes {
+                alerting::prune_pings(&tx, check, last, keep)?;
             }
         }
         tx.commit()?;

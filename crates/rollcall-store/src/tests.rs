@@ -225,6 +225,36 @@ fn checks_and_their_newest_pings() {
 }
 
 #[test]
+fn pings_written_in_one_batch_keep_the_same_history_as_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let ping = |check_id: &str, at_ms: i64| Write::Ping {
+        record: PingRecord {
+            check_id: check_id.into(),
+            signal: "success".into(),
+            rid: None,
+            duration_ms: None,
+            body: vec![],
+            body_len: 0,
+            body_truncated: false,
+            at_ms,
+        },
+        keep: 3,
+    };
+    // Two checks' pings interleaved in one transaction, as group commit merges them.
+    let batch: Vec<Write> = (0..10).flat_map(|at_ms| [ping("a", at_ms), ping("b", 100 + at_ms)]).collect();
+    store.write(&batch).unwrap();
+    let at = |store: &Store, check: &str| -> Vec<i64> {
+        store.pings(check, 100).unwrap().iter().map(|p| p.at_ms).collect()
+    };
+    // Pruning after each ping would have left the rows after (last id - 3), as here.
+    assert_eq!(at(&store, "a"), [9, 8]);
+    assert_eq!(at(&store, "b"), [109, 108]);
+    store.write(&[ping("a", 10)]).unwrap();
+    assert_eq!(at(&store, "a"), [10, 9], "and the next ping prunes as before");
+}
+
+#[test]
 fn a_version_1_store_is_migrated_in_place() {
     let dir = tempfile::tempdir().unwrap();
     {

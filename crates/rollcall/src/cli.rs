@@ -488,6 +488,14 @@ pub struct PeerArgs {
     /// incident in the simulator.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// TOML file with the alerting settings: the monitor's `[[sink]]` and `[alerts]`
+    /// sections, and `data_dir`; nothing else. With sinks, this peer alerts on its own view.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the peer's store of incidents and alerts (created if missing); needed
+    /// when the config file has sinks, unless it sets data_dir.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

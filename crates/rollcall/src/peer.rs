@@ -5,25 +5,32 @@
 //! that holds the core and is the only code that touches it. HTTP handlers (`peer/http.rs`)
 //! send it a command and await the reply; `/metrics` is rendered in `peer/metrics.rs`.
 //!
-//! Deliberately not here: alerts through sinks and the store. A peer's view lives in memory;
-//! its transitions are logged and kept in a bounded list for `GET /v1/events`.
+//! A peer's view lives in memory; its transitions are logged and kept in a bounded list for
+//! `GET /v1/events`. With sinks configured (`--config FILE`), they also go through the
+//! monitor's incident layer, store thread and delivery loops (`peer/alerting.rs`): the peer
+//! then keeps a store in its data dir, for its incidents and its alert outbox only.
 //!
 //! Start reading at [`main`], then [`run`], then `owner::Owner::run`.
 
+mod alerting;
 mod http;
 mod metrics;
 mod owner;
 #[cfg(test)]
 mod tests;
 
+use crate::alerts::sinks::SinkConfig;
 use crate::cli::PeerArgs;
 use crate::clock::Clock;
-use crate::settings::load_key_ring;
+use crate::settings::{alert_file, load_key_ring};
 use anyhow::{Context, bail};
 use rollcall_proto::KeyRing;
+use rollcall_proto::alerts::AlertConfig;
 use rollcall_proto::swim::{Peer, SwimConfig, wire};
+use rollcall_store::Store;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long open HTTP requests may take to finish at shutdown.
@@ -40,6 +47,16 @@ pub struct PeerSettings {
     pub http: SocketAddr,
     pub swim: SwimConfig,
     pub seed: u64,
+    /// `None`: no sink is configured, and the peer keeps no store.
+    pub alerting: Option<PeerAlerting>,
+}
+
+/// Where and how a peer alerts: at least one sink, and the data dir of its store.
+#[derive(Clone, Debug)]
+pub struct PeerAlerting {
+    pub data_dir: PathBuf,
+    pub alerts: AlertConfig,
+    pub sinks: Vec<SinkConfig>,
 }
 
 impl PeerSettings {
@@ -73,6 +90,7 @@ impl PeerSettings {
             Some(seed) => seed,
             None => random_seed()?,
         };
+        let alerting = alerting(args)?;
         Ok(PeerSettings {
             name: args.name.clone(),
             bind: args.bind,
@@ -81,6 +99,7 @@ impl PeerSettings {
             http: args.http,
             swim,
             seed,
+            alerting,
         })
     }
 }
@@ -105,19 +124,29 @@ impl Listeners {
 pub fn main(args: PeerArgs) -> anyhow::Result<()> {
     let settings = PeerSettings::from_args(&args)?;
     let keys = load_key_ring(&args.key_file)?;
+    let store = match &settings.alerting {
+        Some(alerting) => {
+            std::fs::create_dir_all(&alerting.data_dir)
+                .with_context(|| format!("cannot create data dir {}", alerting.data_dir.display()))?;
+            Some(Store::open(&alerting.data_dir).context("cannot open the store")?)
+        }
+        None => None,
+    };
     let listeners = Listeners::bind(&settings)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(listeners, keys, settings, crate::monitor::shutdown_signal()))
+    runtime.block_on(run(listeners, keys, store, settings, crate::monitor::shutdown_signal()))
 }
 
 /// Runs the peer on the given sockets until `shutdown` completes, then leaves gracefully
-/// (the leave datagrams are sent before this returns).
+/// (the leave datagrams are sent before this returns). `store` is the store in the data dir
+/// of `settings.alerting`, given exactly when sinks are configured.
 pub async fn run(
     listeners: Listeners,
     keys: KeyRing,
+    store: Option<Store>,
     settings: PeerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -139,9 +168,25 @@ pub async fn run(
     let peer =
         Peer::new(settings.swim.clone(), &settings.name, advertise, keys, incarnation, settings.seed, now)
             .map_err(|error| anyhow::anyhow!("invalid peer settings: {error}"))?;
-    let (owner, commands) = owner::Owner::new(peer, udp, clock, settings.join.clone(), settings.seed);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let http_task = tokio::spawn(http::serve(http, http::AppState::new(commands), stop_rx));
+    let started = match (store, &settings.alerting) {
+        (Some(store), Some(alerting)) => Some(alerting::start(
+            store,
+            alerting,
+            &settings.name,
+            &settings.swim.cluster,
+            clock,
+            stop_rx.clone(),
+        )?),
+        (None, None) => None,
+        _ => bail!("a peer's store and its sinks go together: both or neither"),
+    };
+    let (alerts, delivery, view) = match started {
+        Some(started) => (Some(started.alerts), Some(started.delivery), Some(started.view)),
+        None => (None, None, None),
+    };
+    let (owner, commands) = owner::Owner::new(peer, udp, clock, settings.join.clone(), settings.seed, alerts);
+    let http_task = tokio::spawn(http::serve(http, http::AppState::new(commands, view), stop_rx));
 
     tracing::info!(
         name = %settings.name,
@@ -153,15 +198,49 @@ pub async fn run(
         seed = settings.seed,
         join = ?settings.join,
         probe_interval = %humantime::format_duration(settings.swim.probe_interval),
+        sinks = settings.alerting.as_ref().map_or(0, |alerting| alerting.sinks.len()),
         "peer ready"
     );
     // A stable line for scripts and tests that bind port 0.
     println!("rollcall peer listening udp={udp_addr} http={http_addr}");
     let result = owner.run(shutdown).await;
     // The goodbye is sent; a client holding a connection open must not keep the process.
+    // The same signal stops the delivery loops (an alert not yet delivered stays in the
+    // outbox, for the next run).
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(HTTP_DRAIN, http_task).await;
-    result
+    if let Some(delivery) = delivery {
+        delivery.join().await;
+    }
+    match result {
+        Ok(Some(alerts)) => alerts.shutdown().await,
+        Ok(None) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// The alerting settings: from `--config FILE` (the monitor's `[alerts]` and `[[sink]]`),
+/// with the data dir from `--data-dir` or the file. `None` without sinks.
+fn alerting(args: &PeerArgs) -> anyhow::Result<Option<PeerAlerting>> {
+    let Some(path) = &args.config else {
+        if args.data_dir.is_some() {
+            bail!(
+                "--data-dir only holds the store of alerts: add --config FILE with the [[sink]]s to send them to"
+            );
+        }
+        return Ok(None);
+    };
+    let file = alert_file(path)?;
+    if file.sinks.is_empty() {
+        return Ok(None);
+    }
+    let data_dir = args.data_dir.clone().or(file.data_dir).with_context(|| {
+        format!(
+            "config file {} has sinks, whose outbox needs a store: pass --data-dir DIR or set data_dir in the file",
+            path.display()
+        )
+    })?;
+    Ok(Some(PeerAlerting { data_dir, alerts: file.alerts, sinks: file.sinks }))
 }
 
 /// The incarnation a peer starts at: its start time in seconds since the Unix epoch, so

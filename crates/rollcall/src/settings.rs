@@ -290,6 +290,49 @@ impl Settings {
     }
 }
 
+/// The alerting part of a config file, for `rollcall peer --config FILE`: the monitor's
+/// `[alerts]` and `[[sink]]` sections (parsed and checked by the same code as the
+/// monitor's) and `data_dir`.
+#[derive(Debug)]
+pub struct AlertFile {
+    pub data_dir: Option<PathBuf>,
+    pub alerts: AlertConfig,
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// What a file read by [`alert_file`] may hold at its top level.
+const ALERT_FILE_KEYS: [&str; 3] = ["data_dir", "alerts", "sink"];
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawAlertFile {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    alerts: RawAlerts,
+    #[serde(default)]
+    sink: Vec<RawSink>,
+}
+
+/// Reads a config file that holds only `data_dir`, `[alerts]` and `[[sink]]`; any other
+/// top-level key (a monitor setting included) is refused in one sentence naming it.
+pub fn alert_file(path: &Path) -> anyhow::Result<AlertFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let bad = |error: toml::de::Error| anyhow::anyhow!("config file {}: {}", path.display(), error.message());
+    let table = toml::from_str::<toml::Table>(&text).map_err(bad)?;
+    if let Some(key) = table.keys().find(|key| !ALERT_FILE_KEYS.contains(&key.as_str())) {
+        bail!(
+            "config file {}: `{key}` is not a peer setting (a peer's config file holds only data_dir, [alerts] and [[sink]])",
+            path.display()
+        );
+    }
+    let raw = toml::from_str::<RawAlertFile>(&text).map_err(bad)?;
+    let alerts = alert_config(&raw.alerts)?;
+    let sinks =
+        parse_sinks(raw.sink).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    Ok(AlertFile { data_dir: raw.data_dir, alerts, sinks })
+}
+
 /// Reads a key file, with a sentence naming the file when it is wrong.
 pub fn load_key_ring(path: &Path) -> anyhow::Result<KeyRing> {
     let text =

@@ -167,7 +167,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     if let Some(duration) = args.wrk {
         progress.phase("HTTP pings (wrk)");
         let url = format!("http://{}/ping/{PING_TOKEN}", monitor.http);
-        report.http_pings = Some(super::wrk::run(&url, duration, None)?);
+        let cpu_before = probe::cpu_seconds(pid);
+        let mut load = super::wrk::run(&url, duration, None)?;
+        let cpu = probe::cpu_seconds(pid).zip(cpu_before).map(|(after, before)| after - before);
+        // wrk reports the rate over its whole run, so the requests are rate times duration.
+        let requests = load.requests_per_second * duration.as_secs().max(1) as f64;
+        load.server_cpu_us_per_request = cpu.filter(|_| requests > 0.0).map(|cpu| cpu * 1e6 / requests);
+        report.http_pings = Some(load);
     }
 
     progress.phase("restart");

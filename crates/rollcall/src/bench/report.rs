@@ -111,6 +111,9 @@ pub struct HttpLoad {
     pub requests_per_second: f64,
     pub non_2xx: u64,
     pub latency_p99_ms: Option<f64>,
+    /// CPU microseconds the server process spent per request (user + system), when measured:
+    /// steadier than requests per second on a shared machine.
+    pub server_cpu_us_per_request: Option<f64>,
     pub note: String,
 }
 
@@ -234,8 +237,13 @@ impl Report {
                 rows.push((
                     name.into(),
                     format!(
-                        "{:.0}/s over {} connections, non-2xx {}; {}",
-                        load.requests_per_second, load.connections, load.non_2xx, load.note
+                        "{:.0}/s over {} connections, non-2xx {}, p99 {}, server CPU {} us per request; {}",
+                        load.requests_per_second,
+                        load.connections,
+                        load.non_2xx,
+                        load.latency_p99_ms.map_or("-".into(), |ms| format!("{ms:.1} ms")),
+                        load.server_cpu_us_per_request.map_or("-".into(), |us| format!("{us:.1}")),
+                        load.note
                     ),
                 ));
             }

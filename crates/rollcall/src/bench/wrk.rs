@@ -43,6 +43,7 @@ pub fn run(url: &str, duration: Duration, script: Option<&Path>) -> anyhow::Resu
         requests_per_second: number("Requests/sec:").context("no Requests/sec in wrk's output")?,
         non_2xx: number("Non-2xx or 3xx responses:").unwrap_or(0.0) as u64,
         latency_p99_ms: p99,
+        server_cpu_us_per_request: None,
         note: String::new(),
     })
 }

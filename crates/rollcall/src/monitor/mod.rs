@@ -13,7 +13,8 @@ mod owner;
 mod persist;
 pub(crate) mod udp;
 
-pub use persist::PersistHandle;
+// `rollcall peer` commits its alerts through the same store thread (peer/alerting.rs).
+pub use persist::{Persist, PersistHandle};
 
 use crate::alerts::delivery::Delivery;
 use crate::alerts::sinks::Sink;

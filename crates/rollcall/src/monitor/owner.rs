@@ -29,6 +29,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 const RECV_BATCH: usize = 1024;
 /// Bound on queued HTTP commands; a full queue makes handlers wait, never the core.
 const COMMAND_QUEUE: usize = 256;
+/// Most commands answered per wake-up: consecutive pings among them share one drain of the
+/// core's events and one store batch (each reply is sent once its writes are queued).
+const COMMAND_BATCH: usize = 64;
+/// Most commands answered after each batch of datagrams, so a saturated socket does not
+/// starve the API and the API does not starve the socket.
+const COMMAND_BATCH_UNDER_LOAD: usize = 16;
 
 /// What the store held at start.
 pub struct Restored {
@@ -257,13 +263,20 @@ impl Owner {
         let advise_every = self.goals.advise_every.unwrap_or(super::advice::REFRESH);
         // The first advice once the detectors have a few intervals to judge by.
         let mut next_advice = self.clock.now() + advise_every.min(super::advice::FIRST);
+        // Bumped after every commit: a paced checkpoint waits on it for room in the store.
+        let mut commits = self.persist.committed();
         loop {
+            // Marked seen before the room is checked, so a commit after the check wakes us.
+            commits.borrow_and_update();
+            let checkpoint_ready = self.persist.checkpoint_ready();
+            let checkpoint_waits = self.persist.checkpoint_cursor().is_some() && !checkpoint_ready;
             let due = [
                 Some(self.core.poll_timeout()),
                 self.alerter.poll_timeout(),
                 self.checks.table.poll_timeout(),
                 Some(next_checkpoint),
                 Some(next_advice),
+                checkpoint_ready.then(|| self.clock.now()),
             ];
             let wake = self.clock.std_instant(due.into_iter().flatten().min().expect("never empty"));
             tokio::select! {
@@ -277,12 +290,13 @@ impl Owner {
                         });
                     }
                     // Datagrams come first, but a saturated socket must not starve the API:
-                    // one queued command is answered after every batch.
+                    // a few queued commands are answered after every batch.
                     if let Ok(command) = self.commands.try_recv() {
-                        self.answer(command);
+                        self.answer_queued(command, COMMAND_BATCH_UNDER_LOAD);
                     }
                 }
-                Some(command) = self.commands.recv() => self.answer(command),
+                Some(command) = self.commands.recv() => self.answer_queued(command, COMMAND_BATCH),
+                Ok(()) = commits.changed(), if checkpoint_waits => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             let now = self.clock.now();
@@ -302,16 +316,28 @@ impl Owner {
                 }
             }
             if now >= next_checkpoint {
-                self.checkpoint();
+                self.persist.start_checkpoint(now);
                 next_checkpoint = now + self.checkpoint_interval;
             }
+            self.advance_checkpoint();
             if now >= next_advice {
                 self.advisor.refresh(&mut self.core, &self.goals, now);
                 next_advice = now + advise_every;
             }
         }
         self.drain_events();
-        self.checkpoint();
+        // Everything heard from since the previous checkpoint, paced like any other.
+        self.persist.restart_checkpoint(self.clock.now());
+        while self.persist.checkpoint_cursor().is_some() {
+            commits.borrow_and_update();
+            if !self.persist.checkpoint_ready() {
+                if commits.changed().await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            self.advance_checkpoint();
+        }
         Ok(self.persist)
     }
 
@@ -422,14 +448,66 @@ impl Owner {
         self.core.node(id, self.clock.now()).map(|view| node_record(&view))
     }
 
-    /// Writes the generation and sequence of every node heard from since the last
-    /// checkpoint (see `Persist::checkpoint`), so that after a crash old datagrams are still
-    /// refused as replays.
-    fn checkpoint(&mut self) {
+    /// One step of the sequence checkpoint being written, if the store has room for its next
+    /// chunk (see `Persist::advance_checkpoint`): the generation and sequence of every node
+    /// heard from since the previous checkpoint, so that after a crash old datagrams are
+    /// still refused as replays.
+    fn advance_checkpoint(&mut self) {
+        if !self.persist.checkpoint_ready() {
+            return;
+        }
         let now = self.clock.now();
         let wall = self.clock.wall_ms(now);
+        let core = &self.core;
         let record = |view: &NodeView<'_>| Write::Node { record: node_record(view), updated_at_ms: wall };
-        self.persist.checkpoint(self.core.nodes(now), now, record);
+        if let Some(rows) = self.persist.advance_checkpoint(|start| core.nodes_from(start, now), record) {
+            tracing::debug!(rows, "sequence checkpoint queued");
+        }
+    }
+
+    /// Forgets a node. The table stays dense (its last node takes the forgotten one's
+    /// index), so while a checkpoint is being written the moved node may land behind the
+    /// cursor and be missed: its record is written now instead.
+    fn forget(&mut self, id: &str, now: Instant) -> bool {
+        let moved = self
+            .persist
+            .checkpoint_cursor()
+            .and_then(|_| self.core.nodes_from(self.core.len().saturating_sub(1), now).next())
+            .filter(|last| last.id != id)
+            .map(|last| last.id.to_string());
+        let found = self.core.forget(id, now);
+        self.drain_events();
+        if found && let Some(record) = moved.and_then(|moved| self.record(&moved)) {
+            self.persist.write(vec![Write::Node { record, updated_at_ms: self.clock.wall_ms(now) }]);
+        }
+        found
+    }
+
+    /// Answers `first` and up to `limit - 1` more commands already queued. Pings are
+    /// handled as they come, but their events are drained, and their writes queued, once
+    /// for a run of consecutive pings; each ping is answered after that, so a ping is
+    /// answered only once its history row is queued for the store, as before.
+    fn answer_queued(&mut self, first: Command, limit: usize) {
+        let mut pinged = Vec::new();
+        let mut next = Some(first);
+        let mut answered = 0;
+        while let Some(command) = next.take() {
+            answered += 1;
+            match command {
+                Command::Check(CheckCommand::Ping { token, suffix, rid, body, source, reply }) => {
+                    let result = self.ping(&token, suffix.as_deref(), rid.as_deref(), &body, source);
+                    pinged.push((reply, result));
+                }
+                other => {
+                    self.answer_pings(&mut pinged);
+                    self.answer(other);
+                }
+            }
+            if answered < limit {
+                next = self.commands.try_recv().ok();
+            }
+        }
+        self.answer_pings(&mut pinged);
     }
 
     fn answer(&mut self, command: Command) {
@@ -460,8 +538,7 @@ impl Owner {
                 let _ = reply.send(found.then(|| self.node_json(&id)).flatten());
             }
             Command::Forget { id, reply } => {
-                let found = self.core.forget(&id, now);
-                self.drain_events();
+                let found = self.forget(&id, now);
                 let _ = reply.send(found);
             }
             Command::Check(command) => self.answer_check(command),

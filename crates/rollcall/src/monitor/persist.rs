@@ -6,15 +6,18 @@
 //! previous one, so an idle or dead part of a large fleet costs no rows. A checkpoint is
 //! bulk work (a million rows take seconds to commit): it is committed in chunks, and
 //! transitions, incidents and outbox rows queued meanwhile go first, so an alert never waits
-//! behind a checkpoint.
+//! behind a checkpoint. It is also paced: the owner walks the node table with a cursor and
+//! builds the next chunk only when fewer than [`CHUNKS_IN_FLIGHT`] are queued or being
+//! committed, so the rows in memory at once are a few chunks, not the whole fleet (glibc
+//! keeps freed memory, so a checkpoint's high-water mark would stay in the process).
 
 use prometheus_client::metrics::histogram::Histogram;
 use rollcall_proto::Instant;
 use rollcall_proto::monitor::{NodeState, NodeView};
 use rollcall_store::{Store, Write};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,12 +27,39 @@ use std::time::Duration;
 /// urgent waits).
 enum Job {
     Urgent(std::time::Instant, Vec<Write>),
-    Bulk(std::time::Instant, Vec<Write>),
+    /// One chunk of a checkpoint: when the checkpoint started, its rows, and whether it is
+    /// the checkpoint's last chunk (its wait is measured once, when that one is committed).
+    Bulk {
+        started: std::time::Instant,
+        writes: Vec<Write>,
+        last: bool,
+    },
 }
 
 /// Most writes of bulk work committed in one transaction: a few tens of milliseconds, the
 /// longest an urgent batch waits behind a checkpoint.
 const BULK_CHUNK: usize = 10_000;
+
+/// Most checkpoint chunks queued or being committed at once: one committing while the next
+/// waits, so the store thread never idles for want of a chunk, and at most this many chunks
+/// of rows exist at any moment.
+pub const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Most nodes the owner visits per step of a checkpoint (each visit reads the node's
+/// detector level): a step is a few milliseconds of the owner even when few nodes moved.
+const VISIT_PER_STEP: usize = 4 * BULK_CHUNK;
+
+/// A checkpoint being written: where the owner's walk over the node table is, and the chunk
+/// it is filling.
+struct Checkpoint {
+    /// Nodes heard from at or after this are written (`None`: every node heard from).
+    since: Option<Instant>,
+    /// The next node (in the table's order) to visit.
+    cursor: usize,
+    started: std::time::Instant,
+    chunk: Vec<Write>,
+    rows: usize,
+}
 
 pub struct Persist {
     sender: Option<mpsc::Sender<Job>>,
@@ -39,8 +69,13 @@ pub struct Persist {
     errors: Arc<AtomicU64>,
     /// Seconds from queueing a batch to its commit (shares its counts with the thread).
     commit_seconds: Histogram,
-    /// When the previous sequence checkpoint was taken; `None` before the first one.
+    /// When the previous sequence checkpoint was started; `None` before the first one.
     last_checkpoint: Option<Instant>,
+    /// The checkpoint being written, if any.
+    checkpoint: Option<Checkpoint>,
+    /// Checkpoint chunks sent and not yet committed (the store thread decrements it after
+    /// each commit, then bumps `committed`).
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// Buckets of the store latency histogram, in seconds: a commit is an fsync or two, a
@@ -55,6 +90,8 @@ impl Persist {
         let batches = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let (batch_count, error_count) = (batches.clone(), errors.clone());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let chunks_done = in_flight.clone();
         // Bumped after every commit, so the delivery loops know new outbox rows are durable.
         let (committed_tx, committed) = tokio::sync::watch::channel(0u64);
         let thread = std::thread::Builder::new()
@@ -63,17 +100,22 @@ impl Persist {
                 let mut thread = StoreThread::new(store);
                 // Ends once every sender is gone and everything queued is committed.
                 while thread.receive(&receiver) {
-                    let (work, queued_at) = thread.next_transaction();
-                    if work.is_empty() {
-                        continue;
+                    let Transaction { writes, queued_at, chunk } = thread.next_transaction();
+                    if !writes.is_empty() {
+                        write_with_retry(&mut thread.store, &writes, &error_count);
+                        batch_count.fetch_add(1, Ordering::Relaxed);
                     }
-                    write_with_retry(&mut thread.store, &work, &error_count);
                     // Each queued batch waited from its queueing to this commit.
                     for at in queued_at {
                         latency.observe(at.elapsed().as_secs_f64());
                     }
-                    batch_count.fetch_add(1, Ordering::Relaxed);
-                    committed_tx.send_modify(|count| *count += 1);
+                    if chunk {
+                        // Before the bump below, so an owner woken by it sees the room.
+                        chunks_done.fetch_sub(1, Ordering::Release);
+                    }
+                    if !writes.is_empty() || chunk {
+                        committed_tx.send_modify(|count| *count += 1);
+                    }
                 }
             })
             .expect("spawning a thread only fails when the process is out of resources");
@@ -85,6 +127,8 @@ impl Persist {
             errors,
             commit_seconds,
             last_checkpoint: None,
+            checkpoint: None,
+            in_flight,
         }
     }
 
@@ -116,44 +160,121 @@ impl Persist {
         self.commit_seconds.clone()
     }
 
-    /// Queues a sequence checkpoint: the record of every node whose sequence may have moved
-    /// since the previous checkpoint, so that after a crash old datagrams are still refused
-    /// as replays. A node's sequence only moves when a datagram of it is accepted, and an
-    /// accepted heartbeat is also its detector's last arrival, so the nodes heard from since
-    /// the previous checkpoint are the ones to write; paused nodes are written every time
-    /// (cheap, and it does not rely on how a pause treats arrivals). The first checkpoint
-    /// writes every node heard from since start: restored nodes are already in the store.
-    /// Returns how many rows were queued.
-    pub fn checkpoint<'a>(
-        &mut self,
-        nodes: impl Iterator<Item = NodeView<'a>>,
-        now: Instant,
-        record: impl Fn(&NodeView<'a>) -> Write,
-    ) -> usize {
+    /// Starts a sequence checkpoint: the record of every node whose sequence may have moved
+    /// since the previous checkpoint started, so that after a crash old datagrams are still
+    /// refused as replays. A node's sequence only moves when a datagram of it is accepted, and
+    /// an accepted heartbeat is also its detector's last arrival, so the nodes heard from
+    /// since then are the ones to write; paused nodes are written every time (cheap, and it
+    /// does not rely on how a pause treats arrivals). The first checkpoint writes every node
+    /// heard from since start: restored nodes are already in the store.
+    ///
+    /// The rows are built by [`Persist::advance_checkpoint`], a chunk at a time. A node heard
+    /// from after this instant but visited before its heartbeat is written by the next
+    /// checkpoint, which counts from here. False (and nothing changes) while the previous
+    /// checkpoint is still being written: it goes on, and the next one starts later.
+    pub fn start_checkpoint(&mut self, now: Instant) -> bool {
+        if self.checkpoint.is_some() || self.sender.is_none() {
+            return false;
+        }
         let since = self.last_checkpoint.replace(now);
-        let Some(sender) = &self.sender else { return 0 };
-        let queued = std::time::Instant::now();
-        let moved = nodes.filter(|view| {
+        self.checkpoint = Some(Checkpoint {
+            since,
+            cursor: 0,
+            started: std::time::Instant::now(),
+            chunk: Vec::new(),
+            rows: 0,
+        });
+        true
+    }
+
+    /// Where the checkpoint being written has got to in the node table (`None`: none is).
+    pub fn checkpoint_cursor(&self) -> Option<usize> {
+        self.checkpoint.as_ref().map(|checkpoint| checkpoint.cursor)
+    }
+
+    /// Whether a checkpoint is being written and the store has room for its next chunk:
+    /// the owner should call [`Persist::advance_checkpoint`] without waiting.
+    pub fn checkpoint_ready(&self) -> bool {
+        self.checkpoint.is_some() && self.chunks_in_flight() < CHUNKS_IN_FLIGHT
+    }
+
+    /// Checkpoint chunks queued or being committed.
+    pub fn chunks_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// One step of the checkpoint being written: when the store has room, visits the nodes
+    /// from the cursor (`nodes_from(cursor)` yields them in the table's order) until a chunk
+    /// is full, [`VISIT_PER_STEP`] nodes are visited or the table ends, and queues the chunk
+    /// when it is full or the table has ended. Returns the rows written once the checkpoint
+    /// is complete, `None` while it goes on (or when there is none, or no room).
+    pub fn advance_checkpoint<'a, I>(
+        &mut self,
+        nodes_from: impl FnOnce(usize) -> I,
+        record: impl Fn(&NodeView<'a>) -> Write,
+    ) -> Option<usize>
+    where
+        I: Iterator<Item = NodeView<'a>>,
+    {
+        if !self.checkpoint_ready() {
+            return None;
+        }
+        let checkpoint = self.checkpoint.as_mut().expect("checkpoint_ready says there is one");
+        let since = checkpoint.since;
+        let moved = |view: &NodeView<'_>| {
             view.state == NodeState::Paused
                 || view.last_heartbeat.is_some_and(|at| since.is_none_or(|since| at >= since))
-        });
-        // Queued a chunk at a time, each chunk one transaction: no single million-row vector
-        // is ever built or copied.
-        let mut rows = 0;
-        let mut chunk = Vec::with_capacity(BULK_CHUNK);
-        for view in moved {
-            chunk.push(record(&view));
-            if chunk.len() == BULK_CHUNK {
-                rows += chunk.len();
-                let _ = sender
-                    .send(Job::Bulk(queued, std::mem::replace(&mut chunk, Vec::with_capacity(BULK_CHUNK))));
+        };
+        let mut views = nodes_from(checkpoint.cursor);
+        let (mut visited, mut ended) = (0, false);
+        while visited < VISIT_PER_STEP && checkpoint.chunk.len() < BULK_CHUNK {
+            let Some(view) = views.next() else {
+                ended = true;
+                break;
+            };
+            visited += 1;
+            if moved(&view) {
+                if checkpoint.chunk.capacity() == 0 {
+                    checkpoint.chunk.reserve_exact(BULK_CHUNK);
+                }
+                checkpoint.chunk.push(record(&view));
             }
         }
-        if !chunk.is_empty() {
-            rows += chunk.len();
-            let _ = sender.send(Job::Bulk(queued, chunk));
+        checkpoint.cursor += visited;
+        let full = checkpoint.chunk.len() == BULK_CHUNK;
+        // The last chunk is sent even when empty, so the checkpoint's wait is measured,
+        // unless the checkpoint wrote nothing at all.
+        if full || (ended && checkpoint.rows + checkpoint.chunk.len() > 0) {
+            let writes = std::mem::take(&mut checkpoint.chunk);
+            checkpoint.rows += writes.len();
+            let job = Job::Bulk { started: checkpoint.started, writes, last: ended };
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            if let Some(sender) = &self.sender {
+                // The thread only stops after `shutdown`, so a send cannot fail before it.
+                let _ = sender.send(job);
+            }
         }
-        rows
+        if !ended {
+            return None;
+        }
+        self.checkpoint.take().map(|checkpoint| checkpoint.rows)
+    }
+
+    /// Starts the checkpoint written at shutdown, which must write everything: a checkpoint
+    /// in progress starts over from the first node, still counting from when the previous
+    /// one started, so every node heard from since is written in its latest state. The
+    /// caller then advances it to its end, waiting on [`Persist::committed`] for room.
+    pub fn restart_checkpoint(&mut self, now: Instant) {
+        match &mut self.checkpoint {
+            Some(checkpoint) => {
+                checkpoint.cursor = 0;
+                checkpoint.rows = 0;
+                checkpoint.chunk.clear();
+            }
+            None => {
+                self.start_checkpoint(now);
+            }
+        }
     }
 
     /// Waits until everything queued is committed. Every [`PersistHandle`] must be dropped
@@ -170,16 +291,28 @@ impl Persist {
 /// wait in `backlog` and are committed one per transaction when nothing urgent is queued.
 struct StoreThread {
     store: Store,
-    backlog: VecDeque<Vec<Write>>,
-    /// When the oldest bulk batch still in `backlog` was queued.
-    backlog_since: Option<std::time::Instant>,
-    /// Nodes written (or forgotten) by urgent batches while bulk work was pending: their
-    /// bulk rows are older than what is committed and are skipped, so a checkpoint never
-    /// overwrites a newer state.
-    superseded: HashSet<String>,
+    /// Chunks of checkpoints, each with its arrival number and the start of its checkpoint
+    /// if it is that checkpoint's last chunk.
+    backlog: VecDeque<(u64, Vec<Write>, Option<std::time::Instant>)>,
+    /// Jobs taken so far: the arrival number of the next one.
+    arrivals: u64,
+    /// Nodes written (or forgotten) by urgent batches while bulk work was pending, with the
+    /// arrival number of the latest such batch: the rows of chunks that arrived before it are
+    /// older than what is committed and are skipped, so a checkpoint never overwrites a newer
+    /// state. Chunks that arrive later were built later, so their rows are kept.
+    superseded: HashMap<String, u64>,
     urgent: Vec<Write>,
     urgent_since: Vec<std::time::Instant>,
     disconnected: bool,
+}
+
+/// What the store thread commits next.
+struct Transaction {
+    writes: Vec<Write>,
+    /// When each batch this transaction completes was queued.
+    queued_at: Vec<std::time::Instant>,
+    /// Whether this is a checkpoint chunk (the owner's room for the next one).
+    chunk: bool,
 }
 
 impl StoreThread {
@@ -187,8 +320,8 @@ impl StoreThread {
         StoreThread {
             store,
             backlog: VecDeque::new(),
-            backlog_since: None,
-            superseded: HashSet::new(),
+            arrivals: 0,
+            superseded: HashMap::new(),
             urgent: Vec::new(),
             urgent_since: Vec::new(),
             disconnected: false,
@@ -198,7 +331,7 @@ impl StoreThread {
     /// Takes every queued job, waiting for one when there is nothing to do. False once the
     /// senders are gone and nothing is left.
     fn receive(&mut self, receiver: &mpsc::Receiver<Job>) -> bool {
-        if self.backlog.is_empty() && !self.disconnected {
+        if self.backlog.is_empty() && self.urgent.is_empty() && !self.disconnected {
             match receiver.recv() {
                 Ok(job) => self.take(job),
                 Err(_) => self.disconnected = true,
@@ -218,43 +351,80 @@ impl StoreThread {
     }
 
     fn take(&mut self, job: Job) {
+        self.arrivals += 1;
         match job {
             Job::Urgent(at, writes) => {
+                if !self.backlog.is_empty() {
+                    for write in &writes {
+                        let id = match write {
+                            Write::Node { record, .. } => &record.id,
+                            Write::ForgetNode { id } => id,
+                            _ => continue,
+                        };
+                        self.superseded.insert(id.clone(), self.arrivals);
+                    }
+                }
                 self.urgent_since.push(at);
                 self.urgent.extend(writes);
             }
-            Job::Bulk(at, writes) => {
-                self.backlog_since.get_or_insert(at);
-                self.backlog.push_back(writes);
+            Job::Bulk { started, writes, last } => {
+                self.backlog.push_back((self.arrivals, writes, last.then_some(started)));
             }
         }
     }
 
-    /// The next transaction's writes and the queueing instants it completes: everything
-    /// urgent, else the next chunk of bulk work.
-    fn next_transaction(&mut self) -> (Vec<Write>, Vec<std::time::Instant>) {
+    /// The next transaction: everything urgent, else the next chunk of bulk work.
+    fn next_transaction(&mut self) -> Transaction {
         if !self.urgent.is_empty() {
-            if !self.backlog.is_empty() {
-                for write in &self.urgent {
-                    match write {
-                        Write::Node { record, .. } => self.superseded.insert(record.id.clone()),
-                        Write::ForgetNode { id } => self.superseded.insert(id.clone()),
-                        _ => false,
-                    };
-                }
-            }
-            return (std::mem::take(&mut self.urgent), std::mem::take(&mut self.urgent_since));
+            keep_last_check_rows(&mut self.urgent);
+            return Transaction {
+                writes: std::mem::take(&mut self.urgent),
+                queued_at: std::mem::take(&mut self.urgent_since),
+                chunk: false,
+            };
         }
+        let Some((arrival, mut writes, last_of)) = self.backlog.pop_front() else {
+            return Transaction { writes: Vec::new(), queued_at: Vec::new(), chunk: false };
+        };
         let superseded = &self.superseded;
-        let mut chunk = self.backlog.pop_front().unwrap_or_default();
-        chunk.retain(|write| !matches!(write, Write::Node { record, .. } if superseded.contains(&record.id)));
-        let mut done = Vec::new();
+        writes.retain(|write| match write {
+            Write::Node { record, .. } => superseded.get(&record.id).is_none_or(|&after| after < arrival),
+            _ => true,
+        });
         if self.backlog.is_empty() {
+            // Chunks from now on are built after every urgent write taken so far.
             self.superseded.clear();
-            done.extend(self.backlog_since.take());
         }
-        (chunk, done)
+        Transaction { writes, queued_at: last_of.into_iter().collect(), chunk: true }
     }
+}
+
+/// Drops every row of a check but its last from one transaction's writes. A check's row is
+/// written whole (an upsert of every column) after each batch that changed it, so within
+/// one transaction only the last one decides what is committed; the others kept their
+/// places, so a deletion between two rows still comes before the last. Under a stream of
+/// pings, group commit then writes each check once per commit rather than once per ping.
+fn keep_last_check_rows(writes: &mut Vec<Write>) {
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (index, write) in writes.iter().enumerate() {
+        if let Write::Check(check) = write {
+            last.insert(&check.id, index);
+        }
+    }
+    let checks = writes.iter().filter(|write| matches!(write, Write::Check(_))).count();
+    if checks == last.len() {
+        return;
+    }
+    let keep: Vec<bool> = writes
+        .iter()
+        .enumerate()
+        .map(|(index, write)| match write {
+            Write::Check(check) => last.get(check.id.as_str()) == Some(&index),
+            _ => true,
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    writes.retain(|_| keep.next().expect("one flag per write"));
 }
 
 /// A failed commit (a full disk, a locked file) is retried with back-off rather than

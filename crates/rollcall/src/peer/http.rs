@@ -1,10 +1,13 @@
 //! The peer's read API: `/v1/nodes`, `/v1/nodes/{id}`, `/v1/events`, `/v1/status`,
-//! `/metrics`, `/healthz`. The same shapes as the monitor's where they make sense, for this
-//! peer's view of the cluster.
+//! `/v1/sinks`, `/metrics`, `/healthz`. The same shapes as the monitor's where they make
+//! sense, for this peer's view of the cluster.
 //!
-//! Handlers never touch the core: each query is a command answered by the owner task.
+//! Handlers never touch the core: each query is a command answered by the owner task. Sink
+//! health is read from the delivery loops' board, the outbox depth from the store.
 
+use super::alerting::SinksView;
 use super::owner::{Command, EventJson, MemberJson, STATES};
+use crate::alerts::delivery::SinkHealth;
 use crate::http_error::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -12,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most events one `/v1/events` page returns.
@@ -22,11 +26,27 @@ const MAX_BODY: usize = 4096;
 #[derive(Clone)]
 pub struct AppState {
     commands: mpsc::Sender<Command>,
+    /// `None` when no sink is configured.
+    sinks: Option<SinksView>,
 }
 
 impl AppState {
-    pub fn new(commands: mpsc::Sender<Command>) -> AppState {
-        AppState { commands }
+    pub fn new(commands: mpsc::Sender<Command>, sinks: Option<SinksView>) -> AppState {
+        AppState { commands, sinks }
+    }
+
+    /// Each sink's health and undelivered outbox rows, by name; empty without sinks.
+    async fn sink_health(&self) -> Result<BTreeMap<String, (SinkHealth, u64)>, ApiError> {
+        let Some(view) = &self.sinks else { return Ok(BTreeMap::new()) };
+        let depth = view.outbox_depth().await.map_err(ApiError::internal)?;
+        let board = view.board.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
+        Ok(board
+            .into_iter()
+            .map(|(name, health)| {
+                let pending = depth.get(&name).copied().unwrap_or(0);
+                (name, (health, pending))
+            })
+            .collect())
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ApiError> {
@@ -44,6 +64,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .route("/v1/nodes/{id}", get(node))
         .route("/v1/events", get(events))
         .route("/v1/status", get(status))
+        .route("/v1/sinks", get(sinks))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
@@ -152,12 +173,33 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         "probes": stats.core.probes,
         "failed_probes": stats.core.failed_probes,
         "refutes": stats.core.refutes,
+        "alerting": stats.alerts.as_ref().map(|alerts| serde_json::json!({
+            "open_incidents": alerts.open_incidents,
+            "sinks": state.sinks.as_ref().map_or(0, |view| view.board.lock().map_or(0, |board| board.len())),
+        })),
     })))
+}
+
+/// A sink as `/v1/sinks` shows it: the monitor's shape.
+#[derive(Serialize)]
+struct SinkJson {
+    name: String,
+    #[serde(flatten)]
+    health: SinkHealth,
+    /// Alerts queued and not yet delivered.
+    pending: u64,
+}
+
+/// Every configured sink with its health; `[]` without sinks.
+async fn sinks(State(state): State<AppState>) -> Result<Json<Vec<SinkJson>>, ApiError> {
+    let sinks = state.sink_health().await?;
+    Ok(Json(sinks.into_iter().map(|(name, (health, pending))| SinkJson { name, health, pending }).collect()))
 }
 
 /// `/metrics` in the Prometheus text format (version 0.0.4).
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let stats = state.ask(|reply| Command::Stats { reply }).await?;
+    let sinks = state.sink_health().await?;
     let kind = "text/plain; version=0.0.4; charset=utf-8";
-    Ok(([(header::CONTENT_TYPE, kind)], super::metrics::render(&stats)).into_response())
+    Ok(([(header::CONTENT_TYPE, kind)], super::metrics::render(&stats, &sinks)).into_response())
 }

@@ -1,9 +1,13 @@
 //! `/metrics` for a peer, in the Prometheus text format (version 0.0.4), written from a
 //! stats snapshot at each scrape. Every series a peer can ever export exists from the start
-//! (at zero), so that `rate()` and alerts on them work before the first event.
+//! (at zero), so that `rate()` and alerts on them work before the first event. The alerting
+//! series exist when sinks are configured (one per sink from the start), not otherwise.
 
+use super::alerting::AlertsSnapshot;
 use super::owner::{STATES, StatsSnapshot};
+use crate::alerts::delivery::SinkHealth;
 use rollcall_proto::swim::Rejection;
+use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
 /// The transitions exported from the start, at zero, besides any other seen.
@@ -17,7 +21,8 @@ const COMMON_TRANSITIONS: [(&str, &str); 7] = [
     ("up", "down"),
 ];
 
-pub fn render(stats: &StatsSnapshot) -> String {
+/// The text for a stats snapshot and each sink's health with its undelivered outbox rows.
+pub fn render(stats: &StatsSnapshot, sinks: &BTreeMap<String, (SinkHealth, u64)>) -> String {
     let core = &stats.core;
     let mut out = Text::default();
 
@@ -123,7 +128,61 @@ pub fn render(stats: &StatsSnapshot) -> String {
     }
     out.family("rollcall_peer_uptime_seconds", "gauge", "Seconds since the peer started");
     out.sample("rollcall_peer_uptime_seconds", &[], stats.uptime.as_secs_f64());
+    if let Some(alerts) = &stats.alerts {
+        render_alerts(&mut out, alerts, sinks);
+    }
     out.0
+}
+
+/// The incident layer's counters, the store's, and each sink's deliveries.
+fn render_alerts(out: &mut Text, alerts: &AlertsSnapshot, sinks: &BTreeMap<String, (SinkHealth, u64)>) {
+    let name = "rollcall_peer_notifications_total";
+    out.family(name, "counter", "Incident notifications made from this peer's view, by kind");
+    for kind in ["firing", "reminder", "resolved", "flapping"] {
+        let count = alerts.stats.notifications.get(kind).copied().unwrap_or(0);
+        out.sample(name, &[("kind", kind)], count);
+    }
+    let counters: [(&str, &str, u64); 4] = [
+        (
+            "rollcall_peer_notifications_held_total",
+            "Notifications not made: member flapping",
+            alerts.stats.held,
+        ),
+        (
+            "rollcall_peer_correlated_failures_total",
+            "Grouped incidents opened for mass failures",
+            alerts.stats.groups_opened,
+        ),
+        ("rollcall_peer_store_commits_total", "Store transactions committed", alerts.store_batches),
+        (
+            "rollcall_peer_store_errors_total",
+            "Store commits that failed (and were retried)",
+            alerts.store_errors,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, &[], value);
+    }
+    out.family("rollcall_peer_incidents_open", "gauge", "Incidents not yet resolved");
+    out.sample("rollcall_peer_incidents_open", &[], alerts.open_incidents);
+
+    let name = "rollcall_peer_alert_deliveries_total";
+    out.family(name, "counter", "Alert delivery attempts, by sink and result");
+    for (sink, (health, _)) in sinks {
+        out.sample(name, &[("sink", sink), ("result", "delivered")], health.delivered);
+        out.sample(name, &[("sink", sink), ("result", "failed")], health.failed_attempts);
+    }
+    let name = "rollcall_peer_sink_failing";
+    out.family(name, "gauge", "1 when a sink failed its last attempts in a row");
+    for (sink, (health, _)) in sinks {
+        out.sample(name, &[("sink", sink)], u8::from(health.failing));
+    }
+    let name = "rollcall_peer_outbox_pending";
+    out.family(name, "gauge", "Alerts queued for a sink and not yet delivered");
+    for (sink, (_, pending)) in sinks {
+        out.sample(name, &[("sink", sink)], pending);
+    }
 }
 
 /// A text exposition being written.

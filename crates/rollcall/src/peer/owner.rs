@@ -1,11 +1,15 @@
 //! The one task that owns the core [`Peer`]. Datagrams, timeouts, HTTP commands and the
 //! shutdown go through its loop, in the order `rollcall_proto::swim` documents: an input
 //! (`handle_datagram` or `handle_timeout`), then every `poll_transmit` sent and every
-//! `poll_event` recorded, then `poll_timeout` for the next wake-up.
+//! `poll_event` recorded, then `poll_timeout` for the next wake-up. With sinks configured,
+//! the recorded transitions also go through the incident layer (`alerting.rs`), and are
+//! committed with their incidents and outbox rows before anything is sent.
 
+use super::alerting::{Alerts, AlertsSnapshot};
 use crate::clock::{Clock, rfc3339_ms};
 use rollcall_proto::Instant;
 use rollcall_proto::swim::{MemberState, Peer, SwimEvent, SwimStats};
+use rollcall_store::Write;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -93,6 +97,8 @@ pub struct StatsSnapshot {
     pub send_errors: u64,
     pub receive_errors: u64,
     pub uptime: Duration,
+    /// `None` when no sink is configured.
+    pub alerts: Option<AlertsSnapshot>,
 }
 
 /// The member states, in the order of [`StatsSnapshot::members`].
@@ -115,6 +121,8 @@ pub struct Owner {
     receive_errors: u64,
     buffer: Vec<u8>,
     started: Instant,
+    /// The incident layer and the store, when sinks are configured.
+    alerts: Option<Alerts>,
 }
 
 impl Owner {
@@ -124,6 +132,7 @@ impl Owner {
         clock: Clock,
         seeds: Vec<SocketAddr>,
         seed: u64,
+        alerts: Option<Alerts>,
     ) -> (Owner, mpsc::Sender<Command>) {
         let (sender, commands) = mpsc::channel(COMMAND_QUEUE);
         let now = clock.now();
@@ -143,13 +152,15 @@ impl Owner {
             receive_errors: 0,
             buffer: vec![0; RECV_BUFFER],
             started: now,
+            alerts,
         };
         (owner, sender)
     }
 
-    /// Runs until `shutdown` completes, then leaves: the leave datagrams are sent before
-    /// this returns.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    /// Runs until `shutdown` completes, then leaves: the leave datagrams are sent (and the
+    /// last writes queued) before this returns. Returns the alerting part, for its store to
+    /// be closed once the delivery loops have stopped.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<Option<Alerts>> {
         tokio::pin!(shutdown);
         self.rejoin(self.clock.now());
         self.flush().await;
@@ -170,6 +181,11 @@ impl Owner {
             if self.peer.poll_timeout().is_some_and(|at| at <= now) {
                 self.peer.handle_timeout(now);
             }
+            if let Some(alerts) = &mut self.alerts
+                && alerts.poll_timeout().is_some_and(|at| at <= now)
+            {
+                alerts.handle_timeout(now);
+            }
             self.rejoin(now);
             self.flush().await;
         }
@@ -177,13 +193,14 @@ impl Owner {
         self.peer.leave(now);
         self.flush().await;
         tracing::info!(name = self.peer.name(), incarnation = self.peer.incarnation(), "left the cluster");
-        Ok(())
+        Ok(self.alerts)
     }
 
-    /// The core's next deadline, or the next join attempt if that is sooner.
+    /// The core's next deadline, or the next join attempt or alerting deadline if sooner.
     fn next_wake(&self) -> Option<Instant> {
         let join = self.joining().then_some(self.next_join);
-        [self.peer.poll_timeout(), join].into_iter().flatten().min()
+        let alerts = self.alerts.as_ref().and_then(Alerts::poll_timeout);
+        [self.peer.poll_timeout(), join, alerts].into_iter().flatten().min()
     }
 
     /// Whether the seeds should be contacted (again): there are some, and no other member
@@ -216,7 +233,8 @@ impl Owner {
         }
     }
 
-    /// Sends what the core queued and records what it reports.
+    /// Sends what the core queued and records what it reports; with alerting, queues the
+    /// transitions, incidents and outbox rows for one commit.
     async fn flush(&mut self) {
         while let Some((to, bytes)) = self.peer.poll_transmit() {
             // A member that is gone (its port closed, its host unreachable) must not stop
@@ -226,14 +244,22 @@ impl Owner {
                 tracing::debug!(%error, %to, "send failed");
             }
         }
+        let mut batch = Vec::new();
         while let Some(event) = self.peer.poll_event() {
-            self.record(event);
+            self.record(event, &mut batch);
+        }
+        if let Some(alerts) = &mut self.alerts {
+            let members = STATES.iter().map(|&state| self.peer.count(state) as usize).sum();
+            alerts.commit(batch, members);
         }
     }
 
-    fn record(&mut self, event: SwimEvent) {
+    fn record(&mut self, event: SwimEvent, batch: &mut Vec<Write>) {
         match event {
             SwimEvent::Member { member, from, to, incarnation, at } => {
+                if let Some(alerts) = &mut self.alerts {
+                    alerts.handle_member(&member.name, from, to, incarnation, at, batch);
+                }
                 let from = from.map_or("new", MemberState::as_str);
                 let to = to.as_str();
                 tracing::info!(member = %member.name, addr = %member.addr, from, to, incarnation, "member transition");
@@ -327,6 +353,7 @@ impl Owner {
             send_errors: self.send_errors,
             receive_errors: self.receive_errors,
             uptime: self.clock.now().saturating_duration_since(self.started),
+            alerts: self.alerts.as_ref().map(Alerts::snapshot),
         }
     }
 }

@@ -11,7 +11,7 @@ use rollcall_proto::checks::{
 };
 use rollcall_proto::ratelimit::RateLimiter;
 use rollcall_store::{PingRecord, Write};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -59,6 +59,9 @@ pub enum CheckCommand {
         reply: oneshot::Sender<Result<PingReceipt, PingRefusal>>,
     },
 }
+
+/// Where a ping's answer goes.
+pub(super) type PingReply = oneshot::Sender<Result<PingReceipt, PingRefusal>>;
 
 /// Why a checks command did nothing: an HTTP status, a stable code, a sentence.
 #[derive(Debug)]
@@ -173,15 +176,26 @@ impl Owner {
             }
             CheckCommand::Ping { token, suffix, rid, body, source, reply } => {
                 let result = self.ping(&token, suffix.as_deref(), rid.as_deref(), &body, source);
-                self.drain_events();
-                let _ = reply.send(result);
+                self.answer_pings(&mut vec![(reply, result)]);
             }
         }
     }
 
+    /// Answers pings already handled: their events are drained and their writes queued for
+    /// the store in one batch first, so no ping is answered before its row is queued.
+    pub(super) fn answer_pings(&mut self, pinged: &mut Vec<(PingReply, Result<PingReceipt, PingRefusal>)>) {
+        if pinged.is_empty() {
+            return;
+        }
+        self.drain_events();
+        for (reply, result) in pinged.drain(..) {
+            let _ = reply.send(result);
+        }
+    }
+
     /// One HTTP ping: the source's and the token's rate limits first (so that scanning for
-    /// tokens is limited too), then the table.
-    fn ping(
+    /// tokens is limited too), then the table. Its events are left for the caller to drain.
+    pub(super) fn ping(
         &mut self,
         token: &str,
         suffix: Option<&str>,
@@ -236,14 +250,17 @@ impl Owner {
     }
 
     /// Check events into store writes and the incident layer, in order.
+    /// A check's own row is written once per batch, after its events, in its latest state:
+    /// a run of pings to one check costs one row of it, not one per ping.
     pub(super) fn drain_check_events(&mut self, batch: &mut Vec<Write>) {
+        let mut changed: BTreeSet<std::sync::Arc<str>> = BTreeSet::new();
         while let Some(event) = self.checks.table.poll_event() {
             match event {
                 CheckEvent::Transition(transition) => {
                     log_transition("check", &transition);
                     self.alerter.handle_transition(SubjectKind::Check, &transition, transition.noticed);
                     batch.push(transition_write(SubjectKind::Check, &transition, &self.clock));
-                    self.persist_check(&transition.node, batch);
+                    changed.insert(transition.node.clone());
                 }
                 CheckEvent::Pinged { check, ping } => {
                     let keep = self.checks.table.config().history as u32;
@@ -260,9 +277,12 @@ impl Owner {
                         },
                         keep,
                     });
-                    self.persist_check(&check, batch);
+                    changed.insert(check);
                 }
             }
+        }
+        for check in changed {
+            self.persist_check(&check, batch);
         }
     }
 

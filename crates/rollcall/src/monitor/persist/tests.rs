@@ -30,6 +30,10 @@ fn thread() -> (StoreThread, tempfile::TempDir) {
     (StoreThread::new(store), dir)
 }
 
+fn bulk(writes: Vec<Write>, last: bool) -> Job {
+    Job::Bulk { started: std::time::Instant::now(), writes, last }
+}
+
 #[test]
 fn urgent_writes_go_before_a_queued_checkpoint_and_win_over_its_rows() {
     let (mut thread, _dir) = thread();
@@ -38,34 +42,237 @@ fn urgent_writes_go_before_a_queued_checkpoint_and_win_over_its_rows() {
     // A checkpoint arrives as chunks: a full one, then the rest.
     let first: Vec<Write> = (0..BULK_CHUNK).map(|i| node(&format!("n{i}"), 1, NodeState::Up)).collect();
     let rest: Vec<Write> = (0..5).map(|i| node(&format!("m{i}"), 1, NodeState::Up)).collect();
-    sender.send(Job::Bulk(now, first)).expect("the thread's receiver is alive");
-    sender.send(Job::Bulk(now, rest)).expect("alive");
+    sender.send(bulk(first, false)).expect("the thread's receiver is alive");
+    sender.send(bulk(rest, true)).expect("alive");
     sender.send(Job::Urgent(now, vec![node("n3", 2, NodeState::Down)])).expect("alive");
 
     assert!(thread.receive(&receiver));
-    let (first, done) = thread.next_transaction();
-    assert_eq!(ids_and_states(&first), vec![("n3".to_string(), 2, NodeState::Down)], "urgent first");
-    assert_eq!(done.len(), 1, "the urgent batch's wait is measured");
+    let first = thread.next_transaction();
+    assert_eq!(ids_and_states(&first.writes), vec![("n3".to_string(), 2, NodeState::Down)], "urgent first");
+    assert_eq!(first.queued_at.len(), 1, "the urgent batch's wait is measured");
+    assert!(!first.chunk);
 
-    let (chunk, done) = thread.next_transaction();
-    assert_eq!(chunk.len(), BULK_CHUNK - 1, "a chunk, without the superseded row of n3");
-    assert!(ids_and_states(&chunk).iter().all(|(id, _, _)| id != "n3"));
-    assert!(done.is_empty(), "the checkpoint is not done yet");
+    let chunk = thread.next_transaction();
+    assert_eq!(chunk.writes.len(), BULK_CHUNK - 1, "a chunk, without the superseded row of n3");
+    assert!(ids_and_states(&chunk.writes).iter().all(|(id, _, _)| id != "n3"));
+    assert!(chunk.queued_at.is_empty(), "the checkpoint is not done yet");
+    assert!(chunk.chunk, "a chunk makes room for the next one");
 
-    let (rest, done) = thread.next_transaction();
-    assert_eq!(rest.len(), 5);
-    assert_eq!(done.len(), 1, "the checkpoint's wait is measured once, when it is all committed");
+    let rest = thread.next_transaction();
+    assert_eq!(rest.writes.len(), 5);
+    assert_eq!(rest.queued_at.len(), 1, "the checkpoint's wait is measured once, when it is all committed");
     assert!(thread.superseded.is_empty(), "forgotten once the checkpoint is done");
+}
+
+#[test]
+fn a_chunk_built_after_an_urgent_write_keeps_its_newer_row() {
+    let (mut thread, _dir) = thread();
+    let (sender, receiver) = mpsc::channel();
+    let now = std::time::Instant::now();
+    // A paced checkpoint: one chunk queued, then a transition of n1, then the next chunk,
+    // built after the transition, with n1's newer record.
+    sender
+        .send(bulk(vec![node("n1", 1, NodeState::Up), node("n2", 1, NodeState::Up)], false))
+        .expect("alive");
+    sender.send(Job::Urgent(now, vec![node("n1", 2, NodeState::Suspect)])).expect("alive");
+    sender.send(bulk(vec![node("n1", 3, NodeState::Up)], true)).expect("alive");
+
+    assert!(thread.receive(&receiver));
+    let urgent = thread.next_transaction();
+    assert_eq!(ids_and_states(&urgent.writes), vec![("n1".to_string(), 2, NodeState::Suspect)]);
+    let older = thread.next_transaction();
+    assert_eq!(
+        ids_and_states(&older.writes),
+        vec![("n2".to_string(), 1, NodeState::Up)],
+        "n1's old row skipped"
+    );
+    let newer = thread.next_transaction();
+    assert_eq!(
+        ids_and_states(&newer.writes),
+        vec![("n1".to_string(), 3, NodeState::Up)],
+        "n1's newer row kept"
+    );
+}
+
+fn check(id: &str, last_ping_at_ms: i64) -> Write {
+    Write::Check(rollcall_store::CheckRecord {
+        id: id.into(),
+        token: "t".repeat(22),
+        spec_json: "{}".into(),
+        source: "api".into(),
+        state: NodeState::Up,
+        last_ping_at_ms: Some(last_ping_at_ms),
+        updated_at_ms: last_ping_at_ms,
+    })
+}
+
+#[test]
+fn a_transaction_writes_each_check_once_in_its_latest_state_in_order_with_deletions() {
+    let (mut thread, _dir) = thread();
+    let (sender, receiver) = mpsc::channel();
+    let now = std::time::Instant::now();
+    // Three ping batches for check a, one for b, then a is deleted and created again.
+    for at in 1..=3 {
+        sender.send(Job::Urgent(now, vec![check("a", at)])).expect("alive");
+    }
+    sender.send(Job::Urgent(now, vec![check("b", 7), node("n", 1, NodeState::Up)])).expect("alive");
+    sender.send(Job::Urgent(now, vec![Write::DeleteCheck { id: "c".into() }, check("c", 9)])).expect("alive");
+    sender.send(Job::Urgent(now, vec![check("c", 8), Write::DeleteCheck { id: "c".into() }])).expect("alive");
+    assert!(thread.receive(&receiver));
+    let transaction = thread.next_transaction();
+    let kept: Vec<String> = transaction
+        .writes
+        .iter()
+        .map(|write| match write {
+            Write::Check(check) => format!("{}@{}", check.id, check.last_ping_at_ms.unwrap_or(0)),
+            Write::DeleteCheck { id } => format!("delete {id}"),
+            Write::Node { record, .. } => record.id.clone(),
+            _ => "other".into(),
+        })
+        .collect();
+    assert_eq!(kept, ["a@3", "b@7", "n", "delete c", "c@8", "delete c"]);
+    assert_eq!(transaction.queued_at.len(), 6, "every batch's wait is still measured");
 }
 
 #[test]
 fn the_thread_ends_only_when_senders_are_gone_and_nothing_is_left() {
     let (mut thread, _dir) = thread();
     let (sender, receiver) = mpsc::channel();
-    sender.send(Job::Bulk(std::time::Instant::now(), vec![node("a", 1, NodeState::Up)])).expect("alive");
+    sender.send(bulk(vec![node("a", 1, NodeState::Up)], true)).expect("alive");
     drop(sender);
     assert!(thread.receive(&receiver), "work is left");
-    let (chunk, _) = thread.next_transaction();
-    assert_eq!(chunk.len(), 1);
+    assert_eq!(thread.next_transaction().writes.len(), 1);
     assert!(!thread.receive(&receiver), "nothing left and nobody to send more");
+}
+
+/// A fleet for checkpoints: `heard` nodes heard from at 5 s, then `silent` never heard from.
+struct Fleet {
+    ids: Vec<String>,
+    heard: usize,
+}
+
+impl Fleet {
+    fn new(heard: usize, silent: usize) -> Fleet {
+        Fleet { ids: (0..heard + silent).map(|i| format!("node-{i:06}")).collect(), heard }
+    }
+
+    fn views(&self, start: usize) -> impl Iterator<Item = NodeView<'_>> {
+        self.ids.iter().enumerate().skip(start).map(|(i, id)| NodeView {
+            id,
+            state: if i < self.heard { NodeState::Up } else { NodeState::New },
+            generation: 1,
+            sequence: i as u64,
+            labels_raw: &[],
+            interval: Duration::from_secs(1),
+            last_heartbeat: (i < self.heard).then(|| Instant::from_millis(5_000)),
+            level: 0.0,
+            deadline: None,
+            addr: None,
+        })
+    }
+}
+
+fn record(view: &NodeView<'_>) -> Write {
+    node(view.id, view.sequence, view.state)
+}
+
+/// A `Persist` whose store thread is the test: it sees every job and says when one is done.
+fn detached() -> (Persist, mpsc::Receiver<Job>, tokio::sync::watch::Sender<u64>) {
+    let (sender, receiver) = mpsc::channel();
+    let (committed_tx, committed) = tokio::sync::watch::channel(0);
+    let persist = Persist {
+        sender: Some(sender),
+        committed,
+        thread: None,
+        batches: Arc::default(),
+        errors: Arc::default(),
+        commit_seconds: Histogram::new(COMMIT_BUCKETS),
+        last_checkpoint: None,
+        checkpoint: None,
+        in_flight: Arc::default(),
+    };
+    (persist, receiver, committed_tx)
+}
+
+/// Drives a started checkpoint to its end, committing the oldest chunk whenever there is no
+/// room: returns the rows it reports, the rows sent, and the most chunks ever in flight.
+fn drive(persist: &mut Persist, jobs: &mpsc::Receiver<Job>, fleet: &Fleet) -> (usize, Vec<String>, usize) {
+    let mut queued: VecDeque<(Vec<Write>, bool)> = VecDeque::new();
+    let (mut written, mut most_in_flight) = (Vec::new(), 0);
+    let take = |queued: &mut VecDeque<(Vec<Write>, bool)>, most_in_flight: &mut usize| {
+        while let Ok(job) = jobs.try_recv() {
+            let Job::Bulk { writes, last, .. } = job else { panic!("a checkpoint sends only chunks") };
+            assert!(writes.len() <= BULK_CHUNK);
+            queued.push_back((writes, last));
+        }
+        *most_in_flight = (*most_in_flight).max(queued.len());
+    };
+    for _ in 0..1_000 {
+        if let Some(rows) = persist.advance_checkpoint(|start| fleet.views(start), record) {
+            take(&mut queued, &mut most_in_flight);
+            assert!(queued.back().is_none_or(|(_, last)| *last), "the last chunk says so");
+            // The store commits the rest.
+            persist.in_flight.fetch_sub(queued.len(), Ordering::Release);
+            written.extend(queued.into_iter().flat_map(|(writes, _)| ids_and_states(&writes)));
+            let ids = written.into_iter().map(|(id, _, _)| id).collect();
+            return (rows, ids, most_in_flight);
+        }
+        take(&mut queued, &mut most_in_flight);
+        assert_eq!(persist.chunks_in_flight(), queued.len());
+        if !persist.checkpoint_ready() {
+            // The store commits the oldest chunk.
+            let (writes, last) = queued.pop_front().expect("no room means chunks are in flight");
+            assert!(!last);
+            written.extend(ids_and_states(&writes));
+            persist.in_flight.fetch_sub(1, Ordering::Release);
+        }
+    }
+    panic!("the checkpoint did not end");
+}
+
+#[test]
+fn a_paced_checkpoint_has_at_most_a_few_chunks_in_flight_and_writes_every_node_heard_from() {
+    // Heard from at 5 s; a tail of silent nodes longer than one step's visits.
+    let fleet = Fleet::new(5 * BULK_CHUNK + 123, 2 * VISIT_PER_STEP);
+    let (mut persist, jobs, _committed) = detached();
+    assert!(persist.start_checkpoint(Instant::from_millis(6_000)), "the first checkpoint starts");
+    assert!(!persist.start_checkpoint(Instant::from_millis(6_500)), "not while one is being written");
+    let (rows, mut ids, most_in_flight) = drive(&mut persist, &jobs, &fleet);
+    assert_eq!(most_in_flight, CHUNKS_IN_FLIGHT, "the bound is reached and never passed");
+    assert_eq!(rows, fleet.heard);
+    ids.sort();
+    assert_eq!(ids, fleet.ids[..fleet.heard], "every node heard from, once; none of the silent ones");
+    assert_eq!(persist.checkpoint_cursor(), None, "done");
+
+    // The next checkpoint counts from when this one started: nothing was heard since.
+    assert!(persist.start_checkpoint(Instant::from_millis(7_000)));
+    let (rows, ids, _) = drive(&mut persist, &jobs, &fleet);
+    assert_eq!((rows, ids.len()), (0, 0), "a checkpoint with nothing to write sends nothing");
+}
+
+#[test]
+fn a_checkpoint_at_shutdown_writes_every_node_through_the_store() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut persist = Persist::start(Store::open(dir.path()).expect("a fresh store opens"));
+    let fleet = Fleet::new(3 * BULK_CHUNK + 7, 10);
+    // A paced checkpoint is under way when the shutdown comes.
+    assert!(persist.start_checkpoint(Instant::from_millis(1_000)));
+    assert_eq!(persist.advance_checkpoint(|start| fleet.views(start), record), None);
+    // What the owner does at shutdown: start over, and advance whenever there is room.
+    persist.restart_checkpoint(Instant::from_millis(9_000));
+    let mut commits = persist.committed();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    let mut rows = None;
+    while persist.checkpoint_cursor().is_some() {
+        commits.borrow_and_update();
+        if !persist.checkpoint_ready() {
+            runtime.block_on(commits.changed()).expect("the store thread is alive");
+            continue;
+        }
+        rows = persist.advance_checkpoint(|start| fleet.views(start), record).or(rows);
+    }
+    assert_eq!(rows, Some(fleet.heard), "started over from the first node");
+    persist.shutdown();
+    let stored = Store::open(dir.path()).expect("reopens").nodes().expect("nodes read");
+    assert_eq!(stored.len(), fleet.heard);
 }

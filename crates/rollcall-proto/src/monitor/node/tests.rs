@@ -1,0 +1,58 @@
+use super::*;
+use crate::monitor::DetectorConfig;
+use core::time::Duration;
+
+fn node(id: &str) -> Node {
+    Node {
+        id: Arc::from(id),
+        labels: Box::new([]),
+        detector: DetectorConfig::default().build(Duration::from_secs(1)),
+        generation: 1,
+        sequence: 1,
+        watch_from: Instant::ZERO,
+        addr: None,
+        interval_ms: 1000,
+        state: NodeState::Up,
+        rise_count: 0,
+        restarted: false,
+        answered: false,
+    }
+}
+
+/// Inserts, removals (the last node moving into the hole) and lookups, checked against a
+/// plain map, over enough ids that the index grows several times.
+#[test]
+fn the_id_index_agrees_with_a_map_through_inserts_and_removals() {
+    let mut table = NodeTable::default();
+    let mut model: std::collections::BTreeMap<String, ()> = std::collections::BTreeMap::new();
+    // A fixed linear congruential sequence over 600 ids.
+    let mut state = 12345u64;
+    for _ in 0..20_000 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let id = format!("node-{}", (state >> 33) % 600);
+        match table.index_of(&id) {
+            Some(index) if state.is_multiple_of(3) => {
+                let (removed, moved) = table.remove(index);
+                assert_eq!(&*removed.id, id);
+                if let Some(from) = moved {
+                    assert_eq!(from as usize, table.len(), "the last node moves into the hole");
+                }
+                model.remove(&id);
+            }
+            None if state.is_multiple_of(2) => {
+                table.insert(node(&id));
+                model.insert(id.clone(), ());
+            }
+            _ => {}
+        }
+        assert_eq!(table.len(), model.len());
+    }
+    for index in 0..table.len() as u32 {
+        let id = table.get(index).id.clone();
+        assert_eq!(table.index_of(&id), Some(index), "every node is found at its index");
+        assert!(model.contains_key(&*id));
+    }
+    for absent in (0..600).map(|n| format!("node-{n}")).filter(|id| !model.contains_key(id)) {
+        assert_eq!(table.index_of(&absent), None);
+    }
+}
