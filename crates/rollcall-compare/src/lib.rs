@@ -28,8 +28,9 @@ use core::time::Duration;
 /// An implementation, with its settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
-    /// `rollcall_proto::swim::Peer` with the suspicion multiplier `alpha` (default 4).
-    Rollcall { alpha: u32 },
+    /// `rollcall_proto::swim::Peer` with its defaults, or with the suspicion multiplier
+    /// `alpha` instead of its default.
+    Rollcall { alpha: Option<u32> },
     /// foca 2 with `Config::new_lan(n)`.
     Foca,
     /// chitchat 0.13 with its default failure detector and a 1 s gossip round.
@@ -40,14 +41,14 @@ impl Impl {
     /// Parses `rollcall`, `rollcall-a<alpha>` (e.g. `rollcall-a1`), `foca`, `chitchat`.
     pub fn parse(text: &str) -> Result<Impl, String> {
         match text {
-            "rollcall" => Ok(Impl::Rollcall { alpha: 4 }),
+            "rollcall" => Ok(Impl::Rollcall { alpha: None }),
             "foca" => Ok(Impl::Foca),
             "chitchat" => Ok(Impl::Chitchat),
             other => other
                 .strip_prefix("rollcall-a")
                 .and_then(|alpha| alpha.parse().ok())
                 .filter(|&alpha| alpha >= 1)
-                .map(|alpha| Impl::Rollcall { alpha })
+                .map(|alpha| Impl::Rollcall { alpha: Some(alpha) })
                 .ok_or_else(|| {
                     format!("unknown implementation {other:?} (rollcall, rollcall-a<N>, foca, chitchat)")
                 }),
@@ -56,8 +57,8 @@ impl Impl {
 
     pub fn name(&self) -> String {
         match self {
-            Impl::Rollcall { alpha: 4 } => "rollcall".into(),
-            Impl::Rollcall { alpha } => format!("rollcall-a{alpha}"),
+            Impl::Rollcall { alpha: None } => "rollcall".into(),
+            Impl::Rollcall { alpha: Some(alpha) } => format!("rollcall-a{alpha}"),
             Impl::Foca => "foca".into(),
             Impl::Chitchat => "chitchat".into(),
         }

@@ -147,7 +147,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
         nodes: vec![50, 200, 1000],
         loss: vec![0.0, 0.01, 0.05],
         slow: vec![false, true],
-        impls: vec![Impl::Rollcall { alpha: 4 }, Impl::Foca, Impl::Chitchat],
+        impls: vec![Impl::Rollcall { alpha: None }, Impl::Foca, Impl::Chitchat],
         minutes: 10.0,
         seed: 1,
         json: false,

@@ -13,10 +13,11 @@ use std::sync::Arc;
 /// rollcall-sim's key: real HMAC-SHA256 over every datagram, as in production.
 const KEY_FILE: &str = "1:73696d756c61746f722d6b65792d6e6f742d666f722d70726f64756374696f6e\n";
 
-/// The SWIM settings of a row: rollcall-sim's defaults (memberlist's LAN profile, a 1 s
-/// period) with the suspicion multiplier `alpha` (the default is 4).
-pub fn config(nodes: u32, alpha: u32) -> SwimConfig {
-    let settings = PeerSettings { suspicion_mult: alpha, ..PeerSettings::default() };
+/// The SWIM settings of a row: rollcall's defaults (a 1 s period), with the suspicion
+/// multiplier `alpha` if one is given (the default is 1; memberlist's is 4).
+pub fn config(nodes: u32, alpha: Option<u32>) -> SwimConfig {
+    let defaults = PeerSettings::default();
+    let settings = PeerSettings { suspicion_mult: alpha.unwrap_or(defaults.suspicion_mult), ..defaults };
     settings.swim_config(Duration::from_secs(1), nodes)
 }
 

@@ -23,7 +23,7 @@ fn check(implementation: Impl, summary: &Summary) {
 
 #[test]
 fn rollcall_detects_every_crash_without_false_downs() {
-    let implementation = Impl::Rollcall { alpha: 4 };
+    let implementation = Impl::Rollcall { alpha: None };
     check(implementation, &compare(implementation, &cell(0.0), &mut |_| {}));
 }
 
@@ -39,7 +39,7 @@ fn chitchat_detects_every_crash_without_false_downs() {
 
 #[test]
 fn sans_io_runs_are_pure_functions_of_the_cell() {
-    for implementation in [Impl::Rollcall { alpha: 4 }, Impl::Foca] {
+    for implementation in [Impl::Rollcall { alpha: None }, Impl::Foca] {
         let cell = cell(0.05);
         let plan = rollcall_compare::Plan::new(&cell);
         let first = rollcall_compare::run(implementation, &cell, &plan, &mut |_| {});
