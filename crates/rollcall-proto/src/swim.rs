@@ -108,7 +108,7 @@ impl Default for SwimConfig {
             suspicion_max_mult: 12,
             suspicion_confirmations: 2,
             max_health: 8,
-            sync_interval: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(30),
             reconnect_interval: Duration::from_secs(2),
             probe_order: ProbeOrder::RoundRobin,
             max_members: 100_000,

@@ -479,7 +479,7 @@ pub struct PeerArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "500ms")]
     pub gossip_interval: Duration,
     /// How often a page of the member table is exchanged with a random member.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
     pub sync_interval: Duration,
     /// How often one member believed down is contacted, so that healed partitions are noticed.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
