@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Agent, Monitor, Sandbox, bin};
+use support::{Agent, Monitor, Sandbox, bin, promtool_check};
 
 const FAST: &str = r#"
 [phi]
@@ -30,9 +30,10 @@ timeout = "1s"
 /// nodes, a check and a sink present so that every family has samples.
 #[test]
 fn promtool_accepts_the_metrics() {
-    let promtool = which("promtool").unwrap_or_else(|| {
-        panic!("promtool is missing: `cargo xtask test` installs it (apt-get install prometheus)")
-    });
+    assert!(
+        which("promtool").is_some(),
+        "promtool is missing: `cargo xtask test` installs it (apt-get install prometheus)"
+    );
     let sandbox = Sandbox::new();
     let monitor = Monitor::start(&sandbox, FAST);
     let _agent =
@@ -51,19 +52,7 @@ fn promtool_accepts_the_metrics() {
     ] {
         assert!(body.contains(family), "{family} missing from /metrics");
     }
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    child.stdin.take().expect("piped").write_all(body.as_bytes()).expect("promtool reads stdin");
-    let output = child.wait_with_output().expect("promtool finishes");
-    let report =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "promtool check metrics failed:\n{report}\n--- metrics ---\n{body}");
-    assert!(report.trim().is_empty(), "promtool has remarks (lint problems):\n{report}");
+    promtool_check(&body);
 }
 
 fn which(tool: &str) -> Option<String> {

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{DEADLINE, PeerProcess, Sandbox, bin};
+use support::{DEADLINE, PeerProcess, Sandbox, bin, promtool_check};
 
 /// SWIM timing for the test: a protocol period of 200 ms (memberlist's LAN default is 1 s),
 /// so a crash is declared within a few seconds; sync and reconnect often, so a healed
@@ -496,24 +496,4 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
             Some((name.to_string(), value.parse().ok()?))
         })
         .collect()
-}
-
-/// `promtool check metrics` (Debian's `prometheus` package) accepts `text`.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool (Debian's prometheus package; `cargo xtask test` installs it)");
-    child.stdin.take().expect("piped").write_all(text.as_bytes()).expect("write to promtool");
-    let output = child.wait_with_output().expect("wait for promtool");
-    assert!(
-        output.status.success(),
-        "promtool check metrics failed:\n{}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{PeerProcess, Sandbox, bin};
+use support::{PeerProcess, Sandbox, bin, promtool_check};
 
 /// How long any condition may take: detection (a few probe intervals), the incident layer's
 /// `group_wait` (5 s by default, kept on purpose: its timer is part of what is tested) and a
@@ -287,25 +287,4 @@ impl Http {
             probe(&metrics).map(|()| metrics)
         })
     }
-}
-
-/// `promtool check metrics` (Debian's `prometheus` package) accepts `text`.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool (Debian's prometheus package; `cargo xtask test` installs it)");
-    child.stdin.take().expect("piped").write_all(text.as_bytes()).expect("write to promtool");
-    let output = child.wait_with_output().expect("wait for promtool");
-    assert!(
-        output.status.success(),
-        "promtool check metrics failed:\n{}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -707,3 +707,22 @@ impl PeerProcess {
         self.child.stderr_tail()
     }
 }
+
+/// `promtool check metrics` (Debian's `prometheus` package) accepts `text`, with no remark
+/// (its lint problems count as failures too).
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool (Debian's prometheus package; `cargo xtask test` installs it)");
+    child.stdin.take().expect("piped").write_all(text.as_bytes()).expect("write to promtool");
+    let output = child.wait_with_output().expect("wait for promtool");
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "promtool check metrics failed:\n{report}\n--- metrics ---\n{text}");
+    assert!(report.trim().is_empty(), "promtool has remarks (lint problems):\n{report}");
+}
