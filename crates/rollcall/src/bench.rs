@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// New nodes per second in the registration phase (0: every node at once).
     #[arg(long, default_value_t = 20_000)]
     pub register_rate: u64,
+    /// Before registration: this many of the nodes (at most --nodes) send their first
+    /// heartbeat at the same instant, as a fleet of agents started together, and the
+    /// kernel's drops at the monitor's socket are counted (0: no burst).
+    #[arg(long, default_value_t = 10_000)]
+    pub burst: usize,
     /// Longest wait for every node to be registered and up before the steady phase.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
     pub register_timeout: Duration,

@@ -27,12 +27,14 @@ struct Node {
 }
 
 /// How a phase paces its sends.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pace {
     /// Every running node sends once per interval, spread evenly over it.
     Interval(Duration),
     /// As fast as the sockets take them, round-robin over the running nodes.
     Saturate,
+    /// Every running node once, as fast as the sockets take them: agents started together.
+    Once,
 }
 
 /// What a phase sent.
@@ -182,13 +184,17 @@ impl ShardSender<'_> {
         }
         let per_second = match pace {
             Pace::Interval(interval) => running as f64 / interval.as_secs_f64(),
-            Pace::Saturate => f64::INFINITY,
+            Pace::Saturate | Pace::Once => f64::INFINITY,
         };
+        let limit = if pace == Pace::Once { running as u64 } else { u64::MAX };
         let mut buffers: Vec<Vec<u8>> = (0..SEND_BATCH).map(|_| Vec::with_capacity(128)).collect();
         let started = Instant::now();
         // Bounded in time by `deadline` (or `stop`), and in count by the pace.
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-            let due = (started.elapsed().as_secs_f64() * per_second) as u64;
+            let due = ((started.elapsed().as_secs_f64() * per_second) as u64).min(limit);
+            if sent.datagrams + sent.errors >= limit {
+                break;
+            }
             let wanted = due.saturating_sub(sent.datagrams).min(SEND_BATCH as u64) as usize;
             if wanted == 0 {
                 std::thread::sleep(Duration::from_micros(500));

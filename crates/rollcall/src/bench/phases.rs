@@ -63,6 +63,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let (rss_empty, _) = probe::rss_bytes(pid).unwrap_or_default();
     let mut events = EventStream::follow(monitor.http)?;
 
+    // Agents started together: each sends its first heartbeat at once, before the monitor
+    // has read any of them; what the kernel's buffer cannot hold is dropped.
+    let burst_agents = args.burst.min(args.nodes);
+    if burst_agents > 0 {
+        progress.phase("burst: agents started together");
+        fleet.activate(burst_agents);
+        let drops_before = probe::udp_drops_by_port(monitor.udp.port());
+        let sent = fleet.run(monitor.udp, Pace::Once, Duration::from_secs(30), &progress.count);
+        let registered = settle(|| api.metric("rollcall_nodes{state=\"up\"}").ok())? as u64;
+        report.burst = Some(Burst {
+            agents: burst_agents,
+            sent: sent.datagrams,
+            send_seconds: sent.elapsed.as_secs_f64(),
+            kernel_drops: delta(drops_before, probe::udp_drops_by_port(monitor.udp.port())),
+            registered,
+            receive_buffer_bytes: api.metric("rollcall_udp_receive_buffer_bytes").ok().map(|b| b as u64),
+        });
+    }
+
     progress.phase("register");
     let started = Instant::now();
     let mut rounds = 0;
@@ -77,7 +96,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         ((args.register_rate as f64 * args.interval.as_secs_f64()) as usize).max(1)
     };
     while rounds < REGISTER_ROUNDS && started.elapsed() < args.register_timeout {
-        fleet.activate(per_round.saturating_mul(rounds as usize + 1));
+        fleet.activate(per_round.saturating_mul(rounds as usize + 1).max(burst_agents));
         fleet.run(monitor.udp, Pace::Interval(args.interval), args.interval, &progress.count);
         rounds += 1;
         if api.metric("rollcall_nodes{state=\"up\"}")? as usize >= args.nodes {

@@ -14,6 +14,8 @@ pub struct Report {
     /// Accepted heartbeats per second, monitor over raw receiver.
     pub ratio: f64,
     pub steady: Steady,
+    /// Agents started together (`--burst`), before registration.
+    pub burst: Option<Burst>,
     pub detection: Detection,
     pub alerts: Alerts,
     pub restart: Restart,
@@ -54,6 +56,19 @@ pub struct Throughput {
     pub rejected: Option<u64>,
     pub cpu_seconds: Option<f64>,
     pub cpu_seconds_per_million: Option<f64>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Burst {
+    pub agents: usize,
+    pub sent: u64,
+    pub send_seconds: f64,
+    /// Dropped by the kernel at the monitor's socket during the burst.
+    pub kernel_drops: Option<u64>,
+    /// Nodes up once the monitor had read everything.
+    pub registered: u64,
+    /// What the kernel granted the monitor's socket (SO_RCVBUF, as reported by the monitor).
+    pub receive_buffer_bytes: Option<u64>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -208,6 +223,20 @@ impl Report {
                 s.rss_per_node_bytes
             ),
         ));
+        if let Some(burst) = &self.burst {
+            rows.push((
+                "burst of agents started together".into(),
+                format!(
+                    "{} agents sent {} heartbeats in {:.0} ms: kernel drops {}, {} up (receive buffer {})",
+                    burst.agents,
+                    burst.sent,
+                    burst.send_seconds * 1000.0,
+                    opt(burst.kernel_drops),
+                    burst.registered,
+                    burst.receive_buffer_bytes.map_or_else(|| "?".to_string(), mib),
+                ),
+            ));
+        }
         rows.push((
             "registration".into(),
             format!("{:.1} s, then {} of {} nodes up", s.register_seconds, s.up_after_register, c.nodes),
