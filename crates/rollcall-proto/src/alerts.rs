@@ -308,6 +308,25 @@ impl Alerter {
         }
     }
 
+    /// Takes the down of a node that was down when the shell last stopped, after every open
+    /// incident is restored. A down already covered by an open incident (its own, or a
+    /// group's) only marks the node down. One that none covers was committed but not yet
+    /// paged: it was held in the grouping window when the process died. It is held again,
+    /// in a window that opens now, so it pages once (grouped if enough others were held
+    /// with it) instead of never. `transition` is the node's stored latest transition.
+    pub fn restore_down(&mut self, transition: Transition, now: Instant) {
+        let key: Key = (SubjectKind::Node, transition.node.to_string());
+        self.down.insert(key.clone());
+        if self.by_subject.contains_key(&key) {
+            return;
+        }
+        if self.config.group_wait.is_zero() {
+            self.open_single(SubjectKind::Node, &transition, now);
+        } else {
+            self.hold(transition, now);
+        }
+    }
+
     /// Makes sure new incident ids are above `id` (ids of resolved incidents in the store).
     pub fn reserve_ids_through(&mut self, id: u64) {
         self.next_id = self.next_id.max(id + 1);

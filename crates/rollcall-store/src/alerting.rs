@@ -72,18 +72,20 @@ pub struct PingRecord {
     pub at_ms: i64,
 }
 
-/// Keeps a check's history to about `keep` rows: those after `last - keep`.
-pub(crate) fn prune_pings(
-    tx: &Transaction<'_>,
-    check_id: &str,
-    last: i64,
-    keep: u32,
-) -> Result<(), StoreError> {
-    tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1 AND id <= ?2 - ?3")?.execute(params![
-        check_id,
-        last,
-        i64::from(keep)
-    ])?;
+/// Keeps a check's newest `keep` pings. The bound is found among the check's own rows (its
+/// index is `(check_id, id)`): ping ids are shared by every check, so a bound computed from
+/// the global id would let checks pinged in turn evict each other's history.
+pub(crate) fn prune_pings(tx: &Transaction<'_>, check_id: &str, keep: u32) -> Result<(), StoreError> {
+    if keep == 0 {
+        tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1")?.execute(params![check_id])?;
+        return Ok(());
+    }
+    // The subquery is NULL while the check has `keep` rows or fewer: nothing is deleted.
+    tx.prepare_cached(
+        "DELETE FROM pings WHERE check_id = ?1 AND id < (
+           SELECT id FROM pings WHERE check_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![check_id, i64::from(keep) - 1])?;
     Ok(())
 }
 
@@ -176,8 +178,8 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
             tx.prepare_cached("DELETE FROM pings WHERE check_id = ?1")?.execute([id])?;
         }
         Write::Ping { record: p, keep } => {
-            let id = insert_ping(tx, p)?;
-            prune_pings(tx, &p.check_id, id, *keep)?;
+            insert_ping(tx, p)?;
+            prune_pings(tx, &p.check_id, *keep)?;
         }
         Write::ForgetNode { id } => {
             tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")?.execute([id])?;

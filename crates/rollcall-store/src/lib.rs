@@ -10,10 +10,12 @@
 //! documented in `docs/STORE.md`; the schema evolves through [`MIGRATIONS`].
 
 mod alerting;
+mod lock;
 mod schema;
 mod silences;
 
 pub use alerting::{CheckRecord, IncidentRecord, OutboxEntry, OutboxRow, PingRecord};
+pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use silences::{IncidentChangeRecord, SilenceRecord};
 
 use rollcall_proto::alerts::SubjectKind;
@@ -24,6 +26,10 @@ use std::path::{Path, PathBuf};
 /// Marks a SQLite file as rollcall's (`PRAGMA application_id`), so the monitor never mistakes
 /// a foreign database for its own, or writes into one.
 pub const APPLICATION_ID: i32 = 0x5243_4C4C; // "RCLL"
+
+/// Stores up to this size get SQLite's full `integrity_check` at start; larger ones the
+/// faster `quick_check` (a million nodes' store takes a few hundred megabytes).
+pub const FULL_CHECK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The file name under the data directory.
 pub const FILE_NAME: &str = "rollcall.db";
@@ -47,6 +53,28 @@ pub enum StoreError {
     /// already in this one's, and a chain would print it twice.
     #[error("SQLite: {0}")]
     Sqlite(rusqlite::Error),
+    /// Another process holds the data directory (the caller's fault: stop it, or use
+    /// another directory). Nothing was opened.
+    #[error("data dir {} is in use by {} (it holds {}); stop that process or choose another data dir", .dir.display(), holder_text(*.holder), LOCK_FILE_NAME)]
+    Locked { dir: PathBuf, holder: Option<u32> },
+    /// The store file fails SQLite's own check (a damaged disk, a partial copy, a stray
+    /// write). Nothing was changed.
+    #[error("{} is damaged ({detail}); restore it from a backup, or move it away to start a new, empty store", .path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    /// The store file is empty while it should hold a store: refused rather than silently
+    /// started anew, which would forget every node, check and open incident.
+    #[error("{} is empty (0 bytes): the store was truncated or lost; restore it from a backup, or delete the file to start a new, empty store", .path.display())]
+    Empty { path: PathBuf },
+    /// The file system refused (permissions, a missing directory).
+    #[error("{}: {error}", .path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+}
+
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) => format!("another rollcall process (pid {pid})"),
+        None => "another rollcall process".to_string(),
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -152,6 +180,9 @@ impl Store {
     /// applies pending migrations.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join(FILE_NAME);
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.len() == 0) {
+            return Err(StoreError::Empty { path });
+        }
         let connection = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -177,6 +208,28 @@ impl Store {
         Ok(store)
     }
 
+    /// Runs SQLite's own consistency check over the whole file: `integrity_check` for a
+    /// store up to [`FULL_CHECK_BYTES`], the faster `quick_check` (page structure, no index
+    /// against table comparison) above. The monitor calls it once at start, before trusting
+    /// the store: a damaged page found later would stop every commit with the alerts in it.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let path = self.connection.path().map(PathBuf::from).unwrap_or_default();
+        let bytes = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+        let pragma = if bytes <= FULL_CHECK_BYTES { "integrity_check" } else { "quick_check" };
+        let mut statement = self.connection.prepare(&format!("PRAGMA {pragma}(5)"))?;
+        let problems: Vec<String> =
+            statement.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+        match problems.as_slice() {
+            [only] if only == "ok" => Ok(()),
+            _ => {
+                // One line for the refusal: the first few problems SQLite names.
+                let lines = problems.iter().flat_map(|problem| problem.lines());
+                let named: Vec<&str> = lines.filter(|line| !line.starts_with("***")).take(3).collect();
+                Err(StoreError::Corrupt { path, detail: named.join("; ") })
+            }
+        }
+    }
+
     fn migrate(&mut self, applied: usize) -> Result<(), StoreError> {
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
             let tx = self.connection.transaction()?;
@@ -196,7 +249,7 @@ impl Store {
         // Each check's history is pruned once, after its last ping of the batch: the same
         // rows remain as when pruning after each ping (the bound only moves up), for one
         // delete per check instead of one per ping.
-        let mut prunes: std::collections::BTreeMap<&str, (i64, u32)> = std::collections::BTreeMap::new();
+        let mut prunes: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO nodes (id, generation, sequence, interval_ms, state, labels, updated_at_ms)
@@ -222,8 +275,8 @@ impl Store {
                         ])?;
                     }
                     Write::Ping { record, keep } => {
-                        let id = alerting::insert_ping(&tx, record)?;
-                        prunes.insert(&record.check_id, (id, *keep));
+                        alerting::insert_ping(&tx, record)?;
+                        prunes.insert(&record.check_id, *keep);
                     }
                     Write::Incident(_)
                     | Write::Outbox(_)
@@ -249,8 +302,8 @@ impl Store {
                     }
                 }
             }
-            for (check, (last, keep)) in prunes {
-                alerting::prune_pings(&tx, check, last, keep)?;
+            for (check, keep) in prunes {
+                alerting::prune_pings(&tx, check, keep)?;
             }
         }
         tx.commit()?;

@@ -247,11 +247,44 @@ fn pings_written_in_one_batch_keep_the_same_history_as_one_by_one() {
     let at = |store: &Store, check: &str| -> Vec<i64> {
         store.pings(check, 100).unwrap().iter().map(|p| p.at_ms).collect()
     };
-    // Pruning after each ping would have left the rows after (last id - 3), as here.
-    assert_eq!(at(&store, "a"), [9, 8]);
-    assert_eq!(at(&store, "b"), [109, 108]);
+    // Each check keeps its own newest three, whatever the other's pings did to the ids.
+    assert_eq!(at(&store, "a"), [9, 8, 7]);
+    assert_eq!(at(&store, "b"), [109, 108, 107]);
     store.write(&[ping("a", 10)]).unwrap();
-    assert_eq!(at(&store, "a"), [10, 9], "and the next ping prunes as before");
+    assert_eq!(at(&store, "a"), [10, 9, 8], "and the next ping prunes as before");
+    assert_eq!(at(&store, "b"), [109, 108, 107], "without touching the other check");
+}
+
+#[test]
+fn checks_pinged_in_turn_keep_their_own_history_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ping = |check_id: &str, at_ms: i64| Write::Ping {
+        record: PingRecord {
+            check_id: check_id.into(),
+            signal: "success".into(),
+            rid: None,
+            duration_ms: None,
+            body: vec![],
+            body_len: 0,
+            body_truncated: false,
+            at_ms,
+        },
+        keep: 50,
+    };
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        // 3 checks x 30 pings, one transaction each, in turn: the ids interleave.
+        for at_ms in 0..30 {
+            for check in ["a", "b", "c"] {
+                store.write(&[ping(check, at_ms)]).unwrap();
+            }
+        }
+    }
+    let store = Store::open(dir.path()).unwrap();
+    for check in ["a", "b", "c"] {
+        let kept: Vec<i64> = store.pings(check, 100).unwrap().iter().map(|p| p.at_ms).collect();
+        assert_eq!(kept, (0..30).rev().collect::<Vec<_>>(), "check {check} keeps all 30 of its pings");
+    }
 }
 
 #[test]

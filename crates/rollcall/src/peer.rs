@@ -124,13 +124,12 @@ impl Listeners {
 pub fn main(args: PeerArgs) -> anyhow::Result<()> {
     let settings = PeerSettings::from_args(&args)?;
     let keys = load_key_ring(&args.key_file)?;
-    let store = match &settings.alerting {
+    let (_lock, store) = match &settings.alerting {
         Some(alerting) => {
-            std::fs::create_dir_all(&alerting.data_dir)
-                .with_context(|| format!("cannot create data dir {}", alerting.data_dir.display()))?;
-            Some(Store::open(&alerting.data_dir).context("cannot open the store")?)
+            let (lock, store) = crate::monitor::open_data_dir(&alerting.data_dir)?;
+            (Some(lock), Some(store))
         }
-        None => None,
+        None => (None, None),
     };
     let listeners = Listeners::bind(&settings)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

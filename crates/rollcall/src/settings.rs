@@ -202,8 +202,7 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str::<RawConfig>(&text)
-                    .map_err(|error| anyhow::anyhow!("config file {}: {}", path.display(), error.message()))?
+                toml::from_str::<RawConfig>(&text).map_err(|error| toml_error(path, &text, &error))?
             }
             None => RawConfig::default(),
         };
@@ -313,12 +312,29 @@ struct RawAlertFile {
     sink: Vec<RawSink>,
 }
 
+/// A config file's parse error as one sentence: the file, the line, what is wrong, and the
+/// text it is about when that is short (the key of a duplicate key, a bad value), which
+/// toml's message alone does not name.
+pub fn toml_error(path: &Path, text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let message = error.message().trim_end_matches('\n').trim_end_matches('.');
+    let Some(span) = error.span().filter(|span| span.end <= text.len() && span.start <= span.end) else {
+        return anyhow::anyhow!("config file {}: {message}", path.display());
+    };
+    let line = text[..span.start].matches('\n').count() + 1;
+    let at = text[span].trim();
+    if at.is_empty() || at.len() > 60 || at.contains('\n') || message.contains(at) {
+        anyhow::anyhow!("config file {}, line {line}: {message}", path.display())
+    } else {
+        anyhow::anyhow!("config file {}, line {line}: {message} `{at}`", path.display())
+    }
+}
+
 /// Reads a config file that holds only `data_dir`, `[alerts]` and `[[sink]]`; any other
 /// top-level key (a monitor setting included) is refused in one sentence naming it.
 pub fn alert_file(path: &Path) -> anyhow::Result<AlertFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let bad = |error: toml::de::Error| anyhow::anyhow!("config file {}: {}", path.display(), error.message());
+    let bad = |error: toml::de::Error| toml_error(path, &text, &error);
     let table = toml::from_str::<toml::Table>(&text).map_err(bad)?;
     if let Some(key) = table.keys().find(|key| !ALERT_FILE_KEYS.contains(&key.as_str())) {
         bail!(

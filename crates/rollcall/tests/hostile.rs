@@ -219,3 +219,38 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 }
+
+/// Requests from strangers are refused for who they are before what they say is read, and a
+/// filter the API does not know is refused rather than ignored.
+#[test]
+fn strangers_get_401_before_their_bodies_are_read_and_unknown_filters_400() {
+    const TOKEN: &str = "0123456789abcdef0123";
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, &format!("{PATIENT}\n[api]\ntoken = \"{TOKEN}\"\n"));
+    let _agent = Agent::start(&sandbox, "steady", monitor.udp, Duration::from_millis(200), &[]);
+    monitor.wait_for_state("steady", "up");
+    let bad_body = Some("{not json");
+    for path in ["/v1/nodes/steady/pause", "/v1/nodes/steady/resume", "/v1/silences", "/v1/checks"] {
+        let (status, body) = monitor.post(path, None, bad_body);
+        assert_eq!(status, 401, "POST {path} without a token and a bad body: {body}");
+        let (status, body) = monitor.post(path, Some("wrong-token-wrong-token"), bad_body);
+        assert_eq!(status, 403, "POST {path} with a wrong token and a bad body: {body}");
+    }
+    let (status, body) = monitor.post("/v1/nodes/steady/pause", Some(TOKEN), bad_body);
+    assert_eq!(status, 400, "with the token, the bad body is named: {body}");
+    assert_eq!(monitor.node("steady").map(|node| node.state), Some("up".to_string()), "nothing changed");
+
+    for path in [
+        "/v1/incidents?state=%00",
+        "/v1/incidents?opne=true",
+        "/v1/nodes?stat=up",
+        "/v1/nodes?state=bogus",
+        "/v1/events?nod=steady",
+        "/v1/events?kind=bogus",
+        "/v1/outbox?snik=hook",
+    ] {
+        let (status, body) = monitor.get_json(path);
+        assert_eq!(status, 400, "GET {path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|message| !message.is_empty()), "GET {path}: {body}");
+    }
+}

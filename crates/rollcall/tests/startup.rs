@@ -3,8 +3,10 @@
 
 mod support;
 
+use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
-use support::{Exited, Sandbox};
+use std::time::Duration;
+use support::{Agent, Exited, Monitor, PATIENT, Sandbox};
 
 #[test]
 fn unknown_top_level_key_is_named() {
@@ -70,6 +72,76 @@ fn short_garbage_store_file_is_refused_and_left_alone() {
     check_store_refused(&sandbox, &path, &["not a database"]);
 }
 
+#[test]
+fn a_second_monitor_on_a_live_data_dir_is_refused_and_the_first_is_untouched() {
+    let sandbox = Sandbox::new();
+    let first = Monitor::start(&sandbox, PATIENT);
+    let _agent = Agent::start(&sandbox, "web-1", first.udp, Duration::from_millis(200), &[]);
+    first.wait_for_state("web-1", "up");
+    let events_before = first.all_events();
+
+    let config = sandbox.write_file("second", "toml", "");
+    let exited = sandbox.run_to_exit(&monitor_args(&sandbox, &config, &sandbox.key_file()));
+    let pid = first.pid().to_string();
+    assert_refused(&exited, &["is in use by another rollcall process", &pid, "choose another data dir"]);
+
+    // The first monitor goes on as if nothing happened: same events, its node still up.
+    assert_eq!(first.all_events(), events_before, "the refused monitor wrote nothing");
+    assert_eq!(first.wait_for_state("web-1", "up").state, "up");
+    // The lock dies with its holder, even by SIGKILL: the next monitor starts.
+    let udp = first.udp;
+    first.crash();
+    let next = Monitor::start_on(&sandbox, PATIENT, udp);
+    next.wait_for_state("web-1", "up");
+    next.stop(Signal::SIGTERM);
+}
+
+#[test]
+fn a_damaged_store_is_refused_at_start() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, "");
+    monitor.stop(Signal::SIGTERM);
+    let path = sandbox.data_dir().join("rollcall.db");
+    // Enough history for the transitions index to span many pages.
+    let root_page: i64 = {
+        let db = rusqlite::Connection::open(&path).expect("open the store");
+        db.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO transitions (node, generation, from_state, to_state, reason, at_ms, noticed_at_ms, subject_kind)
+             SELECT 'node-' || i, 1, 'new', 'up', 'heartbeat', i, i, 'node' FROM n;",
+        )
+        .expect("fill the history");
+        db.query_row("SELECT rootpage FROM sqlite_master WHERE name = 'transitions_by_node'", [], |row| {
+            row.get(0)
+        })
+        .expect("find the index")
+    };
+    // 4,096 bytes of noise over the index's root page, as a stray write or a bad sector would.
+    let mut bytes = std::fs::read(&path).expect("read the store");
+    let start = ((root_page - 1) * 4096) as usize;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for byte in &mut bytes[start..start + 4096] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    std::fs::write(&path, &bytes).expect("damage the store");
+    let name = path.display().to_string();
+    check_store_refused(&sandbox, &path, &["is damaged", &name, "restore it from a backup"]);
+}
+
+#[test]
+fn an_emptied_store_is_refused_rather_than_started_anew() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, "");
+    monitor.stop(Signal::SIGTERM);
+    let path = sandbox.data_dir().join("rollcall.db");
+    std::fs::write(&path, b"").expect("truncate the store");
+    let name = path.display().to_string();
+    check_store_refused(&sandbox, &path, &["is empty (0 bytes)", &name, "delete the file to start a new"]);
+}
+
 /// Starts a monitor with `config` and the sandbox's key file, and checks it is refused with
 /// every fragment in its one sentence, before creating its data dir.
 fn check_config_refused(config: &str, fragments: &[&str]) {
@@ -104,10 +176,12 @@ fn plant(sandbox: &Sandbox, make: impl FnOnce(&Path)) -> PathBuf {
     path
 }
 
-/// Every file of a directory with its contents, sorted by name.
+/// Every file of a directory with its contents, sorted by name, but the lock file: the
+/// refused monitor took the directory's lock before looking at the store (its pid is in it).
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .expect("read the data dir")
+        .filter(|entry| entry.as_ref().map_or(true, |entry| entry.file_name() != "rollcall.lock"))
         .map(|entry| {
             let entry = entry.expect("a directory entry");
             let contents = std::fs::read(entry.path()).expect("read a file");

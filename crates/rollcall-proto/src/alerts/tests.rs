@@ -439,3 +439,68 @@ fn an_incident_held_and_resolved_while_the_monitor_was_down_is_never_resolved_at
     h.run_for(secs(1));
     check(&h, &[]);
 }
+
+fn stored_down(node: &str, at: Instant) -> Transition {
+    Transition {
+        node: Arc::from(node),
+        generation: 1,
+        from: NodeState::Suspect,
+        to: NodeState::Down,
+        reason: Reason::Phi,
+        at,
+        noticed: at,
+    }
+}
+
+#[test]
+fn a_down_held_when_the_process_died_pages_after_a_restart() {
+    let mut h = Harness::default(100);
+    h.alerter.restore_down(stored_down("web-1", Instant::ZERO), h.now);
+    assert!(h.out.is_empty(), "held in a fresh grouping window");
+    h.run_for(secs(5));
+    check(&h, &[("firing", "web-1")]);
+    h.up("web-1");
+    check(&h, &[("firing", "web-1"), ("resolved", "web-1")]);
+}
+
+#[test]
+fn downs_held_together_when_the_process_died_page_once_grouped() {
+    let mut h = Harness::default(20);
+    for i in 0..10 {
+        h.alerter.restore_down(stored_down(&format!("n{i}"), Instant::ZERO), h.now);
+    }
+    h.run_for(secs(5));
+    assert_eq!(h.kinds(), [("firing", GROUP_SUBJECT.to_string())]);
+    assert_eq!(h.out[0].members.len(), 10);
+}
+
+#[test]
+fn a_restored_down_already_paged_is_not_paged_again() {
+    let mut h = Harness::default(100);
+    let incident = OpenIncident {
+        id: 5,
+        kind: NotificationKind::Firing,
+        severity: Severity::Critical,
+        subject_kind: SubjectKind::Node,
+        subject: "web-1".into(),
+        members: vec!["web-1".into()],
+        started_at: Instant::ZERO,
+        next_sequence: 1,
+        last_notified: h.now,
+    };
+    h.alerter.restore(incident, |_| true);
+    h.alerter.restore_down(stored_down("web-1", Instant::ZERO), h.now);
+    h.run_for(secs(60));
+    assert!(h.out.is_empty(), "its incident is open: no second firing");
+    h.up("web-1");
+    assert_eq!(h.sent()[0].3, "rollcall-5-1", "the restored incident resolves");
+}
+
+#[test]
+fn a_restored_down_pages_at_once_without_grouping() {
+    let config = AlertConfig { group_wait: Duration::ZERO, ..AlertConfig::default() };
+    let mut h = Harness::new(config, 100);
+    h.alerter.restore_down(stored_down("web-1", Instant::ZERO), h.now);
+    h.drain();
+    check(&h, &[("firing", "web-1")]);
+}

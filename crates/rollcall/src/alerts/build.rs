@@ -10,6 +10,24 @@ use rollcall_proto::alerts::{self as core, Admission, Notification, Notification
 use rollcall_store::{IncidentChangeRecord, IncidentRecord, OutboxEntry, Write};
 use std::collections::BTreeMap;
 
+/// Most members a group's summary names; the rest are counted ("and 4,990 more").
+pub const NODES_IN_SUMMARY: usize = 10;
+/// Most members an alert document lists in `nodes` (`node_count` has the total, and
+/// `/v1/incidents` the full list): a mass failure of thousands must not make a body of
+/// hundreds of kilobytes, nor an exec sink's environment too large for the kernel.
+pub const NODES_IN_ALERT: usize = 100;
+
+/// "3 nodes (a, b, c)", or "5000 nodes (a, b, ... j and 4990 more)".
+fn group_who(members: &[String]) -> String {
+    let named = &members[..members.len().min(NODES_IN_SUMMARY)];
+    let rest = members.len() - named.len();
+    if rest == 0 {
+        format!("{} nodes ({})", members.len(), named.join(", "))
+    } else {
+        format!("{} nodes ({} and {rest} more)", members.len(), named.join(", "))
+    }
+}
+
 /// The alert document for a notification. `labels` are the subject's labels (for a group:
 /// those its members share).
 pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, clock: &Clock) -> Alert {
@@ -19,9 +37,7 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
         core::SubjectKind::Group => "nodes",
     };
     let who = match notification.subject_kind {
-        core::SubjectKind::Group => {
-            format!("{} nodes ({})", notification.members.len(), notification.members.join(", "))
-        }
+        core::SubjectKind::Group => group_who(&notification.members),
         _ => format!("{subject_word} {}", notification.subject),
     };
     let summary = match notification.kind {
@@ -63,7 +79,8 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
             },
             id: notification.subject.clone(),
         },
-        nodes: notification.members.clone(),
+        nodes: notification.members.iter().take(NODES_IN_ALERT).cloned().collect(),
+        node_count: notification.members.len(),
         labels,
         transition: notification.transition.as_ref().map(|t| TransitionInfo {
             from: t.from.as_str().to_string(),
@@ -157,3 +174,6 @@ pub fn restored_incident(record: &IncidentRecord, clock: &Clock) -> Option<core:
         last_notified: clock.instant_at_wall_ms(record.last_notified_at_ms),
     })
 }
+
+#[cfg(test)]
+mod tests;

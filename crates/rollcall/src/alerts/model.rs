@@ -18,8 +18,13 @@ pub struct Alert {
     pub severity: Severity,
     pub incident: IncidentInfo,
     pub subject: Subject,
-    /// The nodes (or checks) concerned: one for a single failure, several for a group.
+    /// The nodes (or checks) concerned: one for a single failure, several for a group (at
+    /// most [`super::build::NODES_IN_ALERT`] of them: the first ones).
     pub nodes: Vec<String>,
+    /// How many nodes (or checks) are concerned in all (0 in documents queued by versions
+    /// before it existed).
+    #[serde(default)]
+    pub node_count: usize,
     /// The subject's labels (for a group: the labels all its members share).
     pub labels: BTreeMap<String, String>,
     /// The transition that caused this notification, if one did (reminders have none).

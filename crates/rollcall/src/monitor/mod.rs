@@ -46,9 +46,7 @@ impl Listeners {
 /// `rollcall monitor`: settings, store, sockets, then [`run`] until Ctrl-C or SIGTERM.
 pub fn main(args: MonitorArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args)?;
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
-    let store = Store::open(&settings.data_dir).context("cannot open the store")?;
+    let (_lock, store) = open_data_dir(&settings.data_dir)?;
     let listeners = Listeners::bind(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -56,6 +54,17 @@ pub fn main(args: MonitorArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(run(listeners, store, settings, shutdown_signal()))
+}
+
+/// Creates the data directory if needed, takes its lock (held until the returned guard is
+/// dropped: for the process's life), opens the store and checks it is whole. Every refusal
+/// is one sentence naming the directory or file.
+pub fn open_data_dir(dir: &std::path::Path) -> anyhow::Result<(rollcall_store::DirLock, Store)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let lock = rollcall_store::DirLock::acquire(dir)?;
+    let store = Store::open(dir).context("cannot open the store")?;
+    store.check_integrity()?;
+    Ok((lock, store))
 }
 
 /// Runs the monitor on the given sockets until `shutdown` completes.
@@ -82,8 +91,19 @@ pub async fn run(
             .context("cannot read pings from the store")?;
         pings.insert(check.id.clone(), history);
     }
+    let nodes = store.nodes().context("cannot read nodes from the store")?;
+    // The latest transition of every node stored down: a down committed inside the
+    // grouping window before a crash has no incident yet, and must still page.
+    let mut downs = Vec::new();
+    for node in nodes.iter().filter(|node| node.state == rollcall_proto::monitor::NodeState::Down) {
+        let latest = store
+            .recent_transitions(rollcall_proto::alerts::SubjectKind::Node, &node.id, 1)
+            .context("cannot read transitions from the store")?;
+        downs.push((node.id.clone(), node.generation, latest.into_iter().next()));
+    }
     let restored = owner::Restored {
-        nodes: store.nodes().context("cannot read nodes from the store")?,
+        nodes,
+        downs,
         checks,
         pings,
         incidents: store.open_incidents().context("cannot read incidents from the store")?,

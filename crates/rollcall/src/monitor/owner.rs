@@ -39,6 +39,8 @@ const COMMAND_BATCH_UNDER_LOAD: usize = 16;
 /// What the store held at start.
 pub struct Restored {
     pub nodes: Vec<RestoredNode>,
+    /// The nodes stored down, with their generation and latest stored transition.
+    pub downs: Vec<(String, u64, Option<rollcall_store::TransitionRecord>)>,
     pub checks: Vec<rollcall_store::CheckRecord>,
     /// The stored pings of each check, newest first.
     pub pings: BTreeMap<String, Vec<rollcall_store::PingRecord>>,
@@ -230,6 +232,9 @@ impl Owner {
             &clock,
         );
         alerter.set_population(core.len());
+        for (id, generation, latest) in restored.downs {
+            alerter.restore_down(restored_down(id, generation, latest, &clock, now), now);
+        }
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let owner = Owner {
@@ -635,6 +640,38 @@ fn transition_write(kind: SubjectKind, transition: &Transition, clock: &Clock) -
         at_ms: clock.wall_ms(transition.at),
         noticed_at_ms: clock.wall_ms(transition.noticed),
     })
+}
+
+/// The down transition of a node stored down, on the current clock: its latest stored
+/// transition when that is the down (it always is when both were written together), else
+/// one made now from what the node's row says.
+fn restored_down(
+    id: String,
+    generation: u64,
+    latest: Option<rollcall_store::TransitionRecord>,
+    clock: &Clock,
+    now: Instant,
+) -> Transition {
+    match latest.filter(|record| record.to == NodeState::Down) {
+        Some(record) => Transition {
+            node: id.into(),
+            generation: record.generation,
+            from: record.from,
+            to: NodeState::Down,
+            reason: record.reason,
+            at: clock.instant_at_wall_ms(record.at_ms),
+            noticed: clock.instant_at_wall_ms(record.noticed_at_ms),
+        },
+        None => Transition {
+            node: id.into(),
+            generation,
+            from: NodeState::Suspect,
+            to: NodeState::Down,
+            reason: Reason::Timeout,
+            at: now,
+            noticed: now,
+        },
+    }
 }
 
 fn node_record(view: &NodeView<'_>) -> NodeRecord {

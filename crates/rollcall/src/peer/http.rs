@@ -84,6 +84,7 @@ fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Api
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NodesQuery {
     /// Only members in this state.
     state: Option<String>,
@@ -126,6 +127,7 @@ async fn node(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// Only events with an id above this one (for paging and polling).
     since: Option<u64>,

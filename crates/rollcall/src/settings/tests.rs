@@ -61,6 +61,8 @@ fn mistakes_fail_with_one_sentence_naming_them() {
         ("[monitor]\nrise = 0", "rise"),
         ("[monitor]\ntick = \"1s\"\nself_pause_threshold = \"100ms\"", "self_pause_threshold"),
         ("detector = \"magic\"", "magic"),
+        ("[alerts]\ngroup_wait = \"1s\"\ngroup_wait = \"2s\"", "line 3: duplicate key `group_wait`"),
+        ("[alerts]\ngroup_wait = \"1s\"\n[alerts]\nflap_changes = 3", "line 3: duplicate key `alerts`"),
     ] {
         let error = check(config).err().unwrap_or_else(|| panic!("{config:?} was accepted"));
         assert!(error.contains(expected), "{config:?}: {error}");

@@ -270,6 +270,11 @@ impl Monitor {
         self.child.signal(signal);
     }
 
+    /// The monitor's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.process.id()
+    }
+
     /// SIGKILLs the monitor and waits until it is gone (and its ports are free).
     pub fn crash(mut self) {
         self.child.signal(Signal::SIGKILL);

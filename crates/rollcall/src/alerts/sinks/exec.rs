@@ -104,6 +104,7 @@ pub fn environment(alert: &Alert) -> Vec<(String, String)> {
         ("ROLLCALL_SUBJECT_KIND".to_owned(), subject_kind_word(alert.subject.kind).to_owned()),
         ("ROLLCALL_SUBJECT".to_owned(), alert.subject.id.clone()),
         ("ROLLCALL_NODES".to_owned(), alert.nodes.join(",")),
+        ("ROLLCALL_NODE_COUNT".to_owned(), alert.node_count.to_string()),
         ("ROLLCALL_INCIDENT".to_owned(), alert.incident.id.to_string()),
         ("ROLLCALL_IDEMPOTENCY_KEY".to_owned(), alert.idempotency_key.clone()),
         ("ROLLCALL_FROM".to_owned(), field(transition.map(|t| &t.from))),

@@ -31,6 +31,7 @@ fn alert(kind: AlertKind, incident: u64) -> Alert {
         },
         subject: Subject { kind: SubjectKind::Node, id: "web-1".to_owned() },
         nodes: vec!["web-1".to_owned()],
+        node_count: 1,
         labels: BTreeMap::from([
             ("group".to_owned(), "web".to_owned()),
             ("dc-name".to_owned(), "eu 1".to_owned()),

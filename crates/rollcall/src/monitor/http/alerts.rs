@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
+// An unknown filter is refused (400 naming it), not ignored: a typo must not list everything.
+#[serde(deny_unknown_fields)]
 pub struct IncidentsQuery {
     /// Only open incidents (newest first, like the full list).
     #[serde(default)]
@@ -55,6 +57,8 @@ pub async fn sinks(State(state): State<AppState>) -> Result<Json<Vec<SinkJson>>,
 }
 
 #[derive(Deserialize)]
+// An unknown filter is refused (400 naming it), not ignored: a typo must not list everything.
+#[serde(deny_unknown_fields)]
 pub struct OutboxQuery {
     sink: Option<String>,
     #[serde(default)]

@@ -26,6 +26,8 @@ use std::time::Duration;
 const MAX_EVENTS_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
+// An unknown filter is refused (400 naming it), not ignored: a typo must not list everything.
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only events with an id above this one (for paging and polling). The stream starts
     /// from here when given (and no `Last-Event-ID`), else from now.

@@ -149,7 +149,7 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut s
                 .layer(axum::extract::DefaultBodyLimit::max(checks::MAX_PING_BODY)),
         )
         .with_state(state);
-    let app = app.layer(axum::middleware::from_fn_with_state(state_for_reads, guard_reads));
+    let app = app.layer(axum::middleware::from_fn_with_state(state_for_reads, guard));
     let shutdown = async move {
         let _ = stop.changed().await;
     };
@@ -215,14 +215,17 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(([(header::CONTENT_TYPE, kind)], super::metrics::classic_text(&body)).into_response())
 }
 
-/// With `api.protect_reads`, every `/v1/...` request needs the bearer token (writes check it
-/// in their handlers anyway); pings, `/healthz`, `/metrics` and the dashboard's files stay open.
-async fn guard_reads(
+/// Checks the bearer token before anything else of a request is looked at: every write to
+/// `/v1/...` needs it (so a bad body from a stranger is a 401, not a 400 that tells them
+/// how to shape one), and with `api.protect_reads` every read of `/v1/...` too. Handlers of
+/// writes check it again. Pings, `/healthz`, `/metrics` and the dashboard's files stay open.
+async fn guard(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if state.protect_reads
+    let write = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if (write || state.protect_reads)
         && request.uri().path().starts_with("/v1/")
         && let Err(error) = state.authorize(request.headers())
     {

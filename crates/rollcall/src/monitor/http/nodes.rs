@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// Filters of `GET /v1/nodes`.
 #[derive(Deserialize, Default)]
+// An unknown filter is refused (400 naming it), not ignored: a typo must not list everything.
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only nodes in this state.
     state: Option<String>,

@@ -1,0 +1,41 @@
+use super::*;
+use rollcall_proto::Instant;
+
+fn group_firing(members: usize) -> Notification {
+    Notification {
+        incident: 9,
+        sequence: 0,
+        kind: NotificationKind::Firing,
+        severity: core::Severity::Critical,
+        subject_kind: core::SubjectKind::Group,
+        subject: core::GROUP_SUBJECT.to_string(),
+        members: (0..members).map(|i| format!("node-{i:04}")).collect(),
+        transition: None,
+        started_at: Instant::ZERO,
+        resolved_at: None,
+    }
+}
+
+#[test]
+fn a_mass_failure_alert_names_a_few_members_and_counts_the_rest() {
+    let clock = Clock::start();
+    let alert = alert(&group_firing(5_000), BTreeMap::new(), &clock);
+    assert_eq!(alert.node_count, 5_000);
+    assert_eq!(alert.nodes.len(), NODES_IN_ALERT);
+    assert!(alert.summary.starts_with("5000 nodes (node-0000, node-0001,"), "{}", alert.summary);
+    assert!(alert.summary.contains("node-0009 and 4990 more)"), "{}", alert.summary);
+    assert!(!alert.summary.contains("node-0010"), "{}", alert.summary);
+    let body = serde_json::to_string(&alert).unwrap();
+    assert!(body.len() < 4_096, "a 5,000-node alert is {} bytes", body.len());
+}
+
+#[test]
+fn a_small_group_is_listed_whole() {
+    let alert = alert(&group_firing(3), BTreeMap::new(), &Clock::start());
+    assert_eq!((alert.node_count, alert.nodes.len()), (3, 3));
+    assert!(
+        alert.summary.starts_with("3 nodes (node-0000, node-0001, node-0002) down at once"),
+        "{}",
+        alert.summary
+    );
+}
