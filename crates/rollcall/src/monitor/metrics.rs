@@ -117,6 +117,38 @@ pub fn render(
     let errors = Counter::<u64>::default();
     errors.inc_by(stats.store_errors);
     registry.register("store_errors", "Store transactions that failed (and are retried)", errors);
+    let failing = Gauge::<i64>::default();
+    failing.set(i64::from(stats.store.failing));
+    registry.register(
+        "store_failing",
+        "1 while the store cannot commit (alerts wait; /healthz answers 503)",
+        failing,
+    );
+    let queued = Gauge::<i64>::default();
+    queued.set(stats.store.queued_writes as i64);
+    registry.register("store_queued_writes", "Writes queued for the store and not yet committed", queued);
+    let queued_bytes = Gauge::<i64>::default();
+    queued_bytes.set(stats.store.queued_bytes as i64);
+    registry.register(
+        "store_queued_bytes",
+        "Estimated bytes of the writes queued for the store",
+        queued_bytes,
+    );
+    let shed = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+    shed.get_or_create(&vec![("what", "ping")]).inc_by(stats.store.shed_pings);
+    shed.get_or_create(&vec![("what", "checkpoint_row")]).inc_by(stats.store.shed_checkpoint_rows);
+    registry.register(
+        "store_shed",
+        "Writes dropped while the store could not commit (ping history and sequence checkpoints only)",
+        shed,
+    );
+    let refused = Counter::<u64>::default();
+    refused.inc_by(stats.store.pings_refused);
+    registry.register(
+        "pings_refused_store",
+        "Pings refused (503) because the store could not commit",
+        refused,
+    );
 
     let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     uptime.set(stats.uptime.as_secs_f64());

@@ -14,7 +14,7 @@ mod persist;
 pub(crate) mod udp;
 
 // `rollcall peer` commits its alerts through the same store thread (peer/alerting.rs).
-pub use persist::{Persist, PersistHandle};
+pub use persist::{Persist, PersistHandle, StoreHealth, StoreHealthSnapshot};
 
 use crate::alerts::delivery::Delivery;
 use crate::alerts::sinks::Sink;
@@ -115,6 +115,7 @@ pub async fn run(
     };
     let persist = persist::Persist::start(store);
     let committed = persist.committed();
+    let store_health = persist.health();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sinks = settings.sinks.iter().cloned().map(Sink::new).collect();
     let delivery = Delivery::start(
@@ -130,7 +131,7 @@ pub async fn run(
         commands,
         reader,
         clock,
-        delivery.health.clone(),
+        (delivery.health.clone(), store_health),
         committed,
         settings.api_token.clone(),
         settings.protect_reads,

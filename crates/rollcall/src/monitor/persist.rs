@@ -15,12 +15,16 @@ use prometheus_client::metrics::histogram::Histogram;
 use rollcall_proto::Instant;
 use rollcall_proto::monitor::{NodeState, NodeView};
 use rollcall_store::{Store, Write};
-use std::collections::{HashMap, VecDeque};
+
+pub(crate) mod health;
+mod thread;
+pub use health::{StoreHealth, StoreHealthSnapshot};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use thread::{StoreThread, Transaction};
 
 /// What the store thread is sent: urgent batches (committed as soon as possible, merged
 /// with whatever else is urgent) or bulk ones (checkpoints, committed in chunks when nothing
@@ -63,6 +67,7 @@ struct Checkpoint {
 
 pub struct Persist {
     sender: Option<mpsc::Sender<Job>>,
+    health: StoreHealth,
     committed: tokio::sync::watch::Receiver<u64>,
     thread: Option<JoinHandle<()>>,
     batches: Arc<AtomicU64>,
@@ -94,26 +99,63 @@ impl Persist {
         let chunks_done = in_flight.clone();
         // Bumped after every commit, so the delivery loops know new outbox rows are durable.
         let (committed_tx, committed) = tokio::sync::watch::channel(0u64);
+        let health = StoreHealth::default();
+        let shared = health.clone();
         let thread = std::thread::Builder::new()
             .name("rollcall-store".into())
             .spawn(move || {
-                let mut thread = StoreThread::new(store);
-                // Ends once every sender is gone and everything queued is committed.
+                let mut thread = StoreThread::new(store, shared);
+                let mut retry = Retry::default();
+                // Ends once every sender is gone and everything queued is committed, or the
+                // store has failed for longer than the shutdown grace after that.
                 while thread.receive(&receiver) {
-                    let Transaction { writes, queued_at, chunk } = thread.next_transaction();
-                    if !writes.is_empty() {
-                        write_with_retry(&mut thread.store, &writes, &error_count);
-                        batch_count.fetch_add(1, Ordering::Relaxed);
+                    let failing = thread.health.failure().is_some();
+                    let mut chunks = 0;
+                    if failing {
+                        chunks += thread.shed_while_failing();
                     }
-                    // Each queued batch waited from its queueing to this commit.
-                    for at in queued_at {
-                        latency.observe(at.elapsed().as_secs_f64());
+                    let Transaction { writes, queued_at, chunk } =
+                        if failing { thread.next_retry() } else { thread.next_transaction() };
+                    let outcome = if writes.is_empty() { Ok(()) } else { thread.store.write(&writes).map(drop) };
+                    let committed = outcome.is_ok() && !writes.is_empty();
+                    match outcome {
+                        Ok(()) => {
+                            if committed {
+                                batch_count.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // Each queued batch waited from its queueing to this commit.
+                            for at in queued_at {
+                                latency.observe(at.elapsed().as_secs_f64());
+                            }
+                            if failing && thread.urgent.is_empty() {
+                                tracing::info!("the store commits again; everything queued meanwhile is written");
+                                thread.health.recover();
+                            }
+                            retry = Retry::default();
+                        }
+                        Err(error) => {
+                            error_count.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(%error, writes = writes.len(), retry_in_ms = retry.delay.as_millis() as u64, "store write failed");
+                            thread.health.fail(error.to_string());
+                            if chunk {
+                                thread.health.shed(0, writes.len() as u64);
+                            } else {
+                                thread.requeue(queued_at.first().copied(), writes);
+                            }
+                            if thread.gave_up_at_shutdown() {
+                                thread.log_unwritten();
+                                break;
+                            }
+                            retry.wait();
+                        }
                     }
-                    if chunk {
+                    chunks += usize::from(chunk);
+                    thread.publish_queue();
+                    if chunks > 0 {
                         // Before the bump below, so an owner woken by it sees the room.
-                        chunks_done.fetch_sub(1, Ordering::Release);
+                        chunks_done.fetch_sub(chunks, Ordering::Release);
                     }
-                    if !writes.is_empty() || chunk {
+                    if committed || chunks > 0 {
                         committed_tx.send_modify(|count| *count += 1);
                     }
                 }
@@ -121,6 +163,7 @@ impl Persist {
             .expect("spawning a thread only fails when the process is out of resources");
         Persist {
             sender: Some(sender),
+            health,
             committed,
             thread: Some(thread),
             batches,
@@ -135,6 +178,11 @@ impl Persist {
     /// A handle other tasks (delivery loops) use to queue their own writes.
     pub fn handle(&self) -> PersistHandle {
         PersistHandle { sender: self.sender.clone().expect("handles are taken before shutdown") }
+    }
+
+    /// Whether the store can commit, and its queue (shared with `/healthz` and pings).
+    pub fn health(&self) -> StoreHealth {
+        self.health.clone()
     }
 
     /// Changes after every commit.
@@ -287,160 +335,22 @@ impl Persist {
     }
 }
 
-/// The store thread's queues: urgent writes go into the next transaction whole; bulk chunks
-/// wait in `backlog` and are committed one per transaction when nothing urgent is queued.
-struct StoreThread {
-    store: Store,
-    /// Chunks of checkpoints, each with its arrival number and the start of its checkpoint
-    /// if it is that checkpoint's last chunk.
-    backlog: VecDeque<(u64, Vec<Write>, Option<std::time::Instant>)>,
-    /// Jobs taken so far: the arrival number of the next one.
-    arrivals: u64,
-    /// Nodes written (or forgotten) by urgent batches while bulk work was pending, with the
-    /// arrival number of the latest such batch: the rows of chunks that arrived before it are
-    /// older than what is committed and are skipped, so a checkpoint never overwrites a newer
-    /// state. Chunks that arrive later were built later, so their rows are kept.
-    superseded: HashMap<String, u64>,
-    urgent: Vec<Write>,
-    urgent_since: Vec<std::time::Instant>,
-    disconnected: bool,
+/// How long a failed commit waits before the next try: doubling from 50 ms to 1 s, so space
+/// freed on a full disk is used within a second.
+struct Retry {
+    delay: Duration,
 }
 
-/// What the store thread commits next.
-struct Transaction {
-    writes: Vec<Write>,
-    /// When each batch this transaction completes was queued.
-    queued_at: Vec<std::time::Instant>,
-    /// Whether this is a checkpoint chunk (the owner's room for the next one).
-    chunk: bool,
-}
-
-impl StoreThread {
-    fn new(store: Store) -> StoreThread {
-        StoreThread {
-            store,
-            backlog: VecDeque::new(),
-            arrivals: 0,
-            superseded: HashMap::new(),
-            urgent: Vec::new(),
-            urgent_since: Vec::new(),
-            disconnected: false,
-        }
-    }
-
-    /// Takes every queued job, waiting for one when there is nothing to do. False once the
-    /// senders are gone and nothing is left.
-    fn receive(&mut self, receiver: &mpsc::Receiver<Job>) -> bool {
-        if self.backlog.is_empty() && self.urgent.is_empty() && !self.disconnected {
-            match receiver.recv() {
-                Ok(job) => self.take(job),
-                Err(_) => self.disconnected = true,
-            }
-        }
-        loop {
-            match receiver.try_recv() {
-                Ok(job) => self.take(job),
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    self.disconnected = true;
-                    break;
-                }
-            }
-        }
-        !(self.disconnected && self.backlog.is_empty() && self.urgent.is_empty())
-    }
-
-    fn take(&mut self, job: Job) {
-        self.arrivals += 1;
-        match job {
-            Job::Urgent(at, writes) => {
-                if !self.backlog.is_empty() {
-                    for write in &writes {
-                        let id = match write {
-                            Write::Node { record, .. } => &record.id,
-                            Write::ForgetNode { id } => id,
-                            _ => continue,
-                        };
-                        self.superseded.insert(id.clone(), self.arrivals);
-                    }
-                }
-                self.urgent_since.push(at);
-                self.urgent.extend(writes);
-            }
-            Job::Bulk { started, writes, last } => {
-                self.backlog.push_back((self.arrivals, writes, last.then_some(started)));
-            }
-        }
-    }
-
-    /// The next transaction: everything urgent, else the next chunk of bulk work.
-    fn next_transaction(&mut self) -> Transaction {
-        if !self.urgent.is_empty() {
-            keep_last_check_rows(&mut self.urgent);
-            return Transaction {
-                writes: std::mem::take(&mut self.urgent),
-                queued_at: std::mem::take(&mut self.urgent_since),
-                chunk: false,
-            };
-        }
-        let Some((arrival, mut writes, last_of)) = self.backlog.pop_front() else {
-            return Transaction { writes: Vec::new(), queued_at: Vec::new(), chunk: false };
-        };
-        let superseded = &self.superseded;
-        writes.retain(|write| match write {
-            Write::Node { record, .. } => superseded.get(&record.id).is_none_or(|&after| after < arrival),
-            _ => true,
-        });
-        if self.backlog.is_empty() {
-            // Chunks from now on are built after every urgent write taken so far.
-            self.superseded.clear();
-        }
-        Transaction { writes, queued_at: last_of.into_iter().collect(), chunk: true }
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry { delay: Duration::from_millis(50) }
     }
 }
 
-/// Drops every row of a check but its last from one transaction's writes. A check's row is
-/// written whole (an upsert of every column) after each batch that changed it, so within
-/// one transaction only the last one decides what is committed; the others kept their
-/// places, so a deletion between two rows still comes before the last. Under a stream of
-/// pings, group commit then writes each check once per commit rather than once per ping.
-fn keep_last_check_rows(writes: &mut Vec<Write>) {
-    let mut last: HashMap<&str, usize> = HashMap::new();
-    for (index, write) in writes.iter().enumerate() {
-        if let Write::Check(check) = write {
-            last.insert(&check.id, index);
-        }
-    }
-    let checks = writes.iter().filter(|write| matches!(write, Write::Check(_))).count();
-    if checks == last.len() {
-        return;
-    }
-    let keep: Vec<bool> = writes
-        .iter()
-        .enumerate()
-        .map(|(index, write)| match write {
-            Write::Check(check) => last.get(check.id.as_str()) == Some(&index),
-            _ => true,
-        })
-        .collect();
-    let mut keep = keep.into_iter();
-    writes.retain(|_| keep.next().expect("one flag per write"));
-}
-
-/// A failed commit (a full disk, a locked file) is retried with back-off rather than
-/// dropped: transitions are never lost, the store just falls behind, visibly.
-fn write_with_retry(store: &mut Store, batch: &[Write], errors: &AtomicU64) {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match store.write(batch) {
-            Ok(_) => return,
-            Err(error) => {
-                errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, writes = batch.len(), retry_in_ms = delay.as_millis() as u64, "store write failed");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
+impl Retry {
+    fn wait(&mut self) {
+        std::thread::sleep(self.delay);
+        self.delay = (self.delay * 2).min(Duration::from_secs(1));
     }
 }
 

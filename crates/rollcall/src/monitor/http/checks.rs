@@ -50,6 +50,16 @@ async fn ping_with(
     Query(query): Query<PingQuery>,
     body: Bytes,
 ) -> Response {
+    // A ping is acknowledged only once it can be made durable: while the store cannot commit,
+    // refuse it (`curl --retry` sends it again) rather than answer 200 for nothing.
+    if let Some(error) = state.store.failure() {
+        state.store.refused_ping();
+        let mut response =
+            (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot commit ({error}); try again\n"))
+                .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
     let asked = state
         .ask(|reply| {
             Command::Check(CheckCommand::Ping {

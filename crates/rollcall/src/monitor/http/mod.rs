@@ -41,6 +41,8 @@ pub struct AppState {
     sinks: HealthBoard,
     /// Changes after every store commit: streams wake up and read what is new.
     committed: watch::Receiver<u64>,
+    /// Whether the store can commit: `/healthz` and pings tell the truth about it.
+    store: super::StoreHealth,
     /// Bearer token that write endpoints require; without one, writes are refused.
     api_token: Option<Arc<str>>,
     /// Reads of `/v1/...` need the token too.
@@ -55,16 +57,17 @@ impl AppState {
         commands: mpsc::Sender<Command>,
         reader: Store,
         clock: Clock,
-        sinks: HealthBoard,
+        health: (HealthBoard, super::StoreHealth),
         committed: watch::Receiver<u64>,
         api_token: Option<String>,
         protect_reads: bool,
     ) -> AppState {
+        let (sinks, store) = health;
         let reader = Arc::new(Mutex::new(reader));
         let api_token = api_token.map(Arc::from);
         // Replaced by the server's own stop signal in `serve`.
         let (_, stopping) = watch::channel(false);
-        AppState { commands, reader, clock, sinks, committed, api_token, protect_reads, stopping }
+        AppState { commands, reader, clock, sinks, committed, store, api_token, protect_reads, stopping }
     }
 
     /// Checks the bearer token of a write request. Nothing is changed when this fails.
@@ -119,7 +122,7 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut s
     let app = Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/nodes", get(nodes::list))
         .route("/v1/nodes/{id}", get(nodes::detail).delete(nodes::forget))
@@ -159,6 +162,18 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut s
     }
 }
 
+/// 200 `ok` while the monitor can do its job; 503 with the reason while it cannot (a store
+/// that cannot commit holds back every alert), so a load balancer or a supervisor sees it.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.failure() {
+        None => "ok\n".into_response(),
+        Some(error) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: the store cannot commit: {error}\n"))
+                .into_response()
+        }
+    }
+}
+
 /// The monitor's own status, for people and for `rollcall status`.
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let stats = state.ask(|reply| Command::Stats { reply }).await?;
@@ -186,7 +201,13 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
             "not_allowed": stats.core.rejected.get("not_allowed").copied().unwrap_or(0),
             "pings_rate_limited": stats.checks.rejected(rollcall_proto::checks::PingError::RateLimited),
         },
-        "store": { "commits": stats.store_batches, "errors": stats.store_errors },
+        "store": {
+            "commits": stats.store_batches,
+            "errors": stats.store_errors,
+            "failing": stats.store.failing,
+            "error": stats.store.error,
+            "queued_writes": stats.store.queued_writes,
+        },
         "sinks": sinks.iter().map(|(name, health)| serde_json::json!({
             "name": name,
             "kind": health.kind,

@@ -1,6 +1,7 @@
 use super::*;
 use rollcall_proto::monitor::NodeState;
 use rollcall_store::NodeRecord;
+use std::collections::VecDeque;
 
 fn node(id: &str, sequence: u64, state: NodeState) -> Write {
     let record = NodeRecord {
@@ -27,7 +28,7 @@ fn ids_and_states(writes: &[Write]) -> Vec<(String, u64, NodeState)> {
 fn thread() -> (StoreThread, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let store = Store::open(dir.path()).expect("a fresh store opens");
-    (StoreThread::new(store), dir)
+    (StoreThread::new(store, StoreHealth::default()), dir)
 }
 
 fn bulk(writes: Vec<Write>, last: bool) -> Job {
@@ -181,6 +182,7 @@ fn detached() -> (Persist, mpsc::Receiver<Job>, tokio::sync::watch::Sender<u64>)
     let (sender, receiver) = mpsc::channel();
     let (committed_tx, committed) = tokio::sync::watch::channel(0);
     let persist = Persist {
+        health: StoreHealth::default(),
         sender: Some(sender),
         committed,
         thread: None,
@@ -275,4 +277,76 @@ fn a_checkpoint_at_shutdown_writes_every_node_through_the_store() {
     persist.shutdown();
     let stored = Store::open(dir.path()).expect("reopens").nodes().expect("nodes read");
     assert_eq!(stored.len(), fleet.heard);
+}
+
+fn ping(check_id: &str) -> Write {
+    Write::Ping {
+        record: rollcall_store::PingRecord {
+            check_id: check_id.into(),
+            signal: "success".into(),
+            rid: None,
+            duration_ms: None,
+            body: vec![0; 100],
+            body_len: 100,
+            body_truncated: false,
+            at_ms: 0,
+        },
+        keep: 10,
+    }
+}
+
+#[test]
+fn a_failing_store_sheds_checkpoints_and_past_its_bounds_ping_history_but_never_a_transition() {
+    let (mut thread, _dir) = thread();
+    let (sender, receiver) = mpsc::channel();
+    let now = std::time::Instant::now();
+    sender.send(bulk(vec![node("n1", 1, NodeState::Up)], false)).expect("alive");
+    sender.send(Job::Urgent(now, vec![node("n2", 2, NodeState::Down), ping("backup")])).expect("alive");
+    assert!(thread.receive(&receiver));
+    // Within the bounds, a failing store drops only the checkpoint chunk.
+    assert_eq!(thread.shed_while_failing(), 1, "the chunk is dropped and gives the owner its room back");
+    assert_eq!(thread.urgent.len(), 1);
+    assert_eq!(thread.urgent[0].1.len(), 2, "the ping stays while the queue is within its bounds");
+    // Past the bounds, ping history goes; the node's down stays.
+    let pings: Vec<Write> = (0..health::MAX_QUEUED_WRITES).map(|_| ping("backup")).collect();
+    sender.send(Job::Urgent(now, pings)).expect("alive");
+    assert!(thread.receive(&receiver));
+    assert_eq!(thread.shed_while_failing(), 0);
+    let left: Vec<&Write> = thread.urgent.iter().flat_map(|(_, writes)| writes).collect();
+    assert_eq!(left.len(), 1, "only the node's row is left");
+    assert_eq!(ids_and_states(&thread.urgent[0].1), vec![("n2".to_string(), 2, NodeState::Down)]);
+    let shed = thread.health.snapshot();
+    assert_eq!((shed.shed_pings, shed.shed_checkpoint_rows), (health::MAX_QUEUED_WRITES + 1, 1));
+}
+
+#[test]
+fn a_failed_transaction_goes_back_first_in_line_and_retries_take_a_few_jobs() {
+    let (mut thread, _dir) = thread();
+    let (sender, receiver) = mpsc::channel();
+    let now = std::time::Instant::now();
+    for i in 0..100 {
+        sender.send(Job::Urgent(now, vec![node(&format!("n{i}"), 1, NodeState::Down)])).expect("alive");
+    }
+    assert!(thread.receive(&receiver));
+    let failed = thread.next_transaction();
+    assert_eq!(failed.writes.len(), 100, "a healthy store commits everything queued at once");
+    thread.requeue(failed.queued_at.first().copied(), failed.writes);
+    sender.send(Job::Urgent(now, vec![node("late", 1, NodeState::Down)])).expect("alive");
+    assert!(thread.receive(&receiver));
+    let retry = thread.next_retry();
+    let ids: Vec<String> = ids_and_states(&retry.writes).into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(ids.len(), 101);
+    assert_eq!(
+        (ids[0].as_str(), ids[99].as_str(), ids[100].as_str()),
+        ("n0", "n99", "late"),
+        "the failed one first"
+    );
+    // A long queue is retried a few jobs at a time, oldest first.
+    for i in 0..200 {
+        sender.send(Job::Urgent(now, vec![node(&format!("m{i}"), 1, NodeState::Down)])).expect("alive");
+    }
+    assert!(thread.receive(&receiver));
+    let retry = thread.next_retry();
+    assert_eq!(retry.queued_at.len(), 64, "a few jobs per retry");
+    assert_eq!(ids_and_states(&retry.writes)[0].0, "m0");
 }
