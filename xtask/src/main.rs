@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 5] = [
+const PACKAGES: [(&str, &str); 8] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
@@ -61,6 +61,11 @@ const PACKAGES: [(&str, &str); 5] = [
     ("chromium", "/usr/bin/chromium"),
     // The peer test partitions a network namespace with nftables drop rules.
     ("nftables", "/usr/sbin/nft"),
+    // `[cluster]` talks to etcd over gRPC: etcd-client's build compiles etcd's protobuf files
+    // (protoc, and the well-known types it imports), and tests/cluster.rs runs a real etcd.
+    ("protobuf-compiler", "/usr/bin/protoc"),
+    ("libprotobuf-dev", "/usr/include/google/protobuf/descriptor.proto"),
+    ("etcd-server", "/usr/bin/etcd"),
 ];
 
 fn test() -> Result {

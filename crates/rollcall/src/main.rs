@@ -11,6 +11,7 @@ mod checks;
 mod cli;
 mod client;
 mod clock;
+mod cluster;
 mod demo;
 mod http_error;
 mod keygen;

@@ -46,6 +46,8 @@ pub struct Settings {
     /// Detection goals (`rollcall explain` judges the settings against them).
     pub goals: Goals,
     pub pings: PingSettings,
+    /// `[cluster]`: several monitors electing a leader through etcd (`None`: one monitor).
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// Limits of the HTTP ping path.
@@ -90,6 +92,7 @@ struct RawConfig {
     confirm: RawConfirm,
     #[serde(default)]
     goals: RawGoals,
+    cluster: Option<crate::cluster::RawCluster>,
 }
 
 /// `[goals]`: what the user wants, for the whole fleet, and per group in `[goals.group.NAME]`.
@@ -269,7 +272,9 @@ impl Settings {
             bail!("invalid configuration: api.protect_reads needs api.token (the token readers must send)");
         }
         let goals = goals(&raw.goals)?;
+        let cluster = raw.cluster.as_ref().map(crate::cluster::parse).transpose()?;
         Ok(Settings {
+            cluster,
             goals,
             per_node_series: raw.metrics.per_node_series.unwrap_or(10_000),
             protect_reads,

@@ -203,6 +203,8 @@ fn monitor_endpoints(api: &Api) {
     assert!(served.body == DOCUMENT, "/v1/openapi.json differs from docs/openapi.json: rebuild the monitor");
 
     let status = api.get("/v1/status", "/v1/status", 200).json();
+    // This monitor runs alone; tests/cluster.rs runs monitors with `[cluster]`.
+    api.get("/v1/cluster", "/v1/cluster", 404);
     assert_eq!(status["version"], api.doc["info"]["version"], "info.version follows the crate's version");
     assert_eq!(status["checks"], 2);
     assert_eq!(status["sinks"][0]["name"], "nowhere");

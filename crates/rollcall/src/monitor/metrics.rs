@@ -27,6 +27,7 @@ pub fn render(
     stats: &StatsSnapshot,
     sinks: &BTreeMap<String, SinkHealth>,
     outbox_depth: &[(String, u64)],
+    cluster: Option<&crate::cluster::ClusterStatus>,
 ) -> String {
     let mut registry = Registry::with_prefix("rollcall");
     let core = &stats.core;
@@ -173,6 +174,9 @@ pub fn render(
     render_confirm(&mut registry, stats);
     render_alerts(&mut registry, stats, sinks, outbox_depth);
     render_checks(&mut registry, stats);
+    if let Some(cluster) = cluster {
+        render_cluster(&mut registry, cluster);
+    }
 
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
@@ -369,4 +373,30 @@ fn render_confirm(registry: &mut Registry, stats: &StatsSnapshot) {
     let in_progress = Gauge::<i64>::default();
     in_progress.set(stats.confirmations_in_progress as i64);
     registry.register("confirmations_in_progress", "Suspect nodes being probed or rechecked", in_progress);
+}
+
+/// `[cluster]`: who leads, the fencing token, and etcd's health as this monitor sees it.
+fn render_cluster(registry: &mut Registry, cluster: &crate::cluster::ClusterStatus) {
+    let leader = Gauge::<i64>::default();
+    leader.set(i64::from(cluster.role == "leader"));
+    registry.register("cluster_leader", "1 while this monitor leads its cluster", leader);
+    let token = Gauge::<i64>::default();
+    token.set(cluster.fencing_token.unwrap_or(0));
+    registry.register(
+        "cluster_fencing_token",
+        "The current leader's fencing token (its election key's revision)",
+        token,
+    );
+    let up = Gauge::<i64>::default();
+    up.set(i64::from(cluster.etcd_reachable));
+    registry.register("cluster_etcd_up", "1 while the last request to etcd succeeded", up);
+    let members = Gauge::<i64>::default();
+    members.set(cluster.members.len() as i64);
+    registry.register("cluster_members", "Monitors registered in the cluster", members);
+    let errors = Counter::<u64>::default();
+    errors.inc_by(cluster.etcd_errors);
+    registry.register("cluster_etcd_errors", "Sessions with etcd that failed or could not be made", errors);
+    let won = Counter::<u64>::default();
+    won.inc_by(cluster.elections_won);
+    registry.register("cluster_elections_won", "Times this monitor became leader", won);
 }

@@ -136,6 +136,16 @@ pub async fn run(
         settings.api_token.clone(),
         settings.protect_reads,
     );
+    let (state, cluster_task) = match settings.cluster.clone() {
+        Some(cluster) => {
+            let (status_tx, status) =
+                tokio::sync::watch::channel(crate::cluster::session::initial_status(&cluster));
+            let task =
+                tokio::spawn(crate::cluster::session::run(cluster, http_addr, status_tx, stop_rx.clone()));
+            (state.with_cluster(wait_for_registration(status).await?), Some(task))
+        }
+        None => (state, None),
+    };
     let http_task = tokio::spawn(http::serve(http, state, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));
 
@@ -148,6 +158,9 @@ pub async fn run(
     let persist = owner_task.await.context("monitor task failed")??;
     delivery.join().await;
     let _ = http_task.await;
+    if let Some(task) = cluster_task {
+        let _ = task.await;
+    }
     // Every writer has stopped: flush what is queued and close the store.
     tokio::task::spawn_blocking(move || {
         let mut persist = persist;
@@ -155,6 +168,24 @@ pub async fn run(
     })
     .await?;
     Ok(())
+}
+
+/// Waits (a few seconds at most) until the cluster session has registered this monitor or
+/// found etcd unreachable: a monitor whose name another live monitor holds is refused at
+/// start, in one sentence; one that cannot reach etcd starts anyway and keeps trying.
+async fn wait_for_registration(
+    mut status: tokio::sync::watch::Receiver<crate::cluster::ClusterStatus>,
+) -> anyhow::Result<tokio::sync::watch::Receiver<crate::cluster::ClusterStatus>> {
+    let bound = std::time::Duration::from_secs(status.borrow().lease_ttl_seconds + 5);
+    let settled = status.wait_for(|status| !matches!(status.role, "connecting" | "candidate"));
+    let role = match tokio::time::timeout(bound, settled).await {
+        Ok(Ok(status)) => (status.role, status.etcd_error.clone()),
+        _ => ("candidate", None),
+    };
+    if let ("refused", Some(reason)) = role {
+        anyhow::bail!("{reason}");
+    }
+    Ok(status)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -47,6 +47,8 @@ pub struct AppState {
     api_token: Option<Arc<str>>,
     /// Reads of `/v1/...` need the token too.
     protect_reads: bool,
+    /// The cluster session's status, with `[cluster]`.
+    cluster: Option<watch::Receiver<crate::cluster::ClusterStatus>>,
     /// Turns true when the monitor stops: live streams end, so shutdown never waits on a
     /// connected client.
     stopping: watch::Receiver<bool>,
@@ -67,7 +69,24 @@ impl AppState {
         let api_token = api_token.map(Arc::from);
         // Replaced by the server's own stop signal in `serve`.
         let (_, stopping) = watch::channel(false);
-        AppState { commands, reader, clock, sinks, committed, store, api_token, protect_reads, stopping }
+        AppState {
+            commands,
+            reader,
+            clock,
+            sinks,
+            committed,
+            store,
+            api_token,
+            protect_reads,
+            cluster: None,
+            stopping,
+        }
+    }
+
+    /// With `[cluster]`: `/v1/cluster` and the cluster's metrics read this.
+    pub fn with_cluster(mut self, status: watch::Receiver<crate::cluster::ClusterStatus>) -> AppState {
+        self.cluster = Some(status);
+        self
     }
 
     /// Checks the bearer token of a write request. Nothing is changed when this fails.
@@ -140,6 +159,7 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut s
         .route("/v1/checks/{id}/pause", post(checks::pause))
         .route("/v1/checks/{id}/resume", post(checks::resume))
         .route("/v1/status", get(status))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/incidents", get(alerts::incidents))
         .route("/v1/sinks", get(alerts::sinks))
         .route("/v1/outbox", get(alerts::outbox))
@@ -171,6 +191,18 @@ async fn healthz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: the store cannot commit: {error}\n"))
                 .into_response()
         }
+    }
+}
+
+/// `/v1/cluster`: this monitor's view of its cluster (404 without `[cluster]`).
+async fn cluster(State(state): State<AppState>) -> Result<Json<crate::cluster::ClusterStatus>, ApiError> {
+    match &state.cluster {
+        Some(status) => Ok(Json(status.borrow().clone())),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "this monitor runs alone: add a [cluster] section to run several (docs/HA.md)".into(),
+        )),
     }
 }
 
@@ -223,7 +255,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let stats = state.ask(|reply| Command::Stats { reply }).await?;
     let depth = state.read(|store| store.outbox_depth()).await?;
     let sinks = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
-    let body = super::metrics::render(&stats, &sinks, &depth);
+    let cluster = state.cluster.as_ref().map(|status| status.borrow().clone());
+    let body = super::metrics::render(&stats, &sinks, &depth, cluster.as_ref());
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())

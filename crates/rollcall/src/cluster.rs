@@ -1,0 +1,174 @@
+//! `[cluster]`: several monitors, one leader, elected through etcd (docs/HA.md).
+//!
+//! Each monitor registers itself under `/{prefix}/{name}/members/{monitor}` on a session
+//! lease and campaigns in the election `/{prefix}/{name}/election`; the winner's election key
+//! revision is the fencing token. This is the first step of the issue "several monitors,
+//! one verdict": election, membership and their status (`/v1/cluster`, metrics,
+//! `rollcall cluster status`). Paging is not gated on leadership yet: every monitor still
+//! pages on its own view (docs/HA.md says what comes next). Heartbeats never touch etcd.
+//!
+//! Start reading at [`session::run`]; [`Tenure`] is the rule for how long a leader may act.
+
+pub mod session;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// `[cluster]` as written in the config file.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    name: Option<String>,
+    monitor: Option<String>,
+    #[serde(default)]
+    etcd: Vec<String>,
+    lease_ttl: Option<String>,
+    prefix: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// `[cluster]`, validated.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub name: String,
+    pub monitor: String,
+    pub etcd: Vec<String>,
+    pub lease_ttl: Duration,
+    pub prefix: String,
+    pub user: Option<(String, String)>,
+}
+
+impl ClusterSettings {
+    /// The key under which everything of this cluster lives: `/{prefix}/{name}`. Names and
+    /// the prefix are single path segments, so no two clusters' keys can nest.
+    pub fn root(&self) -> String {
+        format!("/{}/{}", self.prefix, self.name)
+    }
+
+    pub fn member_key(&self) -> String {
+        format!("{}/members/{}", self.root(), self.monitor)
+    }
+
+    pub fn election(&self) -> String {
+        format!("{}/election", self.root())
+    }
+}
+
+/// Checks `[cluster]`; the error is one sentence naming the bad setting.
+pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
+    let name = segment("cluster.name", raw.name.as_deref())?;
+    let monitor = segment("cluster.monitor", raw.monitor.as_deref())?;
+    let prefix = segment("cluster.prefix", Some(raw.prefix.as_deref().unwrap_or("rollcall")))?;
+    if raw.etcd.is_empty() {
+        bail!("cluster.etcd must list at least one etcd endpoint, e.g. [\"http://127.0.0.1:2379\"]");
+    }
+    for endpoint in &raw.etcd {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.len() < 10 {
+            bail!("cluster.etcd: {endpoint:?} is not an endpoint URL like http://10.0.0.1:2379");
+        }
+        if endpoint.starts_with("https://") {
+            bail!(
+                "cluster.etcd: {endpoint:?}: TLS to etcd is not supported yet (docs/HA.md); use http:// on a trusted network"
+            );
+        }
+    }
+    let lease_ttl = match &raw.lease_ttl {
+        None => Duration::from_secs(5),
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|error| anyhow::anyhow!("cluster.lease_ttl: {text:?} is not a duration ({error})"))?,
+    };
+    if lease_ttl < Duration::from_secs(2)
+        || lease_ttl > Duration::from_secs(60)
+        || lease_ttl.subsec_nanos() != 0
+    {
+        bail!("cluster.lease_ttl must be whole seconds from 2s to 60s (etcd leases count in seconds)");
+    }
+    let user = match (&raw.user, &raw.password) {
+        (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+        (None, None) => None,
+        _ => bail!("cluster.user and cluster.password go together: set both or neither"),
+    };
+    Ok(ClusterSettings { name, monitor, etcd: raw.etcd.clone(), lease_ttl, prefix, user })
+}
+
+/// A name that becomes one segment of an etcd key: letters, digits, `.`, `_`, `-`.
+fn segment(setting: &str, value: Option<&str>) -> anyhow::Result<String> {
+    let Some(value) = value else { bail!("{setting} is missing: [cluster] needs name, monitor and etcd") };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.is_empty() || value.len() > 64 || !value.chars().all(allowed) || value.starts_with('.') {
+        bail!(
+            "{setting} {value:?} must be 1 to 64 letters, digits, '.', '_' or '-' (it is one segment of an etcd key, so no '/')"
+        );
+    }
+    Ok(value.to_string())
+}
+
+/// How long a leader may act: until its last acknowledged lease renewal plus the TTL, minus
+/// a margin, all on its own monotonic clock. The renewal counts from when it was *sent*
+/// (etcd restarted the lease's clock later than that, so this errs early), and the margin
+/// covers a clock running up to 10 % faster on etcd's side than here, plus 100 ms. A leader
+/// paused past this instant (SIGSTOP, a VM stall) finds it passed when it resumes, before it
+/// does anything, and steps down; it never waits for a callback to learn it lost.
+#[derive(Clone, Copy, Debug)]
+pub struct Tenure {
+    ttl: Duration,
+    last_acknowledged: Option<Instant>,
+}
+
+impl Tenure {
+    pub fn new(ttl: Duration) -> Tenure {
+        Tenure { ttl, last_acknowledged: None }
+    }
+
+    pub fn margin(&self) -> Duration {
+        self.ttl / 10 + Duration::from_millis(100)
+    }
+
+    /// A renewal sent at `sent` was acknowledged with a live lease.
+    pub fn acknowledged(&mut self, sent: Instant) {
+        self.last_acknowledged = Some(self.last_acknowledged.map_or(sent, |last| last.max(sent)));
+    }
+
+    /// The last instant at which acting as leader is safe; `None` before any renewal.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.last_acknowledged.map(|sent| sent + self.ttl - self.margin())
+    }
+
+    pub fn is_valid(&self, now: Instant) -> bool {
+        self.valid_until().is_some_and(|until| now < until)
+    }
+}
+
+/// What `/v1/cluster` shows and metrics export.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct ClusterStatus {
+    pub name: String,
+    pub monitor: String,
+    pub etcd: Vec<String>,
+    /// Whether the last request to etcd succeeded.
+    pub etcd_reachable: bool,
+    /// The last etcd error, while unreachable.
+    pub etcd_error: Option<String>,
+    /// `connecting` (at start), `candidate` (registering), `leader`, `follower`,
+    /// `disconnected` (etcd unreachable), or `refused` (another monitor has this one's name).
+    pub role: &'static str,
+    /// The leading monitor's name, when known.
+    pub leader: Option<String>,
+    /// The leader's fencing token: the revision of its election key, increasing with every
+    /// change of leader.
+    pub fencing_token: Option<i64>,
+    pub lease_ttl_seconds: u64,
+    /// While leading: milliseconds left of the tenure (see [`Tenure`]).
+    pub tenure_left_ms: Option<u64>,
+    /// Registered monitors (their keys live as long as their sessions).
+    pub members: Vec<String>,
+    /// Failed requests to etcd since start.
+    pub etcd_errors: u64,
+    /// Times this monitor became leader.
+    pub elections_won: u64,
+}
+
+#[cfg(test)]
+mod tests;

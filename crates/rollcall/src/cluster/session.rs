@@ -1,0 +1,334 @@
+//! The monitor's side of the cluster: one task that keeps a session with etcd (a lease it
+//! renews), registers the monitor, campaigns for leadership, and publishes what it knows as a
+//! [`ClusterStatus`]. It never blocks the owner or the heartbeat path; etcd being away only
+//! changes the status (and the log says so every few seconds).
+//!
+//! Guards against what etcd 3.4 and etcd-client do under failure:
+//! - the lease keep-alive stream does not reconnect by itself when etcd's leader dies: a
+//!   renewal that fails or goes unanswered ends the session, and a new one is made;
+//! - `Campaign` can return success to a candidate whose lease has already expired: after
+//!   winning, the lease's remaining TTL and the election key are read back before leading;
+//! - a leader stops leading at the end of its [`Tenure`], measured on its own clock, even if
+//!   it hears nothing (a SIGSTOP, a VM stall, a partition).
+
+use super::{ClusterSettings, ClusterStatus, Tenure};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How often a disconnected monitor tries etcd again, and says so in the log.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a session ended.
+enum Ended {
+    Stopped,
+    /// Another live monitor holds this monitor's name: nothing more to do.
+    Refused(String),
+    /// etcd failed or the lease was lost: make a new session.
+    Lost(String),
+}
+
+/// Runs until `stop` turns true. `http` is this monitor's API address (stored with its
+/// registration, for `rollcall cluster status`).
+pub async fn run(
+    settings: ClusterSettings,
+    http: std::net::SocketAddr,
+    status: watch::Sender<ClusterStatus>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_log: Option<Instant> = None;
+    // The previous session's lease: its member key is this monitor's own, not a namesake's.
+    let mut previous_lease = None;
+    let mut next_endpoint = 0;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let ended = match connect(&settings, next_endpoint).await {
+            Ok(client) => session(client, &settings, http, &status, &mut stop, &mut previous_lease).await,
+            Err(error) => Ended::Lost(error),
+        };
+        next_endpoint += 1;
+        match ended {
+            Ended::Stopped => return,
+            Ended::Refused(reason) => {
+                tracing::error!(monitor = %settings.monitor, "{reason}");
+                status.send_modify(|status| {
+                    status.role = "refused";
+                    status.etcd_error = Some(reason.clone());
+                });
+                let _ = stop.wait_for(|stopping| *stopping).await;
+                return;
+            }
+            Ended::Lost(reason) => {
+                status.send_modify(|status| {
+                    status.etcd_reachable = false;
+                    status.etcd_error = Some(reason.clone());
+                    status.etcd_errors += 1;
+                    status.role = "disconnected";
+                    status.tenure_left_ms = None;
+                });
+                if last_log.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+                    tracing::warn!(cluster = %settings.name, endpoints = ?settings.etcd, "{reason}; detecting and paging on this monitor's own view meanwhile");
+                    last_log = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RECONNECT_EVERY) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// The status a monitor starts with, before it has heard from etcd.
+pub fn initial_status(settings: &ClusterSettings) -> ClusterStatus {
+    ClusterStatus {
+        name: settings.name.clone(),
+        monitor: settings.monitor.clone(),
+        etcd: settings.etcd.clone(),
+        role: "connecting",
+        lease_ttl_seconds: settings.lease_ttl.as_secs(),
+        ..ClusterStatus::default()
+    }
+}
+
+/// Connects to the first etcd member (from `start`, in turn) that answers. One member at a
+/// time: the client's balanced channel sends each request to the next endpoint, dead ones
+/// included, so with one member of three down every third request would fail. Any live
+/// member serves every request (it forwards to etcd's leader); when it dies, the session
+/// ends and the next member is tried.
+async fn connect(settings: &ClusterSettings, start: usize) -> Result<Client, String> {
+    let mut errors = Vec::new();
+    for offset in 0..settings.etcd.len() {
+        let endpoint = &settings.etcd[(start + offset) % settings.etcd.len()];
+        // Requests time out well within a lease, so a dead member is noticed in time.
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(settings.lease_ttl / 3)
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
+        if let Some((user, password)) = &settings.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        let attempt = async {
+            let mut client = Client::connect([endpoint.as_str()], Some(options)).await?;
+            client.status().await?;
+            Ok::<Client, etcd_client::Error>(client)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(client)) => return Ok(client),
+            Ok(Err(error)) => errors.push(format!("{endpoint}: {error}")),
+            Err(_) => errors.push(format!("{endpoint}: no answer within 2 s")),
+        }
+    }
+    Err(format!("cannot reach etcd ({})", errors.join("; ")))
+}
+
+/// One session: a lease, the registration, then campaigning (or leading) until the lease
+/// is lost or the monitor stops. Every etcd call is bounded by the client's timeout.
+async fn session(
+    mut client: Client,
+    settings: &ClusterSettings,
+    http: std::net::SocketAddr,
+    status: &watch::Sender<ClusterStatus>,
+    stop: &mut watch::Receiver<bool>,
+    previous_lease: &mut Option<i64>,
+) -> Ended {
+    let lost = |what: &str, error: etcd_client::Error| Ended::Lost(format!("{what}: {error}"));
+    let ttl_secs = settings.lease_ttl.as_secs() as i64;
+    let granted_at = Instant::now();
+    let lease = match client.lease_grant(ttl_secs, None).await {
+        Ok(lease) => lease.id(),
+        Err(error) => return lost("cannot grant a lease", error),
+    };
+    let mut tenure = Tenure::new(settings.lease_ttl);
+    tenure.acknowledged(granted_at);
+    status.send_modify(|status| {
+        status.etcd_reachable = true;
+        status.etcd_error = None;
+        status.role = "candidate";
+    });
+    let previous = previous_lease.replace(lease);
+    if let Err(ended) = register(&mut client, settings, http, (previous, lease), stop).await {
+        let _ = client.lease_revoke(lease).await;
+        return ended;
+    }
+    let (mut keeper, mut renewals) = match client.lease_keep_alive(lease).await {
+        Ok(pair) => pair,
+        Err(error) => return lost("cannot renew the lease", error),
+    };
+    let mut campaign_client = client.clone();
+    let election = settings.election();
+    let monitor = settings.monitor.clone();
+    let campaign = campaign_client.campaign(election.clone(), monitor, lease);
+    tokio::pin!(campaign);
+    let mut leading: Option<i64> = None;
+    let mut renew = tokio::time::interval(settings.lease_ttl / 3);
+    let mut look = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                // Step down at once, so another monitor leads without waiting out the lease.
+                let _ = client.lease_revoke(lease).await;
+                return Ended::Stopped;
+            }
+            _ = renew.tick() => {
+                let sent = Instant::now();
+                let answered = async {
+                    keeper.keep_alive().await?;
+                    renewals.message().await
+                };
+                match tokio::time::timeout(settings.lease_ttl / 3, answered).await {
+                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => tenure.acknowledged(sent),
+                    Ok(Ok(_)) => return Ended::Lost("the session's lease expired".into()),
+                    Ok(Err(error)) => return lost("lease renewal failed", error),
+                    Err(_) => return Ended::Lost("lease renewal went unanswered".into()),
+                }
+            }
+            won = &mut campaign, if leading.is_none() => {
+                let key = match won {
+                    Ok(answer) => answer.leader().cloned(),
+                    Err(error) => return lost("campaign failed", error),
+                };
+                let Some(key) = key else { return Ended::Lost("campaign answered without a leader key".into()) };
+                // Phantom leadership: Campaign may answer after the lease has expired.
+                match confirm_leadership(&mut client, lease, key.key(), key.rev()).await {
+                    Ok(true) if tenure.is_valid(Instant::now()) => {
+                        leading = Some(key.rev());
+                        tracing::info!(cluster = %settings.name, fencing_token = key.rev(), "this monitor leads");
+                        status.send_modify(|status| {
+                            status.role = "leader";
+                            status.leader = Some(settings.monitor.clone());
+                            status.fencing_token = Some(key.rev());
+                            status.elections_won += 1;
+                        });
+                    }
+                    Ok(_) => return Ended::Lost("won an election on a lease that had expired (refused to lead)".into()),
+                    Err(error) => return lost("cannot confirm leadership", error),
+                }
+            }
+            _ = look.tick() => {}
+        }
+        let now = Instant::now();
+        if !tenure.is_valid(now) {
+            if leading.is_some() {
+                tracing::warn!(cluster = %settings.name, "the leader's tenure ran out (paused or cut off): stepping down");
+            }
+            return Ended::Lost("the session's tenure ran out before a renewal was acknowledged".into());
+        }
+        if let Err(error) = refresh(&mut client, settings, leading, &tenure, status).await {
+            return lost("cannot read the cluster", error);
+        }
+    }
+}
+
+/// Creates this monitor's member key on `lease`, unless another live session holds it. A
+/// key left by this monitor's previous run (killed) vanishes when that run's lease expires,
+/// so it is waited for up to one TTL and a second before the name is refused.
+async fn register(
+    client: &mut Client,
+    settings: &ClusterSettings,
+    http: std::net::SocketAddr,
+    (previous, lease): (Option<i64>, i64),
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), Ended> {
+    let key = settings.member_key();
+    // This monitor's own key from its previous session (etcd became unreachable, the lease
+    // may still be alive): taken over at once rather than waited out.
+    if let Some(previous) = previous {
+        let take_over = Txn::new()
+            .when([Compare::lease(key.clone(), CompareOp::Equal, previous)])
+            .and_then([TxnOp::put(key.clone(), "", Some(PutOptions::new().with_lease(lease)))]);
+        match client.txn(take_over).await {
+            Ok(answer) if answer.succeeded() => {
+                let _ = client.lease_revoke(previous).await;
+            }
+            Ok(_) => {}
+            Err(error) => return Err(Ended::Lost(format!("cannot register: {error}"))),
+        }
+    }
+    let value = serde_json::json!({ "http": http.to_string(), "pid": std::process::id() }).to_string();
+    let deadline = Instant::now() + settings.lease_ttl + Duration::from_secs(1);
+    loop {
+        let create = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), value.clone(), Some(PutOptions::new().with_lease(lease)))]);
+        match client.txn(create).await {
+            Ok(answer) if answer.succeeded() => return Ok(()),
+            Ok(_) if Instant::now() >= deadline => {
+                return Err(Ended::Refused(format!(
+                    "another live monitor is named {:?} in cluster {:?}; give each monitor its own [cluster] monitor name",
+                    settings.monitor, settings.name
+                )));
+            }
+            Ok(_) => {}
+            Err(error) => return Err(Ended::Lost(format!("cannot register: {error}"))),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => return Err(Ended::Stopped),
+        }
+    }
+}
+
+/// True when the lease is still alive and the election key is the one the campaign made.
+async fn confirm_leadership(
+    client: &mut Client,
+    lease: i64,
+    key: &[u8],
+    rev: i64,
+) -> Result<bool, etcd_client::Error> {
+    let alive = client.lease_time_to_live(lease, None).await?.ttl() > 0;
+    let stored = client.get(key.to_vec(), None).await?;
+    let ours = stored.kvs().first().is_some_and(|kv| kv.create_revision() == rev && kv.lease() == lease);
+    Ok(alive && ours)
+}
+
+/// Reads who leads and who is registered, and publishes it.
+async fn refresh(
+    client: &mut Client,
+    settings: &ClusterSettings,
+    leading: Option<i64>,
+    tenure: &Tenure,
+    status: &watch::Sender<ClusterStatus>,
+) -> Result<(), etcd_client::Error> {
+    let prefix = format!("{}/members/", settings.root());
+    let members = client.get(prefix.clone(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+    let members: Vec<String> = members
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key_str().ok()?.strip_prefix(&prefix).map(str::to_string))
+        .collect();
+    let leader = match leading {
+        Some(_) => None,
+        None => match client.leader(settings.election()).await {
+            Ok(answer) => {
+                answer.kv().map(|kv| (kv.value_str().unwrap_or("?").to_string(), kv.create_revision()))
+            }
+            // No leader yet: etcd answers "election: no leader".
+            Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("no leader") => None,
+            Err(error) => return Err(error),
+        },
+    };
+    let now = Instant::now();
+    status.send_modify(|status| {
+        status.etcd_reachable = true;
+        status.etcd_error = None;
+        status.members = members;
+        match leading {
+            Some(_) => {
+                status.tenure_left_ms =
+                    tenure.valid_until().map(|until| until.saturating_duration_since(now).as_millis() as u64);
+            }
+            None => {
+                status.role = "follower";
+                status.tenure_left_ms = None;
+                status.leader = leader.as_ref().map(|(name, _)| name.clone());
+                status.fencing_token = leader.map(|(_, token)| token);
+            }
+        }
+    });
+    Ok(())
+}

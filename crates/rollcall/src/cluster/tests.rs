@@ -1,0 +1,52 @@
+use super::*;
+
+fn raw(toml_text: &str) -> RawCluster {
+    toml::from_str(toml_text).expect("valid TOML for RawCluster")
+}
+
+#[test]
+fn a_cluster_section_is_read_with_defaults() {
+    let settings =
+        parse(&raw("name = \"prod\"\nmonitor = \"m1\"\netcd = [\"http://127.0.0.1:2379\"]")).expect("valid");
+    assert_eq!(settings.lease_ttl, Duration::from_secs(5));
+    assert_eq!(settings.member_key(), "/rollcall/prod/members/m1");
+    assert_eq!(settings.election(), "/rollcall/prod/election");
+}
+
+#[test]
+fn mistakes_are_named_in_one_sentence() {
+    for (text, expected) in [
+        ("monitor = \"m1\"\netcd = [\"http://a:1\"]", "cluster.name is missing"),
+        ("name = \"prod/eu\"\nmonitor = \"m1\"\netcd = [\"http://a:1\"]", "no '/'"),
+        ("name = \"prod\"\nmonitor = \"m/1\"\netcd = [\"http://a:1\"]", "cluster.monitor"),
+        ("name = \"prod\"\nmonitor = \"m1\"\nprefix = \"a/b\"\netcd = [\"http://a:1\"]", "cluster.prefix"),
+        ("name = \"prod\"\nmonitor = \"m1\"", "cluster.etcd must list"),
+        ("name = \"prod\"\nmonitor = \"m1\"\netcd = [\"10.0.0.1:2379\"]", "not an endpoint URL"),
+        ("name = \"prod\"\nmonitor = \"m1\"\netcd = [\"http://a:1\"]\nlease_ttl = \"1s\"", "lease_ttl"),
+        (
+            "name = \"prod\"\nmonitor = \"m1\"\netcd = [\"http://a:1\"]\nlease_ttl = \"2500ms\"",
+            "whole seconds",
+        ),
+        ("name = \"prod\"\nmonitor = \"m1\"\netcd = [\"http://a:1\"]\nuser = \"root\"", "go together"),
+    ] {
+        let error = parse(&raw(text)).err().unwrap_or_else(|| panic!("{text:?} was accepted")).to_string();
+        assert!(error.contains(expected), "{text:?}: {error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
+}
+
+#[test]
+fn a_leader_acts_until_its_last_acknowledged_renewal_plus_ttl_minus_a_margin() {
+    let start = Instant::now();
+    let mut tenure = Tenure::new(Duration::from_secs(5));
+    assert!(!tenure.is_valid(start), "no renewal acknowledged yet: no tenure");
+    tenure.acknowledged(start);
+    let until = tenure.valid_until().expect("a tenure");
+    assert_eq!(until - start, Duration::from_millis(5_000 - 600), "TTL minus 10 % and 100 ms");
+    assert!(tenure.is_valid(until - Duration::from_millis(1)));
+    assert!(!tenure.is_valid(until), "not one instant past it");
+    // An older acknowledgement arriving late never moves the tenure back.
+    tenure.acknowledged(start + Duration::from_secs(1));
+    tenure.acknowledged(start);
+    assert_eq!(tenure.valid_until(), Some(start + Duration::from_millis(5_400)));
+}

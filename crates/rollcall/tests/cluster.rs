@@ -1,0 +1,168 @@
+//! `[cluster]` against a real three-member etcd on loopback: one leader among the monitors,
+//! failover with a higher fencing token, a paused leader that steps down, a duplicate name
+//! refused, and an unreachable etcd that does not stop a monitor from starting.
+//!
+//! Paging is not yet gated on leadership (docs/HA.md); these tests cover the election.
+
+#[path = "support/etcd.rs"]
+mod etcd;
+mod support;
+
+use etcd::Etcd;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::time::Duration;
+use support::{Monitor, Sandbox};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn config(endpoints: &str, monitor: &str) -> String {
+    format!("[cluster]\nname = \"prod\"\nmonitor = \"{monitor}\"\netcd = [{endpoints}]\nlease_ttl = \"2s\"\n")
+}
+
+fn cluster(monitor: &Monitor) -> Value {
+    let (status, body) = monitor.get_json("/v1/cluster");
+    assert_eq!(status, 200, "GET /v1/cluster: {body}");
+    body
+}
+
+/// Waits until exactly one of `monitors` says it leads and the others name it; returns its
+/// index and fencing token.
+fn wait_for_one_leader(monitors: &[&Monitor]) -> (usize, i64) {
+    let mut found = (0, 0);
+    monitors[0].wait_until(PATIENCE, "one leader that every monitor names", || {
+        let views: Vec<Value> = monitors.iter().map(|monitor| cluster(monitor)).collect();
+        let leaders: Vec<usize> = (0..views.len()).filter(|&i| views[i]["role"] == "leader").collect();
+        let [leader] = leaders.as_slice() else { return Err(format!("leaders: {leaders:?} in {views:?}")) };
+        let name = &views[*leader]["monitor"];
+        let token = views[*leader]["fencing_token"].as_i64().unwrap_or(0);
+        let agreed = views.iter().all(|view| &view["leader"] == name && view["fencing_token"] == token);
+        if !agreed {
+            return Err(format!("not agreed yet: {views:?}"));
+        }
+        found = (*leader, token);
+        Ok(())
+    });
+    found
+}
+
+#[test]
+fn two_monitors_elect_one_leader_and_fail_over_with_a_higher_token() {
+    let dir = Sandbox::new();
+    let mut etcd = Etcd::start(dir.path());
+    let endpoints = etcd.endpoints_toml();
+    let sandboxes = [Sandbox::new(), Sandbox::new()];
+    let mut monitors: Vec<Option<Monitor>> = ["m1", "m2"]
+        .iter()
+        .zip(&sandboxes)
+        .map(|(name, sandbox)| Some(Monitor::start(sandbox, &config(&endpoints, name))))
+        .collect();
+    let both: Vec<&Monitor> = monitors.iter().flatten().collect();
+    let (leader, token) = wait_for_one_leader(&both);
+    assert!(token > 0, "a fencing token is an etcd revision");
+    both[0].wait_until(PATIENCE, "both monitors are registered", || {
+        let members = cluster(both[0])["members"].clone();
+        if members == serde_json::json!(["m1", "m2"]) { Ok(()) } else { Err(members.to_string()) }
+    });
+    assert_eq!(both[leader].metrics().get("rollcall_cluster_leader"), 1.0);
+
+    // One etcd member dies: the cluster keeps its quorum, and the leader keeps leading.
+    etcd.kill(2);
+    let (same, same_token) = wait_for_one_leader(&both);
+    assert_eq!((same, same_token), (leader, token), "losing one of three etcd members changes nothing");
+
+    // The leader dies: the other one leads, with a higher token.
+    monitors[leader].take().expect("running").crash();
+    let survivor = monitors.iter().flatten().next().expect("one monitor is left");
+    let (_, new_token) = wait_for_one_leader(&[survivor]);
+    assert!(new_token > token, "the new leader's token {new_token} is above the old one's {token}");
+    let alive = ["m1", "m2"][1 - leader];
+    survivor.wait_until(PATIENCE, "the dead one's member key expires with its lease", || {
+        let members = cluster(survivor)["members"].clone();
+        if members == serde_json::json!([alive]) { Ok(()) } else { Err(members.to_string()) }
+    });
+}
+
+#[test]
+fn a_leader_paused_past_its_lease_steps_down_and_the_other_leads() {
+    let dir = Sandbox::new();
+    let etcd = Etcd::start(dir.path());
+    let endpoints = etcd.endpoints_toml();
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    let m1 = Monitor::start(&a, &config(&endpoints, "m1"));
+    let m2 = Monitor::start(&b, &config(&endpoints, "m2"));
+    let (leader, token) = wait_for_one_leader(&[&m1, &m2]);
+    let (paused, other) = if leader == 0 { (&m1, &m2) } else { (&m2, &m1) };
+    paused.signal(Signal::SIGSTOP);
+    let mut taken_over = 0;
+    other.wait_until(PATIENCE, "the other monitor leads", || {
+        let view = cluster(other);
+        taken_over = view["fencing_token"].as_i64().unwrap_or(0);
+        if view["role"] == "leader" { Ok(()) } else { Err(view.to_string()) }
+    });
+    assert!(taken_over > token);
+    paused.signal(Signal::SIGCONT);
+    // Resumed, the old leader finds its tenure gone and steps down; it never leads again
+    // with its old token.
+    let (leader_after, token_after) = wait_for_one_leader(&[&m1, &m2]);
+    assert_ne!(leader_after, leader, "the resumed monitor does not lead");
+    assert_eq!(token_after, taken_over);
+    let resumed = cluster(paused);
+    assert_eq!(resumed["role"], "follower", "{resumed}");
+}
+
+#[test]
+fn a_second_monitor_with_the_same_name_is_refused_in_one_sentence() {
+    let dir = Sandbox::new();
+    let etcd = Etcd::start(dir.path());
+    let endpoints = etcd.endpoints_toml();
+    let first_box = Sandbox::new();
+    let first = Monitor::start(&first_box, &config(&endpoints, "m1"));
+    wait_for_one_leader(&[&first]);
+    let second = Sandbox::new();
+    let file = second.write_file("dup", "toml", &config(&endpoints, "m1"));
+    let path = |p: &std::path::Path| p.display().to_string();
+    let args: Vec<String> = vec![
+        "monitor".into(),
+        "--udp".into(),
+        "127.0.0.1:0".into(),
+        "--http".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        path(&second.data_dir()),
+        "--key-file".into(),
+        path(&second.key_file()),
+        "--config".into(),
+        path(&file),
+    ];
+    let exited = second.run_to_exit(&args);
+    assert!(!exited.status.success(), "{exited:?}");
+    let message = exited.stderr.lines().filter(|line| line.starts_with("rollcall: ")).collect::<Vec<_>>();
+    assert_eq!(message.len(), 1, "{}", exited.stderr);
+    assert!(message[0].contains("another live monitor is named \"m1\""), "{}", message[0]);
+    assert_eq!(cluster(&first)["role"], "leader", "the first one is untouched");
+}
+
+#[test]
+fn a_monitor_whose_etcd_is_unreachable_starts_and_says_so() {
+    let sandbox = Sandbox::new();
+    // A port nothing listens on.
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
+    let monitor = Monitor::start(&sandbox, &config(&format!("\"http://127.0.0.1:{port}\""), "m1"));
+    monitor.wait_until(PATIENCE, "/v1/cluster says etcd is unreachable", || {
+        let view = cluster(&monitor);
+        let said = view["role"] == "disconnected"
+            && view["etcd_reachable"] == false
+            && view["etcd_error"].is_string();
+        if said { Ok(()) } else { Err(view.to_string()) }
+    });
+    assert_eq!(monitor.metrics().get("rollcall_cluster_etcd_up"), 0.0);
+    monitor.wait_until(PATIENCE, "the log says so", || {
+        let log = monitor.stderr_tail();
+        if log.contains("on this monitor's own view meanwhile") { Ok(()) } else { Err(log) }
+    });
+    let (status, body) = monitor.get_text("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "detection goes on without etcd");
+    monitor.stop(Signal::SIGTERM);
+}
