@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 5] = [
+const PACKAGES: [(&str, &str); 6] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
@@ -61,6 +61,8 @@ const PACKAGES: [(&str, &str); 5] = [
     ("chromium", "/usr/bin/chromium"),
     // The peer test partitions a network namespace with nftables drop rules.
     ("nftables", "/usr/sbin/nft"),
+    // The checks' wall-clock test steps the monitor's clock with libfaketime.
+    ("faketime", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
 ];
 
 fn test() -> Result {

@@ -222,6 +222,32 @@ impl Checks {
         self.observed_from = Some(self.observed_from.map_or(resumed, |from| from.max(resumed)));
     }
 
+    /// The wall clock was stepped (NTP, a VM restored from a snapshot, a suspended machine):
+    /// `wall_ms` is a fresh reading at `now`. The deadlines kept as wall times (cron
+    /// deadlines, the ends of maintenance windows) are mapped to the monotonic clock again.
+    ///
+    /// A step back makes them wait until the wall clock passes them. A step forward brings
+    /// them sooner: a window whose end the step passed ends at once, but a cron deadline comes
+    /// no sooner than one grace from `now`, because a cron daemon on the stepped clock starts
+    /// the jobs the step skipped only after it (Vixie cron and cronie run them at once).
+    /// One pass over the checks; steps are rare.
+    pub fn handle_wall_step(&mut self, now: Instant, wall_ms: u64) {
+        self.stats.wall_steps += 1;
+        for index in 0..self.slots.len() {
+            let Some(check) = self.slots[index].as_mut() else { continue };
+            let grace = check.grace();
+            if let Some(Due { wall_ms: Some(due_wall), .. }) = check.due {
+                let due = Due { at: wall_to_instant(due_wall, now, wall_ms), wall_ms: Some(due_wall) };
+                check.due = Some(push_back(due, now + grace));
+            }
+            if let Some((until, _)) = check.paused_until {
+                check.paused_until = Some((until, wall_to_instant(until, now, wall_ms).max(now)));
+            }
+            // Slots are indexed by u32 (see `insert`).
+            self.reschedule(index as u32);
+        }
+    }
+
     /// Counts a ping the shell refused before it reached the table: a bad signal, a rate
     /// limit. Changes nothing else.
     pub fn record_rejection(&mut self, error: PingError) {
@@ -586,7 +612,7 @@ impl Checks {
         let check = self.get_mut(index);
         match check.state {
             NodeState::Paused => {
-                let Some((until, _)) = check.paused_until else { return };
+                let Some((until, mapped)) = check.paused_until else { return };
                 if wall_ms < until {
                     // The wall clock was stepped back, or ran slower: the window is not over.
                     check.paused_until = Some((until, wall_to_instant(until, now, wall_ms)));
@@ -594,8 +620,10 @@ impl Checks {
                     self.reschedule(index);
                 } else {
                     // A window that ended before the table watched the check (it ended while
-                    // the daemon was down) ends, for the table, when it started watching.
-                    let end = wall_to_instant(until, now, wall_ms).max(check.watch_from);
+                    // the daemon was down) ends, for the table, when it started watching; one
+                    // that a step forward jumped over ends at the step (or, unreported, when
+                    // its monotonic instant came), so its full deadline is counted from there.
+                    let end = wall_to_instant(until, now, wall_ms).max(check.watch_from).max(mapped);
                     let end_wall = wall_ms.saturating_sub(millis(now - end));
                     self.end_pause(index, end, end_wall, now, wall_ms);
                 }
@@ -629,8 +657,10 @@ impl Checks {
                     check.due = Some(Due { at: wall_to_instant(due_wall, now, wall_ms), ..due });
                     deferred = true;
                 }
-                Some(due_wall) => late = Some(wall_to_instant(due_wall, now, wall_ms)),
-                None => late = Some(due.at),
+                // Dated on the monotonic clock: after a step forward that the shell did not
+                // report, the wall time of the deadline maps to before the step, perhaps
+                // before the success it was counted from.
+                Some(_) | None => late = Some(due.at),
             }
         }
         if let Some(run) = check.expire_runs(now) {

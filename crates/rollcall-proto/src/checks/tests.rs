@@ -3,6 +3,7 @@
 
 mod cron;
 mod pause;
+mod steps;
 
 use super::*;
 use proptest::prelude::*;

@@ -346,6 +346,8 @@ pub struct ChecksStats {
     /// Cron schedules for which no next tick was found (the check then has no schedule
     /// deadline until its next success).
     pub cron_misses: u64,
+    /// Steps of the wall clock the shell reported ([`super::Checks::handle_wall_step`]).
+    pub wall_steps: u64,
 }
 
 impl ChecksStats {

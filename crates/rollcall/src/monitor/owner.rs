@@ -10,7 +10,7 @@ pub use silences::{SilenceCommand, SilenceJson};
 use super::persist::Persist;
 use crate::alerts::build;
 use crate::alerts::sinks::SinkConfig;
-use crate::clock::Clock;
+use crate::clock::{Clock, WallWatch};
 use crate::settings::Settings;
 use checks::{CheckState, start_checks};
 use prometheus_client::metrics::histogram::Histogram;
@@ -158,6 +158,8 @@ pub struct Owner {
     alerter: Alerter,
     sinks: Vec<SinkConfig>,
     clock: Clock,
+    /// Notices steps of the wall clock, which the check table must hear of.
+    wall_watch: WallWatch,
     udp: tokio::net::UdpSocket,
     receiver: super::udp::Receiver,
     commands: mpsc::Receiver<Command>,
@@ -240,6 +242,7 @@ impl Owner {
             alerter,
             sinks: settings.sinks.clone(),
             clock,
+            wall_watch: WallWatch::new(now, wall_ms),
             udp,
             receiver: super::udp::Receiver::new(),
             commands: rx,
@@ -300,11 +303,19 @@ impl Owner {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             let now = self.clock.now();
+            let wall_ms = self.clock.wall_now_ms();
             if self.core.poll_timeout() <= now {
                 self.core.handle_timeout(now);
             }
+            if let Some(step_ms) = self.wall_watch.observe(now, wall_ms) {
+                tracing::warn!(
+                    step_ms,
+                    "the wall clock was stepped; cron deadlines and maintenance windows follow it"
+                );
+                self.checks.table.handle_wall_step(now, wall_ms.max(0) as u64);
+            }
             if self.checks.table.poll_timeout().is_some_and(|due| due <= now) {
-                self.checks.table.handle_timeout(now, self.clock.wall_ms(now).max(0) as u64);
+                self.checks.table.handle_timeout(now, wall_ms.max(0) as u64);
             }
             self.drain_events();
             if self.alerter.poll_timeout().is_some_and(|due| due <= now) {
