@@ -24,8 +24,8 @@ mod spec;
 mod types;
 
 pub use spec::{
-    CheckSpec, MAX_CRON_EXPRESSION, MAX_DESCRIPTION, MAX_SPAN, MAX_TOKEN_LEN, MIN_SPAN, MIN_TOKEN_LEN,
-    Schedule,
+    CheckSpec, MAX_CRON_EXPRESSION, MAX_DESCRIPTION, MAX_SLUG, MAX_SPAN, MAX_TOKEN_LEN, MIN_SPAN,
+    MIN_TOKEN_LEN, Schedule, validate_slug,
 };
 pub use types::{
     CheckError, CheckEvent, CheckRecord, CheckView, ChecksConfig, ChecksStats, MAX_RID, Outcome, Ping,
@@ -66,6 +66,8 @@ pub struct Checks {
     by_id: BTreeMap<Arc<str>, u32>,
     /// By SHA-256 of the token, so that a lookup compares digests, never the secret itself.
     by_token: BTreeMap<[u8; 32], u32>,
+    /// By slug (`/ping/<ping-key>/<slug>`); the ping key, checked by the shell, is the secret.
+    by_slug: BTreeMap<Arc<str>, u32>,
     /// Every pending deadline, with its check's index.
     timers: BTreeSet<(Instant, u32)>,
     events: VecDeque<CheckEvent>,
@@ -84,6 +86,7 @@ impl Checks {
             free: Vec::new(),
             by_id: BTreeMap::new(),
             by_token: BTreeMap::new(),
+            by_slug: BTreeMap::new(),
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             stats: ChecksStats::default(),
@@ -121,6 +124,11 @@ impl Checks {
     /// The check a ping URL names, if any.
     pub fn by_token(&self, token: &str) -> Option<CheckView<'_>> {
         self.index_of_token(token).map(|index| self.view(index))
+    }
+
+    /// The check a slug names, if any.
+    pub fn by_slug(&self, slug: &str) -> Option<CheckView<'_>> {
+        self.by_slug.get(slug).map(|&index| self.view(index))
     }
 
     /// What the store keeps of a check.
@@ -283,9 +291,21 @@ impl Checks {
         if self.by_token.get(&new_key).is_some_and(|&other| other != index) {
             return Err(CheckError::DuplicateToken);
         }
+        if let Some(slug) = spec.slug()
+            && self.by_slug.get(slug).is_some_and(|&other| other != index)
+        {
+            return Err(CheckError::DuplicateSlug(slug.into()));
+        }
         let schedule = spec.schedule.compile().map_err(CheckError::Invalid)?;
         self.by_token.remove(&old_key);
         self.by_token.insert(new_key, index);
+        if let Some(old_slug) = self.get(index).spec.slug() {
+            let old_slug: Arc<str> = old_slug.into();
+            self.by_slug.remove(&old_slug);
+        }
+        if let Some(slug) = spec.slug() {
+            self.by_slug.insert(slug.into(), index);
+        }
         let check = self.get_mut(index);
         let changed = check.spec.schedule != spec.schedule;
         check.spec = spec;
@@ -304,6 +324,9 @@ impl Checks {
         self.set_timer(index, None);
         let check = self.slots[index as usize].take().expect("by_id only names occupied slots");
         self.by_token.remove(&token_key(&check.spec.token));
+        if let Some(slug) = check.spec.slug() {
+            self.by_slug.remove(slug);
+        }
         self.stats.checks_by_state[check.state.index()] -= 1;
         self.free.push(index);
         true
@@ -460,6 +483,9 @@ impl Checks {
         if self.by_token.contains_key(&token_key(&spec.token)) {
             return Err(CheckError::DuplicateToken);
         }
+        if let Some(slug) = spec.slug().filter(|slug| self.by_slug.contains_key(*slug)) {
+            return Err(CheckError::DuplicateSlug(slug.into()));
+        }
         if self.by_id.len() >= self.config.max_checks {
             self.stats.capacity_refused += 1;
             return Err(CheckError::Capacity(self.config.max_checks));
@@ -478,6 +504,7 @@ impl Checks {
     ) -> u32 {
         let id: Arc<str> = spec.id.as_str().into();
         let token = token_key(&spec.token);
+        let slug: Option<Arc<str>> = spec.slug().map(Arc::from);
         let check = Check {
             id: id.clone(),
             spec,
@@ -510,6 +537,9 @@ impl Checks {
         };
         self.by_id.insert(id, index);
         self.by_token.insert(token, index);
+        if let Some(slug) = slug {
+            self.by_slug.insert(slug, index);
+        }
         self.stats.checks_by_state[state.index()] += 1;
         index
     }

@@ -114,7 +114,8 @@ pub async fn run(
         committed,
         settings.api_token.clone(),
         settings.protect_reads,
-    );
+    )
+    .with_ping_key(settings.pings.ping_key.clone());
     let http_task = tokio::spawn(http::serve(http, state, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));
 

@@ -4,7 +4,7 @@
 mod checks;
 mod silences;
 
-pub use checks::{CheckCommand, CheckFailure, PingRefusal};
+pub use checks::{CheckCommand, CheckFailure, PingRefusal, PingTarget};
 pub use silences::{SilenceCommand, SilenceJson};
 
 use super::persist::Persist;
@@ -505,8 +505,8 @@ impl Owner {
         while let Some(command) = next.take() {
             answered += 1;
             match command {
-                Command::Check(CheckCommand::Ping { token, suffix, rid, body, source, reply }) => {
-                    let result = self.ping(&token, suffix.as_deref(), rid.as_deref(), &body, source);
+                Command::Check(CheckCommand::Ping { target, suffix, rid, body, source, reply }) => {
+                    let result = self.ping(target, suffix.as_deref(), rid.as_deref(), &body, source);
                     pinged.push((reply, result));
                 }
                 other => {
