@@ -125,6 +125,22 @@ fn create_1_makes_a_missing_check_only_when_auto_provisioning_is_on() {
     // A name outside the slug grammar is never made.
     assert_eq!(curl_status(&url("Bad.Slug?create=1")), 404);
     assert_eq!(monitor.get_json("/v1/checks/Bad.Slug").0, 404);
+
+    // The made check is the API's: it survives a crash, and still answers to its slug.
+    // Its transitions are read from the store, and were queued after its row: once they are
+    // there, so is the row.
+    monitor.wait_until(WAIT, "the made check is stored", || {
+        let (_, events) = monitor.get_json("/v1/events?kind=check&node=fresh-job");
+        let count = events.as_array().map_or(0, Vec::len);
+        if count == 2 { Ok(()) } else { Err(events.to_string()) }
+    });
+    monitor.crash();
+    let monitor = Monitor::start(&sandbox, &config(true));
+    let url = |path: &str| format!("http://{}/ping/{PING_KEY}/{path}", monitor.http);
+    cron_curl(&[&url("fresh-job")]);
+    let fresh = check(&monitor, "fresh-job");
+    assert_eq!((&fresh["state"], &fresh["slug"]), (&json!("up"), &json!("fresh-job")), "{fresh}");
+    assert_eq!(fresh["pings"].as_array().map(Vec::len), Some(3), "{fresh}");
 }
 
 #[test]
