@@ -236,17 +236,20 @@ impl Checks {
     ///
     /// A step back makes them wait until the wall clock passes them. A step forward brings
     /// them sooner: a window whose end the step passed ends at once, but a cron deadline comes
-    /// no sooner than one grace from `now`, because a cron daemon on the stepped clock starts
-    /// the jobs the step skipped only after it (Vixie cron and cronie run them at once).
+    /// no sooner than one grace from `now` (and no later than it was due before), because a cron
+    /// daemon on the stepped clock starts the jobs the step skipped only after it (Vixie cron
+    /// and cronie run them at once).
     /// One pass over the checks; steps are rare.
     pub fn handle_wall_step(&mut self, now: Instant, wall_ms: u64) {
         self.stats.wall_steps += 1;
         for index in 0..self.slots.len() {
             let Some(check) = self.slots[index].as_mut() else { continue };
             let grace = check.grace();
-            if let Some(Due { wall_ms: Some(due_wall), .. }) = check.due {
+            if let Some(Due { at, wall_ms: Some(due_wall) }) = check.due {
                 let due = Due { at: wall_to_instant(due_wall, now, wall_ms), wall_ms: Some(due_wall) };
-                check.due = Some(push_back(due, now + grace));
+                // Never sooner than one grace from now, but never later than it already was:
+                // a small step forward (or slewing taken up as one) postpones nothing.
+                check.due = Some(push_back(due, at.min(now + grace)));
             }
             if let Some((until, _)) = check.paused_until {
                 check.paused_until = Some((until, wall_to_instant(until, now, wall_ms).max(now)));

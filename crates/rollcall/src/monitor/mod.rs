@@ -102,10 +102,10 @@ pub async fn run(
         settings.data_dir.clone(),
         persist.handle(),
         persist.committed(),
-        clock,
+        clock.clone(),
         stop_rx.clone(),
     )?;
-    let (owner, commands) = owner::Owner::new(&settings, clock, udp, persist, restored)?;
+    let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored)?;
     let state = http::AppState::new(
         commands,
         reader,

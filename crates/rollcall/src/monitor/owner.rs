@@ -10,7 +10,7 @@ pub use silences::{SilenceCommand, SilenceJson};
 use super::persist::Persist;
 use crate::alerts::build;
 use crate::alerts::sinks::SinkConfig;
-use crate::clock::{Clock, WallWatch};
+use crate::clock::Clock;
 use crate::settings::Settings;
 use checks::{CheckState, start_checks};
 use prometheus_client::metrics::histogram::Histogram;
@@ -158,8 +158,6 @@ pub struct Owner {
     alerter: Alerter,
     sinks: Vec<SinkConfig>,
     clock: Clock,
-    /// Notices steps of the wall clock, which the check table must hear of.
-    wall_watch: WallWatch,
     udp: tokio::net::UdpSocket,
     receiver: super::udp::Receiver,
     commands: mpsc::Receiver<Command>,
@@ -242,7 +240,6 @@ impl Owner {
             alerter,
             sinks: settings.sinks.clone(),
             clock,
-            wall_watch: WallWatch::new(now, wall_ms),
             udp,
             receiver: super::udp::Receiver::new(),
             commands: rx,
@@ -287,7 +284,7 @@ impl Owner {
                 _ = stop.changed() => break,
                 ready = self.udp.readable() => {
                     if ready.is_ok() {
-                        let (core, clock) = (&mut self.core, self.clock);
+                        let (core, clock) = (&mut self.core, &self.clock);
                         self.receiver.drain(&self.udp, RECV_BATCH, || clock.now(), |now, from, bytes| {
                             core.handle_datagram(now, from, bytes)
                         });
@@ -302,20 +299,21 @@ impl Owner {
                 Ok(()) = commits.changed(), if checkpoint_waits => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            let now = self.clock.now();
-            let wall_ms = self.clock.wall_now_ms();
+            // Every wake-up looks at the wall clock: a step is seen within a tick.
+            let (now, step) = self.clock.observe_wall();
+            let wall_ms = self.clock.wall_ms(now).max(0) as u64;
             if self.core.poll_timeout() <= now {
                 self.core.handle_timeout(now);
             }
-            if let Some(step_ms) = self.wall_watch.observe(now, wall_ms) {
+            if let Some(step_ms) = step {
                 tracing::warn!(
                     step_ms,
                     "the wall clock was stepped; cron deadlines and maintenance windows follow it"
                 );
-                self.checks.table.handle_wall_step(now, wall_ms.max(0) as u64);
+                self.checks.table.handle_wall_step(now, wall_ms);
             }
             if self.checks.table.poll_timeout().is_some_and(|due| due <= now) {
-                self.checks.table.handle_timeout(now, wall_ms.max(0) as u64);
+                self.checks.table.handle_timeout(now, wall_ms);
             }
             self.drain_events();
             if self.alerter.poll_timeout().is_some_and(|due| due <= now) {

@@ -117,3 +117,20 @@ impl Harness {
         self.transitions.iter().filter(|t| t.to == NodeState::Down).count()
     }
 }
+
+#[test]
+fn a_small_step_forward_never_postpones_a_deadline() {
+    let mut h = Harness::new();
+    h.add("hourly", cron("0 * * * *", 300));
+    h.success("hourly");
+    let deadline = START + secs(3600 + 300);
+    assert_eq!(h.deadline("hourly"), Some(deadline));
+    // A minute before the deadline the wall clock is stepped 600 ms forward (or slewing adds
+    // up to that): the deadline stays where it was, not one grace after the step.
+    h.run_until(deadline - secs(60));
+    h.step_wall_reported(600);
+    assert_eq!(h.deadline("hourly"), Some(deadline));
+    h.run_until(deadline);
+    assert_eq!(h.state("hourly"), NodeState::Down);
+    assert_eq!(h.transitions.last().map(|t| t.at), Some(deadline));
+}
