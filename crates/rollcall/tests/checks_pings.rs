@@ -164,6 +164,20 @@ fn the_api_keeps_slugs_valid_and_unique() {
 }
 
 #[test]
+fn guessing_the_ping_key_is_rate_limited_like_guessing_a_token() {
+    let sandbox = Sandbox::new();
+    let limited =
+        config(false).replace("[pings]\n", "[pings]\nper_source_rate = 0.01\nper_source_burst = 3\n");
+    let monitor = Monitor::start(&sandbox, &limited);
+    let host = format!("http://{}", monitor.http);
+    let guesses: Vec<u16> = (0..4)
+        .map(|i| curl_status(&format!("{host}/ping/guess-{i}-0123456789abcdefghij/backup/fail")))
+        .collect();
+    assert_eq!(guesses, [404, 404, 404, 429], "the source's burst is 3");
+    assert_eq!(curl_status(&format!("{host}/ping/{PING_KEY}/backup")), 429, "the source is limited now");
+}
+
+#[test]
 fn a_ping_declaring_a_huge_body_is_refused_at_once_and_its_connection_closed() {
     let sandbox = Sandbox::new();
     let monitor = Monitor::start(&sandbox, &config(false));

@@ -98,19 +98,14 @@ pub async fn ping_slug_signal(
     query: Query<PingQuery>,
     PingBody(body): PingBody,
 ) -> Response {
-    if !state.is_ping_key(&key) {
-        return unknown_slug(&state);
-    }
-    let target = PingTarget::Slug { slug, create: query.create.as_deref() == Some("1") };
+    // A wrong key still goes to the owner, behind the source's rate limit like a guessed
+    // token, so the key cannot be guessed at full speed.
+    let target = if state.is_ping_key(&key) {
+        PingTarget::Slug { slug, create: query.create.as_deref() == Some("1") }
+    } else {
+        PingTarget::WrongKey
+    };
     ping_with(state, target, Some(signal), source, query, body).await
-}
-
-/// A wrong ping key gets the answer of an unknown slug, so it reveals nothing about slugs;
-/// counted by the owner like any refused ping.
-fn unknown_slug(state: &AppState) -> Response {
-    let error = PingError::UnknownSlug;
-    let _ = state.commands.try_send(Command::Check(CheckCommand::Refused { error }));
-    (StatusCode::NOT_FOUND, format!("{error}\n")).into_response()
 }
 
 async fn ping_with(

@@ -74,6 +74,9 @@ pub enum PingTarget {
     /// (`?create=1`) asks for the check to be made if it is missing and `pings.auto_create`
     /// is on.
     Slug { slug: String, create: bool },
+    /// `/ping/<wrong-key>/<slug>/<signal>`: answered like an unknown slug, after the source's
+    /// rate limit.
+    WrongKey,
 }
 
 /// Healthchecks' defaults for a check made by its first ping: a day, and an hour of grace.
@@ -241,6 +244,9 @@ impl Owner {
             let retry_after = self.checks.by_source.retry_after(&source, now);
             return Err(refuse(&mut self.checks, PingError::RateLimited, retry_after));
         }
+        if matches!(target, PingTarget::WrongKey) {
+            return Err(refuse(&mut self.checks, PingError::UnknownSlug, None));
+        }
         let signal = match Signal::parse(suffix) {
             Ok(signal) => signal,
             // No signal after an unknown token: `/ping/<ping-key>/<slug>` with a wrong key,
@@ -256,6 +262,7 @@ impl Owner {
                 Some(token) => token,
                 None => return Err(refuse(&mut self.checks, PingError::UnknownSlug, None)),
             },
+            PingTarget::WrongKey => unreachable!("refused above"),
         };
         let token = token.as_str();
         // Both URL forms share the check's bucket, keyed by its token.
