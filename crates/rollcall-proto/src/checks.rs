@@ -24,8 +24,8 @@ mod spec;
 mod types;
 
 pub use spec::{
-    CheckSpec, MAX_CRON_EXPRESSION, MAX_DESCRIPTION, MAX_SPAN, MAX_TOKEN_LEN, MIN_SPAN, MIN_TOKEN_LEN,
-    Schedule,
+    CheckSpec, MAX_CRON_EXPRESSION, MAX_DESCRIPTION, MAX_SLUG, MAX_SPAN, MAX_TOKEN_LEN, MIN_SPAN,
+    MIN_TOKEN_LEN, Schedule, validate_slug,
 };
 pub use types::{
     CheckError, CheckEvent, CheckRecord, CheckView, ChecksConfig, ChecksStats, MAX_RID, Outcome, Ping,
@@ -66,6 +66,8 @@ pub struct Checks {
     by_id: BTreeMap<Arc<str>, u32>,
     /// By SHA-256 of the token, so that a lookup compares digests, never the secret itself.
     by_token: BTreeMap<[u8; 32], u32>,
+    /// By slug (`/ping/<ping-key>/<slug>`); the ping key, checked by the shell, is the secret.
+    by_slug: BTreeMap<Arc<str>, u32>,
     /// Every pending deadline, with its check's index.
     timers: BTreeSet<(Instant, u32)>,
     events: VecDeque<CheckEvent>,
@@ -84,6 +86,7 @@ impl Checks {
             free: Vec::new(),
             by_id: BTreeMap::new(),
             by_token: BTreeMap::new(),
+            by_slug: BTreeMap::new(),
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             stats: ChecksStats::default(),
@@ -121,6 +124,11 @@ impl Checks {
     /// The check a ping URL names, if any.
     pub fn by_token(&self, token: &str) -> Option<CheckView<'_>> {
         self.index_of_token(token).map(|index| self.view(index))
+    }
+
+    /// The check a slug names, if any.
+    pub fn by_slug(&self, slug: &str) -> Option<CheckView<'_>> {
+        self.by_slug.get(slug).map(|&index| self.view(index))
     }
 
     /// What the store keeps of a check.
@@ -222,6 +230,35 @@ impl Checks {
         self.observed_from = Some(self.observed_from.map_or(resumed, |from| from.max(resumed)));
     }
 
+    /// The wall clock was stepped (NTP, a VM restored from a snapshot, a suspended machine):
+    /// `wall_ms` is a fresh reading at `now`. The deadlines kept as wall times (cron
+    /// deadlines, the ends of maintenance windows) are mapped to the monotonic clock again.
+    ///
+    /// A step back makes them wait until the wall clock passes them. A step forward brings
+    /// them sooner: a window whose end the step passed ends at once, but a cron deadline comes
+    /// no sooner than one grace from `now` (and no later than it was due before), because a cron
+    /// daemon on the stepped clock starts the jobs the step skipped only after it (Vixie cron
+    /// and cronie run them at once).
+    /// One pass over the checks; steps are rare.
+    pub fn handle_wall_step(&mut self, now: Instant, wall_ms: u64) {
+        self.stats.wall_steps += 1;
+        for index in 0..self.slots.len() {
+            let Some(check) = self.slots[index].as_mut() else { continue };
+            let grace = check.grace();
+            if let Some(Due { at, wall_ms: Some(due_wall) }) = check.due {
+                let due = Due { at: wall_to_instant(due_wall, now, wall_ms), wall_ms: Some(due_wall) };
+                // Never sooner than one grace from now, but never later than it already was:
+                // a small step forward (or slewing taken up as one) postpones nothing.
+                check.due = Some(push_back(due, at.min(now + grace)));
+            }
+            if let Some((until, _)) = check.paused_until {
+                check.paused_until = Some((until, wall_to_instant(until, now, wall_ms).max(now)));
+            }
+            // Slots are indexed by u32 (see `insert`).
+            self.reschedule(index as u32);
+        }
+    }
+
     /// Counts a ping the shell refused before it reached the table: a bad signal, a rate
     /// limit. Changes nothing else.
     pub fn record_rejection(&mut self, error: PingError) {
@@ -257,9 +294,21 @@ impl Checks {
         if self.by_token.get(&new_key).is_some_and(|&other| other != index) {
             return Err(CheckError::DuplicateToken);
         }
+        if let Some(slug) = spec.slug()
+            && self.by_slug.get(slug).is_some_and(|&other| other != index)
+        {
+            return Err(CheckError::DuplicateSlug(slug.into()));
+        }
         let schedule = spec.schedule.compile().map_err(CheckError::Invalid)?;
         self.by_token.remove(&old_key);
         self.by_token.insert(new_key, index);
+        if let Some(old_slug) = self.get(index).spec.slug() {
+            let old_slug: Arc<str> = old_slug.into();
+            self.by_slug.remove(&old_slug);
+        }
+        if let Some(slug) = spec.slug() {
+            self.by_slug.insert(slug.into(), index);
+        }
         let check = self.get_mut(index);
         let changed = check.spec.schedule != spec.schedule;
         check.spec = spec;
@@ -278,6 +327,9 @@ impl Checks {
         self.set_timer(index, None);
         let check = self.slots[index as usize].take().expect("by_id only names occupied slots");
         self.by_token.remove(&token_key(&check.spec.token));
+        if let Some(slug) = check.spec.slug() {
+            self.by_slug.remove(slug);
+        }
         self.stats.checks_by_state[check.state.index()] -= 1;
         self.free.push(index);
         true
@@ -434,6 +486,9 @@ impl Checks {
         if self.by_token.contains_key(&token_key(&spec.token)) {
             return Err(CheckError::DuplicateToken);
         }
+        if let Some(slug) = spec.slug().filter(|slug| self.by_slug.contains_key(*slug)) {
+            return Err(CheckError::DuplicateSlug(slug.into()));
+        }
         if self.by_id.len() >= self.config.max_checks {
             self.stats.capacity_refused += 1;
             return Err(CheckError::Capacity(self.config.max_checks));
@@ -452,6 +507,7 @@ impl Checks {
     ) -> u32 {
         let id: Arc<str> = spec.id.as_str().into();
         let token = token_key(&spec.token);
+        let slug: Option<Arc<str>> = spec.slug().map(Arc::from);
         let check = Check {
             id: id.clone(),
             spec,
@@ -484,6 +540,9 @@ impl Checks {
         };
         self.by_id.insert(id, index);
         self.by_token.insert(token, index);
+        if let Some(slug) = slug {
+            self.by_slug.insert(slug, index);
+        }
         self.stats.checks_by_state[state.index()] += 1;
         index
     }
@@ -586,7 +645,7 @@ impl Checks {
         let check = self.get_mut(index);
         match check.state {
             NodeState::Paused => {
-                let Some((until, _)) = check.paused_until else { return };
+                let Some((until, mapped)) = check.paused_until else { return };
                 if wall_ms < until {
                     // The wall clock was stepped back, or ran slower: the window is not over.
                     check.paused_until = Some((until, wall_to_instant(until, now, wall_ms)));
@@ -594,8 +653,10 @@ impl Checks {
                     self.reschedule(index);
                 } else {
                     // A window that ended before the table watched the check (it ended while
-                    // the daemon was down) ends, for the table, when it started watching.
-                    let end = wall_to_instant(until, now, wall_ms).max(check.watch_from);
+                    // the daemon was down) ends, for the table, when it started watching; one
+                    // that a step forward jumped over ends at the step (or, unreported, when
+                    // its monotonic instant came), so its full deadline is counted from there.
+                    let end = wall_to_instant(until, now, wall_ms).max(check.watch_from).max(mapped);
                     let end_wall = wall_ms.saturating_sub(millis(now - end));
                     self.end_pause(index, end, end_wall, now, wall_ms);
                 }
@@ -629,8 +690,10 @@ impl Checks {
                     check.due = Some(Due { at: wall_to_instant(due_wall, now, wall_ms), ..due });
                     deferred = true;
                 }
-                Some(due_wall) => late = Some(wall_to_instant(due_wall, now, wall_ms)),
-                None => late = Some(due.at),
+                // Dated on the monotonic clock: after a step forward that the shell did not
+                // report, the wall time of the deadline maps to before the step, perhaps
+                // before the success it was counted from.
+                Some(_) | None => late = Some(due.at),
             }
         }
         if let Some(run) = check.expire_runs(now) {

@@ -21,6 +21,10 @@ pub struct CheckInput {
     /// restarts); generated when the API is not given one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The name in `/ping/<ping-key>/<slug>` (`a-z 0-9 - _`); the id when not given and the
+    /// id is a valid slug.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
     /// "1h", "1d": a ping at least this often. Give `period` or `cron`, not both.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period: Option<String>,
@@ -67,6 +71,7 @@ impl CheckInput {
         let spec = CheckSpec {
             id,
             token,
+            slug: self.slug,
             schedule,
             labels: self.labels.unwrap_or_default(),
             description: self.description.unwrap_or_default(),
@@ -86,6 +91,7 @@ impl CheckInput {
         CheckInput {
             id: Some(spec.id.clone()),
             token: Some(spec.token.clone()),
+            slug: spec.slug.clone(),
             period,
             cron,
             timezone,
@@ -108,6 +114,7 @@ impl CheckInput {
         CheckInput {
             id: self.id,
             token: patch.token.or(self.token),
+            slug: patch.slug.or(self.slug),
             period: patch.period.or(self.period),
             cron: patch.cron.or(self.cron),
             timezone: patch.timezone.or(self.timezone),
@@ -185,6 +192,8 @@ pub fn from_store(row: &rollcall_store::CheckRecord) -> Result<CheckRecord, Stri
 #[derive(Serialize, Debug, Clone)]
 pub struct CheckJson {
     pub id: String,
+    /// The name in `/ping/<ping-key>/<slug>`, if the check has one.
+    pub slug: Option<String>,
     pub state: &'static str,
     /// `period` or `cron` (+ `timezone`), and `grace`, as in the input form.
     pub schedule: CheckInput,
@@ -218,11 +227,13 @@ pub fn check_json(view: &CheckView<'_>, now: Instant, reveal: bool) -> CheckJson
     let mut schedule = CheckInput::from_spec(view.spec);
     schedule.id = None;
     schedule.token = None;
+    schedule.slug = None;
     schedule.labels = None;
     schedule.description = None;
     let ms = |wall: Option<u64>| wall.map(|ms| rfc3339_ms(ms as i64));
     CheckJson {
         id: view.id.to_string(),
+        slug: view.spec.slug().map(str::to_string),
         state: view.state.as_str(),
         schedule,
         labels: view.spec.labels.clone(),

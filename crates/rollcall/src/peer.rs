@@ -174,7 +174,7 @@ pub async fn run(
             alerting,
             &settings.name,
             &settings.swim.cluster,
-            clock,
+            clock.clone(),
             stop_rx.clone(),
         )?),
         (None, None) => None,

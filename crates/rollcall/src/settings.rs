@@ -10,7 +10,7 @@ use rollcall_detect::qos::Goal;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
 use rollcall_proto::KeyRing;
 use rollcall_proto::alerts::AlertConfig;
-use rollcall_proto::checks::{CheckSpec, ChecksConfig};
+use rollcall_proto::checks::{CheckSpec, ChecksConfig, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
 use rollcall_proto::monitor::{ConfirmConfig, DetectorConfig, MonitorConfig};
 use rollcall_proto::ratelimit::RateLimiter;
 use serde::Deserialize;
@@ -59,6 +59,11 @@ pub struct PingSettings {
     pub per_token_burst: u32,
     pub per_source_rate: f64,
     pub per_source_burst: u32,
+    /// The secret of Healthchecks' second URL form, `/ping/<ping-key>/<slug>`; without it,
+    /// that form answers 404.
+    pub ping_key: Option<String>,
+    /// `/ping/<ping-key>/<slug>?create=1` makes a missing check (off by default).
+    pub auto_create: bool,
 }
 
 /// The config file as written. Unknown keys are refused, naming the key.
@@ -142,6 +147,8 @@ struct RawPings {
     per_token_burst: Option<u32>,
     per_source_rate: Option<f64>,
     per_source_burst: Option<u32>,
+    ping_key: Option<String>,
+    auto_create: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -266,7 +273,17 @@ impl Settings {
         if let Some(duplicate) = checks.iter().find(|check| !ids.insert(check.id.as_str())) {
             bail!("invalid configuration: check {:?} is defined twice", duplicate.id);
         }
+        let mut slugs = std::collections::BTreeSet::new();
+        if let Some(slug) = checks.iter().filter_map(CheckSpec::slug).find(|slug| !slugs.insert(*slug)) {
+            bail!("invalid configuration: two checks have the slug {slug:?}");
+        }
         let pings = ping_settings(&raw.pings)?;
+        if let Some(check) = checks.iter().find(|check| Some(&check.token) == pings.ping_key.as_ref()) {
+            bail!(
+                "invalid configuration: check {:?} has pings.ping_key as its token; give it another",
+                check.id
+            );
+        }
         let protect_reads = raw.api.protect_reads.unwrap_or(false);
         if protect_reads && raw.api.token.is_none() {
             bail!("invalid configuration: api.protect_reads needs api.token (the token readers must send)");
@@ -417,7 +434,22 @@ fn ping_settings(raw: &RawPings) -> anyhow::Result<PingSettings> {
         per_token_burst: raw.per_token_burst.unwrap_or(20),
         per_source_rate: raw.per_source_rate.unwrap_or(50.0),
         per_source_burst: raw.per_source_burst.unwrap_or(200),
+        ping_key: raw.ping_key.clone(),
+        auto_create: raw.auto_create.unwrap_or(false),
     };
+    if let Some(key) = &settings.ping_key {
+        let (min, max) = (MIN_TOKEN_LEN, MAX_TOKEN_LEN);
+        let fits = (min..=max).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !fits {
+            bail!(
+                "invalid configuration: pings.ping_key must be {min} to {max} characters of A-Z a-z 0-9 _ -"
+            );
+        }
+    }
+    if settings.auto_create && settings.ping_key.is_none() {
+        bail!("invalid configuration: pings.auto_create needs pings.ping_key (the secret of the slug URLs)");
+    }
     for (name, rate, burst) in [
         ("per_token", settings.per_token_rate, settings.per_token_burst),
         ("per_source", settings.per_source_rate, settings.per_source_burst),

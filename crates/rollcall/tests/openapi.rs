@@ -36,6 +36,7 @@ max_false_downs = "1 per node-year"
 [api]
 token = "openapi-token-0123456789"
 [pings]
+ping_key = "openapi-ping-key-0123456789"
 body_limit = 16
 per_token_rate = 0.5
 per_token_burst = 10
@@ -381,9 +382,21 @@ fn ping_endpoints(api: &Api) {
     api.call(Call::new("head", signal, &format!("/ping/{BACKUP_TOKEN}/fail")), 200);
     api.call(Call::new("get", plain, "/ping/no-such-token-0123456789abc"), 404);
     api.call(Call::new("get", signal, &format!("/ping/{BACKUP_TOKEN}/256")), 400);
-    let oversized = vec![b'x'; 1024 * 1024 + 1];
-    let oversized = String::from_utf8(oversized).expect("ASCII");
-    api.call(Call::new("post", plain, &format!("/ping/{BACKUP_TOKEN}")).body("text/plain", &oversized), 413);
+    // Healthchecks' slug form: `/ping/KEY/SLUG` has the shape of a token and a signal. It
+    // shares the token's bucket (burst 10): these are the backup check's 8th to 10th pings.
+    let key = "openapi-ping-key-0123456789";
+    let slug = "/ping/{key}/{slug}/{signal}";
+    api.call(Call::new("get", signal, &format!("/ping/{key}/backup")), 200);
+    api.call(Call::new("get", signal, &format!("/ping/{key}/nobody")), 404);
+    api.call(Call::new("post", slug, &format!("/ping/{key}/backup/log")).body("text/plain", "by slug"), 200);
+    api.call(Call::new("head", slug, &format!("/ping/{key}/backup/fail?rid=run-2")), 200);
+    api.call(Call::new("get", slug, "/ping/wrong-ping-key-0123456789/backup/fail"), 404);
+    api.call(Call::new("get", slug, &format!("/ping/{key}/backup/abc")), 400);
+    // Refused on its declared length before a byte of the body is read, and the connection
+    // closed: a client still sending would see a broken pipe, so this one sends the head only.
+    let oversized = Call::new("post", plain, &format!("/ping/{BACKUP_TOKEN}"));
+    let refused = api.call_head_only(oversized, "Content-Length: 1048577", 413);
+    assert_eq!(refused.header("connection").as_deref(), Some("close"));
 
     let backup = api.get("/v1/checks/{id}", "/v1/checks/backup", 200).json();
     let pings = backup["pings"].as_array().expect("pings");
@@ -559,6 +572,43 @@ impl Api {
             response.body_mut().with_config().limit(16 << 20).read_to_string().expect("a UTF-8 body")
         };
         Reply { status: response.status().as_u16(), content_type, headers, body }
+    }
+
+    /// Sends only the head of `call` over a raw connection, with `extra` as one more header
+    /// line, reads the answer to the end (the server closes), expects `status` and checks
+    /// the reply against the document.
+    fn call_head_only(&self, call: Call<'_>, extra: &str, status: u16) -> Reply {
+        use std::io::{Read, Write};
+        self.hits.borrow_mut().insert((call.method.to_string(), call.template.to_string()));
+        let address = self.base.strip_prefix("http://").expect("an http base");
+        let mut stream = std::net::TcpStream::connect(address).expect("connect to the monitor");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a read timeout");
+        let head = format!(
+            "{} {} HTTP/1.1\r\nHost: rollcall\r\n{extra}\r\n\r\n",
+            call.method.to_uppercase(),
+            call.path
+        );
+        stream.write_all(head.as_bytes()).expect("send the head");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).expect("an answer, then the end of the connection");
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {raw:?}"));
+        let mut lines = head.lines();
+        let status_line = lines.next().unwrap_or_default();
+        let code = status_line.split(' ').nth(1).and_then(|code| code.parse().ok());
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+            .collect();
+        let content_type = headers
+            .iter()
+            .find(|(name, _)| name == "content-type")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let reply = Reply { status: code.unwrap_or(0), content_type, headers, body: body.to_string() };
+        let what = format!("{} {} ({extra})", call.method.to_uppercase(), call.path);
+        assert_eq!(reply.status, status, "{what}: {reply:?}");
+        self.conforms(&call, &reply, &what);
+        reply
     }
 
     /// The reply is one the document allows for this operation and status.

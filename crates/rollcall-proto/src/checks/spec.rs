@@ -81,6 +81,10 @@ pub struct CheckSpec {
     /// The secret in the ping URL: at least 22 characters of `A-Z a-z 0-9 _ -` (at least
     /// 128 bits when drawn at random), at most 128.
     pub token: String,
+    /// The name in Healthchecks' second URL form, `/ping/<ping-key>/<slug>`: 1 to 64
+    /// characters of `a-z 0-9 - _`. `None` means the id, when the id is a valid slug (see
+    /// [`CheckSpec::slug`]).
+    pub slug: Option<String>,
     pub schedule: Schedule,
     /// Same rules as node labels (see [`wire::encode_labels`]).
     pub labels: BTreeMap<String, String>,
@@ -89,11 +93,23 @@ pub struct CheckSpec {
 }
 
 impl CheckSpec {
+    /// The check's slug: its own, or else its id if the id is a valid slug (a check whose id
+    /// is not, such as `Backup.DB`, has none unless given one).
+    pub fn slug(&self) -> Option<&str> {
+        match &self.slug {
+            Some(slug) => Some(slug),
+            None => validate_slug(&self.id).is_ok().then_some(self.id.as_str()),
+        }
+    }
+
     /// Checks every field; the error is one sentence naming the problem.
     pub fn validate(&self) -> Result<(), String> {
         validate_id(&self.id)?;
         let id = &self.id;
         validate_token(&self.token).map_err(|error| format!("check {id:?}: {error}"))?;
+        if let Some(slug) = &self.slug {
+            validate_slug(slug).map_err(|error| format!("check {id:?}: {error}"))?;
+        }
         self.schedule.validate().map_err(|error| format!("check {id:?}: {error}"))?;
         let labels: Vec<(&str, &str)> = self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         wire::encode_labels(&labels, &mut Vec::new()).map_err(|error| match error {
@@ -116,6 +132,20 @@ pub(crate) fn validate_id(id: &str) -> Result<(), String> {
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!("the check id {id:?} contains whitespace or a control character"));
+    }
+    Ok(())
+}
+
+/// Longest slug, in bytes (the limit of ids).
+pub const MAX_SLUG: usize = MAX_NODE_ID;
+
+/// Healthchecks' slug grammar: 1 to 64 characters of `a-z 0-9 - _`.
+pub fn validate_slug(slug: &str) -> Result<(), String> {
+    if slug.is_empty() || slug.len() > MAX_SLUG {
+        return Err(format!("the slug {slug:?} must be 1 to {MAX_SLUG} characters long"));
+    }
+    if !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return Err(format!("the slug {slug:?} may only contain a-z, 0-9, `-` and `_`"));
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 mod cron;
 mod pause;
+mod slugs;
+mod steps;
 
 use super::*;
 use proptest::prelude::*;
@@ -25,6 +27,7 @@ fn spec(id: &str, schedule: Schedule) -> CheckSpec {
     CheckSpec {
         id: id.into(),
         token: token(id),
+        slug: None,
         schedule,
         labels: BTreeMap::from([("team".to_string(), "ops".to_string())]),
         description: "nightly backup".into(),
@@ -196,7 +199,17 @@ fn signals_round_trip_through_their_storage_form() {
 #[test]
 fn ping_errors_have_names_and_statuses() {
     let names: Vec<_> = PingError::ALL.iter().map(|e| (e.as_str(), e.http_status())).collect();
-    assert_eq!(names, [("unknown_token", 404), ("bad_signal", 400), ("bad_rid", 400), ("rate_limited", 429)]);
+    assert_eq!(
+        names,
+        [
+            ("unknown_token", 404),
+            ("unknown_slug", 404),
+            ("bad_signal", 400),
+            ("bad_rid", 400),
+            ("rate_limited", 429),
+            ("body_too_large", 413)
+        ]
+    );
 }
 
 // ---- the state machine ----

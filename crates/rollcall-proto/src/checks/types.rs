@@ -137,6 +137,10 @@ pub enum PingError {
     /// No check has this token (HTTP 404). Nothing is created.
     #[error("no check has this token")]
     UnknownToken,
+    /// No check has this slug (HTTP 404), and none was created: `?create=1` was not given,
+    /// auto-provisioning is off, or the slug is not one.
+    #[error("no check has this slug")]
+    UnknownSlug,
     /// The path after the token is not `start`, `fail`, `log` or an exit code 0-255 (HTTP 400).
     #[error("the signal must be start, fail, log or an exit code from 0 to 255")]
     BadSignal,
@@ -147,28 +151,41 @@ pub enum PingError {
     /// The table never returns it; the shell reports it with [`super::Checks::record_rejection`].
     #[error("too many pings")]
     RateLimited,
+    /// The body is over the shell's hard limit, declared or read (HTTP 413): the shell refuses
+    /// it before reading it all and reports it with [`super::Checks::record_rejection`].
+    #[error("the body is over 1 MiB, and the monitor keeps only its first bytes anyway: send a shorter one")]
+    BodyTooLarge,
 }
 
 impl PingError {
-    pub const ALL: [PingError; 4] =
-        [PingError::UnknownToken, PingError::BadSignal, PingError::BadRid, PingError::RateLimited];
+    pub const ALL: [PingError; 6] = [
+        PingError::UnknownToken,
+        PingError::UnknownSlug,
+        PingError::BadSignal,
+        PingError::BadRid,
+        PingError::RateLimited,
+        PingError::BodyTooLarge,
+    ];
 
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             PingError::UnknownToken => "unknown_token",
+            PingError::UnknownSlug => "unknown_slug",
             PingError::BadSignal => "bad_signal",
             PingError::BadRid => "bad_rid",
             PingError::RateLimited => "rate_limited",
+            PingError::BodyTooLarge => "body_too_large",
         }
     }
 
     /// The HTTP status the shell answers with.
     pub fn http_status(self) -> u16 {
         match self {
-            PingError::UnknownToken => 404,
+            PingError::UnknownToken | PingError::UnknownSlug => 404,
             PingError::BadSignal | PingError::BadRid => 400,
             PingError::RateLimited => 429,
+            PingError::BodyTooLarge => 413,
         }
     }
 }
@@ -186,6 +203,9 @@ pub enum CheckError {
     /// Another check has this token (the id of that check is not revealed).
     #[error("another check already uses this token")]
     DuplicateToken,
+    /// Another check has this slug (its own, or its id).
+    #[error("another check already uses the slug {0:?}")]
+    DuplicateSlug(String),
     /// The table holds `max_checks` already (counted in [`ChecksStats::capacity_refused`]).
     #[error("the check table is full ({0} checks)")]
     Capacity(usize),
@@ -346,6 +366,8 @@ pub struct ChecksStats {
     /// Cron schedules for which no next tick was found (the check then has no schedule
     /// deadline until its next success).
     pub cron_misses: u64,
+    /// Steps of the wall clock the shell reported ([`super::Checks::handle_wall_step`]).
+    pub wall_steps: u64,
 }
 
 impl ChecksStats {

@@ -78,7 +78,7 @@ impl Delivery {
                 committed: committed.clone(),
                 stop: stop.clone(),
                 health: health.clone(),
-                clock,
+                clock: clock.clone(),
             };
             tasks.push(tokio::spawn(worker.run()));
         }

@@ -286,6 +286,14 @@ fn render_checks(registry: &mut Registry, stats: &StatsSnapshot) {
     truncated.inc_by(checks.bodies_truncated);
     registry.register("ping_bodies_truncated", "Ping bodies cut at pings.body_limit", truncated);
 
+    let steps = Counter::<u64>::default();
+    steps.inc_by(checks.wall_steps);
+    registry.register(
+        "wall_clock_steps",
+        "Steps of the wall clock noticed (cron deadlines and maintenance windows mapped again)",
+        steps,
+    );
+
     let by_state = Family::<Labels, Gauge>::default();
     for state in NodeState::ALL {
         by_state.get_or_create(&vec![("state", state.as_str())]).set(checks.checks_in(state) as i64);

@@ -123,10 +123,10 @@ pub async fn run(
         settings.data_dir.clone(),
         persist.handle(),
         persist.committed(),
-        clock,
+        clock.clone(),
         stop_rx.clone(),
     )?;
-    let (owner, commands) = owner::Owner::new(&settings, clock, udp, persist, restored)?;
+    let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored)?;
     let state = http::AppState::new(
         commands,
         reader,
@@ -135,7 +135,8 @@ pub async fn run(
         committed,
         settings.api_token.clone(),
         settings.protect_reads,
-    );
+    )
+    .with_ping_key(settings.pings.ping_key.clone());
     let (state, cluster_task) = match settings.cluster.clone() {
         Some(cluster) => {
             let (status_tx, status) =

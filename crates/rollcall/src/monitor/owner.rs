@@ -4,7 +4,7 @@
 mod checks;
 mod silences;
 
-pub use checks::{CheckCommand, CheckFailure, PingRefusal};
+pub use checks::{CheckCommand, CheckFailure, PingRefusal, PingTarget};
 pub use silences::{SilenceCommand, SilenceJson};
 
 use super::persist::Persist;
@@ -290,7 +290,7 @@ impl Owner {
                 _ = stop.changed() => break,
                 ready = self.udp.readable() => {
                     if ready.is_ok() {
-                        let (core, clock) = (&mut self.core, self.clock);
+                        let (core, clock) = (&mut self.core, &self.clock);
                         self.receiver.drain(&self.udp, RECV_BATCH, || clock.now(), |now, from, bytes| {
                             core.handle_datagram(now, from, bytes)
                         });
@@ -305,12 +305,21 @@ impl Owner {
                 Ok(()) = commits.changed(), if checkpoint_waits => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            let now = self.clock.now();
+            // Every wake-up looks at the wall clock: a step is seen within a tick.
+            let (now, step) = self.clock.observe_wall();
+            let wall_ms = self.clock.wall_ms(now).max(0) as u64;
             if self.core.poll_timeout() <= now {
                 self.core.handle_timeout(now);
             }
+            if let Some(step_ms) = step {
+                tracing::warn!(
+                    step_ms,
+                    "the wall clock was stepped; cron deadlines and maintenance windows follow it"
+                );
+                self.checks.table.handle_wall_step(now, wall_ms);
+            }
             if self.checks.table.poll_timeout().is_some_and(|due| due <= now) {
-                self.checks.table.handle_timeout(now, self.clock.wall_ms(now).max(0) as u64);
+                self.checks.table.handle_timeout(now, wall_ms);
             }
             self.drain_events();
             if self.alerter.poll_timeout().is_some_and(|due| due <= now) {
@@ -500,8 +509,8 @@ impl Owner {
         while let Some(command) = next.take() {
             answered += 1;
             match command {
-                Command::Check(CheckCommand::Ping { token, suffix, rid, body, source, reply }) => {
-                    let result = self.ping(&token, suffix.as_deref(), rid.as_deref(), &body, source);
+                Command::Check(CheckCommand::Ping { target, suffix, rid, body, source, reply }) => {
+                    let result = self.ping(target, suffix.as_deref(), rid.as_deref(), &body, source);
                     pinged.push((reply, result));
                 }
                 other => {

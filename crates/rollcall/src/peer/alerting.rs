@@ -101,7 +101,7 @@ pub fn start(
         settings.data_dir.clone(),
         persist.handle(),
         persist.committed(),
-        clock,
+        clock.clone(),
         stop,
     )?;
     let view = SinksView { board: delivery.health.clone(), reader: Arc::new(Mutex::new(reader)) };

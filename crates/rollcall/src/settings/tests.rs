@@ -122,6 +122,20 @@ fn checks_and_sinks_from_the_file() {
         ("[alerts]\ngroup_share = 2.0", "group_share"),
         ("[pings]\nper_token_rate = -1.0", "per_token"),
         ("[api]\ntoken = \"short\"", "api.token"),
+        (
+            "[[check]]\nid = \"a\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"\n[[check]]\nid = \"b\"\nslug = \"a\"\ntoken = \"bbcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"",
+            "two checks have the slug \"a\"",
+        ),
+        (
+            "[[check]]\nid = \"a\"\nslug = \"A.B\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"",
+            "slug",
+        ),
+        ("[pings]\nping_key = \"short\"", "pings.ping_key"),
+        ("[pings]\nauto_create = true", "pings.auto_create needs pings.ping_key"),
+        (
+            "[pings]\nping_key = \"abcdefghijklmnopqrstuvwxyz\"\n[[check]]\nid = \"a\"\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\nperiod = \"1h\"",
+            "has pings.ping_key as its token",
+        ),
     ] {
         let error = check(config).err().unwrap_or_else(|| panic!("{config:?} was accepted"));
         assert!(error.contains(expected), "{config:?}: {error}");

@@ -241,8 +241,15 @@ impl Monitor {
 
     /// Like [`Monitor::start`], on a given UDP address (to restart on the same port).
     pub fn start_on(sandbox: &Sandbox, config: &str, udp: SocketAddr) -> Monitor {
+        Monitor::start_env(sandbox, config, udp, &[])
+    }
+
+    /// Like [`Monitor::start_on`], with extra environment variables (tests/checks_clock.rs
+    /// preloads libfaketime this way).
+    pub fn start_env(sandbox: &Sandbox, config: &str, udp: SocketAddr, env: &[(&str, String)]) -> Monitor {
         let config_file = sandbox.write_file("monitor", "toml", config);
         let mut command = Command::new(bin());
+        command.envs(env.iter().map(|(name, value)| (*name, value.as_str())));
         command
             .arg("monitor")
             .args(["--udp", &udp.to_string(), "--http", "127.0.0.1:0"])

@@ -150,6 +150,7 @@ fn restored_pings_refill_the_history_up_to_its_bound() {
     let spec = CheckSpec {
         id: "job".into(),
         token: "abcdefghijklmnopqrstuv".into(),
+        slug: None,
         schedule: Schedule::Period { period: Duration::from_secs(60), grace: Duration::from_secs(60) },
         labels: Default::default(),
         description: String::new(),

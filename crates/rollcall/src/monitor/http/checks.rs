@@ -3,13 +3,14 @@
 use super::nodes::PauseBody;
 use super::{ApiError, AppState, OptionalJson};
 use crate::checks::{CheckInput, CheckJson};
-use crate::monitor::owner::{CheckCommand, CheckFailure, Command, PingRefusal};
+use crate::monitor::owner::{CheckCommand, CheckFailure, Command, PingRefusal, PingTarget};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use rollcall_proto::checks::PingError;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -17,34 +18,99 @@ use std::net::SocketAddr;
 /// `pings.body_limit` (10,000 bytes by default) but under this are kept truncated and flagged.
 pub const MAX_PING_BODY: usize = 1024 * 1024;
 
+/// A ping's body, read only after its declared length is checked: a ping that declares more
+/// than [`MAX_PING_BODY`] is answered 413 before a byte of it is read, and one that sends more
+/// without declaring it (chunked) as soon as it passes the limit. Either way the connection is
+/// closed, so the rest is never read, and the refusal is counted.
+pub struct PingBody(Bytes);
+
+impl axum::extract::FromRequest<AppState> for PingBody {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_PING_BODY as u64) {
+            return Err(too_large(state));
+        }
+        match Bytes::from_request(request, state).await {
+            Ok(body) => Ok(PingBody(body)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(state)),
+            Err(rejection) => Err(rejection.into_response()),
+        }
+    }
+}
+
+/// 413 and `Connection: close`, counted by the owner (a full command queue loses the count,
+/// never the answer).
+fn too_large(state: &AppState) -> Response {
+    let error = PingError::BodyTooLarge;
+    let _ = state.commands.try_send(Command::Check(CheckCommand::Refused { error }));
+    let mut response = (StatusCode::PAYLOAD_TOO_LARGE, format!("{error}\n")).into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 #[derive(Deserialize)]
 pub struct PingQuery {
     rid: Option<String>,
+    /// `?create=1` on a slug URL: make the check if it is missing (with `pings.auto_create`).
+    create: Option<String>,
 }
 
+/// `/ping/<token>`.
 pub async fn ping(
     state: State<AppState>,
     Path(token): Path<String>,
     source: ConnectInfo<SocketAddr>,
     query: Query<PingQuery>,
-    body: Bytes,
+    PingBody(body): PingBody,
 ) -> Response {
-    ping_with(state, token, None, source, query, body).await
+    ping_with(state, PingTarget::Token(token), None, source, query, body).await
 }
 
+/// `/ping/<token>/<signal>`, or `/ping/<ping-key>/<slug>` when the first part is the ping
+/// key (a check's token never is: the config and the API refuse it). A wrong key is taken
+/// for a token; the owner answers it as an unknown slug.
 pub async fn ping_signal(
     state: State<AppState>,
-    Path((token, signal)): Path<(String, String)>,
+    Path((first, second)): Path<(String, String)>,
     source: ConnectInfo<SocketAddr>,
     query: Query<PingQuery>,
-    body: Bytes,
+    PingBody(body): PingBody,
 ) -> Response {
-    ping_with(state, token, Some(signal), source, query, body).await
+    let (target, suffix) = if state.is_ping_key(&first) {
+        (PingTarget::Slug { slug: second, create: query.create.as_deref() == Some("1") }, None)
+    } else {
+        (PingTarget::Token(first), Some(second))
+    };
+    ping_with(state, target, suffix, source, query, body).await
+}
+
+/// `/ping/<ping-key>/<slug>/<signal>`.
+pub async fn ping_slug_signal(
+    state: State<AppState>,
+    Path((key, slug, signal)): Path<(String, String, String)>,
+    source: ConnectInfo<SocketAddr>,
+    query: Query<PingQuery>,
+    PingBody(body): PingBody,
+) -> Response {
+    // A wrong key still goes to the owner, behind the source's rate limit like a guessed
+    // token, so the key cannot be guessed at full speed.
+    let target = if state.is_ping_key(&key) {
+        PingTarget::Slug { slug, create: query.create.as_deref() == Some("1") }
+    } else {
+        PingTarget::WrongKey
+    };
+    ping_with(state, target, Some(signal), source, query, body).await
 }
 
 async fn ping_with(
     State(state): State<AppState>,
-    token: String,
+    target: PingTarget,
     suffix: Option<String>,
     ConnectInfo(source): ConnectInfo<SocketAddr>,
     Query(query): Query<PingQuery>,
@@ -63,7 +129,7 @@ async fn ping_with(
     let asked = state
         .ask(|reply| {
             Command::Check(CheckCommand::Ping {
-                token,
+                target,
                 suffix,
                 rid: query.rid,
                 body: body.to_vec(),

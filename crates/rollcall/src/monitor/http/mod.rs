@@ -52,6 +52,8 @@ pub struct AppState {
     /// Turns true when the monitor stops: live streams end, so shutdown never waits on a
     /// connected client.
     stopping: watch::Receiver<bool>,
+    /// `pings.ping_key`, the secret of `/ping/<ping-key>/<slug>`.
+    ping_key: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             protect_reads,
             cluster: None,
             stopping,
+            ping_key: None,
         }
     }
 
@@ -87,6 +90,17 @@ impl AppState {
     pub fn with_cluster(mut self, status: watch::Receiver<crate::cluster::ClusterStatus>) -> AppState {
         self.cluster = Some(status);
         self
+    }
+
+    /// Opens the slug URLs (`/ping/<ping-key>/<slug>`) with this key.
+    pub fn with_ping_key(mut self, ping_key: Option<String>) -> AppState {
+        self.ping_key = ping_key.map(Arc::from);
+        self
+    }
+
+    /// Whether `given` is the ping key, compared in constant time.
+    fn is_ping_key(&self, given: &str) -> bool {
+        self.ping_key.as_ref().is_some_and(|key| constant_time_eq(given.as_bytes(), key.as_bytes()))
     }
 
     /// Checks the bearer token of a write request. Nothing is changed when this fails.
@@ -169,6 +183,10 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut s
             Router::new()
                 .route("/ping/{token}", get(checks::ping).post(checks::ping))
                 .route("/ping/{token}/{signal}", get(checks::ping_signal).post(checks::ping_signal))
+                .route(
+                    "/ping/{key}/{slug}/{signal}",
+                    get(checks::ping_slug_signal).post(checks::ping_slug_signal),
+                )
                 .layer(axum::extract::DefaultBodyLimit::max(checks::MAX_PING_BODY)),
         )
         .with_state(state);

@@ -7,7 +7,7 @@ use crate::checks::{
 };
 use rollcall_proto::alerts::SubjectKind;
 use rollcall_proto::checks::{
-    CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Signal,
+    CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Schedule, Signal, validate_slug,
 };
 use rollcall_proto::ratelimit::RateLimiter;
 use rollcall_store::{PingRecord, Write};
@@ -50,15 +50,38 @@ pub enum CheckCommand {
         reply: oneshot::Sender<Result<CheckJson, CheckFailure>>,
     },
     Ping {
-        token: String,
-        /// The path after the token (`start`, `fail`, `log`, an exit code), if any.
+        target: PingTarget,
+        /// The path after the token or slug (`start`, `fail`, `log`, an exit code), if any.
         suffix: Option<String>,
         rid: Option<String>,
         body: Vec<u8>,
         source: IpAddr,
         reply: oneshot::Sender<Result<PingReceipt, PingRefusal>>,
     },
+    /// A ping the HTTP layer refused before reading it (a body over the hard limit): only
+    /// counted.
+    Refused {
+        error: PingError,
+    },
 }
+
+/// How a ping names its check.
+#[derive(Debug)]
+pub enum PingTarget {
+    /// `/ping/<token>`.
+    Token(String),
+    /// `/ping/<ping-key>/<slug>`, the ping key already checked by the HTTP layer; `create`
+    /// (`?create=1`) asks for the check to be made if it is missing and `pings.auto_create`
+    /// is on.
+    Slug { slug: String, create: bool },
+    /// `/ping/<wrong-key>/<slug>/<signal>`: answered like an unknown slug, after the source's
+    /// rate limit.
+    WrongKey,
+}
+
+/// Healthchecks' defaults for a check made by its first ping: a day, and an hour of grace.
+const AUTO_PERIOD: Duration = Duration::from_secs(86_400);
+const AUTO_GRACE: Duration = Duration::from_secs(3600);
 
 /// Where a ping's answer goes.
 pub(super) type PingReply = oneshot::Sender<Result<PingReceipt, PingRefusal>>;
@@ -82,7 +105,9 @@ impl From<CheckError> for CheckFailure {
     fn from(error: CheckError) -> CheckFailure {
         let (status, code) = match &error {
             CheckError::Invalid(_) => (400, "invalid"),
-            CheckError::DuplicateId(_) | CheckError::DuplicateToken => (409, "conflict"),
+            CheckError::DuplicateId(_) | CheckError::DuplicateToken | CheckError::DuplicateSlug(_) => {
+                (409, "conflict")
+            }
             CheckError::Capacity(_) => (409, "capacity"),
             CheckError::UnknownCheck(_) => (404, "not_found"),
             CheckError::EndsInPast => (400, "invalid"),
@@ -105,6 +130,10 @@ pub struct CheckState {
     pub by_source: RateLimiter<IpAddr>,
     pub by_token: RateLimiter<String>,
     pub sources: BTreeMap<String, &'static str>,
+    /// `pings.auto_create`: `/ping/<ping-key>/<slug>?create=1` makes a missing check.
+    pub auto_create: bool,
+    /// `pings.ping_key`: no check may have it as its token, or its URLs would be ambiguous.
+    pub ping_key: Option<String>,
 }
 
 impl Owner {
@@ -127,6 +156,7 @@ impl Owner {
                         message,
                     })?;
                     let spec = input.into_spec(Some(token)).map_err(invalid)?;
+                    self.refuse_ping_key_token(&spec)?;
                     let id = spec.id.clone();
                     self.checks.table.add(spec, now, wall)?;
                     self.checks.sources.insert(id.clone(), SOURCE_API);
@@ -142,6 +172,7 @@ impl Owner {
                     let view = self.checks.table.check(&id).ok_or_else(|| not_found(&id))?;
                     let spec =
                         CheckInput::from_spec(view.spec).patched(patch).into_spec(None).map_err(invalid)?;
+                    self.refuse_ping_key_token(&spec)?;
                     self.checks.table.update(&id, spec, now, wall)?;
                     Ok(())
                 })();
@@ -174,10 +205,11 @@ impl Owner {
                     if self.checks.table.resume(&id, now, wall) { Ok(()) } else { Err(not_found(&id)) };
                 let _ = reply.send(result.map(|()| self.after_check_change(&id)));
             }
-            CheckCommand::Ping { token, suffix, rid, body, source, reply } => {
-                let result = self.ping(&token, suffix.as_deref(), rid.as_deref(), &body, source);
+            CheckCommand::Ping { target, suffix, rid, body, source, reply } => {
+                let result = self.ping(target, suffix.as_deref(), rid.as_deref(), &body, source);
                 self.answer_pings(&mut vec![(reply, result)]);
             }
+            CheckCommand::Refused { error } => self.checks.table.record_rejection(error),
         }
     }
 
@@ -197,7 +229,7 @@ impl Owner {
     /// tokens is limited too), then the table. Its events are left for the caller to drain.
     pub(super) fn ping(
         &mut self,
-        token: &str,
+        target: PingTarget,
         suffix: Option<&str>,
         rid: Option<&str>,
         body: &[u8],
@@ -212,10 +244,28 @@ impl Owner {
             let retry_after = self.checks.by_source.retry_after(&source, now);
             return Err(refuse(&mut self.checks, PingError::RateLimited, retry_after));
         }
+        if matches!(target, PingTarget::WrongKey) {
+            return Err(refuse(&mut self.checks, PingError::UnknownSlug, None));
+        }
         let signal = match Signal::parse(suffix) {
             Ok(signal) => signal,
+            // No signal after an unknown token: `/ping/<ping-key>/<slug>` with a wrong key,
+            // answered like an unknown slug (a known token keeps its 400).
+            Err(_) if self.is_wrong_ping_key(&target) => {
+                return Err(refuse(&mut self.checks, PingError::UnknownSlug, None));
+            }
             Err(error) => return Err(refuse(&mut self.checks, error, None)),
         };
+        let token = match target {
+            PingTarget::Token(token) => token,
+            PingTarget::Slug { slug, create } => match self.token_of_slug(&slug, create) {
+                Some(token) => token,
+                None => return Err(refuse(&mut self.checks, PingError::UnknownSlug, None)),
+            },
+            PingTarget::WrongKey => unreachable!("refused above"),
+        };
+        let token = token.as_str();
+        // Both URL forms share the check's bucket, keyed by its token.
         let key = token.to_string();
         if self.checks.table.by_token(token).is_some() && !self.checks.by_token.allow(&key, now) {
             let retry_after = self.checks.by_token.retry_after(&key, now);
@@ -226,6 +276,54 @@ impl Owner {
             .table
             .handle_ping(token, Ping { signal, rid, body }, now, wall)
             .map_err(|error| PingRefusal { error, retry_after: None })
+    }
+
+    fn is_wrong_ping_key(&self, target: &PingTarget) -> bool {
+        let PingTarget::Token(token) = target else { return false };
+        self.checks.ping_key.is_some() && self.checks.table.by_token(token).is_none()
+    }
+
+    fn refuse_ping_key_token(&self, spec: &CheckSpec) -> Result<(), CheckFailure> {
+        if self.checks.ping_key.as_ref() == Some(&spec.token) {
+            return Err(CheckFailure {
+                status: 409,
+                code: "conflict",
+                message: format!("check {:?}: its token is pings.ping_key; give it another", spec.id),
+            });
+        }
+        Ok(())
+    }
+
+    /// The token of the check a slug names, after making the check if it is missing,
+    /// `create` was asked and `pings.auto_create` is on.
+    fn token_of_slug(&mut self, slug: &str, create: bool) -> Option<String> {
+        if let Some(check) = self.checks.table.by_slug(slug) {
+            return Some(check.spec.token.clone());
+        }
+        if !create || !self.checks.auto_create || validate_slug(slug).is_err() {
+            return None;
+        }
+        let token = generate_token().map_err(|error| tracing::error!(%error, "cannot make a token")).ok()?;
+        let spec = CheckSpec {
+            id: slug.to_string(),
+            token: token.clone(),
+            slug: None,
+            schedule: Schedule::Period { period: AUTO_PERIOD, grace: AUTO_GRACE },
+            labels: BTreeMap::new(),
+            description: "created by its first ping".into(),
+        };
+        let (now, wall) = (self.clock.now(), self.wall_ms());
+        // An id taken by a check with another slug, a full table: nothing is made (a full table is counted by the table).
+        if let Err(error) = self.checks.table.add(spec, now, wall) {
+            tracing::debug!(slug, %error, "a ping asked for a check that cannot be made");
+            return None;
+        }
+        tracing::info!(check = slug, "check created by its first ping");
+        self.checks.sources.insert(slug.to_string(), SOURCE_API);
+        let mut batch = Vec::new();
+        self.persist_check(slug, &mut batch);
+        self.persist.write(batch);
+        Some(token)
     }
 
     fn check_view(&self, id: &str, reveal: bool) -> Option<CheckJson> {
@@ -361,6 +459,8 @@ pub fn start_checks(
         by_token: RateLimiter::new(ping.per_token_rate, ping.per_token_burst, 100_000)
             .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?,
         sources,
+        auto_create: ping.auto_create,
+        ping_key: ping.ping_key.clone(),
     };
     Ok((state, writes))
 }
