@@ -13,6 +13,7 @@ mod client;
 mod clock;
 mod demo;
 mod http_error;
+mod http_server;
 mod keygen;
 mod monitor;
 mod peer;

@@ -22,6 +22,7 @@ mod tests;
 use crate::alerts::sinks::SinkConfig;
 use crate::cli::PeerArgs;
 use crate::clock::Clock;
+use crate::http_server::ConnectionLimits;
 use crate::settings::{alert_file, load_key_ring};
 use anyhow::{Context, bail};
 use rollcall_proto::KeyRing;
@@ -32,9 +33,6 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// How long open HTTP requests may take to finish at shutdown.
-const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Everything `rollcall peer` runs with, checked once at start.
 #[derive(Clone, Debug)]
@@ -49,6 +47,8 @@ pub struct PeerSettings {
     pub seed: u64,
     /// `None`: no sink is configured, and the peer keeps no store.
     pub alerting: Option<PeerAlerting>,
+    /// The HTTP server's connection cap and timeouts.
+    pub api_limits: ConnectionLimits,
 }
 
 /// Where and how a peer alerts: at least one sink, and the data dir of its store.
@@ -91,7 +91,16 @@ impl PeerSettings {
             None => random_seed()?,
         };
         let alerting = alerting(args)?;
+        let api_limits = ConnectionLimits {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+        };
+        api_limits
+            .validate(["--max-connections", "--header-timeout", "--idle-timeout"])
+            .map_err(|problem| anyhow::anyhow!(problem))?;
         Ok(PeerSettings {
+            api_limits,
             name: args.name.clone(),
             bind: args.bind,
             advertise: args.advertise,
@@ -123,6 +132,7 @@ impl Listeners {
 /// `rollcall peer`: settings, key ring, sockets, then [`run`] until Ctrl-C or SIGTERM.
 pub fn main(args: PeerArgs) -> anyhow::Result<()> {
     let settings = PeerSettings::from_args(&args)?;
+    crate::http_server::raise_fd_limit();
     let keys = load_key_ring(&args.key_file)?;
     let store = match &settings.alerting {
         Some(alerting) => {
@@ -151,6 +161,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
+    let http_limits = settings
+        .api_limits
+        .fit(crate::http_server::fd_limit(), "--max-connections")
+        .map_err(|problem| anyhow::anyhow!(problem))?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     let advertise = match settings.advertise {
@@ -186,7 +200,8 @@ pub async fn run(
         None => (None, None, None),
     };
     let (owner, commands) = owner::Owner::new(peer, udp, clock, settings.join.clone(), settings.seed, alerts);
-    let http_task = tokio::spawn(http::serve(http, http::AppState::new(commands, view), stop_rx));
+    let state = http::AppState::new(commands, view);
+    let http_task = tokio::spawn(http::serve(http, state, http_limits, stop_rx));
 
     tracing::info!(
         name = %settings.name,
@@ -199,6 +214,7 @@ pub async fn run(
         join = ?settings.join,
         probe_interval = %humantime::format_duration(settings.swim.probe_interval),
         sinks = settings.alerting.as_ref().map_or(0, |alerting| alerting.sinks.len()),
+        max_connections = http_limits.max_connections,
         "peer ready"
     );
     // A stable line for scripts and tests that bind port 0.
@@ -208,7 +224,8 @@ pub async fn run(
     // The same signal stops the delivery loops (an alert not yet delivered stays in the
     // outbox, for the next run).
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(HTTP_DRAIN, http_task).await;
+    // The server lets open requests finish for a few seconds at most.
+    let _ = http_task.await;
     if let Some(delivery) = delivery {
         delivery.join().await;
     }

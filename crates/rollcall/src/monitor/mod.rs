@@ -46,6 +46,7 @@ impl Listeners {
 /// `rollcall monitor`: settings, store, sockets, then [`run`] until Ctrl-C or SIGTERM.
 pub fn main(args: MonitorArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args)?;
+    crate::http_server::raise_fd_limit();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let store = Store::open(&settings.data_dir).context("cannot open the store")?;
@@ -66,6 +67,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
+    let http_limits = settings
+        .api_limits
+        .fit(crate::http_server::fd_limit(), "api.max_connections")
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     listeners.udp.set_nonblocking(true)?;
@@ -115,10 +120,10 @@ pub async fn run(
         settings.api_token.clone(),
         settings.protect_reads,
     );
-    let http_task = tokio::spawn(http::serve(http, state, stop_rx.clone()));
+    let http_task = tokio::spawn(http::serve(http, state, http_limits, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));
 
-    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), sinks = settings.sinks.len(), "monitor ready");
+    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), sinks = settings.sinks.len(), max_connections = http_limits.max_connections, "monitor ready");
     // A stable line for scripts and tests that bind port 0.
     println!("rollcall monitor listening udp={udp_addr} http={http_addr}");
     shutdown.await;
