@@ -241,8 +241,25 @@ impl Monitor {
 
     /// Like [`Monitor::start`], on a given UDP address (to restart on the same port).
     pub fn start_on(sandbox: &Sandbox, config: &str, udp: SocketAddr) -> Monitor {
+        Monitor::spawn(sandbox, config, udp, &[])
+    }
+
+    /// Like [`Monitor::start`], run by `wrapper` (a command that execs the rest of its command
+    /// line, so the PID stays the monitor's: e.g. `prlimit --nofile=512`).
+    pub fn start_under(sandbox: &Sandbox, config: &str, wrapper: &[&str]) -> Monitor {
+        Monitor::spawn(sandbox, config, "127.0.0.1:0".parse().expect("valid address"), wrapper)
+    }
+
+    fn spawn(sandbox: &Sandbox, config: &str, udp: SocketAddr, wrapper: &[&str]) -> Monitor {
         let config_file = sandbox.write_file("monitor", "toml", config);
-        let mut command = Command::new(bin());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin());
+                command
+            }
+            None => Command::new(bin()),
+        };
         command
             .arg("monitor")
             .args(["--udp", &udp.to_string(), "--http", "127.0.0.1:0"])
