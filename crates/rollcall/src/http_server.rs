@@ -127,25 +127,23 @@ impl ConnectionLimits {
     }
 }
 
-/// Raises this process's soft limit on open files to its hard limit, and returns the limit
-/// now in force (the soft one, if it could not be raised).
-pub fn raise_fd_limit() -> u64 {
+/// Raises this process's soft limit on open files to its hard limit (a failure is logged:
+/// the limit in force is then checked as it is). The ready line logs the limit in force.
+pub fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        tracing::warn!("cannot read RLIMIT_NOFILE; assuming 1024 open files");
-        return 1024;
-    };
-    if soft < hard
-        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        tracing::warn!(%error, soft, hard, "cannot raise RLIMIT_NOFILE to its hard limit");
-        return soft;
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(%error, soft, hard, "cannot raise RLIMIT_NOFILE to its hard limit");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read RLIMIT_NOFILE"),
     }
-    tracing::info!(was = soft, now = hard, "open files limit (RLIMIT_NOFILE) at its hard limit");
-    hard
 }
 
-/// The soft limit on open files in force now.
+/// The soft limit on open files in force now (1024, Linux's usual default, if it cannot be
+/// read).
 pub fn fd_limit() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }

@@ -161,9 +161,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
+    let open_files = crate::http_server::fd_limit();
     let http_limits = settings
         .api_limits
-        .fit(crate::http_server::fd_limit(), "--max-connections")
+        .fit(open_files, "--max-connections")
         .map_err(|problem| anyhow::anyhow!(problem))?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
@@ -214,6 +215,7 @@ pub async fn run(
         join = ?settings.join,
         probe_interval = %humantime::format_duration(settings.swim.probe_interval),
         sinks = settings.alerting.as_ref().map_or(0, |alerting| alerting.sinks.len()),
+        open_files,
         max_connections = http_limits.max_connections,
         "peer ready"
     );

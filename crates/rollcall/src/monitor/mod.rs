@@ -67,9 +67,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
+    let open_files = crate::http_server::fd_limit();
     let http_limits = settings
         .api_limits
-        .fit(crate::http_server::fd_limit(), "api.max_connections")
+        .fit(open_files, "api.max_connections")
         .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
@@ -123,7 +124,7 @@ pub async fn run(
     let http_task = tokio::spawn(http::serve(http, state, http_limits, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));
 
-    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), sinks = settings.sinks.len(), max_connections = http_limits.max_connections, "monitor ready");
+    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), sinks = settings.sinks.len(), open_files, max_connections = http_limits.max_connections, "monitor ready");
     // A stable line for scripts and tests that bind port 0.
     println!("rollcall monitor listening udp={udp_addr} http={http_addr}");
     shutdown.await;
