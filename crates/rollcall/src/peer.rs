@@ -22,7 +22,7 @@ mod tests;
 use crate::alerts::sinks::SinkConfig;
 use crate::cli::PeerArgs;
 use crate::clock::Clock;
-use crate::http_server::ConnectionLimits;
+use crate::http_server::{ConnectionLimits, ServerLimits};
 use crate::settings::{alert_file, load_key_ring};
 use anyhow::{Context, bail};
 use rollcall_proto::KeyRing;
@@ -133,6 +133,8 @@ impl Listeners {
 pub fn main(args: PeerArgs) -> anyhow::Result<()> {
     let settings = PeerSettings::from_args(&args)?;
     crate::http_server::raise_fd_limit();
+    // `run` checks it too; here a refusal comes before anything is created or bound.
+    http_limits(&settings)?;
     let keys = load_key_ring(&args.key_file)?;
     let store = match &settings.alerting {
         Some(alerting) => {
@@ -161,11 +163,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
-    let open_files = crate::http_server::fd_limit();
-    let http_limits = settings
-        .api_limits
-        .fit(open_files, "--max-connections")
-        .map_err(|problem| anyhow::anyhow!(problem))?;
+    let (http_limits, open_files) = http_limits(&settings)?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     let advertise = match settings.advertise {
@@ -236,6 +234,16 @@ pub async fn run(
         Ok(None) => Ok(()),
         Err(error) => Err(error),
     }
+}
+
+/// The HTTP server's limits under the open files limit in force, and that limit.
+fn http_limits(settings: &PeerSettings) -> anyhow::Result<(ServerLimits, u64)> {
+    let open_files = crate::http_server::fd_limit();
+    let limits = settings
+        .api_limits
+        .fit(open_files, "--max-connections")
+        .map_err(|problem| anyhow::anyhow!(problem))?;
+    Ok((limits, open_files))
 }
 
 /// The alerting settings: from `--config FILE` (the monitor's `[alerts]` and `[[sink]]`),

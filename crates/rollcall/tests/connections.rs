@@ -126,6 +126,24 @@ fn a_peer_closes_a_connection_flood_and_serves_again() {
     promtool_check(&text);
 }
 
+#[test]
+fn a_cap_that_leaves_too_few_descriptors_is_refused_at_start() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write_file("monitor", "toml", &format!("[api]\nmax_connections = {CAP}\n"));
+    let args = ["monitor", "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--config"]
+        .iter()
+        .map(|arg| arg.to_string())
+        .chain([config.display().to_string(), "--key-file".into(), sandbox.key_file().display().to_string()])
+        .chain(["--data-dir".into(), sandbox.data_dir().display().to_string()])
+        .collect::<Vec<_>>();
+    // 64 connections and 256 descriptors kept free need 320.
+    let exited = sandbox.run_to_exit_under(&["prlimit", "--nofile=300"], &args);
+    assert!(!exited.status.success(), "{exited:?}");
+    let expected = "api.max_connections = 64 leaves fewer than 256 of the 300 file descriptors";
+    assert!(exited.stderr.contains(expected), "{:?} does not say {expected:?}", exited.stderr);
+    assert_eq!(exited.stderr.trim().lines().count(), 1, "one sentence: {:?}", exited.stderr);
+}
+
 /// Connections opened by a flood: every other one sends half a request head, the others
 /// nothing at all.
 struct Flood {

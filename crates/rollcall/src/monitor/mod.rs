@@ -20,6 +20,7 @@ use crate::alerts::delivery::Delivery;
 use crate::alerts::sinks::Sink;
 use crate::cli::MonitorArgs;
 use crate::clock::Clock;
+use crate::http_server::ServerLimits;
 use crate::settings::Settings;
 use anyhow::Context;
 use rollcall_store::Store;
@@ -47,6 +48,8 @@ impl Listeners {
 pub fn main(args: MonitorArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args)?;
     crate::http_server::raise_fd_limit();
+    // `run` checks it too; here a refusal comes before anything is created or bound.
+    http_limits(&settings)?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let store = Store::open(&settings.data_dir).context("cannot open the store")?;
@@ -67,11 +70,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
-    let open_files = crate::http_server::fd_limit();
-    let http_limits = settings
-        .api_limits
-        .fit(open_files, "api.max_connections")
-        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    let (http_limits, open_files) = http_limits(&settings)?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     listeners.udp.set_nonblocking(true)?;
@@ -140,6 +139,16 @@ pub async fn run(
     })
     .await?;
     Ok(())
+}
+
+/// The HTTP server's limits under the open files limit in force, and that limit.
+fn http_limits(settings: &Settings) -> anyhow::Result<(ServerLimits, u64)> {
+    let open_files = crate::http_server::fd_limit();
+    let limits = settings
+        .api_limits
+        .fit(open_files, "api.max_connections")
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    Ok((limits, open_files))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -122,9 +122,22 @@ impl Sandbox {
     /// Runs the binary with `args` to its exit (with a deadline): for commands that must fail
     /// at start.
     pub fn run_to_exit(&self, args: &[String]) -> Exited {
+        self.run_to_exit_under(&[], args)
+    }
+
+    /// Like [`Sandbox::run_to_exit`], run by `wrapper` (e.g. `prlimit --nofile=300`).
+    pub fn run_to_exit_under(&self, wrapper: &[&str], args: &[String]) -> Exited {
         let stdout_path = self.unique_path("run", "stdout");
         let stderr_path = self.unique_path("run", "stderr");
-        let mut child = Command::new(bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(bin());
+                command
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(create(&stdout_path))
