@@ -496,6 +496,17 @@ pub struct PeerArgs {
     /// when the config file has sinks, unless it sets data_dir.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Most HTTP connections open at once; more are closed at once with a 503 (default:
+    /// 1024, or fewer if the open files limit is low). The monitor's api.max_connections.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// An HTTP request's head must arrive within this (idle keep-alive connections close
+    /// after it too).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub header_timeout: Duration,
+    /// An HTTP connection on which no byte moves either way for this long is closed.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

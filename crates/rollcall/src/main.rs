@@ -14,6 +14,7 @@ mod clock;
 mod cluster;
 mod demo;
 mod http_error;
+mod http_server;
 mod keygen;
 mod monitor;
 mod peer;

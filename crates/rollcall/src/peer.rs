@@ -22,6 +22,7 @@ mod tests;
 use crate::alerts::sinks::SinkConfig;
 use crate::cli::PeerArgs;
 use crate::clock::Clock;
+use crate::http_server::{ConnectionLimits, ServerLimits};
 use crate::settings::{alert_file, load_key_ring};
 use anyhow::{Context, bail};
 use rollcall_proto::KeyRing;
@@ -32,9 +33,6 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// How long open HTTP requests may take to finish at shutdown.
-const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Everything `rollcall peer` runs with, checked once at start.
 #[derive(Clone, Debug)]
@@ -49,6 +47,8 @@ pub struct PeerSettings {
     pub seed: u64,
     /// `None`: no sink is configured, and the peer keeps no store.
     pub alerting: Option<PeerAlerting>,
+    /// The HTTP server's connection cap and timeouts.
+    pub api_limits: ConnectionLimits,
 }
 
 /// Where and how a peer alerts: at least one sink, and the data dir of its store.
@@ -91,7 +91,16 @@ impl PeerSettings {
             None => random_seed()?,
         };
         let alerting = alerting(args)?;
+        let api_limits = ConnectionLimits {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+        };
+        api_limits
+            .validate(["--max-connections", "--header-timeout", "--idle-timeout"])
+            .map_err(|problem| anyhow::anyhow!(problem))?;
         Ok(PeerSettings {
+            api_limits,
             name: args.name.clone(),
             bind: args.bind,
             advertise: args.advertise,
@@ -123,6 +132,9 @@ impl Listeners {
 /// `rollcall peer`: settings, key ring, sockets, then [`run`] until Ctrl-C or SIGTERM.
 pub fn main(args: PeerArgs) -> anyhow::Result<()> {
     let settings = PeerSettings::from_args(&args)?;
+    crate::http_server::raise_fd_limit();
+    // `run` checks it too; here a refusal comes before anything is created or bound.
+    http_limits(&settings)?;
     let keys = load_key_ring(&args.key_file)?;
     let (_lock, store) = match &settings.alerting {
         Some(alerting) => {
@@ -150,6 +162,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
+    let (http_limits, open_files) = http_limits(&settings)?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     let advertise = match settings.advertise {
@@ -185,7 +198,8 @@ pub async fn run(
         None => (None, None, None),
     };
     let (owner, commands) = owner::Owner::new(peer, udp, clock, settings.join.clone(), settings.seed, alerts);
-    let http_task = tokio::spawn(http::serve(http, http::AppState::new(commands, view), stop_rx));
+    let state = http::AppState::new(commands, view);
+    let http_task = tokio::spawn(http::serve(http, state, http_limits, stop_rx));
 
     tracing::info!(
         name = %settings.name,
@@ -198,6 +212,8 @@ pub async fn run(
         join = ?settings.join,
         probe_interval = %humantime::format_duration(settings.swim.probe_interval),
         sinks = settings.alerting.as_ref().map_or(0, |alerting| alerting.sinks.len()),
+        open_files,
+        max_connections = http_limits.max_connections,
         "peer ready"
     );
     // A stable line for scripts and tests that bind port 0.
@@ -207,7 +223,8 @@ pub async fn run(
     // The same signal stops the delivery loops (an alert not yet delivered stays in the
     // outbox, for the next run).
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(HTTP_DRAIN, http_task).await;
+    // The server lets open requests finish for a few seconds at most.
+    let _ = http_task.await;
     if let Some(delivery) = delivery {
         delivery.join().await;
     }
@@ -216,6 +233,16 @@ pub async fn run(
         Ok(None) => Ok(()),
         Err(error) => Err(error),
     }
+}
+
+/// The HTTP server's limits under the open files limit in force, and that limit.
+fn http_limits(settings: &PeerSettings) -> anyhow::Result<(ServerLimits, u64)> {
+    let open_files = crate::http_server::fd_limit();
+    let limits = settings
+        .api_limits
+        .fit(open_files, "--max-connections")
+        .map_err(|problem| anyhow::anyhow!(problem))?;
+    Ok((limits, open_files))
 }
 
 /// The alerting settings: from `--config FILE` (the monitor's `[alerts]` and `[[sink]]`),

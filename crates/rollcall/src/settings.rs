@@ -4,6 +4,7 @@
 use crate::alerts::sinks::{RawSink, SinkConfig, parse_sinks};
 use crate::checks::CheckInput;
 use crate::cli::{DetectorKind, MonitorArgs};
+use crate::http_server::ConnectionLimits;
 use crate::monitor::explain::{Goals, parse_rate};
 use anyhow::{Context, bail};
 use rollcall_detect::qos::Goal;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub api_token: Option<String>,
     /// Whether reads of `/v1/...` need the token too.
     pub protect_reads: bool,
+    /// The HTTP server's connection cap and timeouts.
+    pub api_limits: ConnectionLimits,
     /// Per-node metric series are exported while the fleet has at most this many nodes
     /// (0 switches them off).
     pub per_node_series: usize,
@@ -156,6 +159,9 @@ struct RawPings {
 struct RawApi {
     token: Option<String>,
     protect_reads: Option<bool>,
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -290,8 +296,10 @@ impl Settings {
         }
         let goals = goals(&raw.goals)?;
         let cluster = raw.cluster.as_ref().map(crate::cluster::parse).transpose()?;
+        let api_limits = api_limits(&raw.api)?;
         Ok(Settings {
             cluster,
+            api_limits,
             goals,
             per_node_series: raw.metrics.per_node_series.unwrap_or(10_000),
             protect_reads,
@@ -309,6 +317,22 @@ impl Settings {
             recv_buffer_bytes: m.recv_buffer_bytes.unwrap_or(8 << 20),
         })
     }
+}
+
+/// `api.max_connections`, `api.header_timeout`, `api.idle_timeout`. The cap is checked
+/// against the descriptor limit at start (`ConnectionLimits::fit`), when that is known.
+fn api_limits(raw: &RawApi) -> anyhow::Result<ConnectionLimits> {
+    let defaults = ConnectionLimits::default();
+    let limits = ConnectionLimits {
+        max_connections: raw.max_connections,
+        header_timeout: duration("api.header_timeout", &raw.header_timeout)?
+            .unwrap_or(defaults.header_timeout),
+        idle_timeout: duration("api.idle_timeout", &raw.idle_timeout)?.unwrap_or(defaults.idle_timeout),
+    };
+    limits
+        .validate(["api.max_connections", "api.header_timeout", "api.idle_timeout"])
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    Ok(limits)
 }
 
 /// The alerting part of a config file, for `rollcall peer --config FILE`: the monitor's

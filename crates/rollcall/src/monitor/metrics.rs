@@ -3,6 +3,7 @@
 
 use super::owner::StatsSnapshot;
 use crate::alerts::delivery::SinkHealth;
+use crate::http_server::ConnectionStats;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,6 +28,7 @@ pub fn render(
     stats: &StatsSnapshot,
     sinks: &BTreeMap<String, SinkHealth>,
     outbox_depth: &[(String, u64)],
+    connections: &ConnectionStats,
     cluster: Option<&crate::cluster::ClusterStatus>,
 ) -> String {
     let mut registry = Registry::with_prefix("rollcall");
@@ -174,6 +176,7 @@ pub fn render(
     render_confirm(&mut registry, stats);
     render_alerts(&mut registry, stats, sinks, outbox_depth);
     render_checks(&mut registry, stats);
+    render_connections(&mut registry, connections);
     if let Some(cluster) = cluster {
         render_cluster(&mut registry, cluster);
     }
@@ -299,6 +302,33 @@ fn render_checks(registry: &mut Registry, stats: &StatsSnapshot) {
         by_state.get_or_create(&vec![("state", state.as_str())]).set(checks.checks_in(state) as i64);
     }
     registry.register("checks", "Checks, by state", by_state);
+}
+
+/// The HTTP server's connections: how many are open against the cap, and those closed by a
+/// bound (the cap, or a timeout).
+fn render_connections(registry: &mut Registry, connections: &ConnectionStats) {
+    let open = Gauge::<i64>::default();
+    open.set(connections.open as i64);
+    registry.register("http_connections_open", "HTTP connections open now", open);
+    let max = Gauge::<i64>::default();
+    max.set(connections.max as i64);
+    registry.register("http_connections_max", "The cap on open HTTP connections (api.max_connections)", max);
+    let accepted = Counter::<u64>::default();
+    accepted.inc_by(connections.accepted);
+    registry.register("http_connections_accepted", "HTTP connections accepted under the cap", accepted);
+    let closed = Family::<Labels, Counter>::default();
+    for (reason, count) in [
+        ("max_connections", connections.refused),
+        ("header_timeout", connections.header_timeouts),
+        ("idle_timeout", connections.idle_timeouts),
+    ] {
+        closed.get_or_create(&vec![("reason", reason)]).inc_by(count);
+    }
+    registry.register(
+        "http_connections_closed",
+        "HTTP connections closed by a bound: at once at the cap, or after a timeout",
+        closed,
+    );
 }
 
 /// The UDP receive path and the store's commit latency (the shell's side of throughput).

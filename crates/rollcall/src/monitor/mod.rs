@@ -20,6 +20,7 @@ use crate::alerts::delivery::Delivery;
 use crate::alerts::sinks::Sink;
 use crate::cli::MonitorArgs;
 use crate::clock::Clock;
+use crate::http_server::ServerLimits;
 use crate::settings::Settings;
 use anyhow::Context;
 use rollcall_store::Store;
@@ -46,6 +47,9 @@ impl Listeners {
 /// `rollcall monitor`: settings, store, sockets, then [`run`] until Ctrl-C or SIGTERM.
 pub fn main(args: MonitorArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args)?;
+    crate::http_server::raise_fd_limit();
+    // `run` checks it too; here a refusal comes before anything is created or bound.
+    http_limits(&settings)?;
     let (_lock, store) = open_data_dir(&settings.data_dir)?;
     let listeners = Listeners::bind(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -75,6 +79,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = Clock::start();
+    let (http_limits, open_files) = http_limits(&settings)?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     listeners.udp.set_nonblocking(true)?;
@@ -147,10 +152,10 @@ pub async fn run(
         }
         None => (state, None),
     };
-    let http_task = tokio::spawn(http::serve(http, state, stop_rx.clone()));
+    let http_task = tokio::spawn(http::serve(http, state, http_limits, stop_rx.clone()));
     let owner_task = tokio::spawn(owner.run(stop_rx));
 
-    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), sinks = settings.sinks.len(), "monitor ready");
+    tracing::info!(%udp_addr, %http_addr, data_dir = %settings.data_dir.display(), detector = settings.core.detector.name(), sinks = settings.sinks.len(), open_files, max_connections = http_limits.max_connections, "monitor ready");
     // A stable line for scripts and tests that bind port 0.
     println!("rollcall monitor listening udp={udp_addr} http={http_addr}");
     shutdown.await;
@@ -187,6 +192,16 @@ async fn wait_for_registration(
         anyhow::bail!("{reason}");
     }
     Ok(status)
+}
+
+/// The HTTP server's limits under the open files limit in force, and that limit.
+fn http_limits(settings: &Settings) -> anyhow::Result<(ServerLimits, u64)> {
+    let open_files = crate::http_server::fd_limit();
+    let limits = settings
+        .api_limits
+        .fit(open_files, "api.max_connections")
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    Ok((limits, open_files))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -9,6 +9,7 @@ use super::alerting::SinksView;
 use super::owner::{Command, EventJson, MemberJson, STATES};
 use crate::alerts::delivery::SinkHealth;
 use crate::http_error::ApiError;
+use crate::http_server::{ConnectionCounters, ServerLimits};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,11 +29,13 @@ pub struct AppState {
     commands: mpsc::Sender<Command>,
     /// `None` when no sink is configured.
     sinks: Option<SinksView>,
+    /// The server's connection counts, for `/metrics`.
+    connections: ConnectionCounters,
 }
 
 impl AppState {
     pub fn new(commands: mpsc::Sender<Command>, sinks: Option<SinksView>) -> AppState {
-        AppState { commands, sinks }
+        AppState { commands, sinks, connections: ConnectionCounters::default() }
     }
 
     /// Each sink's health and undelivered outbox rows, by name; empty without sinks.
@@ -56,7 +59,14 @@ impl AppState {
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
+/// Serves the API on `listener` under `limits` until `stop` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ServerLimits,
+    stop: watch::Receiver<bool>,
+) {
+    let counters = state.connections.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -68,12 +78,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut stop:
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-        tracing::error!(%error, "HTTP server stopped");
-    }
+    crate::http_server::serve(listener, app, limits, counters, stop).await;
 }
 
 /// A query string, or a JSON error naming what is wrong with it.
@@ -203,5 +208,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let stats = state.ask(|reply| Command::Stats { reply }).await?;
     let sinks = state.sink_health().await?;
     let kind = "text/plain; version=0.0.4; charset=utf-8";
-    Ok(([(header::CONTENT_TYPE, kind)], super::metrics::render(&stats, &sinks)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, kind)],
+        super::metrics::render(&stats, &sinks, &state.connections.snapshot()),
+    )
+        .into_response())
 }

@@ -6,6 +6,7 @@
 use super::alerting::AlertsSnapshot;
 use super::owner::{STATES, StatsSnapshot};
 use crate::alerts::delivery::SinkHealth;
+use crate::http_server::ConnectionStats;
 use rollcall_proto::swim::Rejection;
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
@@ -22,7 +23,11 @@ const COMMON_TRANSITIONS: [(&str, &str); 7] = [
 ];
 
 /// The text for a stats snapshot and each sink's health with its undelivered outbox rows.
-pub fn render(stats: &StatsSnapshot, sinks: &BTreeMap<String, (SinkHealth, u64)>) -> String {
+pub fn render(
+    stats: &StatsSnapshot,
+    sinks: &BTreeMap<String, (SinkHealth, u64)>,
+    connections: &ConnectionStats,
+) -> String {
     let core = &stats.core;
     let mut out = Text::default();
 
@@ -128,10 +133,36 @@ pub fn render(stats: &StatsSnapshot, sinks: &BTreeMap<String, (SinkHealth, u64)>
     }
     out.family("rollcall_peer_uptime_seconds", "gauge", "Seconds since the peer started");
     out.sample("rollcall_peer_uptime_seconds", &[], stats.uptime.as_secs_f64());
+    render_connections(&mut out, connections);
     if let Some(alerts) = &stats.alerts {
         render_alerts(&mut out, alerts, sinks);
     }
     out.0
+}
+
+/// The HTTP server's connections: how many are open against the cap, and those closed by a
+/// bound (the cap, or a timeout).
+fn render_connections(out: &mut Text, connections: &ConnectionStats) {
+    let gauges = [
+        ("rollcall_peer_http_connections_open", "HTTP connections open now", connections.open),
+        (
+            "rollcall_peer_http_connections_max",
+            "The cap on open HTTP connections (--max-connections)",
+            connections.max,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], value);
+    }
+    let name = "rollcall_peer_http_connections_accepted_total";
+    out.family(name, "counter", "HTTP connections accepted under the cap");
+    out.sample(name, &[], connections.accepted);
+    let name = "rollcall_peer_http_connections_closed_total";
+    out.family(name, "counter", "HTTP connections closed by a bound: at once at the cap, or after a timeout");
+    out.sample(name, &[("reason", "max_connections")], connections.refused);
+    out.sample(name, &[("reason", "header_timeout")], connections.header_timeouts);
+    out.sample(name, &[("reason", "idle_timeout")], connections.idle_timeouts);
 }
 
 /// The incident layer's counters, the store's, and each sink's deliveries.

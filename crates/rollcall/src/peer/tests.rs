@@ -28,6 +28,8 @@ fn good_flags_make_settings() {
     assert_eq!(settings.swim.probe_timeout.as_millis(), 100);
     assert_eq!(settings.join, vec!["127.0.0.1:7946".parse().unwrap()]);
     assert_eq!(settings.swim.cluster, "rollcall");
+    // The HTTP limits default to the monitor's.
+    assert_eq!(settings.api_limits, crate::http_server::ConnectionLimits::default());
 }
 
 #[test]
@@ -41,6 +43,11 @@ fn mistakes_are_refused_in_one_sentence() {
     check_refused("--name a --bind 127.0.0.1:0 --join [::1]:7946", "no IPv4 address");
     check_refused("--name a --bind 127.0.0.1:0 --cluster=", "--cluster");
     check_refused("--name a --bind nowhere", "invalid value");
+    check_refused("--name a --bind 127.0.0.1:0 --max-connections 0", "--max-connections must be at least 1");
+    check_refused(
+        "--name a --bind 127.0.0.1:0 --idle-timeout 2h",
+        "--idle-timeout must be between 1s and 1h",
+    );
 }
 
 #[test]
@@ -63,7 +70,7 @@ fn metrics_export_every_reason_and_escape_labels() {
         uptime: std::time::Duration::from_secs(3),
         alerts: None,
     };
-    let text = super::metrics::render(&stats, &Default::default());
+    let text = super::metrics::render(&stats, &Default::default(), &Default::default());
     for reason in rollcall_proto::swim::Rejection::ALL {
         let series = format!("rollcall_peer_datagrams_rejected_total{{reason=\"{}\"}} 0\n", reason.as_str());
         assert!(text.contains(&series), "missing {series:?} in:\n{text}");

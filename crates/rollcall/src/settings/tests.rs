@@ -89,6 +89,7 @@ fn the_example_config_is_valid_and_shows_the_defaults() {
     assert_eq!(example.recv_buffer_bytes, defaults.recv_buffer_bytes);
     assert_eq!(example.alerts, defaults.alerts);
     assert_eq!(format!("{:?}", example.pings), format!("{:?}", defaults.pings));
+    assert_eq!(example.api_limits, defaults.api_limits);
     assert!(example.sinks.is_empty() && example.checks.is_empty() && example.api_token.is_none());
 }
 
@@ -181,5 +182,29 @@ fn confirmation_and_goals_are_read_and_their_mistakes_named() {
     ] {
         let error = check(config).unwrap_err();
         assert!(error.contains(words), "{config:?}: {error}");
+    }
+}
+
+#[test]
+fn connection_limits_are_read_and_their_mistakes_named() {
+    let defaults = check("").unwrap().api_limits;
+    assert_eq!(defaults, ConnectionLimits::default());
+    let limits = check("[api]\nmax_connections = 64\nheader_timeout = \"2s\"\nidle_timeout = \"5s\"\n")
+        .unwrap()
+        .api_limits;
+    assert_eq!(limits.max_connections, Some(64));
+    assert_eq!(
+        (limits.header_timeout, limits.idle_timeout),
+        (Duration::from_secs(2), Duration::from_secs(5))
+    );
+    for (config, expected) in [
+        ("[api]\nmax_connections = 0", "api.max_connections must be at least 1"),
+        ("[api]\nheader_timeout = \"10ms\"", "api.header_timeout must be between 1s and 1h"),
+        ("[api]\nidle_timeout = \"soon\"", "api.idle_timeout = \"soon\" is not a duration"),
+        ("[api]\nmax_conections = 5", "max_conections"),
+    ] {
+        let error = check(config).err().unwrap_or_else(|| panic!("{config:?} was accepted"));
+        assert!(error.contains(expected), "{config:?}: {error}");
+        assert_eq!(error.lines().count(), 1, "one sentence: {error}");
     }
 }

@@ -122,9 +122,22 @@ impl Sandbox {
     /// Runs the binary with `args` to its exit (with a deadline): for commands that must fail
     /// at start.
     pub fn run_to_exit(&self, args: &[String]) -> Exited {
+        self.run_to_exit_under(&[], args)
+    }
+
+    /// Like [`Sandbox::run_to_exit`], run by `wrapper` (e.g. `prlimit --nofile=300`).
+    pub fn run_to_exit_under(&self, wrapper: &[&str], args: &[String]) -> Exited {
         let stdout_path = self.unique_path("run", "stdout");
         let stderr_path = self.unique_path("run", "stderr");
-        let mut child = Command::new(bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(bin());
+                command
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(create(&stdout_path))
@@ -241,14 +254,37 @@ impl Monitor {
 
     /// Like [`Monitor::start`], on a given UDP address (to restart on the same port).
     pub fn start_on(sandbox: &Sandbox, config: &str, udp: SocketAddr) -> Monitor {
-        Monitor::start_env(sandbox, config, udp, &[])
+        Monitor::spawn(sandbox, config, udp, &[], &[])
     }
 
     /// Like [`Monitor::start_on`], with extra environment variables (tests/checks_clock.rs
     /// preloads libfaketime this way).
     pub fn start_env(sandbox: &Sandbox, config: &str, udp: SocketAddr, env: &[(&str, String)]) -> Monitor {
+        Monitor::spawn(sandbox, config, udp, &[], env)
+    }
+
+    /// Like [`Monitor::start`], run by `wrapper` (a command that execs the rest of its command
+    /// line, so the PID stays the monitor's: e.g. `prlimit --nofile=512`).
+    pub fn start_under(sandbox: &Sandbox, config: &str, wrapper: &[&str]) -> Monitor {
+        Monitor::spawn(sandbox, config, "127.0.0.1:0".parse().expect("valid address"), wrapper, &[])
+    }
+
+    fn spawn(
+        sandbox: &Sandbox,
+        config: &str,
+        udp: SocketAddr,
+        wrapper: &[&str],
+        env: &[(&str, String)],
+    ) -> Monitor {
         let config_file = sandbox.write_file("monitor", "toml", config);
-        let mut command = Command::new(bin());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin());
+                command
+            }
+            None => Command::new(bin()),
+        };
         command.envs(env.iter().map(|(name, value)| (*name, value.as_str())));
         command
             .arg("monitor")

@@ -20,7 +20,6 @@ use rollcall_store::{IncidentChangeRecord, TransitionFilter, TransitionRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
-use std::time::Duration;
 
 /// Most events one `/v1/events` page (or one read of the stream) returns.
 const MAX_EVENTS_PAGE: usize = 1000;
@@ -175,6 +174,7 @@ pub async fn stream(
             None => state.read(|store| store.max_event_id()).await?,
         },
     };
+    let keep_alive = KeepAlive::new().interval(state.stream_keep_alive);
     let cursor = Cursor {
         state,
         after,
@@ -188,7 +188,7 @@ pub async fn stream(
         let event = cursor.next().await?;
         Some((Ok(event), cursor))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(events).keep_alive(keep_alive))
 }
 
 impl Cursor {

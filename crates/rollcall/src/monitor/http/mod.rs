@@ -6,6 +6,7 @@
 use super::owner::Command;
 use crate::alerts::delivery::HealthBoard;
 use crate::clock::Clock;
+use crate::http_server::{ConnectionCounters, ServerLimits};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rollcall_store::Store;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod alerts;
@@ -32,6 +34,8 @@ pub use phi::{PhiCurve, phi_curve};
 pub use crate::http_error::ApiError;
 
 const MAX_BODY: usize = 64 * 1024;
+/// How often an event stream writes a keep-alive comment, at most.
+const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -54,6 +58,11 @@ pub struct AppState {
     stopping: watch::Receiver<bool>,
     /// `pings.ping_key`, the secret of `/ping/<ping-key>/<slug>`.
     ping_key: Option<Arc<str>>,
+    /// The server's connection counts, for `/metrics`.
+    connections: ConnectionCounters,
+    /// How often an event stream with nothing to send writes a comment: often enough that
+    /// the server's idle timeout never closes it.
+    stream_keep_alive: Duration,
 }
 
 impl AppState {
@@ -69,7 +78,7 @@ impl AppState {
         let (sinks, store) = health;
         let reader = Arc::new(Mutex::new(reader));
         let api_token = api_token.map(Arc::from);
-        // Replaced by the server's own stop signal in `serve`.
+        // Replaced by the server's own stop signal, counters and limits in `serve`.
         let (_, stopping) = watch::channel(false);
         AppState {
             commands,
@@ -83,6 +92,8 @@ impl AppState {
             cluster: None,
             stopping,
             ping_key: None,
+            connections: ConnectionCounters::default(),
+            stream_keep_alive: STREAM_KEEP_ALIVE,
         }
     }
 
@@ -149,8 +160,16 @@ impl AppState {
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut stop: watch::Receiver<bool>) {
+/// Serves the API on `listener` under `limits` until `stop` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mut state: AppState,
+    limits: ServerLimits,
+    stop: watch::Receiver<bool>,
+) {
     state.stopping = stop.clone();
+    state.stream_keep_alive = STREAM_KEEP_ALIVE.min(limits.idle_timeout / 2);
+    let counters = state.connections.clone();
     let state_for_reads = state.clone();
     let app = Router::new()
         .route("/", get(dashboard::index))
@@ -191,13 +210,7 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: AppState, mut s
         )
         .with_state(state);
     let app = app.layer(axum::middleware::from_fn_with_state(state_for_reads, guard));
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-        tracing::error!(%error, "HTTP server stopped");
-    }
+    crate::http_server::serve(listener, app, limits, counters, stop).await;
 }
 
 /// 200 `ok` while the monitor can do its job; 503 with the reason while it cannot (a store
@@ -274,7 +287,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let depth = state.read(|store| store.outbox_depth()).await?;
     let sinks = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
     let cluster = state.cluster.as_ref().map(|status| status.borrow().clone());
-    let body = super::metrics::render(&stats, &sinks, &depth, cluster.as_ref());
+    let body =
+        super::metrics::render(&stats, &sinks, &depth, &state.connections.snapshot(), cluster.as_ref());
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
