@@ -102,6 +102,11 @@ pub enum Command {
     Resume(ResumeArgs),
     /// The monitor's own status: version, uptime, nodes by state, incidents, sinks.
     Status(ClientArgs),
+    /// Several monitors (`[cluster]`, docs/HA.md): who leads, the fencing token, etcd's health.
+    #[command(
+        after_help = "Examples:\n  rollcall cluster status\n  rollcall cluster status --api http://m2:7401 --json"
+    )]
+    Cluster(ClusterArgs),
     /// Hold the alerts of matching nodes or checks for a while (transitions are still recorded).
     #[command(after_help = "Examples:\n  rollcall silence add group=web --for 2h --reason 'deploy'\n  \
         rollcall silence add node=db-1 --until 2026-12-01T08:00:00Z\n  rollcall silence list\n  rollcall silence rm 3\n\n\
@@ -210,6 +215,18 @@ pub struct PauseArgs {
 pub struct SilenceArgs {
     #[command(subcommand)]
     pub action: SilenceAction,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterAction {
+    /// This monitor's view of its cluster: role, leader, fencing token, members, etcd.
+    Status(ClientArgs),
 }
 
 #[derive(Subcommand, Debug)]

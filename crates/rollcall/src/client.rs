@@ -452,6 +452,42 @@ fn answer(url: &str, mut response: ureq::http::Response<ureq::Body>) -> anyhow::
     Ok(value)
 }
 
+/// `rollcall cluster status`: exit 0 while etcd is reachable and a leader is known, 1 when
+/// not (for scripts).
+pub fn cluster_status(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args);
+    let cluster = api.get("/v1/cluster")?;
+    let healthy = cluster["etcd_reachable"] == true && cluster["leader"].is_string();
+    if args.json {
+        print_json(&cluster);
+    } else {
+        println!(
+            "cluster {}: this monitor is {}, {}",
+            text(&cluster["name"]),
+            text(&cluster["monitor"]),
+            text(&cluster["role"])
+        );
+        match cluster["leader"].as_str() {
+            Some(leader) => println!("leader {leader}, fencing token {}", text(&cluster["fencing_token"])),
+            None => println!("leader unknown"),
+        }
+        let members: Vec<String> = list(&cluster["members"]).map(text).collect();
+        println!(
+            "members: {}",
+            if members.is_empty() { "none known".to_string() } else { members.join(", ") }
+        );
+        match cluster["etcd_error"].as_str() {
+            Some(error) => println!("etcd: {} ({error})", paint("down", "unreachable")),
+            None => println!(
+                "etcd: {}, {} error(s) since start",
+                paint("up", "reachable"),
+                text(&cluster["etcd_errors"])
+            ),
+        }
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn list(value: &Value) -> impl Iterator<Item = &Value> {
     value.as_array().into_iter().flatten()
 }

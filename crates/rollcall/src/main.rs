@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         cli::Command::Resume(args) => client::resume(args),
         cli::Command::Status(args) => client::status(args),
         cli::Command::Silence(args) => client::silence(args),
+        cli::Command::Cluster(args) => match args.action {
+            cli::ClusterAction::Status(args) => client::cluster_status(args),
+        },
         cli::Command::Completions(args) => client::completions(args),
         cli::Command::Upstreams(args) => upstreams::main(args),
     };

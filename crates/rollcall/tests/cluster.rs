@@ -20,9 +20,16 @@ fn config(endpoints: &str, monitor: &str) -> String {
     format!("[cluster]\nname = \"prod\"\nmonitor = \"{monitor}\"\netcd = [{endpoints}]\nlease_ttl = \"2s\"\n")
 }
 
+/// `GET /v1/cluster`, checked against its schema in docs/openapi.json.
 fn cluster(monitor: &Monitor) -> Value {
     let (status, body) = monitor.get_json("/v1/cluster");
     assert_eq!(status, 200, "GET /v1/cluster: {body}");
+    let doc: Value =
+        serde_json::from_str(include_str!("../../../docs/openapi.json")).expect("the OpenAPI document");
+    let validator =
+        jsonschema::validator_for(&doc["components"]["schemas"]["ClusterStatus"]).expect("a valid schema");
+    let problems: Vec<String> = validator.iter_errors(&body).map(|error| error.to_string()).collect();
+    assert!(problems.is_empty(), "GET /v1/cluster does not match its schema: {problems:?}\n{body}");
     body
 }
 
@@ -65,6 +72,15 @@ fn two_monitors_elect_one_leader_and_fail_over_with_a_higher_token() {
         if members == serde_json::json!(["m1", "m2"]) { Ok(()) } else { Err(members.to_string()) }
     });
     assert_eq!(both[leader].metrics().get("rollcall_cluster_leader"), 1.0);
+    let api = format!("http://{}", both[1 - leader].http);
+    let shown = sandboxes[0].run_to_exit(&["cluster".into(), "status".into(), "--api".into(), api]);
+    assert!(shown.status.success(), "{shown:?}");
+    let leader_name = ["m1", "m2"][leader];
+    assert!(
+        shown.stdout.contains(&format!("leader {leader_name}, fencing token {token}")),
+        "{}",
+        shown.stdout
+    );
 
     // One etcd member dies: the cluster keeps its quorum, and the leader keeps leading.
     etcd.kill(2);

@@ -48,6 +48,8 @@ pub struct Alerts {
 pub struct SinksView {
     pub board: HealthBoard,
     reader: Arc<Mutex<Store>>,
+    /// Whether the store can commit (`/healthz` answers 503 while it cannot).
+    pub store: crate::monitor::StoreHealth,
 }
 
 /// The alerting counters `/v1/status` and `/metrics` show, copied out of the owner.
@@ -104,7 +106,11 @@ pub fn start(
         clock.clone(),
         stop,
     )?;
-    let view = SinksView { board: delivery.health.clone(), reader: Arc::new(Mutex::new(reader)) };
+    let view = SinksView {
+        board: delivery.health.clone(),
+        reader: Arc::new(Mutex::new(reader)),
+        store: persist.health(),
+    };
     let labels = BTreeMap::from([
         (OBSERVER_LABEL.to_string(), name.to_string()),
         (CLUSTER_LABEL.to_string(), cluster.to_string()),

@@ -59,6 +59,18 @@ impl AppState {
     }
 }
 
+/// 200 `ok` while the peer can do its job; 503 naming why while its store (with sinks) cannot
+/// commit, since its alerts then wait.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.sinks.as_ref().and_then(|view| view.store.failure()) {
+        None => "ok\n".into_response(),
+        Some(error) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: the store cannot commit: {error}\n"))
+                .into_response()
+        }
+    }
+}
+
 /// Serves the API on `listener` under `limits` until `stop` turns true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -68,7 +80,7 @@ pub async fn serve(
 ) {
     let counters = state.connections.clone();
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/nodes", get(nodes))
         .route("/v1/nodes/{id}", get(node))
