@@ -228,19 +228,7 @@ fn checks_and_their_newest_pings() {
 fn pings_written_in_one_batch_keep_the_same_history_as_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
-    let ping = |check_id: &str, at_ms: i64| Write::Ping {
-        record: PingRecord {
-            check_id: check_id.into(),
-            signal: "success".into(),
-            rid: None,
-            duration_ms: None,
-            body: vec![],
-            body_len: 0,
-            body_truncated: false,
-            at_ms,
-        },
-        keep: 3,
-    };
+    let ping = |check_id: &str, at_ms: i64| ping_write(check_id, at_ms, 3);
     // Two checks' pings interleaved in one transaction, as group commit merges them.
     let batch: Vec<Write> = (0..10).flat_map(|at_ms| [ping("a", at_ms), ping("b", 100 + at_ms)]).collect();
     store.write(&batch).unwrap();
@@ -258,19 +246,7 @@ fn pings_written_in_one_batch_keep_the_same_history_as_one_by_one() {
 #[test]
 fn checks_pinged_in_turn_keep_their_own_history_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let ping = |check_id: &str, at_ms: i64| Write::Ping {
-        record: PingRecord {
-            check_id: check_id.into(),
-            signal: "success".into(),
-            rid: None,
-            duration_ms: None,
-            body: vec![],
-            body_len: 0,
-            body_truncated: false,
-            at_ms,
-        },
-        keep: 50,
-    };
+    let ping = |check_id: &str, at_ms: i64| ping_write(check_id, at_ms, 50);
     {
         let mut store = Store::open(dir.path()).unwrap();
         // 3 checks x 30 pings, one transaction each, in turn: the ids interleave.
@@ -300,4 +276,21 @@ fn a_version_1_store_is_migrated_in_place() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.nodes().unwrap()[0].id, "old");
     assert!(store.outbox_depth().unwrap().is_empty());
+}
+
+/// A ping of `check_id` at `at_ms`, keeping the newest `keep` of its check.
+fn ping_write(check_id: &str, at_ms: i64, keep: u32) -> Write {
+    Write::Ping {
+        record: PingRecord {
+            check_id: check_id.into(),
+            signal: "success".into(),
+            rid: None,
+            duration_ms: None,
+            body: vec![],
+            body_len: 0,
+            body_truncated: false,
+            at_ms,
+        },
+        keep,
+    }
 }

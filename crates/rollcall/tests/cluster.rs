@@ -137,20 +137,7 @@ fn a_second_monitor_with_the_same_name_is_refused_in_one_sentence() {
     wait_for_one_leader(&[&first]);
     let second = Sandbox::new();
     let file = second.write_file("dup", "toml", &config(&endpoints, "m1"));
-    let path = |p: &std::path::Path| p.display().to_string();
-    let args: Vec<String> = vec![
-        "monitor".into(),
-        "--udp".into(),
-        "127.0.0.1:0".into(),
-        "--http".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        path(&second.data_dir()),
-        "--key-file".into(),
-        path(&second.key_file()),
-        "--config".into(),
-        path(&file),
-    ];
+    let args = support::monitor_args(&second.data_dir(), &second.key_file(), &file);
     let exited = second.run_to_exit(&args);
     assert!(!exited.status.success(), "{exited:?}");
     let message = exited.stderr.lines().filter(|line| line.starts_with("rollcall: ")).collect::<Vec<_>>();

@@ -338,19 +338,12 @@ fn reads_can_be_protected_by_the_token() {
     assert_eq!(status("/ping/abcdefghijklmnopqrstuvwxyz", None), 404, "pings are judged by their own token");
 
     // Without a token to check against, protecting reads is a configuration mistake.
-    let refused = sandbox.run_to_exit(&[
-        "monitor".into(),
-        "--udp".into(),
-        "127.0.0.1:0".into(),
-        "--http".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        sandbox.path().join("other").display().to_string(),
-        "--key-file".into(),
-        sandbox.key_file().display().to_string(),
-        "--config".into(),
-        sandbox.write_file("protect", "toml", "[api]\nprotect_reads = true\n").display().to_string(),
-    ]);
+    let config = sandbox.write_file("protect", "toml", "[api]\nprotect_reads = true\n");
+    let refused = sandbox.run_to_exit(&support::monitor_args(
+        &sandbox.path().join("other"),
+        &sandbox.key_file(),
+        &config,
+    ));
     assert!(!refused.status.success());
     assert!(refused.stderr.contains("api.protect_reads"), "{}", refused.stderr);
 }

@@ -193,20 +193,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn monitor_args(sandbox: &Sandbox, config: &Path, key_file: &Path) -> Vec<String> {
-    let path = |p: &Path| p.display().to_string();
-    vec![
-        "monitor".into(),
-        "--udp".into(),
-        "127.0.0.1:0".into(),
-        "--http".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        path(&sandbox.data_dir()),
-        "--key-file".into(),
-        path(key_file),
-        "--config".into(),
-        path(config),
-    ]
+    support::monitor_args(&sandbox.data_dir(), key_file, config)
 }
 
 /// A refused start: a non-zero exit code (not a signal), no listening line, and one line on

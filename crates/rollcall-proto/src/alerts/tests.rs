@@ -255,17 +255,7 @@ fn paused_subjects_are_not_reminded() {
 #[test]
 fn restored_incidents_keep_their_ids_and_resolve_after_a_restart() {
     let mut h = Harness::default(100);
-    let incident = OpenIncident {
-        id: 41,
-        kind: NotificationKind::Firing,
-        severity: Severity::Critical,
-        subject_kind: SubjectKind::Node,
-        subject: "web-1".into(),
-        members: vec!["web-1".into()],
-        started_at: Instant::ZERO,
-        next_sequence: 3,
-        last_notified: h.now,
-    };
+    let incident = open_node_incident(41, "web-1", 3, h.now);
     h.alerter.restore(incident, |_| true);
     h.up("web-1");
     assert_eq!(
@@ -477,17 +467,7 @@ fn downs_held_together_when_the_process_died_page_once_grouped() {
 #[test]
 fn a_restored_down_already_paged_is_not_paged_again() {
     let mut h = Harness::default(100);
-    let incident = OpenIncident {
-        id: 5,
-        kind: NotificationKind::Firing,
-        severity: Severity::Critical,
-        subject_kind: SubjectKind::Node,
-        subject: "web-1".into(),
-        members: vec!["web-1".into()],
-        started_at: Instant::ZERO,
-        next_sequence: 1,
-        last_notified: h.now,
-    };
+    let incident = open_node_incident(5, "web-1", 1, h.now);
     h.alerter.restore(incident, |_| true);
     h.alerter.restore_down(stored_down("web-1", Instant::ZERO), h.now);
     h.run_for(secs(60));
@@ -503,4 +483,19 @@ fn a_restored_down_pages_at_once_without_grouping() {
     h.alerter.restore_down(stored_down("web-1", Instant::ZERO), h.now);
     h.drain();
     check(&h, &[("firing", "web-1")]);
+}
+
+/// An open firing incident about one node, as the shell restores it.
+fn open_node_incident(id: u64, node: &str, next_sequence: u32, last_notified: Instant) -> OpenIncident {
+    OpenIncident {
+        id,
+        kind: NotificationKind::Firing,
+        severity: Severity::Critical,
+        subject_kind: SubjectKind::Node,
+        subject: node.into(),
+        members: vec![node.into()],
+        started_at: Instant::ZERO,
+        next_sequence,
+        last_notified,
+    }
 }

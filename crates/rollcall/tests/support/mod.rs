@@ -168,6 +168,25 @@ impl Sandbox {
     }
 }
 
+/// The arguments of `rollcall monitor` on OS-chosen ports with a data dir, a key file and a
+/// config file: for starts that must fail ([`Sandbox::run_to_exit`]).
+pub fn monitor_args(data_dir: &Path, key_file: &Path, config: &Path) -> Vec<String> {
+    let path = |p: &Path| p.display().to_string();
+    vec![
+        "monitor".into(),
+        "--udp".into(),
+        "127.0.0.1:0".into(),
+        "--http".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        path(data_dir),
+        "--key-file".into(),
+        path(key_file),
+        "--config".into(),
+        path(config),
+    ]
+}
+
 /// How a process that ran to its end ended.
 #[derive(Debug)]
 pub struct Exited {
