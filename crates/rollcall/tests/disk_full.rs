@@ -189,3 +189,44 @@ fn a_full_disk_is_loud_bounded_and_loses_no_alert() {
         .collect::<String>();
     assert!(log.contains("these writes are lost"), "the stop says what was not written:\n{log}");
 }
+
+/// A kill -9 while the store cannot commit loses what was queued in memory, but no page: the
+/// down that was never committed is detected again after the restart (the node is restored
+/// as it was last committed, gets a fresh grace period, and stays silent).
+#[test]
+fn a_crash_while_the_disk_is_full_still_pages_after_the_restart() {
+    let sandbox = Sandbox::new();
+    let Some(_tmpfs) = Tmpfs::mount(&sandbox.data_dir(), "4m") else { return };
+    let receiver = Receiver::start();
+    let config = config(&receiver);
+    let monitor = Monitor::start(&sandbox, &config);
+    let mut victim = Agent::start(&sandbox, "victim", monitor.udp, INTERVAL, &[]);
+    let _steady = Agent::start(&sandbox, "steady", monitor.udp, INTERVAL, &[]);
+    monitor.wait_for_state("victim", "up");
+    monitor.wait_for_state("steady", "up");
+
+    let filler = sandbox.data_dir().join("filler");
+    fill(&filler);
+    victim.signal(Signal::SIGKILL);
+    victim.wait_exit();
+    monitor.wait_for_state("victim", "down");
+    monitor.wait_until(PATIENCE, "the store fails", || {
+        let (status, body) = monitor.get_text("/healthz");
+        if status == 503 { Ok(()) } else { Err(format!("{status} {body}")) }
+    });
+    let udp = monitor.udp;
+    monitor.crash();
+    std::fs::remove_file(&filler).expect("free the space");
+
+    let monitor = Monitor::start_on(&sandbox, &config, udp);
+    monitor.wait_until(PATIENCE, "the victim is paged after the restart", || {
+        let got = receiver.alerts();
+        let paged = got.iter().any(|alert| alert["kind"] == "firing" && alert["subject"]["id"] == "victim");
+        if paged { Ok(()) } else { Err(format!("{} alerts", got.len())) }
+    });
+    assert!(
+        !receiver.alerts().iter().any(|alert| alert["subject"]["id"] == "steady"),
+        "the node that stayed up was not paged"
+    );
+    monitor.stop(Signal::SIGTERM);
+}
