@@ -13,6 +13,7 @@ pub mod session;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// `[cluster]` as written in the config file.
@@ -141,6 +142,54 @@ impl Tenure {
     }
 }
 
+/// One monitor's view of the fleet, as it publishes it to etcd every [`VIEW_EVERY`]: counts
+/// only (never per node, never per heartbeat).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    pub nodes: u64,
+    pub up: u64,
+    pub suspect: u64,
+    pub down: u64,
+}
+
+/// How often a monitor publishes its [`View`] and compares it with the others'.
+pub const VIEW_EVERY: Duration = Duration::from_secs(2);
+
+impl View {
+    /// The share of its nodes a monitor cannot hear (suspect or down).
+    pub fn lost_share(&self) -> f64 {
+        if self.nodes == 0 { 0.0 } else { (self.suspect + self.down) as f64 / self.nodes as f64 }
+    }
+}
+
+/// The monitors that are themselves the problem: each one that cannot hear at least half of
+/// its (at least 3) nodes while the other monitors' median share is at most a quarter of its
+/// own. Such a monitor is cut off (its network, or it is starved), not watching a mass
+/// failure, which every monitor would see. With no other monitor to compare with, nobody is.
+pub fn cut_off(views: &BTreeMap<String, View>) -> Vec<String> {
+    let mut odd = Vec::new();
+    for (name, view) in views {
+        let share = view.lost_share();
+        if view.nodes < 3 || share < 0.5 {
+            continue;
+        }
+        let mut others: Vec<f64> = views
+            .iter()
+            .filter(|(other, view)| *other != name && view.nodes > 0)
+            .map(|(_, view)| view.lost_share())
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        others.sort_by(f64::total_cmp);
+        let median = others[others.len() / 2];
+        if median <= share / 4.0 {
+            odd.push(name.clone());
+        }
+    }
+    odd
+}
+
 /// What `/v1/cluster` shows and metrics export.
 #[derive(Clone, Debug, Serialize, Default)]
 pub struct ClusterStatus {
@@ -168,6 +217,11 @@ pub struct ClusterStatus {
     pub etcd_errors: u64,
     /// Times this monitor became leader.
     pub elections_won: u64,
+    /// Every live monitor's published view of the fleet, by monitor.
+    pub views: BTreeMap<String, View>,
+    /// The monitors that cannot hear most of the fleet while the others can ([`cut_off`]):
+    /// their view is the problem, not the fleet.
+    pub cut_off: Vec<String>,
 }
 
 #[cfg(test)]

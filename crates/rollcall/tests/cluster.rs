@@ -169,3 +169,59 @@ fn a_monitor_whose_etcd_is_unreachable_starts_and_says_so() {
     assert_eq!((status, body.as_str()), (200, "ok\n"), "detection goes on without etcd");
     monitor.stop(Signal::SIGTERM);
 }
+
+#[test]
+fn a_monitor_that_alone_cannot_hear_the_fleet_is_named_cut_off_by_every_monitor() {
+    let dir = Sandbox::new();
+    let etcd = Etcd::start(dir.path());
+    let endpoints = etcd.endpoints_toml();
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    // The agents send to both monitors with one key.
+    std::fs::copy(a.key_file(), b.key_file()).expect("share the key file");
+    let quick = "[phi]\nacceptable_pause = \"500ms\"\n";
+    let m1 = Monitor::start(&a, &format!("{quick}{}", config(&endpoints, "m1")));
+    let m2 = Monitor::start(&b, &format!("{quick}{}", config(&endpoints, "m2")));
+    wait_for_one_leader(&[&m1, &m2]);
+    let interval = Duration::from_millis(200);
+    let both = [m1.udp.to_string(), m2.udp.to_string()];
+    let start = |name: &str, targets: &[&str]| {
+        let extra: Vec<&str> = targets.iter().flat_map(|target| ["--monitor", target]).collect();
+        // The first --monitor is the harness's; the others are added.
+        support::Agent::start_with(
+            &a,
+            name,
+            targets[0].parse().expect("an address"),
+            interval,
+            &[],
+            &extra[2..],
+        )
+    };
+    let names = ["web-1", "web-2", "web-3", "web-4"];
+    let mut agents: Vec<support::Agent> =
+        names.iter().map(|name| start(name, &[&both[0], &both[1]])).collect();
+    for name in names {
+        m1.wait_for_state(name, "up");
+        m2.wait_for_state(name, "up");
+    }
+    let nobody_cut_off = cluster(&m1);
+    assert_eq!(nobody_cut_off["cut_off"], serde_json::json!([]), "{nobody_cut_off}");
+
+    // m2 stops hearing the fleet (the agents now send to m1 only); m1 still hears it.
+    for agent in &mut agents {
+        agent.signal(Signal::SIGKILL);
+        agent.wait_exit();
+    }
+    let _agents: Vec<support::Agent> = names.iter().map(|name| start(name, &[&both[0]])).collect();
+    for monitor in [&m1, &m2] {
+        monitor.wait_until(PATIENCE, "both monitors name m2 as cut off", || {
+            let view = cluster(monitor);
+            if view["cut_off"] == serde_json::json!(["m2"]) { Ok(()) } else { Err(view.to_string()) }
+        });
+    }
+    assert_eq!(m2.metrics().get("rollcall_cluster_cut_off"), 1.0);
+    assert_eq!(m1.metrics().get("rollcall_cluster_cut_off"), 0.0);
+    m2.wait_until(PATIENCE, "m2's log says it is cut off", || {
+        let log = m2.stderr_tail();
+        if log.contains("it is cut off") { Ok(()) } else { Err(log) }
+    });
+}

@@ -11,7 +11,7 @@
 //! - a leader stops leading at the end of its [`Tenure`], measured on its own clock, even if
 //!   it hears nothing (a SIGSTOP, a VM stall, a partition).
 
-use super::{ClusterSettings, ClusterStatus, Tenure};
+use super::{ClusterSettings, ClusterStatus, Tenure, VIEW_EVERY, View, cut_off};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -31,12 +31,16 @@ enum Ended {
 
 /// Runs until `stop` turns true. `http` is this monitor's API address (stored with its
 /// registration, for `rollcall cluster status`).
-pub async fn run(
+pub async fn run<F, Fut>(
     settings: ClusterSettings,
     http: std::net::SocketAddr,
     status: watch::Sender<ClusterStatus>,
+    view: F,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<View>>,
+{
     let mut last_log: Option<Instant> = None;
     // The previous session's lease: its member key is this monitor's own, not a namesake's.
     let mut previous_lease = None;
@@ -46,7 +50,9 @@ pub async fn run(
             return;
         }
         let ended = match connect(&settings, next_endpoint).await {
-            Ok(client) => session(client, &settings, http, &status, &mut stop, &mut previous_lease).await,
+            Ok(client) => {
+                session(client, &settings, http, (&status, &view), &mut stop, &mut previous_lease).await
+            }
             Err(error) => Ended::Lost(error),
         };
         next_endpoint += 1;
@@ -127,14 +133,18 @@ async fn connect(settings: &ClusterSettings, start: usize) -> Result<Client, Str
 
 /// One session: a lease, the registration, then campaigning (or leading) until the lease
 /// is lost or the monitor stops. Every etcd call is bounded by the client's timeout.
-async fn session(
+async fn session<F, Fut>(
     mut client: Client,
     settings: &ClusterSettings,
     http: std::net::SocketAddr,
-    status: &watch::Sender<ClusterStatus>,
+    (status, view): (&watch::Sender<ClusterStatus>, &F),
     stop: &mut watch::Receiver<bool>,
     previous_lease: &mut Option<i64>,
-) -> Ended {
+) -> Ended
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<View>>,
+{
     let lost = |what: &str, error: etcd_client::Error| Ended::Lost(format!("{what}: {error}"));
     let ttl_secs = settings.lease_ttl.as_secs() as i64;
     let granted_at = Instant::now();
@@ -166,6 +176,7 @@ async fn session(
     let mut leading: Option<i64> = None;
     let mut renew = tokio::time::interval(settings.lease_ttl / 3);
     let mut look = tokio::time::interval(Duration::from_millis(500));
+    let mut compare = tokio::time::interval(VIEW_EVERY);
     loop {
         tokio::select! {
             biased;
@@ -210,6 +221,13 @@ async fn session(
                 }
             }
             _ = look.tick() => {}
+            _ = compare.tick() => {
+                if let Some(mine) = view().await
+                    && let Err(error) = compare_views(&mut client, settings, lease, mine, status).await
+                {
+                    return lost("cannot publish this monitor's view", error);
+                }
+            }
         }
         let now = Instant::now();
         if !tenure.is_valid(now) {
@@ -329,6 +347,49 @@ async fn refresh(
                 status.fencing_token = leader.map(|(_, token)| token);
             }
         }
+    });
+    Ok(())
+}
+
+/// Publishes this monitor's view (on its session's lease, so a dead monitor's view goes with
+/// it), reads every live monitor's, and names the ones cut off. One small write per monitor
+/// every [`VIEW_EVERY`], whatever the fleet's size.
+async fn compare_views(
+    client: &mut Client,
+    settings: &ClusterSettings,
+    lease: i64,
+    mine: View,
+    status: &watch::Sender<ClusterStatus>,
+) -> Result<(), etcd_client::Error> {
+    let prefix = format!("{}/views/", settings.root());
+    let value = serde_json::to_string(&mine).expect("a view always serializes");
+    client
+        .put(format!("{prefix}{}", settings.monitor), value, Some(PutOptions::new().with_lease(lease)))
+        .await?;
+    let stored = client.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
+    let views: std::collections::BTreeMap<String, View> = stored
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let name = kv.key_str().ok()?.strip_prefix(&prefix)?.to_string();
+            Some((name, serde_json::from_slice(kv.value()).ok()?))
+        })
+        .collect();
+    let odd = cut_off(&views);
+    let me = &settings.monitor;
+    let was = status.borrow().cut_off.contains(me);
+    let is = odd.contains(me);
+    if is && !was {
+        tracing::warn!(
+            cluster = %settings.name, lost = mine.suspect + mine.down, nodes = mine.nodes,
+            "this monitor cannot hear most of the fleet while the other monitors can: it is cut off (its network, or it is starved), not watching a mass failure"
+        );
+    } else if was && !is {
+        tracing::info!(cluster = %settings.name, "this monitor hears the fleet like the others again");
+    }
+    status.send_modify(|status| {
+        status.views = views;
+        status.cut_off = odd;
     });
     Ok(())
 }

@@ -50,3 +50,25 @@ fn a_leader_acts_until_its_last_acknowledged_renewal_plus_ttl_minus_a_margin() {
     tenure.acknowledged(start);
     assert_eq!(tenure.valid_until(), Some(start + Duration::from_millis(5_400)));
 }
+
+fn views(shares: &[(&str, u64, u64)]) -> BTreeMap<String, View> {
+    shares
+        .iter()
+        .map(|&(name, nodes, lost)| {
+            (name.to_string(), View { nodes, up: nodes - lost, suspect: 0, down: lost })
+        })
+        .collect()
+}
+
+#[test]
+fn a_monitor_that_alone_loses_the_fleet_is_the_one_cut_off() {
+    assert_eq!(cut_off(&views(&[("m1", 100, 0), ("m2", 100, 90), ("m3", 100, 1)])), ["m2"]);
+    assert!(
+        cut_off(&views(&[("m1", 100, 95), ("m2", 100, 90), ("m3", 100, 92)])).is_empty(),
+        "a mass failure"
+    );
+    assert!(cut_off(&views(&[("m1", 100, 10), ("m2", 100, 30)])).is_empty(), "under half lost");
+    assert!(cut_off(&views(&[("m2", 100, 90)])).is_empty(), "nobody to compare with");
+    assert!(cut_off(&views(&[("m1", 2, 0), ("m2", 2, 2)])).is_empty(), "too few nodes to judge");
+    assert!(cut_off(&views(&[("m1", 100, 40), ("m2", 100, 90)])).is_empty(), "the other lost much too");
+}

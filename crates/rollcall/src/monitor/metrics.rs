@@ -437,4 +437,11 @@ fn render_cluster(registry: &mut Registry, cluster: &crate::cluster::ClusterStat
     let won = Counter::<u64>::default();
     won.inc_by(cluster.elections_won);
     registry.register("cluster_elections_won", "Times this monitor became leader", won);
+    let cut = Gauge::<i64>::default();
+    cut.set(i64::from(cluster.cut_off.contains(&cluster.monitor)));
+    registry.register(
+        "cluster_cut_off",
+        "1 while this monitor cannot hear most of the fleet and the other monitors can",
+        cut,
+    );
 }

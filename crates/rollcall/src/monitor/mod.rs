@@ -132,6 +132,8 @@ pub async fn run(
         stop_rx.clone(),
     )?;
     let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored)?;
+    // The cluster session asks the owner for its counts of nodes by state (`[cluster]` only).
+    let commands_for_cluster = commands.clone();
     let state = http::AppState::new(
         commands,
         reader,
@@ -146,8 +148,21 @@ pub async fn run(
         Some(cluster) => {
             let (status_tx, status) =
                 tokio::sync::watch::channel(crate::cluster::session::initial_status(&cluster));
-            let task =
-                tokio::spawn(crate::cluster::session::run(cluster, http_addr, status_tx, stop_rx.clone()));
+            let view = move || {
+                let commands = commands_for_cluster.clone();
+                async move {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    commands.send(owner::Command::Counts { reply }).await.ok()?;
+                    answer.await.ok()
+                }
+            };
+            let task = tokio::spawn(crate::cluster::session::run(
+                cluster,
+                http_addr,
+                status_tx,
+                view,
+                stop_rx.clone(),
+            ));
             (state.with_cluster(wait_for_registration(status).await?), Some(task))
         }
         None => (state, None),

@@ -63,6 +63,10 @@ pub enum Command {
     Stats {
         reply: oneshot::Sender<StatsSnapshot>,
     },
+    /// How many nodes are in each state, for the cluster's comparison of views.
+    Counts {
+        reply: oneshot::Sender<crate::cluster::View>,
+    },
     /// Maintenance, until `until_ms` (wall clock) or until resumed; `None` for an unknown node.
     Pause {
         id: String,
@@ -576,6 +580,13 @@ impl Owner {
                     .collect();
                 members.sort_by(|a, b| a.id.cmp(&b.id));
                 let _ = reply.send(members);
+            }
+            Command::Counts { reply } => {
+                // Nodes being judged: new, left and paused ones say nothing about reachability.
+                let count = |state| self.core.stats().nodes_in(state);
+                let (up, suspect, down) =
+                    (count(NodeState::Up), count(NodeState::Suspect), count(NodeState::Down));
+                let _ = reply.send(crate::cluster::View { nodes: up + suspect + down, up, suspect, down });
             }
             Command::Stats { reply } => {
                 let (store_batches, store_errors) = self.persist.counters();
