@@ -147,13 +147,31 @@ where
 {
     let lost = |what: &str, error: etcd_client::Error| Ended::Lost(format!("{what}: {error}"));
     let ttl_secs = settings.lease_ttl.as_secs() as i64;
-    let granted_at = Instant::now();
-    let lease = match client.lease_grant(ttl_secs, None).await {
-        Ok(lease) => lease.id(),
-        Err(error) => return lost("cannot grant a lease", error),
-    };
     let mut tenure = Tenure::new(settings.lease_ttl);
-    tenure.acknowledged(granted_at);
+    // The previous session's lease, if still alive, is kept: the etcd member it talked to
+    // died, not the session, so leadership and its fencing token carry over (campaigning
+    // again on the same lease finds its own election key). Its tenure starts at the first
+    // renewal this session gets acknowledged.
+    let alive = match *previous_lease {
+        Some(previous) => match client.lease_time_to_live(previous, None).await {
+            Ok(answer) => (answer.ttl() > 0).then_some(previous),
+            Err(error) => return lost("cannot read the lease", error),
+        },
+        None => None,
+    };
+    let lease = match alive {
+        Some(lease) => lease,
+        None => {
+            let granted_at = Instant::now();
+            match client.lease_grant(ttl_secs, None).await {
+                Ok(lease) => {
+                    tenure.acknowledged(granted_at);
+                    lease.id()
+                }
+                Err(error) => return lost("cannot grant a lease", error),
+            }
+        }
+    };
     status.send_modify(|status| {
         status.etcd_reachable = true;
         status.etcd_error = None;
@@ -161,7 +179,9 @@ where
     });
     let previous = previous_lease.replace(lease);
     if let Err(ended) = register(&mut client, settings, http, (previous, lease), stop).await {
-        let _ = client.lease_revoke(lease).await;
+        if !matches!(ended, Ended::Lost(_)) {
+            let _ = client.lease_revoke(lease).await;
+        }
         return ended;
     }
     let (mut keeper, mut renewals) = match client.lease_keep_alive(lease).await {
@@ -253,21 +273,24 @@ async fn register(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), Ended> {
     let key = settings.member_key();
-    // This monitor's own key from its previous session (etcd became unreachable, the lease
-    // may still be alive): taken over at once rather than waited out.
+    let value = serde_json::json!({ "http": http.to_string(), "pid": std::process::id() }).to_string();
+    // This monitor's own key from its previous session: kept (same lease) or moved to the
+    // new lease at once, rather than waited out as a namesake's would be.
     if let Some(previous) = previous {
         let take_over = Txn::new()
             .when([Compare::lease(key.clone(), CompareOp::Equal, previous)])
-            .and_then([TxnOp::put(key.clone(), "", Some(PutOptions::new().with_lease(lease)))]);
+            .and_then([TxnOp::put(key.clone(), value.clone(), Some(PutOptions::new().with_lease(lease)))]);
         match client.txn(take_over).await {
             Ok(answer) if answer.succeeded() => {
-                let _ = client.lease_revoke(previous).await;
+                if previous != lease {
+                    let _ = client.lease_revoke(previous).await;
+                }
+                return Ok(());
             }
             Ok(_) => {}
             Err(error) => return Err(Ended::Lost(format!("cannot register: {error}"))),
         }
     }
-    let value = serde_json::json!({ "http": http.to_string(), "pid": std::process::id() }).to_string();
     let deadline = Instant::now() + settings.lease_ttl + Duration::from_secs(1);
     loop {
         let create = Txn::new()
