@@ -40,6 +40,7 @@ async fn the_command_gets_every_documented_variable() {
     let sink = script_sink(dir.path(), "cat /proc/$$/environ > \"$1\"\n", &[&dump], "10s");
     let mut alert = alert(AlertKind::Resolved, 42);
     alert.nodes = vec!["web-1".to_owned(), "web-2".to_owned()];
+    alert.node_count = 2;
     alert.summary = "web-1 is back: it's \"up\"\nsecond line".to_owned();
     sink.deliver(&alert).await.expect("exit 0 is delivered");
 
@@ -49,6 +50,7 @@ async fn the_command_gets_every_documented_variable() {
     check(&environment, "ROLLCALL_SUBJECT_KIND", "node");
     check(&environment, "ROLLCALL_SUBJECT", "web-1");
     check(&environment, "ROLLCALL_NODES", "web-1,web-2");
+    check(&environment, "ROLLCALL_NODE_COUNT", "2");
     check(&environment, "ROLLCALL_INCIDENT", "42");
     check(&environment, "ROLLCALL_IDEMPOTENCY_KEY", "rollcall-42-3");
     check(&environment, "ROLLCALL_FROM", "down");
@@ -65,7 +67,7 @@ async fn the_command_gets_every_documented_variable() {
     // Inherited variables such as PATH stay; nothing else of ours is there.
     assert!(environment.contains_key("PATH"));
     let ours: Vec<_> = environment.keys().filter(|key| key.starts_with("ROLLCALL_")).collect();
-    assert_eq!(ours.len(), 17, "unexpected ROLLCALL_ variables: {ours:?}");
+    assert_eq!(ours.len(), 18, "unexpected ROLLCALL_ variables: {ours:?}");
 }
 
 #[tokio::test]
