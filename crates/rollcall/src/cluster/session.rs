@@ -19,6 +19,9 @@ use tokio::sync::watch;
 /// How often a disconnected monitor tries etcd again, and says so in the log.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(5);
+/// The pause before making a lost session again (enough to keep a failing etcd from being
+/// hammered, short enough to keep the lease).
+const RETRY_AFTER_LOSS: Duration = Duration::from_millis(50);
 
 /// Why a session ended.
 enum Ended {
@@ -49,11 +52,12 @@ pub async fn run<F, Fut>(
         if *stop.borrow() {
             return;
         }
-        let ended = match connect(&settings, next_endpoint).await {
-            Ok(client) => {
-                session(client, &settings, http, (&status, &view), &mut stop, &mut previous_lease).await
-            }
-            Err(error) => Ended::Lost(error),
+        let (ended, reached) = match connect(&settings, next_endpoint).await {
+            Ok(client) => (
+                session(client, &settings, http, (&status, &view), &mut stop, &mut previous_lease).await,
+                true,
+            ),
+            Err(error) => (Ended::Lost(error), false),
         };
         next_endpoint += 1;
         match ended {
@@ -79,8 +83,12 @@ pub async fn run<F, Fut>(
                     tracing::warn!(cluster = %settings.name, endpoints = ?settings.etcd, "{reason}; detecting and paging on this monitor's own view meanwhile");
                     last_log = Some(Instant::now());
                 }
+                // A session that was made and then lost (its etcd member died) is made again
+                // at once on the next member, while its lease may still be alive; only an
+                // etcd that cannot be reached at all is retried every second.
+                let pause = if reached { RETRY_AFTER_LOSS } else { RECONNECT_EVERY };
                 tokio::select! {
-                    _ = tokio::time::sleep(RECONNECT_EVERY) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => {}
                 }
             }
