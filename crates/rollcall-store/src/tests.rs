@@ -204,17 +204,7 @@ fn checks_and_their_newest_pings() {
     };
     store.write(&[Write::Check(check.clone())]).unwrap();
     for at_ms in 0..10 {
-        let record = PingRecord {
-            check_id: "backup".into(),
-            signal: "success".into(),
-            rid: None,
-            duration_ms: None,
-            body: vec![],
-            body_len: 0,
-            body_truncated: false,
-            at_ms,
-        };
-        store.write(&[Write::Ping { record, keep: 3 }]).unwrap();
+        store.write(&[ping_write("backup", at_ms, 3)]).unwrap();
     }
     let kept: Vec<i64> = store.pings("backup", 100).unwrap().iter().map(|p| p.at_ms).collect();
     assert_eq!(kept, [9, 8, 7]);

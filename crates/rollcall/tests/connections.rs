@@ -16,7 +16,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Agent, Monitor, PeerProcess, QUICK, Sandbox, bin, promtool_check};
+use support::{Agent, Monitor, PeerProcess, Sandbox, bin, promtool_check};
 
 /// How long any condition may take. Generous: a passing test never waits this long.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -35,22 +35,14 @@ const HALF_HEAD: &[u8] = b"GET /v1/nodes HTTP/1.1\r\nHost: flood\r\n";
 /// A webhook sink that pages at once, a quick detector, and small HTTP limits.
 fn monitor_config(receiver: &Receiver) -> String {
     format!(
-        r#"{QUICK}
-[alerts]
-group_wait = "0s"
-
-[[sink]]
-name = "hook"
-kind = "webhook"
-url = "{url}"
-timeout = "2s"
+        r#"{pages}
 
 [api]
 max_connections = {CAP}
 header_timeout = "2s"
 idle_timeout = "2s"
 "#,
-        url = receiver.url()
+        pages = support::quick_pages_to(&receiver.url())
     )
 }
 

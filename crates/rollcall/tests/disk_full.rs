@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::{Agent, Monitor, QUICK, Sandbox};
+use support::{Agent, Monitor, Sandbox};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -94,15 +94,7 @@ fn ping(monitor: &Monitor, body: &[u8]) -> u16 {
 
 fn config(receiver: &Receiver) -> String {
     format!(
-        r#"{QUICK}
-[alerts]
-group_wait = "0s"
-
-[[sink]]
-name = "hook"
-kind = "webhook"
-url = "{url}"
-timeout = "2s"
+        r#"{pages}
 
 [[check]]
 id = "backup"
@@ -110,7 +102,7 @@ token = "{TOKEN}"
 period = "1h"
 grace = "1h"
 "#,
-        url = receiver.url()
+        pages = support::quick_pages_to(&receiver.url())
     )
 }
 

@@ -534,6 +534,23 @@ pub const PATIENT: &str = r#"
 acceptable_pause = "2s"
 "#;
 
+/// The [`QUICK`] detector and one webhook sink `hook` posting to `url` that pages at once
+/// (`group_wait = "0s"`): the start of a config for tests that wait for a page.
+pub fn quick_pages_to(url: &str) -> String {
+    format!(
+        r#"{QUICK}
+[alerts]
+group_wait = "0s"
+
+[[sink]]
+name = "hook"
+kind = "webhook"
+url = "{url}"
+timeout = "2s"
+"#
+    )
+}
+
 /// A node as `GET /v1/nodes` shows it.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Node {
