@@ -212,6 +212,17 @@ impl Store {
         Ok(id.unwrap_or(0) as u64)
     }
 
+    /// The largest incident id below `limit` (a cluster's incidents are numbered from a
+    /// base far above a single monitor's own).
+    pub fn max_incident_id_below(&self, limit: u64) -> Result<u64, StoreError> {
+        let id: Option<i64> = self.connection.query_row(
+            "SELECT max(id) FROM incidents WHERE id < ?1",
+            [limit.min(i64::MAX as u64) as i64],
+            |row| row.get(0),
+        )?;
+        Ok(id.unwrap_or(0) as u64)
+    }
+
     fn incidents<P: rusqlite::Params>(
         &self,
         tail: &str,

@@ -2,14 +2,19 @@
 //!
 //! Each monitor registers itself under `/{prefix}/{name}/members/{monitor}` on a session
 //! lease and campaigns in the election `/{prefix}/{name}/election`; the winner's election key
-//! revision is the fencing token. This is the first step of the issue "several monitors,
-//! one verdict": election, membership and their status (`/v1/cluster`, metrics,
-//! `rollcall cluster status`). Paging is not gated on leadership yet: every monitor still
-//! pages on its own view (docs/HA.md says what comes next). Heartbeats never touch etcd.
+//! revision is the fencing token. Every monitor judges every node and publishes the nodes
+//! it cannot hear ([`verdicts`]); a node is down for the cluster when a quorum of the
+//! monitors that count agree ([`agree`]); only the leader pages, and every incident write
+//! it makes is fenced by its election key in etcd ([`paging`]). Heartbeats never touch etcd.
 //!
-//! Start reading at [`session::run`]; [`Tenure`] is the rule for how long a leader may act.
+//! Start reading at [`session::run`]; [`Tenure`] is the rule for how long a leader may act,
+//! [`link`] what the session and the rest of the monitor hand each other.
 
+pub mod agree;
+pub mod link;
+pub mod paging;
 pub mod session;
+pub mod verdicts;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -25,6 +30,7 @@ pub struct RawCluster {
     #[serde(default)]
     etcd: Vec<String>,
     lease_ttl: Option<String>,
+    quorum: Option<usize>,
     prefix: Option<String>,
     user: Option<String>,
     password: Option<String>,
@@ -37,6 +43,8 @@ pub struct ClusterSettings {
     pub monitor: String,
     pub etcd: Vec<String>,
     pub lease_ttl: Duration,
+    /// Monitors that must agree a node is down; `None`: a majority of those that count.
+    pub quorum: Option<usize>,
     pub prefix: String,
     pub user: Option<(String, String)>,
 }
@@ -91,7 +99,10 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
         (None, None) => None,
         _ => bail!("cluster.user and cluster.password go together: set both or neither"),
     };
-    Ok(ClusterSettings { name, monitor, etcd: raw.etcd.clone(), lease_ttl, prefix, user })
+    if raw.quorum == Some(0) {
+        bail!("cluster.quorum must be at least 1 (leave it out for a majority of the live monitors)");
+    }
+    Ok(ClusterSettings { name, monitor, etcd: raw.etcd.clone(), lease_ttl, quorum: raw.quorum, prefix, user })
 }
 
 /// A name that becomes one segment of an etcd key: letters, digits, `.`, `_`, `-`.
@@ -130,6 +141,15 @@ impl Tenure {
     /// A renewal sent at `sent` was acknowledged with a live lease.
     pub fn acknowledged(&mut self, sent: Instant) {
         self.last_acknowledged = Some(self.last_acknowledged.map_or(sent, |last| last.max(sent)));
+    }
+
+    /// A lease read at `sent` had `remaining` of its TTL left: as good as a renewal
+    /// acknowledged `ttl - remaining` before `sent` (a session that reuses a live lease
+    /// starts its tenure from what is left of it).
+    pub fn acknowledged_remaining(&mut self, sent: Instant, remaining: Duration) {
+        if let Some(at) = sent.checked_sub(self.ttl.saturating_sub(remaining)) {
+            self.acknowledged(at);
+        }
     }
 
     /// The last instant at which acting as leader is safe; `None` before any renewal.
@@ -222,6 +242,51 @@ pub struct ClusterStatus {
     /// The monitors that cannot hear most of the fleet while the others can ([`cut_off`]):
     /// their view is the problem, not the fleet.
     pub cut_off: Vec<String>,
+    /// The monitors whose verdicts count (live, not cut off), and how many must say a node is
+    /// down for the cluster to call it down.
+    pub voters: Vec<String>,
+    pub quorum: usize,
+    /// Nodes agreed down.
+    pub agreed_down: usize,
+    /// Nodes some monitors cannot hear while fewer than the quorum say they are down
+    /// (`suspect (unreachable from ...)`): the first [`IN_DOUBT_SHOWN`], and how many in all.
+    pub in_doubt: Vec<InDoubt>,
+    pub in_doubt_total: usize,
+    /// Alerts and incident writes refused by the fence since start.
+    pub fenced_refused: u64,
+    /// Transactions this monitor wrote to etcd for verdicts and incidents since start.
+    pub etcd_writes: u64,
+}
+
+/// A node the monitors disagree about.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct InDoubt {
+    pub node: String,
+    pub unreachable_from: Vec<String>,
+}
+
+/// How many nodes in doubt `/v1/cluster` names.
+pub const IN_DOUBT_SHOWN: usize = 100;
+
+/// Puts what the monitors agree on into the status.
+pub fn publish_agreement(
+    agreement: &agree::Agreement,
+    status: &tokio::sync::watch::Sender<ClusterStatus>,
+    link: &link::Link,
+) {
+    let (doubt, total) = agreement.in_doubt(IN_DOUBT_SHOWN);
+    let refused = link.refused.load(std::sync::atomic::Ordering::Relaxed);
+    let writes = link.etcd_writes.load(std::sync::atomic::Ordering::Relaxed);
+    status.send_modify(|status| {
+        status.voters = agreement.voters().iter().cloned().collect();
+        status.quorum = agreement.needed();
+        status.agreed_down = agreement.downs().len();
+        status.in_doubt =
+            doubt.into_iter().map(|(node, unreachable_from)| InDoubt { node, unreachable_from }).collect();
+        status.in_doubt_total = total;
+        status.fenced_refused = refused;
+        status.etcd_writes = writes;
+    });
 }
 
 #[cfg(test)]

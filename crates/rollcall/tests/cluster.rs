@@ -2,58 +2,18 @@
 //! failover with a higher fencing token, a paused leader that steps down, a duplicate name
 //! refused, and an unreachable etcd that does not stop a monitor from starting.
 //!
-//! Paging is not yet gated on leadership (docs/HA.md); these tests cover the election.
+//! Paging across monitors is tested in tests/cluster_paging.rs.
 
+#[path = "support/cluster.rs"]
+mod cluster_support;
 #[path = "support/etcd.rs"]
 mod etcd;
 mod support;
 
+use cluster_support::{PATIENCE, agent_to, cluster, config, wait_for_one_leader};
 use etcd::Etcd;
 use nix::sys::signal::Signal;
-use serde_json::Value;
-use std::time::Duration;
 use support::{Monitor, Sandbox};
-
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A TTL of 3 s: short for quick failovers, with room for a loaded CI machine to move to
-/// another etcd member before the lease expires.
-fn config(endpoints: &str, monitor: &str) -> String {
-    format!("[cluster]\nname = \"prod\"\nmonitor = \"{monitor}\"\netcd = [{endpoints}]\nlease_ttl = \"3s\"\n")
-}
-
-/// `GET /v1/cluster`, checked against its schema in docs/openapi.json.
-fn cluster(monitor: &Monitor) -> Value {
-    let (status, body) = monitor.get_json("/v1/cluster");
-    assert_eq!(status, 200, "GET /v1/cluster: {body}");
-    let doc: Value =
-        serde_json::from_str(include_str!("../../../docs/openapi.json")).expect("the OpenAPI document");
-    let validator =
-        jsonschema::validator_for(&doc["components"]["schemas"]["ClusterStatus"]).expect("a valid schema");
-    let problems: Vec<String> = validator.iter_errors(&body).map(|error| error.to_string()).collect();
-    assert!(problems.is_empty(), "GET /v1/cluster does not match its schema: {problems:?}\n{body}");
-    body
-}
-
-/// Waits until exactly one of `monitors` says it leads and the others name it; returns its
-/// index and fencing token.
-fn wait_for_one_leader(monitors: &[&Monitor]) -> (usize, i64) {
-    let mut found = (0, 0);
-    monitors[0].wait_until(PATIENCE, "one leader that every monitor names", || {
-        let views: Vec<Value> = monitors.iter().map(|monitor| cluster(monitor)).collect();
-        let leaders: Vec<usize> = (0..views.len()).filter(|&i| views[i]["role"] == "leader").collect();
-        let [leader] = leaders.as_slice() else { return Err(format!("leaders: {leaders:?} in {views:?}")) };
-        let name = &views[*leader]["monitor"];
-        let token = views[*leader]["fencing_token"].as_i64().unwrap_or(0);
-        let agreed = views.iter().all(|view| &view["leader"] == name && view["fencing_token"] == token);
-        if !agreed {
-            return Err(format!("not agreed yet: {views:?}"));
-        }
-        found = (*leader, token);
-        Ok(())
-    });
-    found
-}
 
 #[test]
 fn two_monitors_elect_one_leader_and_fail_over_with_a_higher_token() {
@@ -174,7 +134,7 @@ fn a_monitor_whose_etcd_is_unreachable_starts_and_says_so() {
     assert_eq!(monitor.metrics().get("rollcall_cluster_etcd_up"), 0.0);
     monitor.wait_until(PATIENCE, "the log says so", || {
         let log = monitor.stderr_tail();
-        if log.contains("on this monitor's own view meanwhile") { Ok(()) } else { Err(log) }
+        if log.contains("nodes are NOT paged until a leader is elected") { Ok(()) } else { Err(log) }
     });
     let (status, body) = monitor.get_text("/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"), "detection goes on without etcd");
@@ -193,23 +153,10 @@ fn a_monitor_that_alone_cannot_hear_the_fleet_is_named_cut_off_by_every_monitor(
     let m1 = Monitor::start(&a, &format!("{quick}{}", config(&endpoints, "m1")));
     let m2 = Monitor::start(&b, &format!("{quick}{}", config(&endpoints, "m2")));
     wait_for_one_leader(&[&m1, &m2]);
-    let interval = Duration::from_millis(200);
-    let both = [m1.udp.to_string(), m2.udp.to_string()];
-    let start = |name: &str, targets: &[&str]| {
-        let extra: Vec<&str> = targets.iter().flat_map(|target| ["--monitor", target]).collect();
-        // The first --monitor is the harness's; the others are added.
-        support::Agent::start_with(
-            &a,
-            name,
-            targets[0].parse().expect("an address"),
-            interval,
-            &[],
-            &extra[2..],
-        )
-    };
+    let both = [m1.udp, m2.udp];
+    let start = |name: &str, targets: &[std::net::SocketAddr]| agent_to(&a, name, targets);
     let names = ["web-1", "web-2", "web-3", "web-4"];
-    let mut agents: Vec<support::Agent> =
-        names.iter().map(|name| start(name, &[&both[0], &both[1]])).collect();
+    let mut agents: Vec<support::Agent> = names.iter().map(|name| start(name, &both)).collect();
     for name in names {
         m1.wait_for_state(name, "up");
         m2.wait_for_state(name, "up");
@@ -222,7 +169,7 @@ fn a_monitor_that_alone_cannot_hear_the_fleet_is_named_cut_off_by_every_monitor(
         agent.signal(Signal::SIGKILL);
         agent.wait_exit();
     }
-    let _agents: Vec<support::Agent> = names.iter().map(|name| start(name, &[&both[0]])).collect();
+    let _agents: Vec<support::Agent> = names.iter().map(|name| start(name, &both[..1])).collect();
     for monitor in [&m1, &m2] {
         monitor.wait_until(PATIENCE, "both monitors name m2 as cut off", || {
             let view = cluster(monitor);

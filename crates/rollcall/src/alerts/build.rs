@@ -89,6 +89,7 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
             at: rfc3339_ms(clock.wall_ms(t.at)),
         }),
         summary,
+        fencing_token: None,
     }
 }
 
@@ -144,13 +145,26 @@ pub fn writes(
     if admission != Admission::Deliver {
         return;
     }
+    outbox_rows(alert, notification.incident, &notification.subject, sinks, clock, out);
+}
+
+/// One outbox row per sink whose route takes `alert`.
+pub fn outbox_rows(
+    alert: &Alert,
+    incident: u64,
+    subject: &str,
+    sinks: &[SinkConfig],
+    clock: &Clock,
+    out: &mut Vec<Write>,
+) {
+    let now_ms = clock.wall_ms(clock.now());
     let payload = serde_json::to_string(alert).expect("an alert document always serializes");
     for sink in sinks.iter().filter(|sink| sink.routes(alert)) {
         out.push(Write::Outbox(OutboxEntry {
             sink: sink.name.clone(),
             idempotency_key: alert.idempotency_key.clone(),
-            incident: notification.incident,
-            subject: notification.subject.clone(),
+            incident,
+            subject: subject.to_string(),
             payload: payload.clone(),
             created_at_ms: now_ms,
         }));

@@ -10,6 +10,7 @@
 use super::model::Alert;
 use super::sinks::{DeliveryError, Sink};
 use crate::clock::Clock;
+use crate::cluster::link::Link;
 use crate::monitor::PersistHandle;
 use rollcall_store::{OutboxRow, Store, Write};
 use std::collections::BTreeMap;
@@ -59,7 +60,7 @@ impl Delivery {
         data_dir: PathBuf,
         persist: PersistHandle,
         committed: watch::Receiver<u64>,
-        clock: Clock,
+        (clock, cluster): (Clock, Option<Arc<Link>>),
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Delivery> {
         let health: HealthBoard = Arc::default();
@@ -79,6 +80,7 @@ impl Delivery {
                 stop: stop.clone(),
                 health: health.clone(),
                 clock: clock.clone(),
+                cluster: cluster.clone(),
             };
             tasks.push(tokio::spawn(worker.run()));
         }
@@ -117,6 +119,8 @@ struct Worker {
     stop: watch::Receiver<bool>,
     health: HealthBoard,
     clock: Clock,
+    /// `[cluster]`: alerts with a fencing token go out only while this monitor leads with it.
+    cluster: Option<Arc<Link>>,
 }
 
 impl Worker {
@@ -155,8 +159,26 @@ impl Worker {
                 cursor = row.id;
                 continue;
             };
+            if let Some(token) = alert.fencing_token
+                && let Some(link) = &self.cluster
+                && !link.gate().allows(token, std::time::Instant::now())
+            {
+                // Made while this monitor led; it no longer does (or its tenure ran out):
+                // the new leader sends what the cluster's records say is undelivered.
+                tracing::warn!(
+                    sink = self.sink.name(), key = %alert.idempotency_key, fencing_token = token,
+                    "alert not sent: this monitor no longer leads with its fencing token"
+                );
+                link.count_refused(1);
+                self.record(row.id, Some(format!("fenced: not sent, fencing token {token} no longer leads")));
+                cursor = row.id;
+                continue;
+            }
             match self.sink.deliver(&alert).await {
                 Ok(()) => {
+                    if let (Some(link), Some(_)) = (&self.cluster, alert.fencing_token) {
+                        link.delivered(&alert.idempotency_key);
+                    }
                     self.record(row.id, None);
                     self.update(|h| {
                         h.delivered += 1;

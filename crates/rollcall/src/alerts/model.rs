@@ -31,6 +31,11 @@ pub struct Alert {
     pub transition: Option<TransitionInfo>,
     /// One human sentence.
     pub summary: String,
+    /// With `[cluster]`: the fencing token of the leader that sent it (the revision of its
+    /// election key, higher for every new leader). A receiver that remembers the highest it
+    /// saw can refuse an alert from a leader that was replaced (docs/HA.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -11,10 +11,15 @@
 //! - a leader stops leading at the end of its [`Tenure`], measured on its own clock, even if
 //!   it hears nothing (a SIGSTOP, a VM stall, a partition).
 
-use super::{ClusterSettings, ClusterStatus, Tenure, VIEW_EVERY, View, cut_off};
+use super::agree::Agreement;
+use super::link::{Gate, Link, SessionEnds};
+use super::paging::{Leading, Refused};
+use super::{ClusterSettings, ClusterStatus, Tenure, VIEW_EVERY, View, cut_off, verdicts};
+use crate::monitor::{ClusterCommand, Command, PersistHandle};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// How often a disconnected monitor tries etcd again, and says so in the log.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -22,6 +27,8 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 /// The pause before making a lost session again (enough to keep a failing etcd from being
 /// hammered, short enough to keep the lease).
 const RETRY_AFTER_LOSS: Duration = Duration::from_millis(50);
+/// A campaign waits as long as another monitor leads: no request timeout to speak of.
+const CAMPAIGN_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Why a session ended.
 enum Ended {
@@ -32,18 +39,31 @@ enum Ended {
     Lost(String),
 }
 
+/// What the session is wired to in the monitor.
+pub struct Wiring {
+    pub link: Arc<Link>,
+    pub ends: SessionEnds,
+    /// The owner: asked for counts, told what was agreed and when this monitor leads.
+    pub commands: mpsc::Sender<Command>,
+    pub persist: PersistHandle,
+}
+
+/// What lives across sessions.
+struct Shared {
+    wiring: Wiring,
+    agreement: Agreement,
+}
+
 /// Runs until `stop` turns true. `http` is this monitor's API address (stored with its
 /// registration, for `rollcall cluster status`).
-pub async fn run<F, Fut>(
+pub async fn run(
     settings: ClusterSettings,
     http: std::net::SocketAddr,
     status: watch::Sender<ClusterStatus>,
-    view: F,
+    wiring: Wiring,
     mut stop: watch::Receiver<bool>,
-) where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<View>>,
-{
+) {
+    let mut shared = Shared { wiring, agreement: Agreement::new(settings.quorum) };
     let mut last_log: Option<Instant> = None;
     // The previous session's lease: its member key is this monitor's own, not a namesake's.
     let mut previous_lease = None;
@@ -53,10 +73,22 @@ pub async fn run<F, Fut>(
             return;
         }
         let (ended, reached) = match connect(&settings, next_endpoint).await {
-            Ok(client) => (
-                session(client, &settings, http, (&status, &view), &mut stop, &mut previous_lease).await,
-                true,
-            ),
+            Ok(clients) => {
+                let mut leading = None;
+                let ended = session(
+                    clients,
+                    &settings,
+                    http,
+                    (&status, &mut shared),
+                    &mut stop,
+                    (&mut previous_lease, &mut leading),
+                )
+                .await;
+                if leading.is_some() {
+                    step_down(&shared.wiring).await;
+                }
+                (ended, true)
+            }
             Err(error) => (Ended::Lost(error), false),
         };
         next_endpoint += 1;
@@ -80,7 +112,7 @@ pub async fn run<F, Fut>(
                     status.tenure_left_ms = None;
                 });
                 if last_log.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-                    tracing::warn!(cluster = %settings.name, endpoints = ?settings.etcd, "{reason}; detecting and paging on this monitor's own view meanwhile");
+                    tracing::warn!(cluster = %settings.name, endpoints = ?settings.etcd, "{reason}; still detecting and recording, but nodes are NOT paged until a leader is elected (failing open is not implemented yet; docs/HA.md)");
                     last_log = Some(Instant::now());
                 }
                 // A session that was made and then lost (its etcd member died) is made again
@@ -94,6 +126,19 @@ pub async fn run<F, Fut>(
             }
         }
     }
+}
+
+/// Tells the owner and the delivery loops that this monitor no longer leads.
+async fn step_down(wiring: &Wiring) {
+    let _ = wiring.ends.gate.send(Gate::default());
+    let _ = wiring.commands.send(Command::Cluster(ClusterCommand::StepDown)).await;
+}
+
+/// This monitor's counts of nodes by state, from the owner.
+async fn view(commands: &mpsc::Sender<Command>) -> Option<View> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    commands.send(Command::Counts { reply }).await.ok()?;
+    answer.await.ok()
 }
 
 /// The status a monitor starts with, before it has heard from etcd.
@@ -113,7 +158,12 @@ pub fn initial_status(settings: &ClusterSettings) -> ClusterStatus {
 /// included, so with one member of three down every third request would fail. Any live
 /// member serves every request (it forwards to etcd's leader); when it dies, the session
 /// ends and the next member is tried.
-async fn connect(settings: &ClusterSettings, start: usize) -> Result<Client, String> {
+///
+/// Two clients on that member: one whose requests time out well within a lease, and one
+/// for `Campaign`, which blocks until the campaign is won and must not time out (a loser
+/// whose campaign timed out every third of a TTL would make its session again and again).
+/// A dead member still ends a campaign: the connection's keep-alive notices within 3 s.
+async fn connect(settings: &ClusterSettings, start: usize) -> Result<(Client, Client), String> {
     let mut errors = Vec::new();
     for offset in 0..settings.etcd.len() {
         let endpoint = &settings.etcd[(start + offset) % settings.etcd.len()];
@@ -126,12 +176,14 @@ async fn connect(settings: &ClusterSettings, start: usize) -> Result<Client, Str
             options = options.with_user(user.clone(), password.clone());
         }
         let attempt = async {
-            let mut client = Client::connect([endpoint.as_str()], Some(options)).await?;
+            let mut client = Client::connect([endpoint.as_str()], Some(options.clone())).await?;
             client.status().await?;
-            Ok::<Client, etcd_client::Error>(client)
+            let campaigns = options.with_timeout(CAMPAIGN_TIMEOUT);
+            let campaigner = Client::connect([endpoint.as_str()], Some(campaigns)).await?;
+            Ok::<(Client, Client), etcd_client::Error>((client, campaigner))
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-            Ok(Ok(client)) => return Ok(client),
+            Ok(Ok(clients)) => return Ok(clients),
             Ok(Err(error)) => errors.push(format!("{endpoint}: {error}")),
             Err(_) => errors.push(format!("{endpoint}: no answer within 2 s")),
         }
@@ -141,18 +193,15 @@ async fn connect(settings: &ClusterSettings, start: usize) -> Result<Client, Str
 
 /// One session: a lease, the registration, then campaigning (or leading) until the lease
 /// is lost or the monitor stops. Every etcd call is bounded by the client's timeout.
-async fn session<F, Fut>(
-    mut client: Client,
+/// `leading` is set while this monitor leads (the caller steps down when it ends).
+async fn session(
+    (mut client, mut campaign_client): (Client, Client),
     settings: &ClusterSettings,
     http: std::net::SocketAddr,
-    (status, view): (&watch::Sender<ClusterStatus>, &F),
+    (status, shared): (&watch::Sender<ClusterStatus>, &mut Shared),
     stop: &mut watch::Receiver<bool>,
-    previous_lease: &mut Option<i64>,
-) -> Ended
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<View>>,
-{
+    (previous_lease, leading): (&mut Option<i64>, &mut Option<Leading>),
+) -> Ended {
     let lost = |what: &str, error: etcd_client::Error| Ended::Lost(format!("{what}: {error}"));
     let ttl_secs = settings.lease_ttl.as_secs() as i64;
     let mut tenure = Tenure::new(settings.lease_ttl);
@@ -160,9 +209,16 @@ where
     // died, not the session, so leadership and its fencing token carry over (campaigning
     // again on the same lease finds its own election key). Its tenure starts at the first
     // renewal this session gets acknowledged.
+    let asked = Instant::now();
     let alive = match *previous_lease {
         Some(previous) => match client.lease_time_to_live(previous, None).await {
-            Ok(answer) => (answer.ttl() > 0).then_some(previous),
+            Ok(answer) if answer.ttl() > 0 => {
+                // etcd counts whole seconds, rounded up: one less errs on the safe side.
+                let remaining = Duration::from_secs(answer.ttl().saturating_sub(1) as u64);
+                tenure.acknowledged_remaining(asked, remaining);
+                Some(previous)
+            }
+            Ok(_) => None,
             Err(error) => return lost("cannot read the lease", error),
         },
         None => None,
@@ -192,20 +248,28 @@ where
         }
         return ended;
     }
+    let Shared { wiring, agreement } = shared;
+    // A new lease took the old one's verdicts with it: write them all again.
+    if let Err(error) = verdicts::publish(&mut client, settings, lease, &wiring.link, alive.is_none()).await {
+        return lost("cannot publish this monitor's verdicts", error);
+    }
+    let mut watch = match verdicts::load_and_watch(&mut client, settings, agreement).await {
+        Ok(watch) => watch,
+        Err(error) => return lost("cannot follow the verdicts", error),
+    };
     let (mut keeper, mut renewals) = match client.lease_keep_alive(lease).await {
         Ok(pair) => pair,
         Err(error) => return lost("cannot renew the lease", error),
     };
-    let mut campaign_client = client.clone();
     let election = settings.election();
     let monitor = settings.monitor.clone();
     let campaign = campaign_client.campaign(election.clone(), monitor, lease);
     tokio::pin!(campaign);
-    let mut leading: Option<i64> = None;
     let mut renew = tokio::time::interval(settings.lease_ttl / 3);
     let mut look = tokio::time::interval(Duration::from_millis(500));
     let mut compare = tokio::time::interval(VIEW_EVERY);
     loop {
+        let mut refresh_now = false;
         tokio::select! {
             biased;
             _ = stop.changed() => {
@@ -220,7 +284,12 @@ where
                     renewals.message().await
                 };
                 match tokio::time::timeout(settings.lease_ttl / 3, answered).await {
-                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => tenure.acknowledged(sent),
+                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                        tenure.acknowledged(sent);
+                        if let Some(leading) = leading.as_ref() {
+                            let _ = wiring.ends.gate.send(Gate { token: Some(leading.token), until: tenure.valid_until() });
+                        }
+                    }
                     Ok(Ok(_)) => return Ended::Lost("the session's lease expired".into()),
                     Ok(Err(error)) => return lost("lease renewal failed", error),
                     Err(_) => return Ended::Lost("lease renewal went unanswered".into()),
@@ -234,27 +303,92 @@ where
                 let Some(key) = key else { return Ended::Lost("campaign answered without a leader key".into()) };
                 // Phantom leadership: Campaign may answer after the lease has expired.
                 match confirm_leadership(&mut client, lease, key.key(), key.rev()).await {
-                    Ok(true) if tenure.is_valid(Instant::now()) => {
-                        leading = Some(key.rev());
-                        tracing::info!(cluster = %settings.name, fencing_token = key.rev(), "this monitor leads");
-                        status.send_modify(|status| {
-                            status.role = "leader";
-                            status.leader = Some(settings.monitor.clone());
-                            status.fencing_token = Some(key.rev());
-                            status.elections_won += 1;
-                        });
-                    }
+                    Ok(true) if tenure.is_valid(Instant::now()) => {}
                     Ok(_) => return Ended::Lost("won an election on a lease that had expired (refused to lead)".into()),
                     Err(error) => return lost("cannot confirm leadership", error),
                 }
+                let (took, inherited) = match Leading::take_over(&mut client, settings, key.rev(), key.key().to_vec()).await {
+                    Ok(pair) => pair,
+                    Err(error) => return lost("cannot read the cluster's incidents", error),
+                };
+                tracing::info!(
+                    cluster = %settings.name, fencing_token = key.rev(), open_incidents = inherited.docs.len(),
+                    "this monitor leads"
+                );
+                let _ = wiring.ends.gate.send(Gate { token: Some(key.rev()), until: tenure.valid_until() });
+                let lead = ClusterCommand::Lead {
+                    token: key.rev(),
+                    docs: inherited.docs,
+                    last_id: inherited.last_id,
+                    downs: agreement.downs(),
+                };
+                *leading = Some(took);
+                if wiring.commands.send(Command::Cluster(lead)).await.is_err() {
+                    return Ended::Stopped;
+                }
+                status.send_modify(|status| {
+                    status.role = "leader";
+                    status.leader = Some(settings.monitor.clone());
+                    status.fencing_token = Some(key.rev());
+                    status.elections_won += 1;
+                });
+                refresh_now = true;
             }
-            _ = look.tick() => {}
+            answer = watch.message() => match answer {
+                Ok(Some(answer)) => {
+                    if let Err(reason) = verdicts::apply(settings, agreement, &answer) {
+                        return Ended::Lost(reason);
+                    }
+                }
+                Ok(None) => return Ended::Lost("etcd ended the verdicts watch".into()),
+                Err(error) => return lost("the verdicts watch failed", error),
+            },
+            Some(write) = wiring.ends.fenced.recv() => {
+                let mut queue = vec![write];
+                while let Ok(write) = wiring.ends.fenced.try_recv() {
+                    queue.push(write);
+                }
+                let Some(leading) = leading.as_mut() else {
+                    // Made under a leadership this monitor no longer has: the new leader
+                    // pages from what etcd records and what the monitors agree.
+                    wiring.link.count_refused(queue.len() as u64);
+                    continue;
+                };
+                match leading.commit(&mut client, settings, &mut queue, (&wiring.persist, &wiring.link)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(Refused)) => return refused_write(settings),
+                    Err(error) => {
+                        wiring.link.count_refused(queue.len() as u64);
+                        return lost("cannot write an incident", error);
+                    }
+                }
+            }
+            Some(key) = wiring.ends.delivered.recv() => {
+                let mut keys = vec![key];
+                while let Ok(key) = wiring.ends.delivered.try_recv() {
+                    keys.push(key);
+                }
+                if let Some(leading) = leading.as_mut() {
+                    match leading.delivered(&mut client, settings, keys, &wiring.link).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(Refused)) => return refused_write(settings),
+                        Err(error) => return lost("cannot record a delivery", error),
+                    }
+                }
+            }
+            _ = wiring.link.wait_published() => {
+                if let Err(error) = verdicts::publish(&mut client, settings, lease, &wiring.link, false).await {
+                    return lost("cannot publish this monitor's verdicts", error);
+                }
+            }
+            _ = look.tick() => refresh_now = true,
             _ = compare.tick() => {
-                if let Some(mine) = view().await
+                if let Some(mine) = view(&wiring.commands).await
                     && let Err(error) = compare_views(&mut client, settings, lease, mine, status).await
                 {
                     return lost("cannot publish this monitor's view", error);
                 }
+                refresh_now = true;
             }
         }
         let now = Instant::now();
@@ -264,10 +398,34 @@ where
             }
             return Ended::Lost("the session's tenure ran out before a renewal was acknowledged".into());
         }
-        if let Err(error) = refresh(&mut client, settings, leading, &tenure, status).await {
-            return lost("cannot read the cluster", error);
+        if refresh_now {
+            let token = leading.as_ref().map(|leading| leading.token);
+            if let Err(error) = refresh(&mut client, settings, token, &tenure, status).await {
+                return lost("cannot read the cluster", error);
+            }
+            let voters = {
+                let status = status.borrow();
+                status.members.iter().filter(|member| !status.cut_off.contains(member)).cloned().collect()
+            };
+            agreement.set_voters(voters);
+        }
+        let changes = agreement.changes();
+        if refresh_now || !changes.is_empty() {
+            super::publish_agreement(agreement, status, &wiring.link);
+        }
+        if !changes.is_empty()
+            && leading.is_some()
+            && wiring.commands.send(Command::Cluster(ClusterCommand::Agreed(changes))).await.is_err()
+        {
+            return Ended::Stopped;
         }
     }
+}
+
+/// A fenced write was refused: another monitor leads (or will). Steps down.
+fn refused_write(settings: &ClusterSettings) -> Ended {
+    tracing::warn!(cluster = %settings.name, "an incident write was refused by the fence: another monitor leads; stepping down");
+    Ended::Lost("a fenced incident write was refused: this monitor no longer leads".into())
 }
 
 /// Creates this monitor's member key on `lease`, unless another live session holds it. A

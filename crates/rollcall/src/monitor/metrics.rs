@@ -444,4 +444,33 @@ fn render_cluster(registry: &mut Registry, cluster: &crate::cluster::ClusterStat
         "1 while this monitor cannot hear most of the fleet and the other monitors can",
         cut,
     );
+    let gauges = [
+        ("cluster_agreed_down", "Nodes a quorum of the counting monitors say are down", cluster.agreed_down),
+        (
+            "cluster_in_doubt",
+            "Nodes some monitors cannot hear while fewer than the quorum say they are down",
+            cluster.in_doubt_total,
+        ),
+        ("cluster_voters", "Monitors whose verdicts count (live, not cut off)", cluster.voters.len()),
+        ("cluster_quorum", "Monitors that must agree a node is down", cluster.quorum),
+    ];
+    for (name, help, value) in gauges {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(value as i64);
+        registry.register(name, help, gauge);
+    }
+    let refused = Counter::<u64>::default();
+    refused.inc_by(cluster.fenced_refused);
+    registry.register(
+        "cluster_fenced_refused",
+        "Alerts and incident writes refused by the fence (made under a leadership this monitor no longer had)",
+        refused,
+    );
+    let writes = Counter::<u64>::default();
+    writes.inc_by(cluster.etcd_writes);
+    registry.register(
+        "cluster_etcd_writes",
+        "Transactions written to etcd for verdicts and incidents",
+        writes,
+    );
 }

@@ -15,6 +15,8 @@ pub(crate) mod udp;
 
 // `rollcall peer` commits its alerts through the same store thread (peer/alerting.rs).
 pub use persist::{Persist, PersistHandle, StoreHealth, StoreHealthSnapshot};
+// The cluster session talks to the owner (`[cluster]`).
+pub(crate) use owner::{ClusterCommand, Command};
 
 use crate::alerts::delivery::Delivery;
 use crate::alerts::sinks::Sink;
@@ -112,7 +114,9 @@ pub async fn run(
         checks,
         pings,
         incidents: store.open_incidents().context("cannot read incidents from the store")?,
-        max_incident_id: store.max_incident_id().context("cannot read incidents from the store")?,
+        max_incident_id: store
+            .max_incident_id_below(crate::cluster::link::INCIDENT_ID_BASE)
+            .context("cannot read incidents from the store")?,
         silences: store
             .active_silences(clock.wall_ms(clock.now()))
             .context("cannot read silences from the store")?,
@@ -123,16 +127,22 @@ pub async fn run(
     let store_health = persist.health();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sinks = settings.sinks.iter().cloned().map(Sink::new).collect();
+    // `[cluster]`: what the owner, the delivery loops and the cluster session share.
+    let link = settings.cluster.as_ref().map(|_| crate::cluster::link::Link::new());
     let delivery = Delivery::start(
         sinks,
         settings.data_dir.clone(),
         persist.handle(),
         persist.committed(),
-        clock.clone(),
+        (clock.clone(), link.as_ref().map(|(link, _)| link.clone())),
         stop_rx.clone(),
     )?;
-    let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored)?;
-    // The cluster session asks the owner for its counts of nodes by state (`[cluster]` only).
+    let paging = settings.cluster.as_ref().zip(link.as_ref()).map(|(cluster, (link, _))| {
+        owner::ClusterPaging::new(link.clone(), cluster.name.clone(), settings.alerts.clone())
+    });
+    // Only with a cluster: the store's shutdown waits for every handle to be dropped.
+    let persist_for_cluster = settings.cluster.as_ref().map(|_| persist.handle());
+    let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored, paging)?;
     let commands_for_cluster = commands.clone();
     let state = http::AppState::new(
         commands,
@@ -144,23 +154,21 @@ pub async fn run(
         settings.protect_reads,
     )
     .with_ping_key(settings.pings.ping_key.clone());
-    let (state, cluster_task) = match settings.cluster.clone() {
-        Some(cluster) => {
+    let (state, cluster_task) = match settings.cluster.clone().zip(link).zip(persist_for_cluster) {
+        Some(((cluster, (link, ends)), persist_for_cluster)) => {
             let (status_tx, status) =
                 tokio::sync::watch::channel(crate::cluster::session::initial_status(&cluster));
-            let view = move || {
-                let commands = commands_for_cluster.clone();
-                async move {
-                    let (reply, answer) = tokio::sync::oneshot::channel();
-                    commands.send(owner::Command::Counts { reply }).await.ok()?;
-                    answer.await.ok()
-                }
+            let wiring = crate::cluster::session::Wiring {
+                link,
+                ends,
+                commands: commands_for_cluster,
+                persist: persist_for_cluster,
             };
             let task = tokio::spawn(crate::cluster::session::run(
                 cluster,
                 http_addr,
                 status_tx,
-                view,
+                wiring,
                 stop_rx.clone(),
             ));
             (state.with_cluster(wait_for_registration(status).await?), Some(task))

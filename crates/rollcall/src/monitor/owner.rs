@@ -2,15 +2,18 @@
 //! through its loop, so the core needs no lock and its order of inputs is well defined.
 
 mod checks;
+mod cluster;
 mod silences;
 
 pub use checks::{CheckCommand, CheckFailure, PingRefusal, PingTarget};
+pub use cluster::{ClusterCommand, ClusterPaging};
 pub use silences::{SilenceCommand, SilenceJson};
 
 use super::persist::Persist;
 use crate::alerts::build;
 use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
+use crate::cluster::link::Link;
 use crate::settings::Settings;
 use checks::{CheckState, start_checks};
 use prometheus_client::metrics::histogram::Histogram;
@@ -99,6 +102,8 @@ pub enum Command {
         id: String,
         reply: oneshot::Sender<Option<super::http::PhiCurve>>,
     },
+    /// From the cluster session (`[cluster]` only).
+    Cluster(ClusterCommand),
 }
 
 /// A node as the API shows it.
@@ -176,6 +181,8 @@ pub struct Owner {
     probes_unsent: u64,
     goals: super::explain::Goals,
     advisor: super::advice::Advisor,
+    /// `[cluster]`: verdicts published, paging by the leader only.
+    cluster: Option<ClusterPaging>,
 }
 
 impl Owner {
@@ -185,6 +192,7 @@ impl Owner {
         udp: tokio::net::UdpSocket,
         persist: Persist,
         restored: Restored,
+        cluster: Option<ClusterPaging>,
     ) -> anyhow::Result<(Owner, mpsc::Sender<Command>)> {
         let now = clock.now();
         let mut core = Monitor::new(settings.core.clone(), settings.key_ring.clone(), now)
@@ -216,6 +224,10 @@ impl Owner {
             .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
         alerter.reserve_ids_through(restored.max_incident_id);
         for record in &restored.incidents {
+            // A cluster's incidents are its leader's, restored from etcd when it takes over.
+            if record.id >= crate::cluster::link::INCIDENT_ID_BASE {
+                continue;
+            }
             let Some(incident) = build::restored_incident(record, &clock) else {
                 tracing::warn!(incident = record.id, "stored incident is unreadable; left as it is");
                 continue;
@@ -238,7 +250,14 @@ impl Owner {
         );
         alerter.set_population(core.len());
         for (id, generation, latest) in restored.downs {
-            alerter.restore_down(restored_down(id, generation, latest, &clock, now), now);
+            let transition = restored_down(id, generation, latest, &clock, now);
+            match &cluster {
+                // With a cluster, a node stored down is this monitor's verdict again.
+                Some(cluster) => cluster
+                    .link
+                    .publish(&transition.node, Link::vote_for(NodeState::Down, transition.reason.as_str())),
+                None => alerter.restore_down(transition, now),
+            }
         }
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -260,6 +279,7 @@ impl Owner {
             probes_unsent: 0,
             goals: settings.goals.clone(),
             advisor: super::advice::Advisor::default(),
+            cluster,
         };
         Ok((owner, tx))
     }
@@ -283,6 +303,7 @@ impl Owner {
             let due = [
                 Some(self.core.poll_timeout()),
                 self.alerter.poll_timeout(),
+                self.cluster.as_ref().and_then(ClusterPaging::poll_timeout),
                 self.checks.table.poll_timeout(),
                 Some(next_checkpoint),
                 Some(next_advice),
@@ -334,6 +355,7 @@ impl Owner {
                     self.persist.write(batch);
                 }
             }
+            self.cluster_timeout(now);
             if now >= next_checkpoint {
                 self.persist.start_checkpoint(now);
                 next_checkpoint = now + self.checkpoint_interval;
@@ -370,7 +392,9 @@ impl Owner {
                     if matches!(transition.reason, Reason::Phi | Reason::Timeout | Reason::ProbesUnanswered) {
                         self.detection_lag.observe((transition.noticed - transition.at).as_secs_f64());
                     }
-                    self.alerter.handle_transition(SubjectKind::Node, &transition, transition.noticed);
+                    if !self.publish_verdict(&transition) {
+                        self.alerter.handle_transition(SubjectKind::Node, &transition, transition.noticed);
+                    }
                     if let Some(record) = self.record(&transition.node) {
                         batch.push(Write::Node {
                             record,
@@ -389,6 +413,9 @@ impl Owner {
                 }
                 MonitorEvent::Forgotten { node } => {
                     tracing::info!(node = %node, "node forgotten");
+                    if let Some(cluster) = &self.cluster {
+                        cluster.link.publish(&node, None);
+                    }
                     batch.push(Write::ForgetNode { id: node.to_string() });
                 }
                 MonitorEvent::SelfPause { stalled, resumed } => {
@@ -561,6 +588,7 @@ impl Owner {
                 let _ = reply.send(found);
             }
             Command::Check(command) => self.answer_check(command),
+            Command::Cluster(command) => self.answer_cluster(command),
             Command::Silence(command) => self.answer_silence(command),
             Command::Explain { id, reply } => {
                 let explained = self
@@ -594,7 +622,8 @@ impl Owner {
                     core: self.core.stats().clone(),
                     alerts: self.alerter.stats().clone(),
                     checks: self.checks.table.stats().clone(),
-                    open_incidents: self.alerter.open_incidents().count(),
+                    open_incidents: self.alerter.open_incidents().count()
+                        + self.cluster.as_ref().map_or(0, ClusterPaging::open_incidents),
                     detector,
                     store_batches,
                     store_errors,

@@ -103,7 +103,7 @@ pub fn start(
         settings.data_dir.clone(),
         persist.handle(),
         persist.committed(),
-        clock.clone(),
+        (clock.clone(), None),
         stop,
     )?;
     let view = SinksView {

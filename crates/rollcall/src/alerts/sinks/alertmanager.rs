@@ -181,6 +181,9 @@ pub fn postable(opened: &Alert, latest: &Alert, ends_at: Option<&str>) -> Value 
     if let Some(ends_at) = ends_at {
         value["endsAt"] = Value::from(ends_at);
     }
+    if let Some(token) = latest.fencing_token {
+        value["annotations"]["fencing_token"] = Value::from(token.to_string());
+    }
     value
 }
 

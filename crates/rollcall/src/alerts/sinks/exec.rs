@@ -115,6 +115,9 @@ pub fn environment(alert: &Alert) -> Vec<(String, String)> {
         ("ROLLCALL_RESOLVED_AT".to_owned(), field(alert.incident.resolved_at.as_ref())),
         ("ROLLCALL_SUMMARY".to_owned(), alert.summary.clone()),
     ];
+    if let Some(token) = alert.fencing_token {
+        vars.push(("ROLLCALL_FENCING_TOKEN".to_owned(), token.to_string()));
+    }
     for (key, value) in &alert.labels {
         vars.push((label_variable(key), value.clone()));
     }

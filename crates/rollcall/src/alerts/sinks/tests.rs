@@ -43,6 +43,7 @@ fn alert(kind: AlertKind, incident: u64) -> Alert {
             at: if resolved { "2026-03-01T12:05:30Z" } else { "2026-03-01T12:00:00Z" }.to_owned(),
         }),
         summary: format!("web-1: {kind:?}"),
+        fencing_token: None,
     }
 }
 
