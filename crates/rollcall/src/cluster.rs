@@ -10,6 +10,7 @@
 //! Start reading at [`session::run`]; [`Tenure`] is the rule for how long a leader may act.
 
 pub mod session;
+pub mod tls;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ pub struct RawCluster {
     prefix: Option<String>,
     user: Option<String>,
     password: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
+    cert_file: Option<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
 }
 
 /// `[cluster]`, validated.
@@ -39,6 +43,8 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     pub prefix: String,
     pub user: Option<(String, String)>,
+    /// For `https://` endpoints: the CA and the client certificate, read at start.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl ClusterSettings {
@@ -69,11 +75,10 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.len() < 10 {
             bail!("cluster.etcd: {endpoint:?} is not an endpoint URL like http://10.0.0.1:2379");
         }
-        if endpoint.starts_with("https://") {
-            bail!(
-                "cluster.etcd: {endpoint:?}: TLS to etcd is not supported yet (docs/HA.md); use http:// on a trusted network"
-            );
-        }
+    }
+    let https = raw.etcd.iter().filter(|endpoint| endpoint.starts_with("https://")).count();
+    if https != 0 && https != raw.etcd.len() {
+        bail!("cluster.etcd mixes http:// and https:// endpoints: use https:// for all of them or for none");
     }
     let lease_ttl = match &raw.lease_ttl {
         None => Duration::from_secs(5),
@@ -91,7 +96,9 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
         (None, None) => None,
         _ => bail!("cluster.user and cluster.password go together: set both or neither"),
     };
-    Ok(ClusterSettings { name, monitor, etcd: raw.etcd.clone(), lease_ttl, prefix, user })
+    let tls =
+        tls::load(https != 0, raw.ca_file.as_deref(), raw.cert_file.as_deref(), raw.key_file.as_deref())?;
+    Ok(ClusterSettings { name, monitor, etcd: raw.etcd.clone(), lease_ttl, prefix, user, tls })
 }
 
 /// A name that becomes one segment of an etcd key: letters, digits, `.`, `_`, `-`.
