@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 9] = [
+const PACKAGES: [(&str, &str); 10] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
@@ -66,6 +66,8 @@ const PACKAGES: [(&str, &str); 9] = [
     ("protobuf-compiler", "/usr/bin/protoc"),
     ("libprotobuf-dev", "/usr/include/google/protobuf/descriptor.proto"),
     ("etcd-server", "/usr/bin/etcd"),
+    // tests/cluster_tls.rs makes a CA and the certificates of an etcd with TLS.
+    ("openssl", "/usr/bin/openssl"),
     // The checks' wall-clock test steps the monitor's clock with libfaketime.
     ("faketime", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
 ];

@@ -3,6 +3,7 @@
 // Plain JavaScript modules, no framework and no build step: the monitor embeds these files
 // in its binary and serves them at /assets/. Everything shown comes from the JSON API:
 //   GET /v1/nodes            the full list (at start, then every 10 s as a safety net)
+//   GET /v1/cluster          the cluster strip, every 5 s (cluster.js; hidden without [cluster])
 //   GET /v1/events/stream    Server-Sent Events, one `transition` event per state change
 //                            and one `incident` event per incident change (opened,
 //                            reminded, flapping, resolved, ...), in one id sequence;
@@ -15,6 +16,7 @@
 // narrow the tiles. Problems sort first, so a down node is on page one.
 
 import { nodeView, eventsView, checksView, incidentsView } from './views.js';
+import { watchCluster } from './cluster.js';
 
 /** Node states in the order the page lists them. */
 export const STATES = ['up', 'suspect', 'down', 'new', 'paused', 'left'];
@@ -440,3 +442,4 @@ window.addEventListener('hashchange', route);
 connect();
 refreshNodes();
 route();
+watchCluster(document.getElementById('cluster'));

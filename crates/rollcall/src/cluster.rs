@@ -14,6 +14,7 @@ pub mod agree;
 pub mod link;
 pub mod paging;
 pub mod session;
+pub mod tls;
 pub mod verdicts;
 
 use anyhow::bail;
@@ -34,6 +35,9 @@ pub struct RawCluster {
     prefix: Option<String>,
     user: Option<String>,
     password: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
+    cert_file: Option<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
 }
 
 /// `[cluster]`, validated.
@@ -47,6 +51,8 @@ pub struct ClusterSettings {
     pub quorum: Option<usize>,
     pub prefix: String,
     pub user: Option<(String, String)>,
+    /// For `https://` endpoints: the CA and the client certificate, read at start.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl ClusterSettings {
@@ -77,11 +83,10 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) || endpoint.len() < 10 {
             bail!("cluster.etcd: {endpoint:?} is not an endpoint URL like http://10.0.0.1:2379");
         }
-        if endpoint.starts_with("https://") {
-            bail!(
-                "cluster.etcd: {endpoint:?}: TLS to etcd is not supported yet (docs/HA.md); use http:// on a trusted network"
-            );
-        }
+    }
+    let https = raw.etcd.iter().filter(|endpoint| endpoint.starts_with("https://")).count();
+    if https != 0 && https != raw.etcd.len() {
+        bail!("cluster.etcd mixes http:// and https:// endpoints: use https:// for all of them or for none");
     }
     let lease_ttl = match &raw.lease_ttl {
         None => Duration::from_secs(5),
@@ -102,7 +107,18 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
     if raw.quorum == Some(0) {
         bail!("cluster.quorum must be at least 1 (leave it out for a majority of the live monitors)");
     }
-    Ok(ClusterSettings { name, monitor, etcd: raw.etcd.clone(), lease_ttl, quorum: raw.quorum, prefix, user })
+    let tls =
+        tls::load(https != 0, raw.ca_file.as_deref(), raw.cert_file.as_deref(), raw.key_file.as_deref())?;
+    Ok(ClusterSettings {
+        name,
+        monitor,
+        etcd: raw.etcd.clone(),
+        lease_ttl,
+        quorum: raw.quorum,
+        prefix,
+        user,
+        tls,
+    })
 }
 
 /// A name that becomes one segment of an etcd key: letters, digits, `.`, `_`, `-`.

@@ -6,6 +6,8 @@
 //! The DevTools client is a few dozen lines over `std::net::TcpStream` (the WebSocket
 //! handshake and text frames), so the test needs no WebSocket or browser-automation crate.
 
+#[path = "support/etcd.rs"]
+mod etcd;
 mod support;
 
 use nix::sys::signal::{Signal, killpg};
@@ -73,6 +75,16 @@ fn a_killed_agents_tile_turns_down_live_in_a_real_browser() {
     browser.call("Page.navigate", json!({ "url": format!("{origin}/") }));
     browser.wait_for("three up tiles", "document.querySelectorAll('.tile[data-state=\"up\"]').length === 3");
     browser.wait_for("the live stream to connect", "document.getElementById('live').dataset.live === 'live'");
+    // Without [cluster], /v1/cluster answers 404 and the cluster strip stays hidden.
+    browser.wait_for(
+        "the cluster strip to learn there is no cluster",
+        "document.getElementById('cluster')?.dataset.cluster === 'off'",
+    );
+    assert_eq!(
+        browser.evaluate("document.getElementById('cluster').hidden"),
+        json!(true),
+        "a strip without [cluster]"
+    );
     // A marker in the page's global scope survives only if the page is never reloaded.
     browser.evaluate("window.rollcallTestMarker = 'same page'");
 
@@ -173,6 +185,94 @@ fn a_killed_agents_tile_turns_down_live_in_a_real_browser() {
     println!("browser test passed in {:?}", started.elapsed());
 }
 
+/// Renders a made-up status in which m2 is cut off, and reads the strip back.
+const CUT_OFF: &str = r#"(async () => {
+  const cluster = await import('/assets/cluster.js');
+  const strip = document.getElementById('cluster');
+  cluster.renderCluster(strip, { name: 'prod', monitor: 'm1', etcd: [], etcd_reachable: true, etcd_error: null,
+    role: 'leader', leader: 'm1', fencing_token: 7, lease_ttl_seconds: 3, tenure_left_ms: 2000,
+    members: ['m1', 'm2', 'm3'], etcd_errors: 0, elections_won: 1, views: {}, cut_off: ['m2'] });
+  return {
+    cut_off: [...strip.querySelectorAll('.member[data-cut-off]')].map((member) => member.textContent),
+    named: strip.querySelector('.cluster-cut-off')?.textContent,
+    colour: getComputedStyle(strip.querySelector('.member[data-cut-off]')).backgroundColor,
+    plain: getComputedStyle(strip.querySelector('.member[data-member="m3"]')).backgroundColor,
+  };
+})()"#;
+
+/// A monitor with `[cluster]` shows the cluster strip: which monitor this is and its role,
+/// the leader and its fencing token, etcd reachable, the members, and who is cut off.
+#[test]
+fn the_cluster_strip_shows_this_monitors_role_and_the_leader() {
+    let dir = Sandbox::new();
+    let etcd = etcd::Etcd::start(dir.path());
+    let endpoints = etcd.endpoints_toml();
+    let config = |name: &str| {
+        format!(
+            "[cluster]\nname = \"prod\"\nmonitor = \"{name}\"\netcd = [{endpoints}]\nlease_ttl = \"3s\"\n"
+        )
+    };
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    let monitors = [Monitor::start(&a, &config("m1")), Monitor::start(&b, &config("m2"))];
+    // Both registered, one leads, and both name it.
+    let mut views = Vec::new();
+    monitors[0].wait_until(DEADLINE, "one leader both monitors name", || {
+        views = monitors.iter().map(|monitor| monitor.get_json("/v1/cluster").1).collect();
+        let leaders = views.iter().filter(|view| view["role"] == "leader").count();
+        let agreed = views.iter().all(|view| {
+            view["leader"] == views[0]["leader"]
+                && view["fencing_token"] == views[0]["fencing_token"]
+                && view["members"] == json!(["m1", "m2"])
+        });
+        if leaders == 1 && agreed { Ok(()) } else { Err(format!("{views:?}")) }
+    });
+    let leader = views[0]["leader"].as_str().expect("a leader's name").to_string();
+    let token = views[0]["fencing_token"].as_i64().expect("a fencing token");
+    // The follower's dashboard: its own role, and the other monitor as leader.
+    let follower = usize::from(views[0]["role"] == "leader");
+    let name = ["m1", "m2"][follower];
+
+    let mut browser = Browser::launch();
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    browser.call("Page.navigate", json!({ "url": format!("http://{}/", monitors[follower].http) }));
+    browser
+        .wait_for("the cluster strip", "document.getElementById('cluster')?.dataset.cluster === 'follower'");
+    let strip = browser.evaluate(
+        "(() => { const strip = document.getElementById('cluster'); return { hidden: strip.hidden, \
+         text: strip.innerText, role: document.getElementById('cluster-role').textContent, \
+         leader: document.getElementById('cluster-leader').textContent, \
+         token: document.getElementById('cluster-token')?.textContent, \
+         etcd: strip.querySelector('.cluster-etcd').dataset.reachable, \
+         members: [...strip.querySelectorAll('.member')].map((member) => member.textContent), \
+         me: strip.querySelector('.member[data-self]')?.textContent, \
+         cut_off: strip.querySelectorAll('.member[data-cut-off]').length }; })()",
+    );
+    println!("cluster strip: {strip}");
+    assert_eq!(strip["hidden"], json!(false), "{strip}");
+    assert_eq!(strip["role"], json!("follower"), "{strip}");
+    assert_eq!(strip["leader"], json!(leader), "{strip}");
+    assert_eq!(strip["token"], json!(token.to_string()), "{strip}");
+    assert!(strip["text"].as_str().is_some_and(|text| text.contains("prod")), "{strip}");
+    assert_eq!(strip["etcd"], json!("true"), "{strip}");
+    assert_eq!(strip["members"], json!(["m1", "m2"]), "{strip}");
+    assert_eq!(strip["me"], json!(name), "{strip}");
+    assert_eq!(strip["cut_off"], json!(0), "{strip}");
+    println!("screenshot with the cluster strip: {}", browser.screenshot("dashboard-cluster.png").display());
+
+    // A cut-off monitor is highlighted (a made-up status: cutting a monitor off for real
+    // takes agents and is tests/cluster.rs's job).
+    let shown = browser.evaluate(CUT_OFF);
+    assert_eq!(shown["cut_off"], json!(["m2"]), "{shown}");
+    assert_eq!(shown["named"], json!("m2"), "{shown}");
+    assert_ne!(shown["colour"], shown["plain"], "the cut-off monitor stands out: {shown}");
+    println!("screenshot with m2 cut off: {}", browser.screenshot("dashboard-cluster-cut-off.png").display());
+    browser.drain();
+    assert!(browser.errors.is_empty(), "the page logged errors: {:#?}", browser.errors);
+}
+
 /// The assets themselves: the policy header, content types, ETag revalidation, and no
 /// absolute URL anywhere (so nothing can be fetched from a CDN).
 #[test]
@@ -185,6 +285,7 @@ fn assets_are_embedded_with_a_strict_policy_and_no_foreign_urls() {
         ("/assets/app.js", "text/javascript"),
         ("/assets/views.js", "text/javascript"),
         ("/assets/charts.js", "text/javascript"),
+        ("/assets/cluster.js", "text/javascript"),
         ("/assets/style.css", "text/css"),
         ("/assets/favicon.svg", "image/svg+xml"),
     ] {
@@ -289,6 +390,12 @@ impl Browser {
                 self.requests.push(params["request"]["url"].as_str().unwrap_or("?").to_string());
             }
             Some("Runtime.exceptionThrown") => self.errors.push(params["exceptionDetails"].to_string()),
+            // A monitor without [cluster] answers /v1/cluster with 404, and that is how the
+            // strip learns to stay hidden; the browser logs every 404 as an error.
+            Some("Log.entryAdded")
+                if params["entry"]["source"] == "network"
+                    && params["entry"]["url"].as_str().is_some_and(|url| url.ends_with("/v1/cluster"))
+                    && params["entry"]["text"].as_str().is_some_and(|text| text.contains("404")) => {}
             Some("Log.entryAdded") if params["entry"]["level"] == "error" => {
                 self.errors.push(params["entry"]["text"].as_str().unwrap_or("?").to_string());
             }

@@ -175,6 +175,9 @@ async fn connect(settings: &ClusterSettings, start: usize) -> Result<(Client, Cl
         if let Some((user, password)) = &settings.user {
             options = options.with_user(user.clone(), password.clone());
         }
+        if let Some(tls) = &settings.tls {
+            options = options.with_tls(tls.options());
+        }
         let attempt = async {
             let mut client = Client::connect([endpoint.as_str()], Some(options.clone())).await?;
             client.status().await?;

@@ -72,3 +72,84 @@ fn a_monitor_that_alone_loses_the_fleet_is_the_one_cut_off() {
     assert!(cut_off(&views(&[("m1", 2, 0), ("m2", 2, 2)])).is_empty(), "too few nodes to judge");
     assert!(cut_off(&views(&[("m1", 100, 40), ("m2", 100, 90)])).is_empty(), "the other lost much too");
 }
+
+/// A `[cluster]` section with https endpoints and `extra` settings, whose `{dir}` is replaced
+/// by a directory holding `ca.pem`, `client.pem` and `client.key` (PEM syntax only: the
+/// certificates themselves are checked by the TLS handshake, in tests/cluster_tls.rs).
+fn tls_check(extra: &str) -> anyhow::Result<ClusterSettings> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let certificate = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIBAA==\n-----END PRIVATE KEY-----\n";
+    for (name, text) in [
+        ("ca.pem", certificate),
+        ("client.pem", certificate),
+        ("client.key", key),
+        ("garbage.pem", "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n"),
+        ("empty.pem", "not PEM at all\n"),
+    ] {
+        std::fs::write(dir.path().join(name), text).expect("write a PEM file");
+    }
+    let text = format!(
+        "name = \"prod\"\nmonitor = \"m1\"\netcd = [\"https://127.0.0.1:2379\", \"https://127.0.0.2:2379\"]\n{}",
+        extra.replace("{dir}", &dir.path().display().to_string())
+    );
+    parse(&raw(&text))
+}
+
+#[test]
+fn https_endpoints_read_the_ca_and_the_client_certificate_at_start() {
+    let settings = tls_check("ca_file = \"{dir}/ca.pem\"").expect("a CA alone is enough");
+    let tls = settings.tls.expect("TLS settings");
+    assert!(tls.ca.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    assert!(tls.identity.is_none());
+    let settings = tls_check(
+        "ca_file = \"{dir}/ca.pem\"\ncert_file = \"{dir}/client.pem\"\nkey_file = \"{dir}/client.key\"",
+    )
+    .expect("a CA and a client certificate");
+    let tls = settings.tls.expect("TLS settings");
+    assert!(tls.identity.is_some());
+    assert!(!format!("{tls:?}").contains("PRIVATE KEY"), "the key is never printed");
+    assert!(
+        parse(&raw("name = \"p\"\nmonitor = \"m1\"\netcd = [\"http://a:1\"]")).expect("valid").tls.is_none()
+    );
+}
+
+#[test]
+fn tls_mistakes_are_named_in_one_sentence() {
+    for (extra, expected) in [
+        ("", "cluster.ca_file is missing"),
+        ("ca_file = \"{dir}/absent.pem\"", "cluster.ca_file: cannot read"),
+        ("ca_file = \"{dir}/empty.pem\"", "holds no PEM certificate"),
+        ("ca_file = \"{dir}/garbage.pem\"", "is not valid PEM"),
+        ("ca_file = \"{dir}/client.key\"", "holds no PEM certificate"),
+        ("ca_file = \"{dir}/ca.pem\"\ncert_file = \"{dir}/client.pem\"", "go together"),
+        ("ca_file = \"{dir}/ca.pem\"\nkey_file = \"{dir}/client.key\"", "go together"),
+        (
+            "ca_file = \"{dir}/ca.pem\"\ncert_file = \"{dir}/client.pem\"\nkey_file = \"{dir}/client.pem\"",
+            "holds no PEM private key",
+        ),
+        (
+            "ca_file = \"{dir}/ca.pem\"\ncert_file = \"{dir}/client.key\"\nkey_file = \"{dir}/client.key\"",
+            "cluster.cert_file",
+        ),
+        (
+            "ca_file = \"{dir}/ca.pem\"\ncert_file = \"{dir}/client.pem\"\nkey_file = \"{dir}/none.key\"",
+            "cluster.key_file: cannot read",
+        ),
+    ] {
+        let error = match tls_check(extra) {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(error.contains(expected), "{extra:?}: {error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
+    for (text, expected) in [
+        ("etcd = [\"https://a:1\", \"http://b:2\"]", "mixes http:// and https://"),
+        ("etcd = [\"http://a:1\"]\nca_file = \"ca.pem\"", "are for https:// endpoints"),
+    ] {
+        let text = format!("name = \"prod\"\nmonitor = \"m1\"\n{text}");
+        let error = parse(&raw(&text)).err().unwrap_or_else(|| panic!("{text:?} was accepted")).to_string();
+        assert!(error.contains(expected), "{text:?}: {error}");
+    }
+}

@@ -1,6 +1,9 @@
 //! What the `[cluster]` tests share: a monitor's config, `/v1/cluster` checked against its
 //! schema, waiting for one leader, and agents that send to several monitors.
 
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use crate::support::{Agent, Monitor, Sandbox};
 use serde_json::Value;
 use std::net::SocketAddr;
