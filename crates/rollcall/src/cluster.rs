@@ -32,6 +32,7 @@ pub struct RawCluster {
     etcd: Vec<String>,
     lease_ttl: Option<String>,
     quorum: Option<usize>,
+    fail_open_after: Option<String>,
     prefix: Option<String>,
     user: Option<String>,
     password: Option<String>,
@@ -49,6 +50,8 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     /// Monitors that must agree a node is down; `None`: a majority of those that count.
     pub quorum: Option<usize>,
+    /// How long etcd may be out of reach before this monitor pages on its own view.
+    pub fail_open_after: Duration,
     pub prefix: String,
     pub user: Option<(String, String)>,
     /// For `https://` endpoints: the CA and the client certificate, read at start.
@@ -104,6 +107,17 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
         (None, None) => None,
         _ => bail!("cluster.user and cluster.password go together: set both or neither"),
     };
+    let fail_open_after = match &raw.fail_open_after {
+        None => Duration::from_secs(30),
+        Some(text) => humantime::parse_duration(text).map_err(|error| {
+            anyhow::anyhow!("cluster.fail_open_after: {text:?} is not a duration ({error})")
+        })?,
+    };
+    if fail_open_after < Duration::from_secs(1) || fail_open_after > Duration::from_secs(3600) {
+        bail!(
+            "cluster.fail_open_after must be from 1s to 1h (how long etcd may be out of reach before each monitor pages on its own view)"
+        );
+    }
     if raw.quorum == Some(0) {
         bail!("cluster.quorum must be at least 1 (leave it out for a majority of the live monitors)");
     }
@@ -115,6 +129,7 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
         etcd: raw.etcd.clone(),
         lease_ttl,
         quorum: raw.quorum,
+        fail_open_after,
         prefix,
         user,
         tls,
@@ -270,6 +285,9 @@ pub struct ClusterStatus {
     pub in_doubt_total: usize,
     /// Alerts and incident writes refused by the fence since start.
     pub fenced_refused: u64,
+    /// True while etcd has been out of reach for longer than `fail_open_after`: this monitor
+    /// pages on its own view, its alerts labelled `observer`.
+    pub failing_open: bool,
     /// Transactions this monitor wrote to etcd for verdicts and incidents since start.
     pub etcd_writes: u64,
 }

@@ -9,6 +9,10 @@
 //!   incident, without paging it again as new.
 //! - A leader paused past its lease while a node dies gets no alert through: every alert
 //!   the receiver sees carries the new leader's token.
+//! - etcd: one member of three killed changes nothing; two killed (no quorum), each monitor
+//!   fails open after `fail_open_after`, says the cluster is degraded, and pages on its own
+//!   view labelled `observer`; etcd back, one leader again and the notices resolve.
+//! - A monitor restarted with an empty data dir joins and pages nobody for nodes that are fine.
 
 #[path = "support/cluster.rs"]
 mod cluster_support;
@@ -31,15 +35,21 @@ const NAMES: [&str; 3] = ["m1", "m2", "m3"];
 
 /// Three monitors sharing one key file, each paging `hook` at once.
 struct Trio {
-    _etcd: Etcd,
+    etcd: Etcd,
     _dir: Sandbox,
     sandboxes: Vec<Sandbox>,
     monitors: Vec<Option<Monitor>>,
+    configs: Vec<String>,
     hook: Receiver,
 }
 
 impl Trio {
     fn start() -> Trio {
+        Trio::start_with("")
+    }
+
+    /// Three monitors with `extra` added to each one's `[cluster]`.
+    fn start_with(extra: &str) -> Trio {
         let dir = Sandbox::new();
         let etcd = Etcd::start(dir.path());
         let endpoints = etcd.endpoints_toml();
@@ -48,15 +58,18 @@ impl Trio {
         for sandbox in &sandboxes[1..] {
             std::fs::copy(sandboxes[0].key_file(), sandbox.key_file()).expect("share the key file");
         }
-        let monitors = NAMES
+        let configs: Vec<String> = NAMES
             .iter()
-            .zip(&sandboxes)
-            .map(|(name, sandbox)| {
-                let config = format!("{}{}", support::quick_pages_to(&hook.url()), config(&endpoints, name));
-                Some(Monitor::start(sandbox, &config))
+            .map(|name| {
+                format!("{}{}{extra}", support::quick_pages_to(&hook.url()), config(&endpoints, name))
             })
             .collect();
-        Trio { _etcd: etcd, _dir: dir, sandboxes, monitors, hook }
+        let monitors = configs
+            .iter()
+            .zip(&sandboxes)
+            .map(|(config, sandbox)| Some(Monitor::start(sandbox, config)))
+            .collect();
+        Trio { etcd, _dir: dir, sandboxes, monitors, configs, hook }
     }
 
     fn live(&self) -> Vec<&Monitor> {
@@ -222,4 +235,111 @@ fn a_leader_paused_past_its_lease_while_a_node_dies_gets_no_alert_through() {
         "no alert from the paused leader (token {token}) got through: {tokens:?}"
     );
     eprintln!("fenced writes refused by the resumed leader: {}", cluster(paused)["fenced_refused"]);
+}
+
+/// Alerts whose `labels.observer` is set: what monitors paged on their own view.
+fn observed(hook: &Receiver, subject: &str) -> Vec<(String, String)> {
+    let mut seen: Vec<(String, String)> = hook
+        .unique_alerts()
+        .iter()
+        .filter(|alert| alert["subject"]["id"] == subject)
+        .filter_map(|alert| {
+            let observer = alert["labels"]["observer"].as_str()?.to_string();
+            Some((observer, alert["kind"].as_str().unwrap_or("?").to_string()))
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+#[test]
+fn losing_etcd_quorum_fails_open_with_observer_labels_and_its_return_makes_one_leader() {
+    let mut trio = Trio::start_with("fail_open_after = \"3s\"\n");
+    wait_for_one_leader(&trio.live());
+    let mut agents: Vec<support::Agent> = ["web-1", "web-2"].iter().map(|name| trio.agent(name)).collect();
+    trio.wait_for_state("web-1", "up");
+    trio.wait_for_state("web-2", "up");
+
+    // One etcd member of three dies: the cluster goes on, nobody is paged.
+    trio.etcd.kill(0);
+    for monitor in trio.live() {
+        monitor.wait_until(PATIENCE, "the monitor moved to a live etcd member", || {
+            let view = cluster(monitor);
+            if view["etcd_errors"].as_u64() > Some(0) && view["etcd_reachable"] == true {
+                Ok(())
+            } else {
+                Err(view.to_string())
+            }
+        });
+    }
+    wait_for_one_leader(&trio.live());
+    assert!(trio.hook.alerts().is_empty(), "no page for losing one etcd member: {:#?}", trio.hook.alerts());
+
+    // A second one dies: no quorum. After fail_open_after, every monitor says the cluster
+    // is degraded and pages on its own view.
+    trio.etcd.kill(1);
+    let all: Vec<(String, String)> =
+        NAMES.iter().map(|name| (name.to_string(), "firing".to_string())).collect();
+    trio.live()[0].wait_until(PATIENCE, "every monitor says the cluster is degraded", || {
+        let seen = observed(&trio.hook, "cluster-prod");
+        if seen == all { Ok(()) } else { Err(format!("{seen:?}")) }
+    });
+    for monitor in trio.live() {
+        assert_eq!(cluster(monitor)["failing_open"], true);
+    }
+    agents[0].signal(Signal::SIGKILL);
+    agents[0].wait_exit();
+    trio.live()[0].wait_until(PATIENCE, "every monitor pages web-1 on its own view", || {
+        let seen = observed(&trio.hook, "web-1");
+        if seen == all { Ok(()) } else { Err(format!("{seen:?}")) }
+    });
+    assert!(
+        alerts_about(&trio.hook, "web-2", "firing").is_empty(),
+        "web-2 is fine: {:#?}",
+        trio.hook.alerts()
+    );
+
+    // etcd comes back: one leader again, and each degraded notice resolves.
+    trio.etcd.start_member(0);
+    trio.etcd.start_member(1);
+    trio.etcd.wait_healthy(&[0, 1, 2]);
+    wait_for_one_leader(&trio.live());
+    let resolved: Vec<(String, String)> =
+        NAMES.iter().map(|name| (name.to_string(), "resolved".to_string())).collect();
+    trio.live()[0].wait_until(PATIENCE, "every degraded notice resolves", || {
+        let seen: Vec<(String, String)> =
+            observed(&trio.hook, "cluster-prod").into_iter().filter(|(_, kind)| kind == "resolved").collect();
+        if seen == resolved { Ok(()) } else { Err(format!("{seen:?}")) }
+    });
+    for monitor in trio.live() {
+        assert_eq!(cluster(monitor)["failing_open"], false);
+    }
+    drop(agents);
+}
+
+#[test]
+fn a_monitor_restarted_with_an_empty_data_dir_joins_and_pages_nobody_for_nodes_that_are_fine() {
+    let mut trio = Trio::start();
+    let (leader, _) = wait_for_one_leader(&trio.live());
+    let _agents: Vec<support::Agent> = ["web-1", "web-2"].iter().map(|name| trio.agent(name)).collect();
+    trio.wait_for_state("web-1", "up");
+    trio.wait_for_state("web-2", "up");
+    // A follower loses its disk: killed, its data dir wiped, started again on the same
+    // ports (the agents keep sending there).
+    let follower = (leader + 1) % 3;
+    let old = trio.monitors[follower].take().expect("running");
+    let udp = old.udp;
+    old.crash();
+    std::fs::remove_dir_all(trio.sandboxes[follower].data_dir()).expect("wipe the data dir");
+    trio.monitors[follower] =
+        Some(Monitor::start_on(&trio.sandboxes[follower], &trio.configs[follower], udp));
+    let rejoined = trio.monitors[follower].as_ref().expect("running");
+    rejoined.wait_for_state("web-1", "up");
+    rejoined.wait_for_state("web-2", "up");
+    wait_for_one_leader(&trio.live());
+    rejoined.wait_until(PATIENCE, "the new monitor is registered and counts", || {
+        let view = cluster(rejoined);
+        if view["voters"].as_array().map(Vec::len) == Some(3) { Ok(()) } else { Err(view.to_string()) }
+    });
+    assert!(trio.hook.alerts().is_empty(), "nobody was paged: {:#?}", trio.hook.alerts());
 }

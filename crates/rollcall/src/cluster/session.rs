@@ -52,6 +52,9 @@ pub struct Wiring {
 struct Shared {
     wiring: Wiring,
     agreement: Agreement,
+    /// Since when no session could be made (etcd out of reach, or without a quorum).
+    unreachable_since: Option<Instant>,
+    failing_open: bool,
 }
 
 /// Runs until `stop` turns true. `http` is this monitor's API address (stored with its
@@ -63,7 +66,12 @@ pub async fn run(
     wiring: Wiring,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut shared = Shared { wiring, agreement: Agreement::new(settings.quorum) };
+    let mut shared = Shared {
+        wiring,
+        agreement: Agreement::new(settings.quorum),
+        unreachable_since: Some(Instant::now()),
+        failing_open: false,
+    };
     let mut last_log: Option<Instant> = None;
     // The previous session's lease: its member key is this monitor's own, not a namesake's.
     let mut previous_lease = None;
@@ -111,8 +119,26 @@ pub async fn run(
                     status.role = "disconnected";
                     status.tenure_left_ms = None;
                 });
+                let since = *shared.unreachable_since.get_or_insert_with(Instant::now);
+                if !shared.failing_open && since.elapsed() >= settings.fail_open_after {
+                    shared.failing_open = true;
+                    tracing::error!(
+                        cluster = %settings.name, after = %humantime::format_duration(settings.fail_open_after),
+                        "etcd is out of reach: failing open, this monitor pages on its own view (alerts labelled observer) until the cluster is back"
+                    );
+                    status.send_modify(|status| status.failing_open = true);
+                    let _ = shared.wiring.commands.send(Command::Cluster(ClusterCommand::FailOpen)).await;
+                }
                 if last_log.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-                    tracing::warn!(cluster = %settings.name, endpoints = ?settings.etcd, "{reason}; still detecting and recording, but nodes are NOT paged until a leader is elected (failing open is not implemented yet; docs/HA.md)");
+                    let paging = if shared.failing_open {
+                        "failing open: paging on this monitor's own view".to_string()
+                    } else {
+                        format!(
+                            "detecting and recording; nodes are paged on this monitor's own view if etcd stays out of reach for {}",
+                            humantime::format_duration(settings.fail_open_after)
+                        )
+                    };
+                    tracing::warn!(cluster = %settings.name, endpoints = ?settings.etcd, "{reason}; {paging}");
                     last_log = Some(Instant::now());
                 }
                 // A session that was made and then lost (its etcd member died) is made again
@@ -251,7 +277,16 @@ async fn session(
         }
         return ended;
     }
-    let Shared { wiring, agreement } = shared;
+    let Shared { wiring, agreement, unreachable_since, failing_open } = shared;
+    *unreachable_since = None;
+    if *failing_open {
+        *failing_open = false;
+        tracing::info!(cluster = %settings.name, "etcd is back: no longer failing open; the cluster's leader pages again");
+        status.send_modify(|status| status.failing_open = false);
+        if wiring.commands.send(Command::Cluster(ClusterCommand::Rejoined)).await.is_err() {
+            return Ended::Stopped;
+        }
+    }
     // A new lease took the old one's verdicts with it: write them all again.
     if let Err(error) = verdicts::publish(&mut client, settings, lease, &wiring.link, alive.is_none()).await {
         return lost("cannot publish this monitor's verdicts", error);

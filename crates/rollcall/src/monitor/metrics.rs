@@ -453,6 +453,11 @@ fn render_cluster(registry: &mut Registry, cluster: &crate::cluster::ClusterStat
         ),
         ("cluster_voters", "Monitors whose verdicts count (live, not cut off)", cluster.voters.len()),
         ("cluster_quorum", "Monitors that must agree a node is down", cluster.quorum),
+        (
+            "cluster_failing_open",
+            "1 while etcd is out of reach for longer than fail_open_after and this monitor pages on its own view",
+            usize::from(cluster.failing_open),
+        ),
     ];
     for (name, help, value) in gauges {
         let gauge = Gauge::<i64>::default();

@@ -138,7 +138,11 @@ pub async fn run(
         stop_rx.clone(),
     )?;
     let paging = settings.cluster.as_ref().zip(link.as_ref()).map(|(cluster, (link, _))| {
-        owner::ClusterPaging::new(link.clone(), cluster.name.clone(), settings.alerts.clone())
+        owner::ClusterPaging::new(
+            link.clone(),
+            (cluster.name.clone(), cluster.monitor.clone()),
+            settings.alerts.clone(),
+        )
     });
     // Only with a cluster: the store's shutdown waits for every handle to be dropped.
     let persist_for_cluster = settings.cluster.as_ref().map(|_| persist.handle());

@@ -428,6 +428,7 @@ impl Owner {
             }
         }
         self.drain_check_events(&mut batch);
+        self.drain_fail_open_notifications();
         self.alerter.set_population(self.core.len());
         self.drain_notifications(&mut batch);
         if !batch.is_empty() {

@@ -7,7 +7,8 @@
 
 use super::Owner;
 use crate::alerts::build;
-use crate::clock::Clock;
+use crate::alerts::model::{AlertKind, IncidentInfo, Subject};
+use crate::clock::{Clock, rfc3339_ms};
 use crate::cluster::agree::{Agreed, Change};
 use crate::cluster::link::{FencedWrite, IncidentDoc, Link};
 use rollcall_proto::Instant;
@@ -27,6 +28,22 @@ pub enum ClusterCommand {
     Agreed(Vec<Change>),
     /// This monitor no longer leads.
     StepDown,
+    /// etcd has been out of reach for `fail_open_after`: page on this monitor's own view.
+    FailOpen,
+    /// A session with etcd again: stop failing open.
+    Rejoined,
+}
+
+/// Incidents opened while failing open are numbered from here plus 128 per second of the
+/// instant failing open began: apart from the monitor's own (job checks) and the cluster's.
+const FAIL_OPEN_ID_BASE: u64 = 1 << 39;
+
+/// Paging on this monitor's own view while etcd is out of reach.
+struct FailingOpen {
+    alerter: Alerter,
+    /// When it began (wall clock), and the degraded notice's id.
+    since_ms: i64,
+    notice: u64,
 }
 
 /// The owner's cluster state.
@@ -37,15 +54,20 @@ pub struct ClusterPaging {
     config: AlertConfig,
     /// While leading: the fencing token and the incident layer of this tenure.
     leading: Option<(i64, Alerter)>,
+    /// This monitor's name: the `observer` label of what it pages while failing open.
+    observer: String,
+    failing_open: Option<FailingOpen>,
 }
 
 impl ClusterPaging {
-    pub fn new(link: Arc<Link>, name: String, config: AlertConfig) -> ClusterPaging {
-        ClusterPaging { link, name, config, leading: None }
+    pub fn new(link: Arc<Link>, (name, observer): (String, String), config: AlertConfig) -> ClusterPaging {
+        ClusterPaging { link, name, config, leading: None, observer, failing_open: None }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.leading.as_ref().and_then(|(_, alerter)| alerter.poll_timeout())
+        let leading = self.leading.as_ref().and_then(|(_, alerter)| alerter.poll_timeout());
+        let open = self.failing_open.as_ref().and_then(|open| open.alerter.poll_timeout());
+        leading.into_iter().chain(open).min()
     }
 
     pub fn open_incidents(&self) -> usize {
@@ -92,10 +114,14 @@ fn restored(doc: &IncidentDoc, clock: &Clock) -> Option<OpenIncident> {
 }
 
 impl Owner {
-    /// A local transition of a node, with `[cluster]`: published as this monitor's verdict.
-    pub(super) fn publish_verdict(&self, transition: &Transition) -> bool {
-        let Some(cluster) = &self.cluster else { return false };
+    /// A local transition of a node, with `[cluster]`: published as this monitor's verdict
+    /// (and paged on this monitor's own view while failing open).
+    pub(super) fn publish_verdict(&mut self, transition: &Transition) -> bool {
+        let Some(cluster) = &mut self.cluster else { return false };
         cluster.link.publish(&transition.node, Link::vote_for(transition.to, transition.reason.as_str()));
+        if let Some(open) = cluster.failing_open.as_mut() {
+            open.alerter.handle_transition(SubjectKind::Node, transition, transition.noticed);
+        }
         true
     }
 
@@ -158,19 +184,136 @@ impl Owner {
                     );
                 }
             }
+            ClusterCommand::FailOpen => {
+                let mut alerter =
+                    Alerter::new(cluster.config.clone()).expect("checked at start with the same config");
+                let since_ms = self.clock.wall_ms(now);
+                let notice = FAIL_OPEN_ID_BASE + (since_ms.max(0) as u64 / 1000) * 128;
+                alerter.reserve_ids_through(notice);
+                alerter.set_population(population);
+                // Every node this monitor cannot hear now is paged (grouped as usual).
+                let downs: Vec<Transition> = self
+                    .core
+                    .nodes(now)
+                    .filter(|view| view.state == NodeState::Down)
+                    .map(|view| {
+                        agreed_transition(
+                            view.id,
+                            view.generation,
+                            (NodeState::Up, NodeState::Down),
+                            "timeout",
+                            now,
+                        )
+                    })
+                    .collect();
+                for transition in downs {
+                    alerter.restore_down(transition, now);
+                }
+                cluster.failing_open = Some(FailingOpen { alerter, since_ms, notice });
+                self.degraded_notice(false);
+            }
+            ClusterCommand::Rejoined => {
+                self.degraded_notice(true);
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.failing_open = None;
+                }
+            }
         }
         self.drain_cluster_notifications();
+        self.drain_fail_open_notifications();
     }
 
-    /// Releases the cluster incident layer's due work.
-    pub(super) fn cluster_timeout(&mut self, now: Instant) {
-        let Some((_, alerter)) = self.cluster.as_mut().and_then(|cluster| cluster.leading.as_mut()) else {
-            return;
+    /// The one alert that says the cluster is degraded and this monitor pages on its own
+    /// view (firing), or that it is whole again (resolved).
+    fn degraded_notice(&mut self, resolved: bool) {
+        let Some(cluster) = &self.cluster else { return };
+        let Some(open) = &cluster.failing_open else { return };
+        let now_ms = self.clock.wall_ms(self.clock.now());
+        let observer = cluster.observer.clone();
+        let summary = if resolved {
+            format!("cluster {} is whole again: {observer} no longer pages on its own view", cluster.name)
+        } else {
+            format!(
+                "cluster {} is degraded: etcd is out of reach, so {observer} pages on its own view (alerts labelled observer={observer}) and other monitors may page the same failures",
+                cluster.name
+            )
         };
-        if alerter.poll_timeout().is_some_and(|due| due <= now) {
-            alerter.handle_timeout(now);
+        let alert = crate::alerts::model::Alert {
+            version: crate::alerts::model::ALERT_VERSION,
+            idempotency_key: format!(
+                "rollcall-{}-{observer}-{}-{}",
+                cluster.name,
+                open.notice,
+                u8::from(resolved)
+            ),
+            kind: if resolved { AlertKind::Resolved } else { AlertKind::Firing },
+            severity: crate::alerts::model::Severity::Warning,
+            incident: IncidentInfo {
+                id: open.notice,
+                started_at: rfc3339_ms(open.since_ms),
+                resolved_at: resolved.then(|| rfc3339_ms(now_ms)),
+            },
+            subject: Subject {
+                kind: crate::alerts::model::SubjectKind::Group,
+                id: format!("cluster-{}", cluster.name),
+            },
+            nodes: Vec::new(),
+            node_count: 0,
+            labels: [("observer".to_string(), observer)].into(),
+            transition: None,
+            summary,
+            fencing_token: None,
+        };
+        tracing::warn!(key = %alert.idempotency_key, "{}", alert.summary);
+        let mut rows = Vec::new();
+        build::outbox_rows(&alert, open.notice, &alert.subject.id, &self.sinks, &self.clock, &mut rows);
+        if !rows.is_empty() {
+            self.persist.write(rows);
+        }
+    }
+
+    /// Releases the cluster incident layers' due work.
+    pub(super) fn cluster_timeout(&mut self, now: Instant) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        let leading = cluster.leading.as_mut().map(|(_, alerter)| alerter);
+        let open = cluster.failing_open.as_mut().map(|open| &mut open.alerter);
+        for alerter in leading.into_iter().chain(open) {
+            if alerter.poll_timeout().is_some_and(|due| due <= now) {
+                alerter.handle_timeout(now);
+            }
         }
         self.drain_cluster_notifications();
+        self.drain_fail_open_notifications();
+    }
+
+    /// What this monitor pages on its own view while failing open: queued for delivery at
+    /// once (there is no leader to fence it), labelled with this monitor as `observer`.
+    pub(super) fn drain_fail_open_notifications(&mut self) {
+        let population = self.core.len();
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        let Some(open) = cluster.failing_open.as_mut() else { return };
+        open.alerter.set_population(population);
+        let mut notifications = Vec::new();
+        while let Some(notification) = open.alerter.poll_notification() {
+            notifications.push(notification);
+        }
+        let (name, observer) = (cluster.name.clone(), cluster.observer.clone());
+        let mut batch = Vec::new();
+        for notification in notifications {
+            let mut labels = self.labels_of(&notification);
+            labels.insert("observer".to_string(), observer.clone());
+            let mut alert = build::alert(&notification, labels, &self.clock);
+            alert.idempotency_key =
+                format!("rollcall-{name}-{observer}-{}-{}", notification.incident, notification.sequence);
+            tracing::info!(
+                incident = notification.incident, kind = notification.kind.as_str(), key = %alert.idempotency_key,
+                "failing open: {}", alert.summary
+            );
+            build::writes(&notification, &alert, Admission::Deliver, &self.sinks, &self.clock, &mut batch);
+        }
+        if !batch.is_empty() {
+            self.persist.write(batch);
+        }
     }
 
     /// Turns the cluster incident layer's notifications into fenced writes.
