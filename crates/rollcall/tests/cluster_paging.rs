@@ -314,6 +314,31 @@ fn losing_etcd_quorum_fails_open_with_observer_labels_and_its_return_makes_one_l
     for monitor in trio.live() {
         assert_eq!(cluster(monitor)["failing_open"], false);
     }
+    // The leader adopts web-1's failure (the monitors paged it while failing open) rather
+    // than paging it again as new; web-1 comes back, and each monitor that paged it sends
+    // its resolution, under its own key.
+    let leader = wait_for_one_leader(&trio.live()).0;
+    trio.live()[leader].wait_until(PATIENCE, "the cluster agrees web-1 is down", || {
+        let view = cluster(trio.live()[leader]);
+        if view["agreed_down"] == 1 { Ok(()) } else { Err(view.to_string()) }
+    });
+    agents[0] = trio.agent("web-1");
+    let back: Vec<(String, String)> = NAMES
+        .iter()
+        .flat_map(|name| {
+            [(name.to_string(), "firing".to_string()), (name.to_string(), "resolved".to_string())]
+        })
+        .collect();
+    trio.live()[0].wait_until(PATIENCE, "every monitor that paged web-1 resolves it", || {
+        let mut seen = observed(&trio.hook, "web-1");
+        seen.dedup();
+        if seen == back { Ok(()) } else { Err(format!("{seen:?}")) }
+    });
+    let firings = alerts_about(&trio.hook, "web-1", "firing");
+    assert!(
+        firings.iter().all(|alert| alert["labels"]["observer"].is_string()),
+        "web-1 was not paged again by the leader under another key: {firings:#?}"
+    );
     drop(agents);
 }
 

@@ -16,6 +16,10 @@ pub struct Vote {
     pub state: Opinion,
     /// The local transition's reason (`phi`, `timeout`, ...).
     pub reason: String,
+    /// The idempotency key under which this monitor paged the node while failing open (etcd
+    /// out of reach): the leader then adopts the failure instead of paging it again as new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,9 +37,11 @@ pub enum Agreed {
     Suspect {
         unreachable_from: Vec<String>,
     },
-    /// At least a quorum of voters say it is down; `reason` is the first one's reason.
+    /// At least a quorum of voters say it is down; `reason` is the first one's reason;
+    /// `paged` when one of them paged it on its own view while failing open.
     Down {
         reason: String,
+        paged: bool,
     },
 }
 
@@ -127,7 +133,8 @@ impl Agreement {
         let downs: Vec<&Vote> =
             counted.iter().filter(|(_, vote)| vote.state == Opinion::Down).map(|(_, vote)| *vote).collect();
         if !self.voters.is_empty() && downs.len() >= self.needed() {
-            return Agreed::Down { reason: downs[0].reason.clone() };
+            let paged = votes.values().any(|vote| vote.paged.is_some());
+            return Agreed::Down { reason: downs[0].reason.clone(), paged };
         }
         if counted.is_empty() {
             return Agreed::Up;
@@ -154,13 +161,14 @@ impl Agreement {
         changes
     }
 
-    /// The nodes agreed down, with their reason (as last handed out by [`Agreement::changes`]).
-    pub fn downs(&self) -> Vec<(String, String)> {
-        let mut downs: Vec<(String, String)> = self
+    /// The nodes agreed down (as last handed out by [`Agreement::changes`]): node, reason,
+    /// and whether a monitor paged it while failing open.
+    pub fn downs(&self) -> Vec<(String, String, bool)> {
+        let mut downs: Vec<(String, String, bool)> = self
             .agreed
             .iter()
             .filter_map(|(node, agreed)| match agreed {
-                Agreed::Down { reason } => Some((node.clone(), reason.clone())),
+                Agreed::Down { reason, paged } => Some((node.clone(), reason.clone(), *paged)),
                 _ => None,
             })
             .collect();
@@ -191,11 +199,11 @@ mod tests {
     use super::*;
 
     fn down() -> Option<Vote> {
-        Some(Vote { state: Opinion::Down, reason: "phi".into() })
+        Some(Vote { state: Opinion::Down, reason: "phi".into(), paged: None })
     }
 
     fn suspect() -> Option<Vote> {
-        Some(Vote { state: Opinion::Suspect, reason: "phi".into() })
+        Some(Vote { state: Opinion::Suspect, reason: "phi".into(), paged: None })
     }
 
     fn voters(names: &[&str]) -> BTreeSet<String> {
@@ -213,8 +221,8 @@ mod tests {
         assert_eq!(changes[0].to, Agreed::Suspect { unreachable_from: vec!["m2".into()] });
         table.vote("m1", "web-1", down());
         let changes = table.changes();
-        assert_eq!(changes[0].to, Agreed::Down { reason: "phi".into() });
-        assert_eq!(table.downs(), vec![("web-1".to_string(), "phi".to_string())]);
+        assert_eq!(changes[0].to, Agreed::Down { reason: "phi".into(), paged: false });
+        assert_eq!(table.downs(), vec![("web-1".to_string(), "phi".to_string(), false)]);
         // One hears it again: no longer a quorum.
         table.vote("m1", "web-1", None);
         table.vote("m2", "web-1", None);
@@ -257,6 +265,19 @@ mod tests {
         assert_eq!(table.needed(), 3);
         table.set_voters(voters(&["m1", "m2"]));
         assert_eq!(table.needed(), 2);
+    }
+
+    #[test]
+    fn a_down_paged_while_failing_open_is_agreed_as_paged() {
+        let mut table = Agreement::new(None);
+        table.set_voters(voters(&["m1", "m2"]));
+        table.vote(
+            "m1",
+            "n",
+            Some(Vote { state: Opinion::Down, reason: "phi".into(), paged: Some("k".into()) }),
+        );
+        table.vote("m2", "n", down());
+        assert_eq!(table.verdict("n"), Agreed::Down { reason: "phi".into(), paged: true });
     }
 
     #[test]

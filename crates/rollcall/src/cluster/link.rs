@@ -82,6 +82,9 @@ struct Verdicts {
     pending: HashMap<String, Option<Vote>>,
     /// Every node this monitor cannot hear now (written again on a new lease).
     current: HashMap<String, Vote>,
+    /// Nodes this monitor paged on its own view while failing open, with the key: kept in
+    /// their votes until it hears them again.
+    paged: HashMap<String, String>,
 }
 
 /// Shared by the owner, the delivery loops and the session.
@@ -122,15 +125,34 @@ impl Link {
     }
 
     /// This monitor's own verdict on `node` changed (`None`: it hears the node).
-    pub fn publish(&self, node: &str, vote: Option<Vote>) {
+    pub fn publish(&self, node: &str, mut vote: Option<Vote>) {
         let mut verdicts = self.verdicts.lock().expect("not poisoned");
-        match &vote {
-            Some(vote) => verdicts.current.insert(node.to_string(), vote.clone()),
-            None => verdicts.current.remove(node),
+        match vote.as_mut() {
+            Some(vote) => {
+                vote.paged = verdicts.paged.get(node).cloned();
+                verdicts.current.insert(node.to_string(), vote.clone());
+            }
+            None => {
+                verdicts.paged.remove(node);
+                verdicts.current.remove(node);
+            }
         };
         verdicts.pending.insert(node.to_string(), vote);
         drop(verdicts);
         self.published.notify_one();
+    }
+
+    /// This monitor paged `node` on its own view under `key` (failing open): its vote says
+    /// so from now on, until it hears the node again.
+    pub fn mark_paged(&self, node: &str, key: &str) {
+        let vote = {
+            let mut verdicts = self.verdicts.lock().expect("not poisoned");
+            verdicts.paged.insert(node.to_string(), key.to_string());
+            verdicts.current.get(node).cloned()
+        };
+        if vote.is_some() {
+            self.publish(node, vote);
+        }
     }
 
     /// A local state as a vote: suspect and down are published, the rest is hearing it.
@@ -141,7 +163,7 @@ impl Link {
             NodeState::Down => Opinion::Down,
             _ => return None,
         };
-        Some(Vote { state, reason: reason.to_string() })
+        Some(Vote { state, reason: reason.to_string(), paged: None })
     }
 
     /// Waits until there is something to publish.

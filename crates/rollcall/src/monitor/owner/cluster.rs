@@ -23,7 +23,8 @@ use std::sync::Arc;
 pub enum ClusterCommand {
     /// This monitor leads with `token`: the cluster's incident records, the highest incident
     /// id ever allocated, and the nodes agreed down now (node, reason).
-    Lead { token: i64, docs: Vec<IncidentDoc>, last_id: u64, downs: Vec<(String, String)> },
+    /// Each down says whether a monitor paged it while failing open.
+    Lead { token: i64, docs: Vec<IncidentDoc>, last_id: u64, downs: Vec<(String, String, bool)> },
     /// Verdicts that changed (sent only while leading).
     Agreed(Vec<Change>),
     /// This monitor no longer leads.
@@ -41,6 +42,9 @@ const FAIL_OPEN_ID_BASE: u64 = 1 << 39;
 /// Paging on this monitor's own view while etcd is out of reach.
 struct FailingOpen {
     alerter: Alerter,
+    /// etcd is back: only recoveries are fed, so what was paged here resolves here, under
+    /// the same keys; dropped once nothing is open.
+    draining: bool,
     /// When it began (wall clock), and the degraded notice's id.
     since_ms: i64,
     notice: u64,
@@ -57,17 +61,70 @@ pub struct ClusterPaging {
     /// This monitor's name: the `observer` label of what it pages while failing open.
     observer: String,
     failing_open: Option<FailingOpen>,
+    /// The highest cluster incident id known (from etcd at takeover, and since).
+    highest_id: u64,
+    /// Cluster incidents opened for failures monitors paged while failing open: recorded,
+    /// never delivered (the monitors that paged them send their resolutions).
+    adopted: HashSet<u64>,
 }
 
 impl ClusterPaging {
     pub fn new(link: Arc<Link>, (name, observer): (String, String), config: AlertConfig) -> ClusterPaging {
-        ClusterPaging { link, name, config, leading: None, observer, failing_open: None }
+        ClusterPaging {
+            link,
+            name,
+            config,
+            leading: None,
+            observer,
+            failing_open: None,
+            highest_id: 0,
+            adopted: HashSet::new(),
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let leading = self.leading.as_ref().and_then(|(_, alerter)| alerter.poll_timeout());
         let open = self.failing_open.as_ref().and_then(|open| open.alerter.poll_timeout());
         leading.into_iter().chain(open).min()
+    }
+
+    /// Opens, without paging, the cluster's incident for a failure monitors paged while
+    /// failing open, and records it in etcd (fenced), so that nobody pages it again as new.
+    fn adopt(&mut self, alerter: &mut Alerter, node: &str, token: i64, (clock, now): (&Clock, Instant)) {
+        self.highest_id += 1;
+        let id = self.highest_id;
+        let now_ms = clock.wall_ms(now);
+        let incident = OpenIncident {
+            id,
+            kind: NotificationKind::Firing,
+            severity: rollcall_proto::alerts::Severity::Critical,
+            subject_kind: SubjectKind::Node,
+            subject: node.to_string(),
+            members: vec![node.to_string()],
+            started_at: now,
+            next_sequence: 1,
+            last_notified: now,
+        };
+        alerter.restore(incident, |_| true);
+        self.adopted.insert(id);
+        tracing::info!(incident = id, node, "adopted a failure paged while failing open: not paged again");
+        let doc = IncidentDoc {
+            id,
+            kind: "firing".into(),
+            severity: "critical".into(),
+            subject_kind: "node".into(),
+            subject: node.to_string(),
+            members: vec![node.to_string()],
+            started_at_ms: now_ms,
+            next_sequence: 1,
+            last_notified_at_ms: now_ms,
+            resolved: false,
+            notified_sequence: 0,
+            delivered_sequence: None,
+            last_alert: None,
+            token,
+        };
+        self.link.fenced_write(FencedWrite { token, doc, local: Vec::new(), rows: 0 });
     }
 
     pub fn open_incidents(&self) -> usize {
@@ -119,7 +176,9 @@ impl Owner {
     pub(super) fn publish_verdict(&mut self, transition: &Transition) -> bool {
         let Some(cluster) = &mut self.cluster else { return false };
         cluster.link.publish(&transition.node, Link::vote_for(transition.to, transition.reason.as_str()));
-        if let Some(open) = cluster.failing_open.as_mut() {
+        if let Some(open) = cluster.failing_open.as_mut()
+            && (!open.draining || matches!(transition.to, NodeState::Up | NodeState::Left))
+        {
             open.alerter.handle_transition(SubjectKind::Node, transition, transition.noticed);
         }
         true
@@ -135,7 +194,15 @@ impl Owner {
                     Alerter::new(cluster.config.clone()).expect("checked at start with the same config");
                 alerter.reserve_ids_through(last_id);
                 alerter.set_population(population);
-                let down: HashSet<&str> = downs.iter().map(|(node, _)| node.as_str()).collect();
+                let down: HashSet<&str> = downs.iter().map(|(node, ..)| node.as_str()).collect();
+                cluster.highest_id = last_id;
+                cluster.adopted.clear();
+                let covered: HashSet<&str> = docs
+                    .iter()
+                    .filter(|doc| !doc.resolved)
+                    .flat_map(|doc| doc.members.iter().map(String::as_str))
+                    .collect();
+                let mut adopt = Vec::new();
                 for doc in docs.iter().filter(|doc| !doc.resolved) {
                     match restored(doc, &self.clock) {
                         Some(incident) => alerter.restore(incident, |member| down.contains(member)),
@@ -145,10 +212,17 @@ impl Owner {
                         ),
                     }
                 }
-                for (node, reason) in &downs {
+                for (node, reason, paged) in &downs {
+                    if *paged && !covered.contains(node.as_str()) {
+                        adopt.push(node.clone());
+                        continue;
+                    }
                     let transition =
                         agreed_transition(node, 0, (NodeState::Up, NodeState::Down), reason, now);
                     alerter.restore_down(transition, now);
+                }
+                for node in adopt {
+                    cluster.adopt(&mut alerter, &node, token, (&self.clock, now));
                 }
                 cluster.leading = Some((token, alerter));
                 // What the previous leader recorded but no sink took is sent again, with its
@@ -165,17 +239,22 @@ impl Owner {
                 }
             }
             ClusterCommand::Agreed(changes) => {
-                let Some((_, alerter)) = cluster.leading.as_mut() else { return };
+                let Some((token, mut alerter)) = cluster.leading.take() else { return };
                 for change in changes {
                     let (from, to) = (state_of(&change.from), state_of(&change.to));
                     let reason = match &change.to {
-                        Agreed::Down { reason } => reason.as_str(),
+                        Agreed::Down { paged: true, .. } if from != NodeState::Down => {
+                            cluster.adopt(&mut alerter, &change.node, token, (&self.clock, now));
+                            continue;
+                        }
+                        Agreed::Down { reason, .. } => reason.as_str(),
                         _ => "heartbeat",
                     };
                     let generation = self.core.node(&change.node, now).map_or(0, |view| view.generation);
                     let transition = agreed_transition(&change.node, generation, (from, to), reason, now);
                     alerter.handle_transition(SubjectKind::Node, &transition, now);
                 }
+                cluster.leading = Some((token, alerter));
             }
             ClusterCommand::StepDown => {
                 if cluster.leading.take().is_some() {
@@ -209,13 +288,13 @@ impl Owner {
                 for transition in downs {
                     alerter.restore_down(transition, now);
                 }
-                cluster.failing_open = Some(FailingOpen { alerter, since_ms, notice });
+                cluster.failing_open = Some(FailingOpen { alerter, draining: false, since_ms, notice });
                 self.degraded_notice(false);
             }
             ClusterCommand::Rejoined => {
                 self.degraded_notice(true);
-                if let Some(cluster) = self.cluster.as_mut() {
-                    cluster.failing_open = None;
+                if let Some(open) = self.cluster.as_mut().and_then(|cluster| cluster.failing_open.as_mut()) {
+                    open.draining = true;
                 }
             }
         }
@@ -297,7 +376,7 @@ impl Owner {
         while let Some(notification) = open.alerter.poll_notification() {
             notifications.push(notification);
         }
-        let (name, observer) = (cluster.name.clone(), cluster.observer.clone());
+        let (name, observer, link) = (cluster.name.clone(), cluster.observer.clone(), cluster.link.clone());
         let mut batch = Vec::new();
         for notification in notifications {
             let mut labels = self.labels_of(&notification);
@@ -309,10 +388,23 @@ impl Owner {
                 incident = notification.incident, kind = notification.kind.as_str(), key = %alert.idempotency_key,
                 "failing open: {}", alert.summary
             );
+            if notification.kind == NotificationKind::Firing {
+                for member in &notification.members {
+                    link.mark_paged(member, &alert.idempotency_key);
+                }
+            }
             build::writes(&notification, &alert, Admission::Deliver, &self.sinks, &self.clock, &mut batch);
         }
         if !batch.is_empty() {
             self.persist.write(batch);
+        }
+        if let Some(cluster) = self.cluster.as_mut()
+            && cluster
+                .failing_open
+                .as_ref()
+                .is_some_and(|open| open.draining && open.alerter.open_incidents().next().is_none())
+        {
+            cluster.failing_open = None;
         }
     }
 
@@ -327,6 +419,10 @@ impl Owner {
             notifications.push(notification);
         }
         let (token, name) = (*token, cluster.name.clone());
+        for notification in &notifications {
+            cluster.highest_id = cluster.highest_id.max(notification.incident);
+        }
+        let adopted = cluster.adopted.clone();
         for notification in notifications {
             let labels = self.labels_of(&notification);
             let mut alert = build::alert(&notification, labels, &self.clock);
@@ -338,7 +434,10 @@ impl Owner {
                 fencing_token = token, "{}", alert.summary
             );
             let mut local = Vec::new();
-            build::writes(&notification, &alert, Admission::Deliver, &self.sinks, &self.clock, &mut local);
+            // An adopted failure was paged by the monitors that failed open; they resolve it.
+            let admission =
+                if adopted.contains(&notification.incident) { Admission::Drop } else { Admission::Deliver };
+            build::writes(&notification, &alert, admission, &self.sinks, &self.clock, &mut local);
             let rows = local.iter().filter(|write| matches!(write, Write::Outbox(_))).count();
             let now_ms = self.clock.wall_ms(self.clock.now());
             let doc = IncidentDoc {
@@ -354,7 +453,7 @@ impl Owner {
                 resolved: notification.kind == NotificationKind::Resolved,
                 notified_sequence: notification.sequence,
                 delivered_sequence: None,
-                last_alert: Some(alert),
+                last_alert: (admission == Admission::Deliver).then_some(alert),
                 token,
             };
             if let Some(cluster) = &self.cluster {
