@@ -123,7 +123,9 @@ fn a_monitor_whose_etcd_is_unreachable_starts_and_says_so() {
     // A port nothing listens on.
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
-    let monitor = Monitor::start(&sandbox, &config(&format!("\"http://127.0.0.1:{port}\""), "m1"));
+    let settings =
+        format!("{}fail_open_after = \"2s\"\n", config(&format!("\"http://127.0.0.1:{port}\""), "m1"));
+    let monitor = Monitor::start(&sandbox, &settings);
     monitor.wait_until(PATIENCE, "/v1/cluster says etcd is unreachable", || {
         let view = cluster(&monitor);
         let said = view["role"] == "disconnected"
@@ -132,10 +134,21 @@ fn a_monitor_whose_etcd_is_unreachable_starts_and_says_so() {
         if said { Ok(()) } else { Err(view.to_string()) }
     });
     assert_eq!(monitor.metrics().get("rollcall_cluster_etcd_up"), 0.0);
-    monitor.wait_until(PATIENCE, "the log says so", || {
+    monitor.wait_until(PATIENCE, "the log says when it will page on its own view", || {
         let log = monitor.stderr_tail();
-        if log.contains("nodes are NOT paged until a leader is elected") { Ok(()) } else { Err(log) }
+        if log.contains("nodes are paged on this monitor's own view if etcd stays out of reach for 2s") {
+            Ok(())
+        } else {
+            Err(log)
+        }
     });
+    // Past fail_open_after, it fails open: it says so on /v1/cluster, in metrics and the log.
+    monitor.wait_until(PATIENCE, "the monitor fails open", || {
+        let view = cluster(&monitor);
+        if view["failing_open"] == true { Ok(()) } else { Err(view.to_string()) }
+    });
+    assert_eq!(monitor.metrics().get("rollcall_cluster_failing_open"), 1.0);
+    assert!(monitor.stderr_tail().contains("failing open, this monitor pages on its own view"));
     let (status, body) = monitor.get_text("/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"), "detection goes on without etcd");
     monitor.stop(Signal::SIGTERM);
