@@ -117,6 +117,8 @@ pub async fn run(
             .active_silences(clock.wall_ms(clock.now()))
             .context("cannot read silences from the store")?,
         max_silence_id: store.max_silence_id().context("cannot read silences from the store")?,
+        leases: store.leases().context("cannot read leases from the store")?,
+        last_lease_token: store.last_lease_token().context("cannot read leases from the store")?,
     };
     let persist = persist::Persist::start(store);
     let committed = persist.committed();
@@ -132,6 +134,7 @@ pub async fn run(
         stop_rx.clone(),
     )?;
     let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored)?;
+    let lease_channels = owner.lease_channels();
     // The cluster session asks the owner for its counts of nodes by state (`[cluster]` only).
     let commands_for_cluster = commands.clone();
     let state = http::AppState::new(
@@ -143,7 +146,8 @@ pub async fn run(
         settings.api_token.clone(),
         settings.protect_reads,
     )
-    .with_ping_key(settings.pings.ping_key.clone());
+    .with_ping_key(settings.pings.ping_key.clone())
+    .with_leases(lease_channels);
     let (state, cluster_task) = match settings.cluster.clone() {
         Some(cluster) => {
             let (status_tx, status) =

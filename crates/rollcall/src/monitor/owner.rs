@@ -2,9 +2,11 @@
 //! through its loop, so the core needs no lock and its order of inputs is well defined.
 
 mod checks;
+mod leases;
 mod silences;
 
 pub use checks::{CheckCommand, CheckFailure, PingRefusal, PingTarget};
+pub use leases::{LeaseChange, LeaseCommand, LeaseFailure, LeaseJson};
 pub use silences::{SilenceCommand, SilenceJson};
 
 use super::persist::Persist;
@@ -48,6 +50,9 @@ pub struct Restored {
     pub max_incident_id: u64,
     pub silences: Vec<rollcall_store::SilenceRecord>,
     pub max_silence_id: u64,
+    pub leases: Vec<rollcall_store::LeaseRecord>,
+    /// The highest fencing token ever granted.
+    pub last_lease_token: u64,
 }
 
 /// A request from an HTTP handler, answered on its `reply` channel.
@@ -89,6 +94,7 @@ pub enum Command {
         reply: oneshot::Sender<Vec<NodeJson>>,
     },
     Silence(SilenceCommand),
+    Lease(LeaseCommand),
     /// A node's detector level over its recent past (`http/phi.rs`).
     /// What a node's settings promise, against the goals (`monitor/explain.rs`).
     Explain {
@@ -176,6 +182,7 @@ pub struct Owner {
     probes_unsent: u64,
     goals: super::explain::Goals,
     advisor: super::advice::Advisor,
+    leases: leases::LeaseState,
 }
 
 impl Owner {
@@ -240,6 +247,7 @@ impl Owner {
         for (id, generation, latest) in restored.downs {
             alerter.restore_down(restored_down(id, generation, latest, &clock, now), now);
         }
+        let leases = leases::LeaseState::restore(&restored.leases, restored.last_lease_token, &clock, now);
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let owner = Owner {
@@ -260,6 +268,7 @@ impl Owner {
             probes_unsent: 0,
             goals: settings.goals.clone(),
             advisor: super::advice::Advisor::default(),
+            leases,
         };
         Ok((owner, tx))
     }
@@ -284,6 +293,7 @@ impl Owner {
                 Some(self.core.poll_timeout()),
                 self.alerter.poll_timeout(),
                 self.checks.table.poll_timeout(),
+                self.leases.table.poll_timeout(),
                 Some(next_checkpoint),
                 Some(next_advice),
                 checkpoint_ready.then(|| self.clock.now()),
@@ -326,6 +336,7 @@ impl Owner {
                 self.checks.table.handle_timeout(now, wall_ms);
             }
             self.drain_events();
+            self.handle_lease_timeout(now);
             if self.alerter.poll_timeout().is_some_and(|due| due <= now) {
                 self.alerter.handle_timeout(now);
                 let mut batch = Vec::new();
@@ -378,6 +389,9 @@ impl Owner {
                         });
                     }
                     batch.push(transition_write(SubjectKind::Node, &transition, &self.clock));
+                    if matches!(transition.to, NodeState::Down | NodeState::Left) {
+                        self.release_node_leases(&transition.node);
+                    }
                 }
                 MonitorEvent::NodeChanged { node } => {
                     if let Some(record) = self.record(&node) {
@@ -390,6 +404,7 @@ impl Owner {
                 MonitorEvent::Forgotten { node } => {
                     tracing::info!(node = %node, "node forgotten");
                     batch.push(Write::ForgetNode { id: node.to_string() });
+                    self.release_node_leases(&node);
                 }
                 MonitorEvent::SelfPause { stalled, resumed } => {
                     self.checks.table.handle_self_pause(resumed);
@@ -562,6 +577,7 @@ impl Owner {
             }
             Command::Check(command) => self.answer_check(command),
             Command::Silence(command) => self.answer_silence(command),
+            Command::Lease(command) => self.answer_lease(command),
             Command::Explain { id, reply } => {
                 let explained = self
                     .node_json(&id)
