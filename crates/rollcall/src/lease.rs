@@ -59,7 +59,8 @@ pub fn run(args: LeaseRunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(Runner::new(args)?.run())
+    // Signal handlers need the runtime: the runner is made inside it.
+    runtime.block_on(async { Runner::new(args)?.run().await })
 }
 
 /// What ended a tenure.
@@ -149,6 +150,10 @@ impl Runner {
                 Ended::Lost(why) => {
                     eprintln!("rollcall: lease {} lost ({why}); stopping the command", self.name);
                     stop(&mut child, self.grace, tenure_end).await;
+                    // Given back so that the next tenure, ours or another's, is a new token
+                    // (a lease the monitor still holds for us would otherwise come back with
+                    // the same one).
+                    self.release(token).await;
                     eprintln!("rollcall: command stopped; campaigning again");
                 }
             }
