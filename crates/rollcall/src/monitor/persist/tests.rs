@@ -196,6 +196,8 @@ fn detached() -> (Persist, mpsc::Receiver<Job>, tokio::sync::watch::Sender<u64>)
         last_checkpoint: None,
         checkpoint: None,
         in_flight: Arc::default(),
+        tickets: 0,
+        durable: tokio::sync::watch::channel(0).1,
     };
     (persist, receiver, committed_tx)
 }
