@@ -210,7 +210,8 @@ impl Runner {
     ) -> (Ended, Instant) {
         let every = self.ttl / 3;
         let mut next_renewal = Instant::now() + every;
-        let mut renewal: Option<(Instant, tokio::task::JoinHandle<anyhow::Result<(u16, Value)>>)> = None;
+        // The renewal in flight, with when it was sent.
+        let mut renewal: Option<(Instant, Call)> = None;
         loop {
             // SIGTERM goes out `grace` before the end, so SIGKILL lands at the end at the latest.
             let stop_at = tenure_end - self.grace;
@@ -308,6 +309,9 @@ impl Signals {
     }
 }
 
+/// A request running off the runtime's thread: its status and JSON answer.
+type Call = tokio::task::JoinHandle<anyhow::Result<(u16, Value)>>;
+
 /// The monitor's API, from blocking requests run off the runtime's thread.
 #[derive(Clone)]
 struct LeaseApi {
@@ -320,13 +324,7 @@ impl LeaseApi {
         LeaseApi { base: args.api.trim_end_matches('/').to_string(), token: args.token.clone() }
     }
 
-    fn spawn_call(
-        &self,
-        method: &'static str,
-        path: String,
-        body: Option<Value>,
-        timeout: Duration,
-    ) -> tokio::task::JoinHandle<anyhow::Result<(u16, Value)>> {
+    fn spawn_call(&self, method: &'static str, path: String, body: Option<Value>, timeout: Duration) -> Call {
         let api = self.clone();
         tokio::task::spawn_blocking(move || api.call(method, &path, body, timeout))
     }

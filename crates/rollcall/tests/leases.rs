@@ -327,7 +327,9 @@ fn bad_lease_requests_get_clear_json_errors_and_change_nothing() {
     let monitor = &world.monitor;
     let token = acquire_when_up(monitor, "good", "a");
     let long = "x".repeat(129);
-    let cases: Vec<(&str, &str, Value, Option<&str>, u16, &str)> = vec![
+    // (lease, verb, body, API token, status, code)
+    type Case<'a> = (&'a str, &'a str, Value, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("good", "acquire", json!({ "node": "ghost", "ttl_ms": 5000 }), Some(TOKEN), 404, "unknown_node"),
         (&long, "acquire", json!({ "node": "n1", "ttl_ms": 5000 }), Some(TOKEN), 400, "bad_request"),
         ("a%20b", "acquire", json!({ "node": "n1", "ttl_ms": 5000 }), Some(TOKEN), 400, "bad_request"),
