@@ -250,7 +250,7 @@ impl Owner {
         let leases = leases::LeaseState::restore(&restored.leases, restored.last_lease_token, &clock, now);
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let owner = Owner {
+        let mut owner = Owner {
             core,
             detection_lag: Histogram::new(LAG_BUCKETS),
             per_node_limit: settings.per_node_series,
@@ -270,6 +270,7 @@ impl Owner {
             advisor: super::advice::Advisor::default(),
             leases,
         };
+        owner.release_leases_of_gone_nodes(now);
         Ok((owner, tx))
     }
 

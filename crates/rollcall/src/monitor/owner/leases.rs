@@ -247,6 +247,24 @@ impl Owner {
         }
     }
 
+    /// At start: ends the restored leases whose node is unknown, down or left (its end may
+    /// have been lost in a crash, or the node forgotten meanwhile).
+    pub(super) fn release_leases_of_gone_nodes(&mut self, now: Instant) {
+        let gone: Vec<String> = self
+            .leases
+            .table
+            .iter()
+            .filter(|lease| {
+                let state = self.core.node(&lease.node, now).map(|view| view.state);
+                matches!(state, None | Some(NodeState::Down | NodeState::Left))
+            })
+            .map(|lease| lease.node.clone())
+            .collect();
+        for node in gone {
+            self.release_node_leases(&node);
+        }
+    }
+
     /// Ends the leases whose TTL ran out.
     pub(super) fn handle_lease_timeout(&mut self, now: Instant) {
         if self.leases.table.poll_timeout().is_some_and(|due| due <= now) {
