@@ -356,3 +356,36 @@ fn a_failed_transaction_goes_back_first_in_line_and_retries_take_a_few_jobs() {
     assert_eq!(retry.queued_at.len(), 64, "a few jobs per retry");
     assert_eq!(ids_and_states(&retry.writes)[0].0, "m0");
 }
+
+#[test]
+fn an_acked_batch_is_committed_once_the_durable_ticket_reaches_its_own() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut persist = Persist::start(Store::open(dir.path()).expect("a fresh store opens"));
+    let lease = |name: &str, token| {
+        Write::Lease(rollcall_store::LeaseRecord {
+            name: name.into(),
+            node: "n1".into(),
+            holder: "h".into(),
+            token,
+            ttl_ms: 1000,
+            since_ms: 0,
+        })
+    };
+    let first = persist.write_acked(vec![lease("a", 3)]);
+    persist.write(vec![node("n1", 1, NodeState::Up)]);
+    let second = persist.write_acked(vec![lease("b", 4)]);
+    assert!(second > first, "tickets increase");
+    let durable = persist.durable();
+    let started = std::time::Instant::now();
+    while *durable.borrow() < second {
+        assert!(started.elapsed() < Duration::from_secs(10), "ticket {second} never committed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let reader = Store::open(dir.path()).expect("a reader opens");
+    assert_eq!(
+        reader.last_lease_token().expect("readable"),
+        4,
+        "what the ticket says is durable is in the file"
+    );
+    persist.shutdown();
+}
