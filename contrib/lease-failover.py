@@ -72,7 +72,7 @@ def kill_all(pids, command_pid):
 
 def measure(start_host, runs, what):
     hosts = {name: start_host(name) for name in ("h1", "h2")}
-    first = wait(lambda: starts(), f"{what}: a first holder")
+    wait(starts, f"{what}: a first holder")
     times = []
     for _ in range(runs):
         last = starts()[-1]
@@ -89,7 +89,6 @@ def measure(start_host, runs, what):
     for processes in hosts.values():
         for process in processes:
             process.kill()
-    del first
     return times
 
 
