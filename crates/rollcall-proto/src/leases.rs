@@ -102,6 +102,19 @@ pub enum LeaseError {
     Capacity,
 }
 
+/// Counters, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseStats {
+    /// Grants (new holders, new tokens).
+    pub granted: u64,
+    /// Tenures ended, by reason: released, expired, node gone.
+    pub released: u64,
+    pub expired: u64,
+    pub node_gone: u64,
+    /// Acquires refused because the table was at [`MAX_LEASES`] (a bound that was hit).
+    pub refused_capacity: u64,
+}
+
 /// The lease table and the token counter.
 #[derive(Debug, Default)]
 pub struct Leases {
@@ -111,6 +124,7 @@ pub struct Leases {
     /// The highest token ever handed out (or restored): the next grant takes one more.
     last_token: u64,
     events: VecDeque<LeaseEvent>,
+    stats: LeaseStats,
 }
 
 impl Leases {
@@ -149,6 +163,10 @@ impl Leases {
         self.leases.is_empty()
     }
 
+    pub fn stats(&self) -> &LeaseStats {
+        &self.stats
+    }
+
     /// The highest token handed out so far.
     pub fn last_token(&self) -> u64 {
         self.last_token
@@ -185,9 +203,11 @@ impl Leases {
             return self.extend(name, holder, token, Some(ttl), now);
         }
         if self.leases.len() >= MAX_LEASES {
+            self.stats.refused_capacity += 1;
             return Err(LeaseError::Capacity);
         }
         self.last_token += 1;
+        self.stats.granted += 1;
         let lease = Lease {
             name: name.to_string(),
             node: node.to_string(),
@@ -272,6 +292,11 @@ impl Leases {
 
     fn end(&mut self, name: &str, reason: EndReason) -> Option<Lease> {
         let lease = self.remove(name)?;
+        *match reason {
+            EndReason::Released => &mut self.stats.released,
+            EndReason::Expired => &mut self.stats.expired,
+            EndReason::NodeGone => &mut self.stats.node_gone,
+        } += 1;
         self.events.push_back(LeaseEvent::Ended { lease: lease.clone(), reason });
         Some(lease)
     }

@@ -375,6 +375,9 @@ fn bad_lease_requests_get_clear_json_errors_and_change_nothing() {
     assert_eq!(acquire_when_up(monitor, "next", "c"), token + 1, "no token was used up by a refusal");
     let (status, _) = monitor.get_json("/v1/leases/nobody");
     assert_eq!(status, 404);
+    let metrics = monitor.metrics();
+    assert_eq!(metrics.get("rollcall_leases_held"), 2.0);
+    assert_eq!(metrics.get("rollcall_lease_grants_total"), 2.0);
     let listed = world.sandbox.run_to_exit(&[
         "leases".into(),
         "--json".into(),

@@ -57,6 +57,8 @@ fn tokens_increase_on_every_change_of_holder_and_never_repeat() {
         assert!(leases.get("db").is_none(), "round {round} ended the lease");
     }
     assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "{seen:?}");
+    let stats = leases.stats();
+    assert_eq!((stats.granted, stats.released, stats.expired, stats.node_gone), (20, 7, 7, 6));
 }
 
 #[test]
@@ -140,6 +142,7 @@ fn expiries_are_handled_in_order_and_the_table_is_bounded() {
             .expect("room");
     }
     assert_eq!(leases.acquire("one-more", "n", "a", TTL, at(0)), Err(LeaseError::Capacity));
+    assert_eq!(leases.stats().refused_capacity, 1, "the bound that was hit is counted");
     assert_eq!(leases.poll_timeout(), Some(at(10)));
     leases.handle_timeout(at(12));
     assert_eq!(leases.poll_timeout(), Some(at(13)));

@@ -158,6 +158,9 @@ pub struct StatsSnapshot {
     /// settings keep their goal, by scope (`None`: the fleet).
     pub advised: std::collections::BTreeMap<Option<String>, Duration>,
     pub goals_kept: std::collections::BTreeMap<Option<String>, f64>,
+    /// Leases held now, and the lease table's counters.
+    pub leases_held: usize,
+    pub leases: rollcall_proto::leases::LeaseStats,
 }
 
 /// Buckets of the detection lag histogram, in seconds.
@@ -628,6 +631,8 @@ impl Owner {
                     probes_unsent: self.probes_unsent,
                     advised: self.advisor.advised.clone(),
                     goals_kept: self.advisor.kept.clone(),
+                    leases_held: self.leases.table.len(),
+                    leases: self.leases.table.stats().clone(),
                 });
             }
         }
