@@ -119,6 +119,9 @@ pub enum Command {
     Leases(ClientArgs),
     /// Leases with fencing tokens: run a command only while holding one (docs/LEASES.md).
     Lease(LeaseArgs),
+    /// Internal: runs a `lease run` command and kills it if `lease run` dies (even by SIGKILL).
+    #[command(hide = true)]
+    LeaseGuard(LeaseGuardArgs),
     /// Keep a proxy's upstream list current: render a group's up members into a config file
     /// and reload the proxy whenever the list changes.
     #[command(after_help = "Examples:\n  \
@@ -289,6 +292,15 @@ pub enum LeaseAction {
         When COMMAND exits by itself, the lease is released and `lease run` exits with its code.\n\
         Writes need the API token: --token or ROLLCALL_TOKEN.")]
     Run(LeaseRunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LeaseGuardArgs {
+    /// The `lease run` process: when it is gone, the command is killed.
+    #[arg(long)]
+    pub parent: u32,
+    #[arg(required = true, last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]

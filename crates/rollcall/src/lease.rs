@@ -122,8 +122,13 @@ impl Runner {
     async fn run(mut self) -> anyhow::Result<ExitCode> {
         loop {
             let Some((token, tenure_end)) = self.campaign().await? else { return Ok(ExitCode::SUCCESS) };
-            let mut child = tokio::process::Command::new(&self.command[0])
-                .args(&self.command[1..])
+            // Through the guard (this same binary), which kills the command if this process
+            // dies without stopping it: SIGKILL cannot be caught, and a command left running
+            // would run without the lease.
+            let me = std::env::current_exe().context("cannot find the rollcall binary for the guard")?;
+            let mut child = tokio::process::Command::new(me)
+                .args(["lease-guard", "--parent", &std::process::id().to_string(), "--"])
+                .args(&self.command)
                 .env("ROLLCALL_FENCING_TOKEN", token.to_string())
                 .env("ROLLCALL_LEASE_NAME", &self.name)
                 .env("ROLLCALL_LEASE_HOLDER", &self.holder)
@@ -262,6 +267,46 @@ impl Runner {
         let path = format!("/v1/leases/{}/release", self.name);
         let _ = self.api.spawn_call("POST", path, Some(body), REQUEST_TIMEOUT).await;
     }
+}
+
+/// How often the guard checks that its `lease run` is alive: how long a command may outlive
+/// a `lease run` killed by SIGKILL.
+const GUARD_POLL: Duration = Duration::from_millis(20);
+
+/// `rollcall lease-guard --parent PID -- COMMAND`: runs COMMAND in its own process group (the
+/// guard's, which `lease run` made) and exits with its code; kills the group the moment its
+/// parent is no longer `PID` (the `lease run` died). SIGTERM and SIGINT reach the command
+/// through the group; the guard itself waits for the command to end.
+pub fn guard(args: crate::cli::LeaseGuardArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let mut signals = Signals::new()?;
+        let mut child = tokio::process::Command::new(&args.command[0])
+            .args(&args.command[1..])
+            .spawn()
+            .with_context(|| format!("cannot run {:?}", args.command[0]))?;
+        let mut poll = tokio::time::interval(GUARD_POLL);
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.context("cannot wait for the command")?;
+                    let code = status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(9));
+                    return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+                }
+                _ = poll.tick() => {
+                    if nix::unistd::getppid().as_raw() as u32 != args.parent {
+                        // The whole group, this guard included.
+                        let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
+                    }
+                }
+                // The group got it too: the command decides what to do; we wait for it.
+                _ = signals.recv() => {}
+            }
+        }
+    })
 }
 
 /// How much earlier than the monitor the holder ends its tenure: the two monotonic clocks

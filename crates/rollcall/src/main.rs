@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             cli::ClusterAction::Status(args) => client::cluster_status(args),
         },
         cli::Command::Leases(args) => lease::list(args),
+        cli::Command::LeaseGuard(args) => lease::guard(args),
         cli::Command::Lease(args) => match args.action {
             cli::LeaseAction::Run(args) => lease::run(args),
         },

@@ -229,9 +229,11 @@ fn a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes() {
     // The holder's whole host stops: its agent, `lease run`, and the command's group.
     let agent = Pid::from_raw(agents[0].pid() as i32);
     let command = Pid::from_raw(holding.pid);
+    // The command's process group (its guard's, see `lease run`), stopped and woken whole.
+    let group = nix::unistd::getpgid(Some(command)).expect("the command runs");
     kill(agent, Signal::SIGSTOP).expect("stop the agent");
     kill(Pid::from_raw(first.pid() as i32), Signal::SIGSTOP).expect("stop lease run");
-    killpg(command, Signal::SIGSTOP).expect("stop the command");
+    killpg(group, Signal::SIGSTOP).expect("stop the command");
     let stopped = Instant::now();
     let taken = world.wait_for_line("b runs", |line| line.kind == "start" && line.holder == "b");
     world.monitor.wait_until(DEADLINE, "b's writes are accepted", accepted(taken.token));
@@ -239,7 +241,7 @@ fn a_holder_stopped_past_its_ttl_is_fenced_off_when_it_wakes() {
     std::thread::sleep(Duration::from_secs(2).saturating_sub(stopped.elapsed()) + Duration::from_millis(500));
 
     // The command wakes first, before its `lease run` can stop it: its next write is stale.
-    killpg(command, Signal::SIGCONT).expect("wake the command");
+    killpg(group, Signal::SIGCONT).expect("wake the command");
     let stale = format!("reject {}", holding.token);
     world.monitor.wait_until(DEADLINE, "the stale holder's write is rejected", || {
         let text = std::fs::read_to_string(&writes).unwrap_or_default();
@@ -423,4 +425,20 @@ fn read_until(log: &Path, found: impl Fn(&Line) -> bool) -> Line {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_lease_run_killed_by_sigkill_takes_its_command_with_it() {
+    let (world, _agents) = World::start(&["n1"]);
+    let run = world.contender("a", "n1", "10s");
+    let holding = world.running(0);
+    run.signal(Signal::SIGKILL);
+    // SIGKILL cannot be caught: the guard between `lease run` and the command sees its parent
+    // gone and kills the command, which must not go on without the lease.
+    world.monitor.wait_until(DEADLINE, "the command is gone", || {
+        match kill(Pid::from_raw(holding.pid), None) {
+            Err(nix::errno::Errno::ESRCH) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
 }
