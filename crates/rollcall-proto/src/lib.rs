@@ -12,6 +12,7 @@
 pub mod alerts;
 pub mod checks;
 pub mod keyring;
+pub mod leases;
 pub mod monitor;
 pub mod ratelimit;
 pub mod responder;

@@ -10,11 +10,13 @@
 //! documented in `docs/STORE.md`; the schema evolves through [`MIGRATIONS`].
 
 mod alerting;
+mod leases;
 mod lock;
 mod schema;
 mod silences;
 
 pub use alerting::{CheckRecord, IncidentRecord, OutboxEntry, OutboxRow, PingRecord};
+pub use leases::LeaseRecord;
 pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use silences::{IncidentChangeRecord, SilenceRecord};
 
@@ -153,6 +155,13 @@ pub enum Write {
         id: u64,
         at_ms: i64,
     },
+    /// Insert or replace a lease (by name), and raise the token counter to its token.
+    Lease(LeaseRecord),
+    /// Delete a lease, if its row is still this tenure's (`token`).
+    EndLease {
+        name: String,
+        token: u64,
+    },
 }
 
 /// The store: one SQLite connection. Open one for the writer and others for readers (WAL
@@ -287,6 +296,7 @@ impl Store {
                     Write::IncidentChange(_) | Write::Silence(_) | Write::EndSilence { .. } => {
                         silences::write(&tx, write)?
                     }
+                    Write::Lease(_) | Write::EndLease { .. } => leases::write(&tx, write)?,
                     Write::Transition(t) => {
                         insert.execute(params![
                             t.node,

@@ -98,4 +98,16 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     ALTER TABLE incidents ADD COLUMN silenced_by INTEGER;
     ALTER TABLE incidents ADD COLUMN notified INTEGER NOT NULL DEFAULT 1;",
+    // 6: leases with fencing tokens, and the highest token ever granted (one row, never
+    // lowered: a token is never handed out twice, even after its lease row is deleted).
+    "CREATE TABLE leases (
+        name TEXT PRIMARY KEY NOT NULL,
+        node TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        ttl_ms INTEGER NOT NULL,
+        since_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE lease_tokens (last INTEGER NOT NULL) STRICT;
+    INSERT INTO lease_tokens (last) VALUES (0);",
 ];

@@ -114,6 +114,14 @@ pub enum Command {
         When a silence ends while an incident it held is still open, its alert is sent then.\n\
         Writes need the API token: --token or ROLLCALL_TOKEN.")]
     Silence(SilenceArgs),
+    /// List held leases: holder, node, fencing token, time left (docs/LEASES.md).
+    #[command(after_help = "Examples:\n  rollcall leases\n  rollcall leases --json")]
+    Leases(ClientArgs),
+    /// Leases with fencing tokens: run a command only while holding one (docs/LEASES.md).
+    Lease(LeaseArgs),
+    /// Internal: runs a `lease run` command and kills it if `lease run` dies (even by SIGKILL).
+    #[command(hide = true)]
+    LeaseGuard(LeaseGuardArgs),
     /// Keep a proxy's upstream list current: render a group's up members into a config file
     /// and reload the proxy whenever the list changes.
     #[command(after_help = "Examples:\n  \
@@ -260,6 +268,64 @@ pub struct SilenceAddArgs {
     /// Why (shown in the list).
     #[arg(long, default_value = "")]
     pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LeaseArgs {
+    #[command(subcommand)]
+    pub action: LeaseAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LeaseAction {
+    /// Campaign for a lease and run COMMAND only while holding it, with
+    /// ROLLCALL_FENCING_TOKEN set; stop it when the lease is lost, then campaign again.
+    #[command(after_help = "Examples:\n  \
+        rollcall lease run --name billing-leader --node billing-1 --ttl 10s -- ./billing-worker\n  \
+        rollcall lease run --name cron-leader --node web-2 --ttl 30s --grace 5s -- sh -c 'run-cron-jobs'\n\n\
+        The node must be registered with the monitor and up: run `rollcall agent --node billing-1` on this host.\n\
+        The lease is renewed every TTL/3. Measured on this process's own monotonic clock, the tenure ends at\n\
+        (when the last acknowledged renewal was sent) + TTL - drift margin (TTL/1000 + 50 ms): COMMAND gets\n\
+        SIGTERM --grace before that end and SIGKILL at it, whatever happens to the network. A renewal the\n\
+        monitor refuses (the node was declared down, the lease expired) stops COMMAND at once.\n\
+        COMMAND runs in its own process group; the whole group is signalled.\n\
+        When COMMAND exits by itself, the lease is released and `lease run` exits with its code.\n\
+        Writes need the API token: --token or ROLLCALL_TOKEN.")]
+    Run(LeaseRunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LeaseGuardArgs {
+    /// The `lease run` process: when it is gone, the command is killed.
+    #[arg(long)]
+    pub parent: u32,
+    #[arg(required = true, last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LeaseRunArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The lease's name.
+    #[arg(long)]
+    pub name: String,
+    /// The node this runs on, as its agent calls it: the lease is released as soon as the
+    /// monitor declares it down.
+    #[arg(long)]
+    pub node: String,
+    /// Who holds the lease (default: NODE-PID); unique among the contenders.
+    #[arg(long)]
+    pub holder: Option<String>,
+    /// How long a tenure lasts without renewal (1s to 1h).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Time COMMAND gets between SIGTERM and SIGKILL (default: TTL/4, at most 5 s); under TTL/2.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub grace: Option<Duration>,
+    /// The command and its arguments.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]

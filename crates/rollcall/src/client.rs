@@ -576,7 +576,7 @@ fn print_json(value: &Value) {
 }
 
 /// Prints rows under headers, each column as wide as its widest cell (colour codes aside).
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     let visible = |cell: &str| {
         let mut width = 0;
         let mut in_escape = false;

@@ -16,6 +16,7 @@ mod demo;
 mod http_error;
 mod http_server;
 mod keygen;
+mod lease;
 mod monitor;
 mod peer;
 mod settings;
@@ -45,6 +46,11 @@ fn main() -> ExitCode {
         cli::Command::Silence(args) => client::silence(args),
         cli::Command::Cluster(args) => match args.action {
             cli::ClusterAction::Status(args) => client::cluster_status(args),
+        },
+        cli::Command::Leases(args) => lease::list(args),
+        cli::Command::LeaseGuard(args) => lease::guard(args),
+        cli::Command::Lease(args) => match args.action {
+            cli::LeaseAction::Run(args) => lease::run(args),
         },
         cli::Command::Completions(args) => client::completions(args),
         cli::Command::Upstreams(args) => upstreams::main(args),

@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "openapi/leases.rs"]
+mod leases;
+
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::cell::RefCell;
@@ -157,6 +160,7 @@ fn every_operation_answers_as_documented() {
     ping_endpoints(&api);
     alert_endpoints(&api);
     silence_endpoints(&api);
+    leases::lease_endpoints(&api);
     forget_endpoint(&api);
 
     let documented = operations(&api.doc);

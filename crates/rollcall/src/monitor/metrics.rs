@@ -245,6 +245,29 @@ fn render_alerts(
     open.set(stats.open_incidents as i64);
     registry.register("incidents_open", "Incidents not yet resolved", open);
 
+    let held = Gauge::<i64>::default();
+    held.set(stats.leases_held as i64);
+    registry.register("leases_held", "Leases held now (docs/LEASES.md)", held);
+    let granted = Counter::<u64>::default();
+    granted.inc_by(stats.leases.granted);
+    registry.register("lease_grants", "Leases granted (each with a new fencing token)", granted);
+    let ended = Family::<Labels, Counter>::default();
+    for (reason, count) in [
+        ("released", stats.leases.released),
+        ("expired", stats.leases.expired),
+        ("node-gone", stats.leases.node_gone),
+    ] {
+        ended.get_or_create(&vec![("reason", reason)]).inc_by(count);
+    }
+    registry.register("lease_ends", "Lease tenures ended, by reason", ended);
+    let full = Counter::<u64>::default();
+    full.inc_by(stats.leases.refused_capacity);
+    registry.register(
+        "lease_refusals_capacity",
+        "Acquires refused: the monitor held its maximum of leases",
+        full,
+    );
+
     let deliveries = Family::<OwnedLabels, Counter>::default();
     let failing = Family::<OwnedLabels, Gauge>::default();
     let pending = Family::<OwnedLabels, Gauge>::default();

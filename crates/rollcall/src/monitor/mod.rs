@@ -121,6 +121,8 @@ pub async fn run(
             .active_silences(clock.wall_ms(clock.now()))
             .context("cannot read silences from the store")?,
         max_silence_id: store.max_silence_id().context("cannot read silences from the store")?,
+        leases: store.leases().context("cannot read leases from the store")?,
+        last_lease_token: store.last_lease_token().context("cannot read leases from the store")?,
     };
     let persist = persist::Persist::start(store);
     let committed = persist.committed();
@@ -147,6 +149,7 @@ pub async fn run(
     // Only with a cluster: the store's shutdown waits for every handle to be dropped.
     let persist_for_cluster = settings.cluster.as_ref().map(|_| persist.handle());
     let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored, paging)?;
+    let lease_channels = owner.lease_channels();
     let commands_for_cluster = commands.clone();
     let state = http::AppState::new(
         commands,
@@ -157,7 +160,8 @@ pub async fn run(
         settings.api_token.clone(),
         settings.protect_reads,
     )
-    .with_ping_key(settings.pings.ping_key.clone());
+    .with_ping_key(settings.pings.ping_key.clone())
+    .with_leases(lease_channels);
     let (state, cluster_task) = match settings.cluster.clone().zip(link).zip(persist_for_cluster) {
         Some(((cluster, (link, ends)), persist_for_cluster)) => {
             let (status_tx, status) =

@@ -3,10 +3,12 @@
 
 mod checks;
 mod cluster;
+mod leases;
 mod silences;
 
 pub use checks::{CheckCommand, CheckFailure, PingRefusal, PingTarget};
 pub use cluster::{ClusterCommand, ClusterPaging};
+pub use leases::{LeaseChange, LeaseCommand, LeaseFailure, LeaseJson};
 pub use silences::{SilenceCommand, SilenceJson};
 
 use super::persist::Persist;
@@ -51,6 +53,9 @@ pub struct Restored {
     pub max_incident_id: u64,
     pub silences: Vec<rollcall_store::SilenceRecord>,
     pub max_silence_id: u64,
+    pub leases: Vec<rollcall_store::LeaseRecord>,
+    /// The highest fencing token ever granted.
+    pub last_lease_token: u64,
 }
 
 /// A request from an HTTP handler, answered on its `reply` channel.
@@ -92,6 +97,7 @@ pub enum Command {
         reply: oneshot::Sender<Vec<NodeJson>>,
     },
     Silence(SilenceCommand),
+    Lease(LeaseCommand),
     /// A node's detector level over its recent past (`http/phi.rs`).
     /// What a node's settings promise, against the goals (`monitor/explain.rs`).
     Explain {
@@ -157,6 +163,9 @@ pub struct StatsSnapshot {
     /// settings keep their goal, by scope (`None`: the fleet).
     pub advised: std::collections::BTreeMap<Option<String>, Duration>,
     pub goals_kept: std::collections::BTreeMap<Option<String>, f64>,
+    /// Leases held now, and the lease table's counters.
+    pub leases_held: usize,
+    pub leases: rollcall_proto::leases::LeaseStats,
 }
 
 /// Buckets of the detection lag histogram, in seconds.
@@ -183,6 +192,7 @@ pub struct Owner {
     advisor: super::advice::Advisor,
     /// `[cluster]`: verdicts published, paging by the leader only.
     cluster: Option<ClusterPaging>,
+    leases: leases::LeaseState,
 }
 
 impl Owner {
@@ -259,9 +269,10 @@ impl Owner {
                 None => alerter.restore_down(transition, now),
             }
         }
+        let leases = leases::LeaseState::restore(&restored.leases, restored.last_lease_token, &clock, now);
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let owner = Owner {
+        let mut owner = Owner {
             core,
             detection_lag: Histogram::new(LAG_BUCKETS),
             per_node_limit: settings.per_node_series,
@@ -280,7 +291,9 @@ impl Owner {
             goals: settings.goals.clone(),
             advisor: super::advice::Advisor::default(),
             cluster,
+            leases,
         };
+        owner.release_leases_of_gone_nodes(now);
         Ok((owner, tx))
     }
 
@@ -305,6 +318,7 @@ impl Owner {
                 self.alerter.poll_timeout(),
                 self.cluster.as_ref().and_then(ClusterPaging::poll_timeout),
                 self.checks.table.poll_timeout(),
+                self.leases.table.poll_timeout(),
                 Some(next_checkpoint),
                 Some(next_advice),
                 checkpoint_ready.then(|| self.clock.now()),
@@ -347,6 +361,7 @@ impl Owner {
                 self.checks.table.handle_timeout(now, wall_ms);
             }
             self.drain_events();
+            self.handle_lease_timeout(now);
             if self.alerter.poll_timeout().is_some_and(|due| due <= now) {
                 self.alerter.handle_timeout(now);
                 let mut batch = Vec::new();
@@ -402,6 +417,9 @@ impl Owner {
                         });
                     }
                     batch.push(transition_write(SubjectKind::Node, &transition, &self.clock));
+                    if matches!(transition.to, NodeState::Down | NodeState::Left) {
+                        self.release_node_leases(&transition.node);
+                    }
                 }
                 MonitorEvent::NodeChanged { node } => {
                     if let Some(record) = self.record(&node) {
@@ -417,6 +435,7 @@ impl Owner {
                         cluster.link.publish(&node, None);
                     }
                     batch.push(Write::ForgetNode { id: node.to_string() });
+                    self.release_node_leases(&node);
                 }
                 MonitorEvent::SelfPause { stalled, resumed } => {
                     self.checks.table.handle_self_pause(resumed);
@@ -591,6 +610,7 @@ impl Owner {
             Command::Check(command) => self.answer_check(command),
             Command::Cluster(command) => self.answer_cluster(command),
             Command::Silence(command) => self.answer_silence(command),
+            Command::Lease(command) => self.answer_lease(command),
             Command::Explain { id, reply } => {
                 let explained = self
                     .node_json(&id)
@@ -641,6 +661,8 @@ impl Owner {
                     probes_unsent: self.probes_unsent,
                     advised: self.advisor.advised.clone(),
                     goals_kept: self.advisor.kept.clone(),
+                    leases_held: self.leases.table.len(),
+                    leases: self.leases.table.stats().clone(),
                 });
             }
         }

@@ -30,14 +30,12 @@ use thread::{StoreThread, Transaction};
 /// with whatever else is urgent) or bulk ones (checkpoints, committed in chunks when nothing
 /// urgent waits).
 enum Job {
-    Urgent(std::time::Instant, Vec<Write>),
+    /// When it was queued, its writes, and its ticket (0: nobody waits for it; see
+    /// [`Persist::write_acked`]).
+    Urgent(std::time::Instant, Vec<Write>, u64),
     /// One chunk of a checkpoint: when the checkpoint started, its rows, and whether it is
     /// the checkpoint's last chunk (its wait is measured once, when that one is committed).
-    Bulk {
-        started: std::time::Instant,
-        writes: Vec<Write>,
-        last: bool,
-    },
+    Bulk { started: std::time::Instant, writes: Vec<Write>, last: bool },
 }
 
 /// Most writes of bulk work committed in one transaction: a few tens of milliseconds, the
@@ -81,6 +79,10 @@ pub struct Persist {
     /// Checkpoint chunks sent and not yet committed (the store thread decrements it after
     /// each commit, then bumps `committed`).
     in_flight: Arc<AtomicUsize>,
+    /// The last ticket handed out by [`Persist::write_acked`].
+    tickets: u64,
+    /// The highest ticket committed: every ticket up to it is durable.
+    durable: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Buckets of the store latency histogram, in seconds: a commit is an fsync or two, a
@@ -99,6 +101,7 @@ impl Persist {
         let chunks_done = in_flight.clone();
         // Bumped after every commit, so the delivery loops know new outbox rows are durable.
         let (committed_tx, committed) = tokio::sync::watch::channel(0u64);
+        let (durable_tx, durable) = tokio::sync::watch::channel(0u64);
         let health = StoreHealth::default();
         let shared = health.clone();
         let thread = std::thread::Builder::new()
@@ -114,7 +117,7 @@ impl Persist {
                     if failing {
                         chunks += thread.shed_while_failing();
                     }
-                    let Transaction { writes, queued_at, chunk } =
+                    let Transaction { writes, queued_at, chunk, ticket } =
                         if failing { thread.next_retry() } else { thread.next_transaction() };
                     let outcome = if writes.is_empty() { Ok(()) } else { thread.store.write(&writes).map(drop) };
                     let committed = outcome.is_ok() && !writes.is_empty();
@@ -123,6 +126,13 @@ impl Persist {
                             if committed {
                                 batch_count.fetch_add(1, Ordering::Relaxed);
                             }
+                            // Urgent jobs are committed in the order they were queued, so
+                            // every lower ticket is durable too.
+                            durable_tx.send_if_modified(|durable| {
+                                let raised = ticket > *durable;
+                                *durable = (*durable).max(ticket);
+                                raised
+                            });
                             // Each queued batch waited from its queueing to this commit.
                             for at in queued_at {
                                 latency.observe(at.elapsed().as_secs_f64());
@@ -140,7 +150,7 @@ impl Persist {
                             if chunk {
                                 thread.health.shed(0, writes.len() as u64);
                             } else {
-                                thread.requeue(queued_at.first().copied(), writes);
+                                thread.requeue(queued_at.first().copied(), writes, ticket);
                             }
                             if thread.gave_up_at_shutdown() {
                                 thread.log_unwritten();
@@ -172,6 +182,8 @@ impl Persist {
             last_checkpoint: None,
             checkpoint: None,
             in_flight,
+            tickets: 0,
+            durable,
         }
     }
 
@@ -194,8 +206,25 @@ impl Persist {
     pub fn write(&self, batch: Vec<Write>) {
         if let Some(sender) = &self.sender {
             // The thread only stops after `shutdown`, so a send cannot fail before it.
-            let _ = sender.send(Job::Urgent(std::time::Instant::now(), batch));
+            let _ = sender.send(Job::Urgent(std::time::Instant::now(), batch, 0));
         }
+    }
+
+    /// Queues a batch like [`Persist::write`] and returns its ticket: the batch is committed
+    /// once [`Persist::durable`] reaches the ticket. For answers that must not be given
+    /// before what they say is durable (a lease grant and its fencing token).
+    pub fn write_acked(&mut self, batch: Vec<Write>) -> u64 {
+        self.tickets += 1;
+        if let Some(sender) = &self.sender {
+            // The thread only stops after `shutdown`, so a send cannot fail before it.
+            let _ = sender.send(Job::Urgent(std::time::Instant::now(), batch, self.tickets));
+        }
+        self.tickets
+    }
+
+    /// The highest ticket of [`Persist::write_acked`] committed so far.
+    pub fn durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable.clone()
     }
 
     /// Committed batches and failed attempts so far.
@@ -363,7 +392,7 @@ pub struct PersistHandle {
 impl PersistHandle {
     pub fn write(&self, batch: Vec<Write>) {
         // The store thread outlives every handle (shutdown waits for them).
-        let _ = self.sender.send(Job::Urgent(std::time::Instant::now(), batch));
+        let _ = self.sender.send(Job::Urgent(std::time::Instant::now(), batch, 0));
     }
 }
 

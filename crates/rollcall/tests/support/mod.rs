@@ -517,6 +517,11 @@ impl Agent {
     pub fn wait_exit(&mut self) -> ExitStatus {
         self.child.wait_exit(DEADLINE)
     }
+
+    /// The agent's process id (tests/leases.rs stops a whole "host": agent and holder).
+    pub fn pid(&self) -> u32 {
+        self.child.process.id()
+    }
 }
 
 /// A quick detector for tests that want a crash noticed: at 200 ms a silent node is suspect
@@ -809,4 +814,52 @@ pub fn promtool_check(text: &str) {
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "promtool check metrics failed:\n{report}\n--- metrics ---\n{text}");
     assert!(report.trim().is_empty(), "promtool has remarks (lint problems):\n{report}");
+}
+
+// Added for tests/leases.rs: `rollcall lease run` processes.
+/// A running `rollcall lease run`.
+pub struct LeaseRun {
+    child: Child,
+    pub holder: String,
+}
+
+impl LeaseRun {
+    /// Starts `rollcall lease run --api http://MONITOR --holder HOLDER ARGS... -- COMMAND...`.
+    pub fn start(
+        sandbox: &Sandbox,
+        monitor: &Monitor,
+        holder: &str,
+        args: &[&str],
+        command: &[&str],
+    ) -> LeaseRun {
+        let mut process = Command::new(bin());
+        process
+            .args(["lease", "run", "--api", &format!("http://{}", monitor.http), "--holder", holder])
+            .args(args)
+            .arg("--")
+            .args(command)
+            .stdout(Stdio::null());
+        LeaseRun {
+            child: Child::spawn(sandbox, &format!("lease-{holder}"), &mut process),
+            holder: holder.to_string(),
+        }
+    }
+
+    /// Sends `signal` to the `lease run` process itself (not its command).
+    pub fn signal(&self, signal: Signal) {
+        self.child.signal(signal);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.process.id()
+    }
+
+    /// Waits (with [`DEADLINE`]) until it exits.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.child.wait_exit(DEADLINE)
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        self.child.stderr_tail()
+    }
 }

@@ -23,6 +23,7 @@ mod checks;
 mod dashboard;
 mod events;
 mod explain;
+mod leases;
 mod nodes;
 mod openapi;
 mod phi;
@@ -63,6 +64,8 @@ pub struct AppState {
     /// How often an event stream with nothing to send writes a comment: often enough that
     /// the server's idle timeout never closes it.
     stream_keep_alive: Duration,
+    /// Lease changes and the store's durable ticket, from the owner.
+    leases: leases::LeaseChannels,
 }
 
 impl AppState {
@@ -94,7 +97,17 @@ impl AppState {
             ping_key: None,
             connections: ConnectionCounters::default(),
             stream_keep_alive: STREAM_KEEP_ALIVE,
+            leases: leases::LeaseChannels::new((tokio::sync::broadcast::channel(1).0, watch::channel(0).1)),
         }
+    }
+
+    /// The owner's lease channels (`Owner::lease_channels`).
+    pub fn with_leases(
+        mut self,
+        channels: (tokio::sync::broadcast::Sender<super::owner::LeaseChange>, watch::Receiver<u64>),
+    ) -> AppState {
+        self.leases = leases::LeaseChannels::new(channels);
+        self
     }
 
     /// With `[cluster]`: `/v1/cluster` and the cluster's metrics read this.
@@ -185,6 +198,12 @@ pub async fn serve(
         .route("/v1/silences", get(silences::list).post(silences::create))
         .route("/v1/silences/{id}", axum::routing::delete(silences::delete))
         .route("/v1/groups/{group}", get(nodes::group))
+        .route("/v1/leases", get(leases::list))
+        .route("/v1/leases/{name}", get(leases::detail))
+        .route("/v1/leases/{name}/acquire", post(leases::acquire))
+        .route("/v1/leases/{name}/renew", post(leases::renew))
+        .route("/v1/leases/{name}/release", post(leases::release))
+        .route("/v1/leases/{name}/watch", get(leases::watch))
         .route("/v1/events", get(events::list))
         .route("/v1/events/stream", get(events::stream))
         .route("/v1/checks", get(checks::list).post(checks::create))

@@ -45,7 +45,7 @@ fn urgent_writes_go_before_a_queued_checkpoint_and_win_over_its_rows() {
     let rest: Vec<Write> = (0..5).map(|i| node(&format!("m{i}"), 1, NodeState::Up)).collect();
     sender.send(bulk(first, false)).expect("the thread's receiver is alive");
     sender.send(bulk(rest, true)).expect("alive");
-    sender.send(Job::Urgent(now, vec![node("n3", 2, NodeState::Down)])).expect("alive");
+    sender.send(Job::Urgent(now, vec![node("n3", 2, NodeState::Down)], 0)).expect("alive");
 
     assert!(thread.receive(&receiver));
     let first = thread.next_transaction();
@@ -75,7 +75,7 @@ fn a_chunk_built_after_an_urgent_write_keeps_its_newer_row() {
     sender
         .send(bulk(vec![node("n1", 1, NodeState::Up), node("n2", 1, NodeState::Up)], false))
         .expect("alive");
-    sender.send(Job::Urgent(now, vec![node("n1", 2, NodeState::Suspect)])).expect("alive");
+    sender.send(Job::Urgent(now, vec![node("n1", 2, NodeState::Suspect)], 0)).expect("alive");
     sender.send(bulk(vec![node("n1", 3, NodeState::Up)], true)).expect("alive");
 
     assert!(thread.receive(&receiver));
@@ -114,11 +114,15 @@ fn a_transaction_writes_each_check_once_in_its_latest_state_in_order_with_deleti
     let now = std::time::Instant::now();
     // Three ping batches for check a, one for b, then a is deleted and created again.
     for at in 1..=3 {
-        sender.send(Job::Urgent(now, vec![check("a", at)])).expect("alive");
+        sender.send(Job::Urgent(now, vec![check("a", at)], 0)).expect("alive");
     }
-    sender.send(Job::Urgent(now, vec![check("b", 7), node("n", 1, NodeState::Up)])).expect("alive");
-    sender.send(Job::Urgent(now, vec![Write::DeleteCheck { id: "c".into() }, check("c", 9)])).expect("alive");
-    sender.send(Job::Urgent(now, vec![check("c", 8), Write::DeleteCheck { id: "c".into() }])).expect("alive");
+    sender.send(Job::Urgent(now, vec![check("b", 7), node("n", 1, NodeState::Up)], 0)).expect("alive");
+    sender
+        .send(Job::Urgent(now, vec![Write::DeleteCheck { id: "c".into() }, check("c", 9)], 0))
+        .expect("alive");
+    sender
+        .send(Job::Urgent(now, vec![check("c", 8), Write::DeleteCheck { id: "c".into() }], 0))
+        .expect("alive");
     assert!(thread.receive(&receiver));
     let transaction = thread.next_transaction();
     let kept: Vec<String> = transaction
@@ -192,6 +196,8 @@ fn detached() -> (Persist, mpsc::Receiver<Job>, tokio::sync::watch::Sender<u64>)
         last_checkpoint: None,
         checkpoint: None,
         in_flight: Arc::default(),
+        tickets: 0,
+        durable: tokio::sync::watch::channel(0).1,
     };
     (persist, receiver, committed_tx)
 }
@@ -301,7 +307,7 @@ fn a_failing_store_sheds_checkpoints_and_past_its_bounds_ping_history_but_never_
     let (sender, receiver) = mpsc::channel();
     let now = std::time::Instant::now();
     sender.send(bulk(vec![node("n1", 1, NodeState::Up)], false)).expect("alive");
-    sender.send(Job::Urgent(now, vec![node("n2", 2, NodeState::Down), ping("backup")])).expect("alive");
+    sender.send(Job::Urgent(now, vec![node("n2", 2, NodeState::Down), ping("backup")], 0)).expect("alive");
     assert!(thread.receive(&receiver));
     // Within the bounds, a failing store drops only the checkpoint chunk.
     assert_eq!(thread.shed_while_failing(), 1, "the chunk is dropped and gives the owner its room back");
@@ -309,10 +315,10 @@ fn a_failing_store_sheds_checkpoints_and_past_its_bounds_ping_history_but_never_
     assert_eq!(thread.urgent[0].1.len(), 2, "the ping stays while the queue is within its bounds");
     // Past the bounds, ping history goes; the node's down stays.
     let pings: Vec<Write> = (0..health::MAX_QUEUED_WRITES).map(|_| ping("backup")).collect();
-    sender.send(Job::Urgent(now, pings)).expect("alive");
+    sender.send(Job::Urgent(now, pings, 0)).expect("alive");
     assert!(thread.receive(&receiver));
     assert_eq!(thread.shed_while_failing(), 0);
-    let left: Vec<&Write> = thread.urgent.iter().flat_map(|(_, writes)| writes).collect();
+    let left: Vec<&Write> = thread.urgent.iter().flat_map(|(_, writes, _)| writes).collect();
     assert_eq!(left.len(), 1, "only the node's row is left");
     assert_eq!(ids_and_states(&thread.urgent[0].1), vec![("n2".to_string(), 2, NodeState::Down)]);
     let shed = thread.health.snapshot();
@@ -325,13 +331,13 @@ fn a_failed_transaction_goes_back_first_in_line_and_retries_take_a_few_jobs() {
     let (sender, receiver) = mpsc::channel();
     let now = std::time::Instant::now();
     for i in 0..100 {
-        sender.send(Job::Urgent(now, vec![node(&format!("n{i}"), 1, NodeState::Down)])).expect("alive");
+        sender.send(Job::Urgent(now, vec![node(&format!("n{i}"), 1, NodeState::Down)], 0)).expect("alive");
     }
     assert!(thread.receive(&receiver));
     let failed = thread.next_transaction();
     assert_eq!(failed.writes.len(), 100, "a healthy store commits everything queued at once");
-    thread.requeue(failed.queued_at.first().copied(), failed.writes);
-    sender.send(Job::Urgent(now, vec![node("late", 1, NodeState::Down)])).expect("alive");
+    thread.requeue(failed.queued_at.first().copied(), failed.writes, failed.ticket);
+    sender.send(Job::Urgent(now, vec![node("late", 1, NodeState::Down)], 0)).expect("alive");
     assert!(thread.receive(&receiver));
     let retry = thread.next_retry();
     let ids: Vec<String> = ids_and_states(&retry.writes).into_iter().map(|(id, _, _)| id).collect();
@@ -343,10 +349,43 @@ fn a_failed_transaction_goes_back_first_in_line_and_retries_take_a_few_jobs() {
     );
     // A long queue is retried a few jobs at a time, oldest first.
     for i in 0..200 {
-        sender.send(Job::Urgent(now, vec![node(&format!("m{i}"), 1, NodeState::Down)])).expect("alive");
+        sender.send(Job::Urgent(now, vec![node(&format!("m{i}"), 1, NodeState::Down)], 0)).expect("alive");
     }
     assert!(thread.receive(&receiver));
     let retry = thread.next_retry();
     assert_eq!(retry.queued_at.len(), 64, "a few jobs per retry");
     assert_eq!(ids_and_states(&retry.writes)[0].0, "m0");
+}
+
+#[test]
+fn an_acked_batch_is_committed_once_the_durable_ticket_reaches_its_own() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut persist = Persist::start(Store::open(dir.path()).expect("a fresh store opens"));
+    let lease = |name: &str, token| {
+        Write::Lease(rollcall_store::LeaseRecord {
+            name: name.into(),
+            node: "n1".into(),
+            holder: "h".into(),
+            token,
+            ttl_ms: 1000,
+            since_ms: 0,
+        })
+    };
+    let first = persist.write_acked(vec![lease("a", 3)]);
+    persist.write(vec![node("n1", 1, NodeState::Up)]);
+    let second = persist.write_acked(vec![lease("b", 4)]);
+    assert!(second > first, "tickets increase");
+    let durable = persist.durable();
+    let started = std::time::Instant::now();
+    while *durable.borrow() < second {
+        assert!(started.elapsed() < Duration::from_secs(10), "ticket {second} never committed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let reader = Store::open(dir.path()).expect("a reader opens");
+    assert_eq!(
+        reader.last_lease_token().expect("readable"),
+        4,
+        "what the ticket says is durable is in the file"
+    );
+    persist.shutdown();
 }

@@ -35,9 +35,10 @@ pub(super) struct StoreThread {
     /// older than what is committed and are skipped, so a checkpoint never overwrites a newer
     /// state. Chunks that arrive later were built later, so their rows are kept.
     pub(super) superseded: HashMap<String, u64>,
-    /// Urgent jobs in arrival order, each with when it was queued. A job is the smallest
-    /// unit committed: a transition stays in one transaction with its incident and outbox.
-    pub(super) urgent: VecDeque<(std::time::Instant, Vec<Write>)>,
+    /// Urgent jobs in arrival order, each with when it was queued and its ticket (0 for
+    /// none; see [`super::Persist::write_acked`]). A job is the smallest unit committed: a
+    /// transition stays in one transaction with its incident and outbox.
+    pub(super) urgent: VecDeque<(std::time::Instant, Vec<Write>, u64)>,
     /// When every sender was found gone (the process is stopping).
     disconnected_at: Option<std::time::Instant>,
     /// Urgent writes queued, and their estimated bytes.
@@ -52,6 +53,8 @@ pub(super) struct Transaction {
     pub(super) queued_at: Vec<std::time::Instant>,
     /// Whether this is a checkpoint chunk (the owner's room for the next one).
     pub(super) chunk: bool,
+    /// The highest ticket among the jobs this transaction completes (0: none).
+    pub(super) ticket: u64,
 }
 
 impl StoreThread {
@@ -98,7 +101,7 @@ impl StoreThread {
     fn take(&mut self, job: Job) {
         self.arrivals += 1;
         match job {
-            Job::Urgent(at, writes) => {
+            Job::Urgent(at, writes, ticket) => {
                 if !self.backlog.is_empty() {
                     for write in &writes {
                         let id = match write {
@@ -110,7 +113,7 @@ impl StoreThread {
                     }
                 }
                 self.count(&writes, true);
-                self.urgent.push_back((at, writes));
+                self.urgent.push_back((at, writes, ticket));
             }
             Job::Bulk { started, writes, last } => {
                 self.backlog.push_back((self.arrivals, writes, last.then_some(started)));
@@ -138,7 +141,7 @@ impl StoreThread {
             return transaction;
         }
         let Some((arrival, mut writes, last_of)) = self.backlog.pop_front() else {
-            return Transaction { writes: Vec::new(), queued_at: Vec::new(), chunk: false };
+            return Transaction { writes: Vec::new(), queued_at: Vec::new(), chunk: false, ticket: 0 };
         };
         let superseded = &self.superseded;
         writes.retain(|write| match write {
@@ -149,7 +152,7 @@ impl StoreThread {
             // Chunks from now on are built after every urgent write taken so far.
             self.superseded.clear();
         }
-        Transaction { writes, queued_at: last_of.into_iter().collect(), chunk: true }
+        Transaction { writes, queued_at: last_of.into_iter().collect(), chunk: true, ticket: 0 }
     }
 
     /// While the store fails: the oldest few urgent jobs, in one transaction.
@@ -160,19 +163,21 @@ impl StoreThread {
     fn take_urgent(&mut self, jobs: usize) -> Transaction {
         let mut writes = Vec::new();
         let mut queued_at = Vec::new();
+        let mut ticket = 0;
         for _ in 0..jobs {
-            let Some((at, job)) = self.urgent.pop_front() else { break };
+            let Some((at, job, job_ticket)) = self.urgent.pop_front() else { break };
             queued_at.push(at);
             writes.extend(job);
+            ticket = ticket.max(job_ticket);
         }
         self.count(&writes, false);
-        Transaction { writes, queued_at, chunk: false }
+        Transaction { writes, queued_at, chunk: false, ticket }
     }
 
     /// Puts back a transaction that failed, first in line, as one job.
-    pub(super) fn requeue(&mut self, queued_at: Option<std::time::Instant>, writes: Vec<Write>) {
+    pub(super) fn requeue(&mut self, queued_at: Option<std::time::Instant>, writes: Vec<Write>, ticket: u64) {
         self.count(&writes, true);
-        self.urgent.push_front((queued_at.unwrap_or_else(std::time::Instant::now), writes));
+        self.urgent.push_front((queued_at.unwrap_or_else(std::time::Instant::now), writes, ticket));
     }
 
     /// While the store fails: drops the queued checkpoint chunks (the next checkpoint writes
@@ -185,12 +190,14 @@ impl StoreThread {
         self.superseded.clear();
         let mut pings = 0u64;
         if self.queued_writes > MAX_QUEUED_WRITES || self.queued_bytes > MAX_QUEUED_BYTES {
-            for (_, writes) in &mut self.urgent {
+            for (_, writes, _) in &mut self.urgent {
                 let before = writes.len();
                 writes.retain(|write| !matches!(write, Write::Ping { .. }));
                 pings += (before - writes.len()) as u64;
             }
-            self.urgent.retain(|(_, writes)| !writes.is_empty());
+            // A job with a ticket is never emptied: only ping rows are dropped, and no
+            // ticketed job carries one.
+            self.urgent.retain(|(_, writes, _)| !writes.is_empty());
             self.recount();
             if pings > 0 {
                 tracing::warn!(
@@ -210,8 +217,8 @@ impl StoreThread {
     }
 
     fn recount(&mut self) {
-        self.queued_writes = self.urgent.iter().map(|(_, writes)| writes.len() as u64).sum();
-        self.queued_bytes = self.urgent.iter().flat_map(|(_, writes)| writes).map(write_bytes).sum();
+        self.queued_writes = self.urgent.iter().map(|(_, writes, _)| writes.len() as u64).sum();
+        self.queued_bytes = self.urgent.iter().flat_map(|(_, writes, _)| writes).map(write_bytes).sum();
     }
 
     pub(super) fn publish_queue(&self) {
@@ -226,7 +233,7 @@ impl StoreThread {
     /// Says, at a shutdown that gives up on a failing store, what was not written.
     pub(super) fn log_unwritten(&self) {
         let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for write in self.urgent.iter().flat_map(|(_, writes)| writes) {
+        for write in self.urgent.iter().flat_map(|(_, writes, _)| writes) {
             *kinds.entry(write_kind(write)).or_default() += 1;
         }
         tracing::error!(
@@ -248,6 +255,7 @@ fn write_kind(write: &Write) -> &'static str {
         Write::ForgetNode { .. } => "forget",
         Write::IncidentChange(_) => "incident_change",
         Write::Silence(_) | Write::EndSilence { .. } => "silence",
+        Write::Lease(_) | Write::EndLease { .. } => "lease",
     }
 }
 
