@@ -368,3 +368,78 @@ fn a_monitor_restarted_with_an_empty_data_dir_joins_and_pages_nobody_for_nodes_t
     });
     assert!(trio.hook.alerts().is_empty(), "nobody was paged: {:#?}", trio.hook.alerts());
 }
+
+/// Issue #12's failover loop: 20 rounds of killing the leader (kill -9), crashing or
+/// restarting an agent, and bringing the monitor back. The checker compares every alert the
+/// receiver got with the truth the test recorded: every crash paged at least once, the node
+/// that never failed never paged, and each failure paged under one key (duplicates only
+/// with the same key).
+#[test]
+fn twenty_rounds_of_killing_the_leader_page_every_failure_once_under_one_key() {
+    const ROUNDS: usize = 20;
+    let names = ["steady", "n1", "n2", "n3"];
+    let mut trio = Trio::start();
+    wait_for_one_leader(&trio.live());
+    let udp: Vec<SocketAddr> = trio.udp();
+    let start = |name: &str| agent_to(&trio.sandboxes[0], name, &udp);
+    let mut agents: Vec<Option<support::Agent>> = names.iter().map(|name| Some(start(name))).collect();
+    for name in names {
+        trio.wait_for_state(name, "up");
+    }
+    let mut crashes = std::collections::BTreeMap::<String, usize>::new();
+    for round in 0..ROUNDS {
+        let (leader, token) = wait_for_one_leader(&trio.live());
+        let index =
+            trio.monitors.iter().enumerate().filter(|(_, m)| m.is_some()).nth(leader).expect("live").0;
+        trio.monitors[index].take().expect("running").crash();
+        // One agent (never "steady") crashes, or comes back if it is down.
+        let victim = 1 + round % 3;
+        let name = names[victim];
+        match agents[victim].take() {
+            Some(mut agent) => {
+                agent.signal(Signal::SIGKILL);
+                agent.wait_exit();
+                *crashes.entry(name.to_string()).or_default() += 1;
+                let paged = crashes[name];
+                trio.live()[0].wait_until(PATIENCE, "the crash is paged by a new leader", || {
+                    let firings = alerts_about(&trio.hook, name, "firing");
+                    let newer = firings.iter().filter(|a| a["fencing_token"].as_i64() > Some(token)).count();
+                    if firings.len() >= paged && newer > 0 { Ok(()) } else { Err(format!("{firings:#?}")) }
+                });
+            }
+            None => {
+                agents[victim] = Some(start(name));
+                let resolved = crashes[name];
+                trio.live()[0].wait_until(PATIENCE, "the recovery is resolved", || {
+                    let seen = alerts_about(&trio.hook, name, "resolved").len();
+                    if seen >= resolved { Ok(()) } else { Err(format!("{seen} of {resolved}")) }
+                });
+            }
+        }
+        // The killed monitor comes back on its data dir and its port.
+        trio.monitors[index] =
+            Some(Monitor::start_on(&trio.sandboxes[index], &trio.configs[index], udp[index]));
+        trio.live()[0].wait_until(PATIENCE, "all three monitors count again", || {
+            let view = cluster(trio.live()[0]);
+            if view["voters"].as_array().map(Vec::len) == Some(3) { Ok(()) } else { Err(view.to_string()) }
+        });
+    }
+    // The checker.
+    assert!(
+        alerts_about(&trio.hook, "steady", "firing").is_empty(),
+        "steady never failed: {:#?}",
+        trio.hook.alerts()
+    );
+    for (name, count) in &crashes {
+        let keys: std::collections::BTreeSet<String> = alerts_about(&trio.hook, name, "firing")
+            .iter()
+            .map(|alert| alert["idempotency_key"].as_str().unwrap_or("?").to_string())
+            .collect();
+        assert!(
+            !keys.is_empty() && keys.len() <= *count,
+            "{name} crashed {count} times and was paged under {} keys: {keys:?}",
+            keys.len()
+        );
+    }
+    eprintln!("{ROUNDS} rounds: crashes {crashes:?}, {} deliveries", trio.hook.alerts().len());
+}

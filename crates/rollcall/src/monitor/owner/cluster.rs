@@ -203,14 +203,26 @@ impl Owner {
                     .flat_map(|doc| doc.members.iter().map(String::as_str))
                     .collect();
                 let mut adopt = Vec::new();
+                // A single node's incident whose node the cluster no longer calls down
+                // recovered while no monitor led: it is restored down, then recovers at once.
+                let mut recovered = Vec::new();
                 for doc in docs.iter().filter(|doc| !doc.resolved) {
+                    let single = doc.subject_kind == SubjectKind::Node.as_str();
                     match restored(doc, &self.clock) {
-                        Some(incident) => alerter.restore(incident, |member| down.contains(member)),
+                        Some(incident) => alerter.restore(incident, |member| single || down.contains(member)),
                         None => tracing::warn!(
                             incident = doc.id,
                             "unreadable incident record in etcd; left as it is"
                         ),
                     }
+                    if single && !down.contains(doc.subject.as_str()) {
+                        recovered.push(doc.subject.clone());
+                    }
+                }
+                for node in recovered {
+                    let transition =
+                        agreed_transition(&node, 0, (NodeState::Down, NodeState::Up), "heartbeat", now);
+                    alerter.handle_transition(SubjectKind::Node, &transition, now);
                 }
                 for (node, reason, paged) in &downs {
                     if *paged && !covered.contains(node.as_str()) {
