@@ -8,6 +8,8 @@
 mod cluster_support;
 #[path = "support/etcd.rs"]
 mod etcd;
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
 use cluster_support::{PATIENCE, agent_to, cluster, config, wait_for_one_leader};
@@ -155,14 +157,15 @@ fn a_monitor_whose_etcd_is_unreachable_starts_and_says_so() {
 }
 
 #[test]
-fn a_monitor_that_alone_cannot_hear_the_fleet_is_named_cut_off_by_every_monitor() {
+fn a_monitor_that_alone_cannot_hear_the_fleet_is_named_cut_off_and_pages_nobody() {
     let dir = Sandbox::new();
+    let hook = receiver::Receiver::start();
     let etcd = Etcd::start(dir.path());
     let endpoints = etcd.endpoints_toml();
     let (a, b) = (Sandbox::new(), Sandbox::new());
     // The agents send to both monitors with one key.
     std::fs::copy(a.key_file(), b.key_file()).expect("share the key file");
-    let quick = "[phi]\nacceptable_pause = \"500ms\"\n";
+    let quick = support::quick_pages_to(&hook.url());
     let m1 = Monitor::start(&a, &format!("{quick}{}", config(&endpoints, "m1")));
     let m2 = Monitor::start(&b, &format!("{quick}{}", config(&endpoints, "m2")));
     wait_for_one_leader(&[&m1, &m2]);
@@ -182,7 +185,7 @@ fn a_monitor_that_alone_cannot_hear_the_fleet_is_named_cut_off_by_every_monitor(
         agent.signal(Signal::SIGKILL);
         agent.wait_exit();
     }
-    let _agents: Vec<support::Agent> = names.iter().map(|name| start(name, &both[..1])).collect();
+    let mut agents: Vec<support::Agent> = names.iter().map(|name| start(name, &both[..1])).collect();
     for monitor in [&m1, &m2] {
         monitor.wait_until(PATIENCE, "both monitors name m2 as cut off", || {
             let view = cluster(monitor);
@@ -195,4 +198,21 @@ fn a_monitor_that_alone_cannot_hear_the_fleet_is_named_cut_off_by_every_monitor(
         let log = m2.stderr_tail();
         if log.contains("it is cut off") { Ok(()) } else { Err(log) }
     });
+    // m2 calls the whole fleet down; its view does not count, and nobody is paged.
+    for name in names {
+        m2.wait_for_state(name, "down");
+    }
+    m1.wait_until(PATIENCE, "only m1 counts", || {
+        let view = cluster(&m1);
+        if view["voters"] == serde_json::json!(["m1"]) { Ok(()) } else { Err(view.to_string()) }
+    });
+    assert!(hook.alerts().is_empty(), "a cut-off monitor pages nobody: {:#?}", hook.alerts());
+    // A real crash is still paged, once.
+    agents[0].signal(Signal::SIGKILL);
+    agents[0].wait_exit();
+    let keys = hook.wait_for(1, PATIENCE);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let alerts = hook.alerts();
+    assert_eq!(alerts[0]["nodes"], serde_json::json!(["web-1"]), "{alerts:#?}");
+    assert_eq!(alerts.len(), 1, "paged once: {alerts:#?}");
 }
