@@ -266,6 +266,8 @@ pub struct ClusterStatus {
     pub members: Vec<String>,
     /// Failed requests to etcd since start.
     pub etcd_errors: u64,
+    /// The last lease renewal's round trip to etcd, in milliseconds.
+    pub etcd_round_trip_ms: Option<f64>,
     /// Times this monitor became leader.
     pub elections_won: u64,
     /// Every live monitor's published view of the fleet, by monitor.

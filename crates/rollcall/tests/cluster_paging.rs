@@ -171,7 +171,15 @@ fn a_crash_is_paged_once_by_the_leader_and_a_node_one_monitor_cannot_hear_pages_
     let tokens: Vec<Value> = trio.hook.alerts().iter().map(|alert| alert["fencing_token"].clone()).collect();
     assert!(tokens.iter().all(|t| *t == token), "only the leader sent: {tokens:?}");
     for monitor in trio.monitors.iter_mut().flatten() {
-        assert_eq!(monitor.metrics().get("rollcall_cluster_fenced_refused_total"), 0.0);
+        let metrics = monitor.metrics();
+        assert_eq!(metrics.get("rollcall_cluster_fenced_refused_total"), 0.0);
+        assert!(metrics.get("rollcall_cluster_etcd_round_trip_seconds") > 0.0);
+        assert!(
+            metrics.get("rollcall_cluster_etcd_writes_total") > 0.0,
+            "verdicts and incidents were written"
+        );
+        // The cluster's series pass Prometheus' own checker.
+        support::promtool_check(&monitor.get_text("/metrics").1);
     }
 }
 

@@ -324,6 +324,8 @@ async fn session(
                 match tokio::time::timeout(settings.lease_ttl / 3, answered).await {
                     Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
                         tenure.acknowledged(sent);
+                        let round_trip = sent.elapsed().as_secs_f64() * 1000.0;
+                        status.send_modify(|status| status.etcd_round_trip_ms = Some(round_trip));
                         if let Some(leading) = leading.as_ref() {
                             let _ = wiring.ends.gate.send(Gate { token: Some(leading.token), until: tenure.valid_until() });
                         }

@@ -487,6 +487,16 @@ fn render_cluster(registry: &mut Registry, cluster: &crate::cluster::ClusterStat
         gauge.set(value as i64);
         registry.register(name, help, gauge);
     }
+    if let Some(milliseconds) = cluster.etcd_round_trip_ms {
+        let round_trip = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        round_trip.set(milliseconds / 1000.0);
+        registry.register_with_unit(
+            "cluster_etcd_round_trip",
+            "The last lease renewal's round trip to etcd",
+            prometheus_client::registry::Unit::Seconds,
+            round_trip,
+        );
+    }
     let refused = Counter::<u64>::default();
     refused.inc_by(cluster.fenced_refused);
     registry.register(
