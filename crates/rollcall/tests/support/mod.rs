@@ -9,6 +9,10 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+mod lease_run;
+#[allow(unused_imports)] // only tests/leases.rs runs `lease run`
+pub use lease_run::LeaseRun;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rollcall_proto::KeyRing;
@@ -814,52 +818,4 @@ pub fn promtool_check(text: &str) {
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "promtool check metrics failed:\n{report}\n--- metrics ---\n{text}");
     assert!(report.trim().is_empty(), "promtool has remarks (lint problems):\n{report}");
-}
-
-// Added for tests/leases.rs: `rollcall lease run` processes.
-/// A running `rollcall lease run`.
-pub struct LeaseRun {
-    child: Child,
-    pub holder: String,
-}
-
-impl LeaseRun {
-    /// Starts `rollcall lease run --api http://MONITOR --holder HOLDER ARGS... -- COMMAND...`.
-    pub fn start(
-        sandbox: &Sandbox,
-        monitor: &Monitor,
-        holder: &str,
-        args: &[&str],
-        command: &[&str],
-    ) -> LeaseRun {
-        let mut process = Command::new(bin());
-        process
-            .args(["lease", "run", "--api", &format!("http://{}", monitor.http), "--holder", holder])
-            .args(args)
-            .arg("--")
-            .args(command)
-            .stdout(Stdio::null());
-        LeaseRun {
-            child: Child::spawn(sandbox, &format!("lease-{holder}"), &mut process),
-            holder: holder.to_string(),
-        }
-    }
-
-    /// Sends `signal` to the `lease run` process itself (not its command).
-    pub fn signal(&self, signal: Signal) {
-        self.child.signal(signal);
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.process.id()
-    }
-
-    /// Waits (with [`DEADLINE`]) until it exits.
-    pub fn wait_exit(&mut self) -> ExitStatus {
-        self.child.wait_exit(DEADLINE)
-    }
-
-    pub fn stderr_tail(&self) -> String {
-        self.child.stderr_tail()
-    }
 }
