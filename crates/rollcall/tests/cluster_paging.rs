@@ -451,3 +451,56 @@ fn twenty_rounds_of_killing_the_leader_page_every_failure_once_under_one_key() {
     }
     eprintln!("{ROUNDS} rounds: crashes {crashes:?}, {} deliveries", trio.hook.alerts().len());
 }
+
+/// Deletes the leader's election key behind its back (as an operator with etcdctl could):
+/// the old leader still believes it leads, another monitor wins the election, and the
+/// next failure shows the fence at work: the old leader's incident write fails its compare
+/// (counted, and it steps down), and only the new leader's alert reaches the receiver.
+#[test]
+fn a_leader_whose_election_key_is_gone_has_its_incident_writes_refused_by_the_fence() {
+    let trio = Trio::start();
+    let (leader, token) = wait_for_one_leader(&trio.live());
+    let mut agent = trio.agent("web-1");
+    trio.wait_for_state("web-1", "up");
+    let endpoint =
+        trio.etcd.endpoints_toml().split(", ").next().expect("an endpoint").trim_matches('"').to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let mut client = etcd_client::Client::connect([endpoint.as_str()], None).await.expect("etcd answers");
+        let answer = client.leader("/rollcall/prod/election").await.expect("a leader");
+        let key = answer.kv().expect("the leader's key").key().to_vec();
+        client.delete(key, None).await.expect("deleted");
+    });
+    let old = trio.live()[leader];
+    let others: Vec<&Monitor> =
+        trio.live().into_iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, m)| m).collect();
+    let mut new_token = 0;
+    others[0].wait_until(PATIENCE, "another monitor leads with a higher token", || {
+        let views: Vec<Value> = others.iter().map(|monitor| cluster(monitor)).collect();
+        match views.iter().find(|view| view["role"] == "leader") {
+            Some(view) => {
+                new_token = view["fencing_token"].as_i64().unwrap_or(0);
+                Ok(())
+            }
+            None => Err(format!("{views:?}")),
+        }
+    });
+    assert!(new_token > token);
+    agent.signal(Signal::SIGKILL);
+    agent.wait_exit();
+    let firing = trio.wait_for_alert("web-1", "firing", PATIENCE);
+    assert_eq!(firing["fencing_token"], new_token, "{firing}");
+    old.wait_until(PATIENCE, "the old leader's write was refused and it stepped down", || {
+        let view = cluster(old);
+        if view["fenced_refused"].as_u64() > Some(0) && view["role"] != "leader" {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    });
+    let back = trio.agent("web-1");
+    trio.wait_for_alert("web-1", "resolved", PATIENCE);
+    let tokens: Vec<Value> = trio.hook.alerts().iter().map(|alert| alert["fencing_token"].clone()).collect();
+    assert!(tokens.iter().all(|t| *t == new_token), "only the new leader's alerts got through: {tokens:?}");
+    drop(back);
+}
