@@ -484,6 +484,29 @@ pub fn cluster_status(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 text(&cluster["etcd_errors"])
             ),
         }
+        let voters: Vec<String> = list(&cluster["voters"]).map(text).collect();
+        println!(
+            "agreement: {} of {} voting monitor(s) must say down ({}); {} node(s) down, {} in doubt",
+            text(&cluster["quorum"]),
+            voters.len(),
+            if voters.is_empty() { "none yet".to_string() } else { voters.join(", ") },
+            text(&cluster["agreed_down"]),
+            text(&cluster["in_doubt_total"])
+        );
+        for doubt in list(&cluster["in_doubt"]).take(10) {
+            let from: Vec<String> = list(&doubt["unreachable_from"]).map(text).collect();
+            println!("  {} suspect (unreachable from {})", text(&doubt["node"]), from.join(", "));
+        }
+        let cut_off: Vec<String> = list(&cluster["cut_off"]).map(text).collect();
+        if !cut_off.is_empty() {
+            println!("cut off (not counted): {}", paint("down", &cut_off.join(", ")));
+        }
+        if cluster["failing_open"] == true {
+            println!(
+                "{}: etcd is out of reach; this monitor pages on its own view",
+                paint("down", "failing open")
+            );
+        }
     }
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -148,6 +148,10 @@ fn a_crash_is_paged_once_by_the_leader_and_a_node_one_monitor_cannot_hear_pages_
         let expected = serde_json::json!([{ "node": "web-3", "unreachable_from": ["m3"] }]);
         if view["in_doubt"] == expected { Ok(()) } else { Err(view.to_string()) }
     });
+    let api = format!("http://{}", leading.http);
+    let shown = trio.sandboxes[0].run_to_exit(&["cluster".into(), "status".into(), "--api".into(), api]);
+    assert!(shown.stdout.contains("web-3 suspect (unreachable from m3)"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("2 of 3 voting monitor(s) must say down"), "{}", shown.stdout);
 
     // web-1 crashes: every monitor sees it, the leader pages it once.
     agents[0].signal(Signal::SIGKILL);
