@@ -55,6 +55,10 @@ impl IncidentDoc {
 pub struct FencedWrite {
     /// The leadership (fencing token) under which the owner made it.
     pub token: i64,
+    /// The takeover under which the owner made it: writes of an earlier tenure are refused
+    /// even when it had the same token (a session remade on the same lease), since the new
+    /// tenure's incident layer was rebuilt from etcd without them.
+    pub epoch: u64,
     pub doc: IncidentDoc,
     /// The local writes (incident row, change, outbox rows) to queue once etcd took it.
     pub local: Vec<Write>,

@@ -39,6 +39,8 @@ pub struct Inherited {
 /// One tenure's incident bookkeeping.
 pub struct Leading {
     pub token: i64,
+    /// Which takeover of this monitor this is ([`FencedWrite::epoch`]).
+    pub epoch: u64,
     /// The election key whose create revision is `token`.
     key: Vec<u8>,
     /// Every open (or not yet delivered) incident's record, as last written.
@@ -56,7 +58,7 @@ impl Leading {
     pub async fn take_over(
         client: &mut Client,
         settings: &ClusterSettings,
-        token: i64,
+        (token, epoch): (i64, u64),
         key: Vec<u8>,
     ) -> Result<(Leading, Inherited), etcd_client::Error> {
         let stored = client.get(incidents_prefix(settings), Some(GetOptions::new().with_prefix())).await?;
@@ -68,6 +70,7 @@ impl Leading {
         let last_id = docs.iter().map(|doc| doc.id).chain([counted, INCIDENT_ID_BASE]).max().unwrap_or(0);
         let leading = Leading {
             token,
+            epoch,
             key,
             docs: docs.iter().map(|doc| (doc.id, doc.clone())).collect(),
             awaiting: HashMap::new(),
@@ -86,8 +89,9 @@ impl Leading {
         queue: &mut Vec<FencedWrite>,
         (persist, link): (&PersistHandle, &Link),
     ) -> Result<Result<(), Refused>, etcd_client::Error> {
-        let stale = queue.iter().filter(|write| write.token != self.token).count();
-        queue.retain(|write| write.token == self.token);
+        let current = |write: &FencedWrite| write.token == self.token && write.epoch == self.epoch;
+        let stale = queue.iter().filter(|write| !current(write)).count();
+        queue.retain(current);
         link.count_refused(stale as u64);
         while !queue.is_empty() {
             let count = queue.len().min(WRITES_PER_TXN);

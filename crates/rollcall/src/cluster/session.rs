@@ -55,6 +55,8 @@ struct Shared {
     /// Since when no session could be made (etcd out of reach, or without a quorum).
     unreachable_since: Option<Instant>,
     failing_open: bool,
+    /// Times this monitor took over (each takeover's writes are told apart by it).
+    takeovers: u64,
 }
 
 /// Runs until `stop` turns true. `http` is this monitor's API address (stored with its
@@ -71,6 +73,7 @@ pub async fn run(
         agreement: Agreement::new(settings.quorum),
         unreachable_since: Some(Instant::now()),
         failing_open: false,
+        takeovers: 0,
     };
     let mut last_log: Option<Instant> = None;
     // The previous session's lease: its member key is this monitor's own, not a namesake's.
@@ -277,7 +280,7 @@ async fn session(
         }
         return ended;
     }
-    let Shared { wiring, agreement, unreachable_since, failing_open } = shared;
+    let Shared { wiring, agreement, unreachable_since, failing_open, takeovers } = shared;
     *unreachable_since = None;
     if *failing_open {
         *failing_open = false;
@@ -299,11 +302,26 @@ async fn session(
         Ok(pair) => pair,
         Err(error) => return lost("cannot renew the lease", error),
     };
+    // One renewal before anything else, so the tenure is fresh whatever wakes the loop
+    // first: a session on a reused lease (its tenure from etcd's whole-second remaining
+    // TTL) could otherwise end at its first turn, again and again (seen at a 2 s TTL).
+    let sent = Instant::now();
+    let answered = async {
+        keeper.keep_alive().await?;
+        renewals.message().await
+    };
+    match tokio::time::timeout(settings.lease_ttl / 3, answered).await {
+        Ok(Ok(Some(answer))) if answer.ttl() > 0 => tenure.acknowledged(sent),
+        Ok(Ok(_)) => return Ended::Lost("the session's lease expired".into()),
+        Ok(Err(error)) => return lost("lease renewal failed", error),
+        Err(_) => return Ended::Lost("lease renewal went unanswered".into()),
+    }
     let election = settings.election();
     let monitor = settings.monitor.clone();
     let campaign = campaign_client.campaign(election.clone(), monitor, lease);
     tokio::pin!(campaign);
-    let mut renew = tokio::time::interval(settings.lease_ttl / 3);
+    let every = settings.lease_ttl / 3;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut look = tokio::time::interval(Duration::from_millis(500));
     let mut compare = tokio::time::interval(VIEW_EVERY);
     loop {
@@ -347,7 +365,7 @@ async fn session(
                     Ok(_) => return Ended::Lost("won an election on a lease that had expired (refused to lead)".into()),
                     Err(error) => return lost("cannot confirm leadership", error),
                 }
-                let (took, inherited) = match Leading::take_over(&mut client, settings, key.rev(), key.key().to_vec()).await {
+                let (took, inherited) = match Leading::take_over(&mut client, settings, (key.rev(), *takeovers + 1), key.key().to_vec()).await {
                     Ok(pair) => pair,
                     Err(error) => return lost("cannot read the cluster's incidents", error),
                 };
@@ -356,8 +374,10 @@ async fn session(
                     "this monitor leads"
                 );
                 let _ = wiring.ends.gate.send(Gate { token: Some(key.rev()), until: tenure.valid_until() });
+                *takeovers += 1;
                 let lead = ClusterCommand::Lead {
                     token: key.rev(),
+                    epoch: *takeovers,
                     docs: inherited.docs,
                     last_id: inherited.last_id,
                     downs: agreement.downs(),

@@ -24,7 +24,8 @@ pub enum ClusterCommand {
     /// This monitor leads with `token`: the cluster's incident records, the highest incident
     /// id ever allocated, and the nodes agreed down now (node, reason).
     /// Each down says whether a monitor paged it while failing open.
-    Lead { token: i64, docs: Vec<IncidentDoc>, last_id: u64, downs: Vec<(String, String, bool)> },
+    /// `epoch` numbers this monitor's takeovers, for its fenced writes.
+    Lead { token: i64, epoch: u64, docs: Vec<IncidentDoc>, last_id: u64, downs: Vec<(String, String, bool)> },
     /// Verdicts that changed (sent only while leading).
     Agreed(Vec<Change>),
     /// This monitor no longer leads.
@@ -63,6 +64,8 @@ pub struct ClusterPaging {
     failing_open: Option<FailingOpen>,
     /// The highest cluster incident id known (from etcd at takeover, and since).
     highest_id: u64,
+    /// The current takeover's number ([`FencedWrite::epoch`]).
+    epoch: u64,
     /// Cluster incidents opened for failures monitors paged while failing open: recorded,
     /// never delivered (the monitors that paged them send their resolutions).
     adopted: HashSet<u64>,
@@ -78,6 +81,7 @@ impl ClusterPaging {
             observer,
             failing_open: None,
             highest_id: 0,
+            epoch: 0,
             adopted: HashSet::new(),
         }
     }
@@ -124,7 +128,7 @@ impl ClusterPaging {
             last_alert: None,
             token,
         };
-        self.link.fenced_write(FencedWrite { token, doc, local: Vec::new(), rows: 0 });
+        self.link.fenced_write(FencedWrite { token, epoch: self.epoch, doc, local: Vec::new(), rows: 0 });
     }
 
     pub fn open_incidents(&self) -> usize {
@@ -189,7 +193,8 @@ impl Owner {
         let population = self.core.len();
         let Some(cluster) = self.cluster.as_mut() else { return };
         match command {
-            ClusterCommand::Lead { token, docs, last_id, downs } => {
+            ClusterCommand::Lead { token, epoch, docs, last_id, downs } => {
+                cluster.epoch = epoch;
                 let mut alerter =
                     Alerter::new(cluster.config.clone()).expect("checked at start with the same config");
                 alerter.reserve_ids_through(last_id);
@@ -247,7 +252,7 @@ impl Owner {
                     let rows = local.len();
                     tracing::info!(incident = doc.id, key = %alert.idempotency_key, "sending again what the previous leader did not deliver");
                     let doc = IncidentDoc { last_alert: Some(alert), ..doc };
-                    cluster.link.fenced_write(FencedWrite { token, doc, local, rows });
+                    cluster.link.fenced_write(FencedWrite { token, epoch, doc, local, rows });
                 }
             }
             ClusterCommand::Agreed(changes) => {
@@ -469,7 +474,7 @@ impl Owner {
                 token,
             };
             if let Some(cluster) = &self.cluster {
-                cluster.link.fenced_write(FencedWrite { token, doc, local, rows });
+                cluster.link.fenced_write(FencedWrite { token, epoch: cluster.epoch, doc, local, rows });
             }
         }
     }
