@@ -11,6 +11,7 @@
 //! docs/BENCHMARKS.md for what each figure means and what limits it.
 
 mod load;
+pub mod loadgen;
 mod phases;
 mod probe;
 mod report;

@@ -138,6 +138,10 @@ pub enum Command {
         rollcall bench --nodes 1000 --wrk 10s --etcd 10s\n\n\
         See docs/BENCHMARKS.md for what each figure means.")]
     Bench(crate::bench::BenchArgs),
+    /// The benchmark's generator alone, against monitors running elsewhere (for the figures of
+    /// docs/HA.md); reads `stop N` commands on stdin.
+    #[command(hide = true)]
+    Loadgen(crate::bench::loadgen::LoadgenArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  rollcall completions bash > /etc/bash_completion.d/rollcall\n  rollcall completions zsh > \"${fpath[1]}/_rollcall\"\n  rollcall completions fish > ~/.config/fish/completions/rollcall.fish"

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         cli::Command::Demo(args) => done(demo::main(args)),
         cli::Command::Sim(args) => done(sim::main(args)),
         cli::Command::Bench(args) => done(bench::main(args)),
+        cli::Command::Loadgen(args) => done(bench::loadgen::main(args)),
         cli::Command::Nodes(args) => client::nodes(args),
         cli::Command::Node(args) => client::node(args),
         cli::Command::Explain(args) => client::explain(args),

@@ -107,17 +107,30 @@ impl Fleet {
         stopped
     }
 
+    /// Lets every stopped node send again, its sequence going on where it stopped (a node
+    /// whose network came back); returns how many.
+    pub fn resume(&mut self) -> usize {
+        let mut resumed = 0;
+        for node in self.shards.iter_mut().flat_map(|shard| shard.nodes.iter_mut()) {
+            resumed += usize::from(node.stopped);
+            node.stopped = false;
+        }
+        resumed
+    }
+
     /// Sends to `target` for `duration` at `pace`, one thread per shard; `progress` counts
     /// datagrams sent as they go.
     pub fn run(&mut self, target: SocketAddr, pace: Pace, duration: Duration, progress: &AtomicU64) -> Sent {
-        self.run_until(target, pace, duration, progress, &AtomicBool::new(false))
+        self.run_until(&[target], pace, duration, progress, &AtomicBool::new(false))
     }
 
-    /// Like [`Fleet::run`], and ends early when `stop` is set (checked between batches), so
-    /// that the fleet can beat without a gap while another thread watches the monitor.
+    /// Like [`Fleet::run`], to every one of `targets` (each heartbeat goes to each, as an
+    /// agent with several `--monitor`s sends it), and ends early when `stop` is set (checked
+    /// between batches), so that the fleet can beat without a gap while another thread
+    /// watches the monitor or waits for a command.
     pub fn run_until(
         &mut self,
-        target: SocketAddr,
+        targets: &[SocketAddr],
         pace: Pace,
         duration: Duration,
         progress: &AtomicU64,
@@ -131,7 +144,7 @@ impl Fleet {
                 .shards
                 .iter_mut()
                 .map(|shard| {
-                    let sender = ShardSender { ring, generation, interval_ms, target };
+                    let sender = ShardSender { ring, generation, interval_ms, targets };
                     scope.spawn(move || sender.run(shard, pace, deadline, progress, stop))
                 })
                 .collect();
@@ -155,7 +168,7 @@ struct ShardSender<'a> {
     ring: &'a KeyRing,
     generation: u64,
     interval_ms: u32,
-    target: SocketAddr,
+    targets: &'a [SocketAddr],
 }
 
 impl ShardSender<'_> {
@@ -173,11 +186,18 @@ impl ShardSender<'_> {
             return sent;
         };
         let _ = socket.set_write_timeout(Some(Duration::from_millis(100)));
-        let SocketAddr::V4(v4) = self.target else {
+        let addresses: Vec<Option<SockaddrIn>> = self
+            .targets
+            .iter()
+            .filter_map(|target| match target {
+                SocketAddr::V4(v4) => Some(Some(SockaddrIn::from(*v4))),
+                SocketAddr::V6(_) => None,
+            })
+            .collect();
+        if addresses.is_empty() || addresses.len() != self.targets.len() {
             sent.errors += 1;
             return sent;
-        };
-        let address = Some(SockaddrIn::from(v4));
+        }
         let running = shard.nodes.iter().filter(|node| !node.stopped && !node.idle).count();
         if running == 0 {
             return sent;
@@ -189,13 +209,15 @@ impl ShardSender<'_> {
         let limit = if pace == Pace::Once { running as u64 } else { u64::MAX };
         let mut buffers: Vec<Vec<u8>> = (0..SEND_BATCH).map(|_| Vec::with_capacity(128)).collect();
         let started = Instant::now();
+        // Heartbeats made (each sent to every target): what the pace counts.
+        let mut beats = 0u64;
         // Bounded in time by `deadline` (or `stop`), and in count by the pace.
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
             let due = ((started.elapsed().as_secs_f64() * per_second) as u64).min(limit);
-            if sent.datagrams + sent.errors >= limit {
+            if beats >= limit {
                 break;
             }
-            let wanted = due.saturating_sub(sent.datagrams).min(SEND_BATCH as u64) as usize;
+            let wanted = due.saturating_sub(beats).min(SEND_BATCH as u64) as usize;
             if wanted == 0 {
                 std::thread::sleep(Duration::from_micros(500));
                 continue;
@@ -224,15 +246,18 @@ impl ShardSender<'_> {
                 }
                 filled += 1;
             }
-            match send_batch(&socket, &buffers[..filled], address) {
-                Ok(count) => {
-                    sent.datagrams += count as u64;
-                    progress.fetch_add(count as u64, Ordering::Relaxed);
-                    // What the kernel refused is lost, as it would be from real agents; the
-                    // sequences already moved on, so nothing is resent.
-                    sent.errors += (filled - count) as u64;
+            beats += filled as u64;
+            for &address in &addresses {
+                match send_batch(&socket, &buffers[..filled], address) {
+                    Ok(count) => {
+                        sent.datagrams += count as u64;
+                        progress.fetch_add(count as u64, Ordering::Relaxed);
+                        // What the kernel refused is lost, as it would be from real agents;
+                        // the sequences already moved on, so nothing is resent.
+                        sent.errors += (filled - count) as u64;
+                    }
+                    Err(_) => sent.errors += filled as u64,
                 }
-                Err(_) => sent.errors += filled as u64,
             }
         }
         sent

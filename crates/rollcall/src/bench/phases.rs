@@ -138,7 +138,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         let limit = args.detection_timeout + Duration::from_secs(15);
         let fleet = &mut fleet;
         let done = &done;
-        scope.spawn(move || fleet.run_until(udp, pace, limit, progress_count, done));
+        scope.spawn(move || fleet.run_until(&[udp], pace, limit, progress_count, done));
         let deadline = Instant::now() + args.detection_timeout;
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
