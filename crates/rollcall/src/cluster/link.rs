@@ -131,6 +131,11 @@ impl Link {
     /// This monitor's own verdict on `node` changed (`None`: it hears the node).
     pub fn publish(&self, node: &str, mut vote: Option<Vote>) {
         let mut verdicts = self.verdicts.lock().expect("not poisoned");
+        // Hearing a node this monitor already hears (a restart noticed while up, a first
+        // heartbeat) changes nothing in etcd: no write.
+        if vote.is_none() && !verdicts.current.contains_key(node) && !verdicts.pending.contains_key(node) {
+            return;
+        }
         match vote.as_mut() {
             Some(vote) => {
                 vote.paged = verdicts.paged.get(node).cloned();
@@ -212,5 +217,42 @@ impl Link {
 
     pub fn count_refused(&self, count: u64) {
         self.refused.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollcall_proto::monitor::NodeState;
+
+    #[test]
+    fn hearing_a_node_already_heard_writes_nothing_and_a_recovery_deletes_the_vote() {
+        let (link, _ends) = Link::new();
+        link.publish("web-1", None);
+        assert!(link.take_pending(false).is_empty(), "a restart noticed while up is not a change");
+        link.publish("web-1", Link::vote_for(NodeState::Down, "phi"));
+        link.publish("web-1", None);
+        assert_eq!(link.take_pending(false), vec![("web-1".to_string(), None)]);
+        assert!(link.take_pending(true).is_empty(), "nothing left to write again on a new lease");
+    }
+
+    #[test]
+    fn a_node_paged_while_failing_open_carries_the_key_until_heard_again() {
+        let (link, _ends) = Link::new();
+        link.publish("db", Link::vote_for(NodeState::Down, "phi"));
+        link.mark_paged("db", "rollcall-prod-m1-5-0");
+        let written = link.take_pending(true);
+        assert_eq!(
+            written[0].1.as_ref().and_then(|vote| vote.paged.clone()),
+            Some("rollcall-prod-m1-5-0".into())
+        );
+        link.publish("db", None);
+        link.publish("db", Link::vote_for(NodeState::Down, "phi"));
+        let again = link.take_pending(false);
+        assert_eq!(
+            again[0].1.as_ref().map(|vote| vote.paged.clone()),
+            Some(None),
+            "a new failure is not the paged one"
+        );
     }
 }
