@@ -642,3 +642,6 @@ async fn compare_views(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

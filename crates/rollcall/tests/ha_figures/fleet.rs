@@ -161,6 +161,18 @@ pub fn accepted(monitor: &Monitor) -> u64 {
     metric(monitor, "rollcall_heartbeats_received_total{kind=\"heartbeat\"}") as u64
 }
 
+/// CPU time (user + system, every thread) the process `pid` has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').expect("stat has a command name").1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name and state.
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // In USER_HZ, which Linux fixes at 100 for what /proc shows, whatever the kernel's HZ.
+    ticks as f64 / 100.0
+}
+
 /// [`accepted`] once it stops growing (what was queued has been handled), at most 30 s.
 pub fn settle_accepted(monitor: &Monitor) -> u64 {
     let started = Instant::now();

@@ -393,6 +393,9 @@ impl Owner {
         while let Some(notification) = open.alerter.poll_notification() {
             notifications.push(notification);
         }
+        if notifications.is_empty() && !open.draining {
+            return;
+        }
         let (name, observer, link) = (cluster.name.clone(), cluster.observer.clone(), cluster.link.clone());
         let mut batch = Vec::new();
         for notification in notifications {
@@ -434,6 +437,10 @@ impl Owner {
         let mut notifications = Vec::new();
         while let Some(notification) = alerter.poll_notification() {
             notifications.push(notification);
+        }
+        // Every turn of the owner's loop comes here: nothing is cloned when nothing is due.
+        if notifications.is_empty() {
+            return;
         }
         let (token, name) = (*token, cluster.name.clone());
         for notification in &notifications {
