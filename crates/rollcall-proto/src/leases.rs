@@ -183,14 +183,7 @@ impl Leases {
         ttl: Duration,
         now: Instant,
     ) -> Result<Lease, LeaseError> {
-        validate_name("lease name", name)?;
-        validate_name("holder", holder)?;
-        if node.is_empty() || node.len() > MAX_NAME_BYTES {
-            return Err(LeaseError::BadName { what: "node" });
-        }
-        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
-            return Err(LeaseError::BadTtl);
-        }
+        validate_request(name, node, holder, ttl)?;
         if let Some(current) = self.leases.get(name) {
             if current.holder != holder || current.node != node {
                 return Err(LeaseError::Held {
@@ -319,6 +312,19 @@ impl Leases {
 
 /// Checks a lease name, holder or node id: 1 to [`MAX_NAME_BYTES`] characters that are
 /// safe in a URL path and a log line.
+/// Checks what an acquire names: the lease, the node, the holder and the TTL.
+pub fn validate_request(name: &str, node: &str, holder: &str, ttl: Duration) -> Result<(), LeaseError> {
+    validate_name("lease name", name)?;
+    validate_name("holder", holder)?;
+    if node.is_empty() || node.len() > MAX_NAME_BYTES {
+        return Err(LeaseError::BadName { what: "node" });
+    }
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(LeaseError::BadTtl);
+    }
+    Ok(())
+}
+
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), LeaseError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_BYTES

@@ -327,6 +327,10 @@ pub struct LeaseRunArgs {
     /// Time COMMAND gets between SIGTERM and SIGKILL (default: TTL/4, at most 5 s); under TTL/2.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub grace: Option<Duration>,
+    /// With `[cluster]`: another monitor of the cluster, asked when the current one cannot
+    /// be reached (repeatable; etcd holds the lease, so any monitor renews it).
+    #[arg(long = "also-api", value_name = "URL")]
+    pub also_api: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

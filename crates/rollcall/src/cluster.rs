@@ -11,6 +11,7 @@
 //! [`link`] what the session and the rest of the monitor hand each other.
 
 pub mod agree;
+pub mod leases;
 pub mod link;
 pub mod paging;
 pub mod session;

@@ -107,7 +107,7 @@ impl Runner {
             format!("{node}-{}", std::process::id())
         });
         Ok(Runner {
-            api: LeaseApi::new(&args.client),
+            api: LeaseApi::new(&args.client).with_others(&args.also_api),
             name: args.name,
             node: args.node,
             holder,
@@ -360,13 +360,27 @@ type Call = tokio::task::JoinHandle<anyhow::Result<(u16, Value)>>;
 /// The monitor's API, from blocking requests run off the runtime's thread.
 #[derive(Clone)]
 struct LeaseApi {
-    base: String,
+    /// The monitors to ask, the first given first; `current` moves on when one cannot be
+    /// reached.
+    bases: std::sync::Arc<Vec<String>>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: Option<String>,
 }
 
 impl LeaseApi {
     fn new(args: &ClientArgs) -> LeaseApi {
-        LeaseApi { base: args.api.trim_end_matches('/').to_string(), token: args.token.clone() }
+        LeaseApi {
+            bases: std::sync::Arc::new(vec![args.api.trim_end_matches('/').to_string()]),
+            current: Default::default(),
+            token: args.token.clone(),
+        }
+    }
+
+    fn with_others(mut self, others: &[String]) -> LeaseApi {
+        let mut bases = (*self.bases).clone();
+        bases.extend(others.iter().map(|base| base.trim_end_matches('/').to_string()));
+        self.bases = std::sync::Arc::new(bases);
+        self
     }
 
     fn spawn_call(&self, method: &'static str, path: String, body: Option<Value>, timeout: Duration) -> Call {
@@ -382,7 +396,9 @@ impl LeaseApi {
         body: Option<Value>,
         timeout: Duration,
     ) -> anyhow::Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
+        use std::sync::atomic::Ordering;
+        let index = self.current.load(Ordering::Relaxed) % self.bases.len();
+        let url = format!("{}{path}", self.bases[index]);
         let agent = http_agent(Some(timeout));
         let response = match body {
             Some(body) => {
@@ -402,6 +418,8 @@ impl LeaseApi {
             }
         };
         let mut response = response.map_err(|error| {
+            // The next request goes to the next monitor, if there is another.
+            let _ = self.current.compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed);
             anyhow::anyhow!("cannot reach the monitor at {url} ({error}); is it running?")
         })?;
         let status = response.status().as_u16();

@@ -193,6 +193,12 @@ impl Leading {
         }
     }
 
+    /// The compare every write of this tenure carries: the election key is still the one
+    /// this leader won with.
+    pub fn fence(&self) -> Compare {
+        Compare::create_revision(self.key.clone(), CompareOp::Equal, self.token)
+    }
+
     /// One transaction that succeeds only while this leader's election key is the one it
     /// won with; false when the compare failed (another monitor leads, or will).
     async fn fenced(
@@ -201,9 +207,7 @@ impl Leading {
         ops: Vec<TxnOp>,
         link: &Link,
     ) -> Result<bool, etcd_client::Error> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(self.key.clone(), CompareOp::Equal, self.token)])
-            .and_then(ops);
+        let txn = Txn::new().when([self.fence()]).and_then(ops);
         let answer = client.txn(txn).await?;
         link.etcd_writes.fetch_add(1, Ordering::Relaxed);
         Ok(answer.succeeded())

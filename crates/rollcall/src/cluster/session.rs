@@ -196,17 +196,7 @@ async fn connect(settings: &ClusterSettings, start: usize) -> Result<(Client, Cl
     let mut errors = Vec::new();
     for offset in 0..settings.etcd.len() {
         let endpoint = &settings.etcd[(start + offset) % settings.etcd.len()];
-        // Requests time out well within a lease, so a dead member is noticed in time.
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(settings.lease_ttl / 3)
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
-        if let Some((user, password)) = &settings.user {
-            options = options.with_user(user.clone(), password.clone());
-        }
-        if let Some(tls) = &settings.tls {
-            options = options.with_tls(tls.options());
-        }
+        let options = connect_options(settings);
         let attempt = async {
             let mut client = Client::connect([endpoint.as_str()], Some(options.clone())).await?;
             client.status().await?;
@@ -221,6 +211,22 @@ async fn connect(settings: &ClusterSettings, start: usize) -> Result<(Client, Cl
         }
     }
     Err(format!("cannot reach etcd ({})", errors.join("; ")))
+}
+
+/// How every client of this monitor connects: requests time out well within a lease, so a
+/// dead member is noticed in time; the user or client certificate of `[cluster]`.
+pub(super) fn connect_options(settings: &ClusterSettings) -> ConnectOptions {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(settings.lease_ttl / 3)
+        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
+    if let Some((user, password)) = &settings.user {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    if let Some(tls) = &settings.tls {
+        options = options.with_tls(tls.options());
+    }
+    options
 }
 
 /// One session: a lease, the registration, then campaigning (or leading) until the lease
@@ -382,6 +388,10 @@ async fn session(
                     last_id: inherited.last_id,
                     downs: agreement.downs(),
                 };
+                // Leases of nodes already down for the cluster (their release may have been
+                // lost with the previous leader).
+                let downs: Vec<String> = agreement.downs().into_iter().map(|(node, _, _)| node).collect();
+                release_leases(&mut client, settings, &took, &downs).await;
                 *leading = Some(took);
                 if wiring.commands.send(Command::Cluster(lead)).await.is_err() {
                     return Ended::Stopped;
@@ -473,12 +483,34 @@ async fn session(
         if refresh_now || !changes.is_empty() {
             super::publish_agreement(agreement, status, &wiring.link);
         }
+        if let Some(leading) = leading.as_ref() {
+            let downs: Vec<String> = changes
+                .iter()
+                .filter(|change| matches!(change.to, super::agree::Agreed::Down { .. }))
+                .map(|change| change.node.clone())
+                .collect();
+            release_leases(&mut client, settings, leading, &downs).await;
+        }
         if !changes.is_empty()
             && leading.is_some()
             && wiring.commands.send(Command::Cluster(ClusterCommand::Agreed(changes))).await.is_err()
         {
             return Ended::Stopped;
         }
+    }
+}
+
+/// Ends the leases held on `downs`, the nodes the monitors agree are down. A failure is
+/// logged, not fatal: the leases still expire at their TTL, and a new leader releases
+/// what is down when it takes over.
+async fn release_leases(
+    client: &mut Client,
+    settings: &ClusterSettings,
+    leading: &Leading,
+    downs: &[String],
+) {
+    if let Err(error) = super::leases::release_nodes(client, settings, leading, downs).await {
+        tracing::warn!(%error, nodes = downs.len(), "cannot release the leases of nodes down for the cluster; they expire at their TTL");
     }
 }
 

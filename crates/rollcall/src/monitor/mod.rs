@@ -16,7 +16,7 @@ pub(crate) mod udp;
 // `rollcall peer` commits its alerts through the same store thread (peer/alerting.rs).
 pub use persist::{Persist, PersistHandle, StoreHealth, StoreHealthSnapshot};
 // The cluster session talks to the owner (`[cluster]`).
-pub(crate) use owner::{ClusterCommand, Command};
+pub(crate) use owner::{ClusterCommand, Command, LeaseChange, LeaseFailure, LeaseJson};
 
 use crate::alerts::delivery::Delivery;
 use crate::alerts::sinks::Sink;
@@ -149,7 +149,15 @@ pub async fn run(
     // Only with a cluster: the store's shutdown waits for every handle to be dropped.
     let persist_for_cluster = settings.cluster.as_ref().map(|_| persist.handle());
     let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored, paging)?;
-    let lease_channels = owner.lease_channels();
+    let mut lease_channels = http::LeaseChannels::new(owner.lease_channels());
+    if let Some(cluster) = &settings.cluster {
+        // etcd holds the cluster's leases; this monitor follows them for its watch streams.
+        let leases =
+            std::sync::Arc::new(crate::cluster::leases::ClusterLeases::new(cluster.clone(), clock.clone()));
+        let changes = owner.lease_channels().0;
+        tokio::spawn(crate::cluster::leases::follow(leases.clone(), changes, stop_rx.clone()));
+        lease_channels = lease_channels.with_cluster(leases);
+    }
     let commands_for_cluster = commands.clone();
     let state = http::AppState::new(
         commands,

@@ -7,15 +7,17 @@
 //! a token a client has seen is never handed out again, even after a crash.
 
 use super::{ApiError, AppState, body_rejection};
+use crate::cluster::leases::ClusterLeases;
 use crate::monitor::owner::{Command, LeaseChange, LeaseCommand, LeaseFailure, LeaseJson};
 use axum::Json;
 use axum::extract::{FromRequest, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use rollcall_proto::leases::validate_name;
+use rollcall_proto::leases::{validate_name, validate_request};
 use serde::Deserialize;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
@@ -28,11 +30,17 @@ const COMMIT_WAIT: Duration = Duration::from_secs(10);
 pub struct LeaseChannels {
     changes: broadcast::Sender<LeaseChange>,
     durable: watch::Receiver<u64>,
+    /// With `[cluster]`: etcd holds the leases, and every operation goes there.
+    cluster: Option<Arc<ClusterLeases>>,
 }
 
 impl LeaseChannels {
     pub fn new((changes, durable): (broadcast::Sender<LeaseChange>, watch::Receiver<u64>)) -> LeaseChannels {
-        LeaseChannels { changes, durable }
+        LeaseChannels { changes, durable, cluster: None }
+    }
+
+    pub fn with_cluster(self, cluster: Arc<ClusterLeases>) -> LeaseChannels {
+        LeaseChannels { cluster: Some(cluster), ..self }
     }
 }
 
@@ -77,7 +85,18 @@ fn lease_command(command: LeaseCommand) -> Command {
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<LeaseJson>>, ApiError> {
+    if let Some(cluster) = &state.leases.cluster {
+        return cluster.list().await.map(Json).map_err(failure);
+    }
     Ok(Json(state.ask(|reply| lease_command(LeaseCommand::List { reply })).await?))
+}
+
+/// The lease as it is now, from etcd with `[cluster]`, else from the owner.
+async fn current(state: &AppState, name: &str) -> Result<Option<LeaseJson>, ApiError> {
+    if let Some(cluster) = &state.leases.cluster {
+        return cluster.get(name).await.map_err(failure);
+    }
+    state.ask(|reply| lease_command(LeaseCommand::Get { name: name.to_string(), reply })).await
 }
 
 pub async fn detail(
@@ -85,8 +104,7 @@ pub async fn detail(
     Path(name): Path<String>,
 ) -> Result<Json<LeaseJson>, ApiError> {
     checked_name(&name)?;
-    let found = state.ask(|reply| lease_command(LeaseCommand::Get { name: name.clone(), reply })).await?;
-    found.map(Json).ok_or_else(|| ApiError::not_found("lease", &name))
+    current(&state, &name).await?.map(Json).ok_or_else(|| ApiError::not_found("lease", &name))
 }
 
 pub async fn acquire(
@@ -100,6 +118,13 @@ pub async fn acquire(
     let body: AcquireBody = body(&state, request).await?;
     let ttl = Duration::from_millis(body.ttl_ms);
     let holder = body.holder.unwrap_or_else(|| body.node.clone());
+    if let Some(cluster) = &state.leases.cluster {
+        validate_request(&name, &body.node, &holder, ttl).map_err(|error| failure(error.into()))?;
+        let node = body.node.clone();
+        state.ask(|reply| lease_command(LeaseCommand::CheckNode { node, reply })).await?.map_err(failure)?;
+        // etcd has committed the grant when it answers.
+        return cluster.acquire(&name, &body.node, &holder, ttl).await.map(Json).map_err(failure);
+    }
     let answer = state
         .ask(|reply| lease_command(LeaseCommand::Acquire { name, node: body.node, holder, ttl, reply }))
         .await?;
@@ -125,6 +150,9 @@ pub async fn renew(
     state.authorize(&headers)?;
     checked_name(&name)?;
     let HolderBody { holder, token } = body(&state, request).await?;
+    if let Some(cluster) = &state.leases.cluster {
+        return cluster.renew(&name, &holder, token).await.map(Json).map_err(failure);
+    }
     let answer = state.ask(|reply| lease_command(LeaseCommand::Renew { name, holder, token, reply })).await?;
     answer.map(Json).map_err(failure)
 }
@@ -138,6 +166,9 @@ pub async fn release(
     state.authorize(&headers)?;
     checked_name(&name)?;
     let HolderBody { holder, token } = body(&state, request).await?;
+    if let Some(cluster) = &state.leases.cluster {
+        return cluster.release(&name, &holder, token).await.map(Json).map_err(failure);
+    }
     let answer =
         state.ask(|reply| lease_command(LeaseCommand::Release { name, holder, token, reply })).await?;
     answer.map(Json).map_err(failure)
@@ -153,8 +184,7 @@ pub async fn watch(
     checked_name(&name)?;
     // Subscribed before reading the current state, so no change falls between the two.
     let changes = state.leases.changes.subscribe();
-    let current = state.ask(|reply| lease_command(LeaseCommand::Get { name: name.clone(), reply })).await?;
-    let first = match current {
+    let first = match current(&state, &name).await? {
         Some(lease) => serde_json::json!({ "change": "current", "lease": lease }),
         None => serde_json::json!({ "change": "free", "name": name }),
     };

@@ -29,6 +29,7 @@ mod openapi;
 mod phi;
 mod silences;
 
+pub use leases::LeaseChannels;
 pub use phi::{PhiCurve, phi_curve};
 
 /// Largest request body the API reads (pings have their own, smaller limit).
@@ -101,12 +102,9 @@ impl AppState {
         }
     }
 
-    /// The owner's lease channels (`Owner::lease_channels`).
-    pub fn with_leases(
-        mut self,
-        channels: (tokio::sync::broadcast::Sender<super::owner::LeaseChange>, watch::Receiver<u64>),
-    ) -> AppState {
-        self.leases = leases::LeaseChannels::new(channels);
+    /// The owner's lease channels (`Owner::lease_channels`), and etcd's leases with `[cluster]`.
+    pub fn with_leases(mut self, channels: LeaseChannels) -> AppState {
+        self.leases = channels;
         self
     }
 

@@ -50,6 +50,11 @@ pub enum LeaseCommand {
     List {
         reply: oneshot::Sender<Vec<LeaseJson>>,
     },
+    /// With `[cluster]` (etcd holds the leases): may `node` hold one, as this monitor sees it?
+    CheckNode {
+        node: String,
+        reply: oneshot::Sender<Result<(), LeaseFailure>>,
+    },
 }
 
 /// A lease as the API shows it.
@@ -182,6 +187,9 @@ impl Owner {
                 let _ =
                     reply.send(self.leases.table.get(&name).map(|lease| lease_json(lease, &self.clock, now)));
             }
+            LeaseCommand::CheckNode { node, reply } => {
+                let _ = reply.send(self.may_hold(&node, now));
+            }
             LeaseCommand::List { reply } => {
                 let list =
                     self.leases.table.iter().map(|lease| lease_json(lease, &self.clock, now)).collect();
@@ -200,6 +208,23 @@ impl Owner {
         ttl: Duration,
         now: Instant,
     ) -> Result<(LeaseJson, u64), LeaseFailure> {
+        self.may_hold(node, now)?;
+        let lease = self.leases.table.acquire(name, node, holder, ttl, now)?;
+        // An acquire only grants or renews: nothing else to store.
+        while let Some(event) = self.leases.table.poll_event() {
+            if let LeaseEvent::Granted(lease) = &event {
+                tracing::info!(lease = %lease.name, holder = %lease.holder, node = %lease.node, token = lease.token, "lease granted");
+                self.publish("granted", lease, now);
+            }
+        }
+        // A renewal by acquire writes the same row again: cheap, and the answer then waits
+        // behind any grant of this lease still being committed.
+        let ticket = self.persist.write_acked(LeaseState::grant_writes(&lease, &self.clock));
+        Ok((lease_json(&lease, &self.clock, now), ticket))
+    }
+
+    /// Only a node this monitor knows and sees up may hold a lease.
+    fn may_hold(&self, node: &str, now: Instant) -> Result<(), LeaseFailure> {
         let state = self.core.node(node, now).map(|view| view.state);
         match state {
             Some(NodeState::Up) => {}
@@ -223,18 +248,7 @@ impl Owner {
                 });
             }
         }
-        let lease = self.leases.table.acquire(name, node, holder, ttl, now)?;
-        // An acquire only grants or renews: nothing else to store.
-        while let Some(event) = self.leases.table.poll_event() {
-            if let LeaseEvent::Granted(lease) = &event {
-                tracing::info!(lease = %lease.name, holder = %lease.holder, node = %lease.node, token = lease.token, "lease granted");
-                self.publish("granted", lease, now);
-            }
-        }
-        // A renewal by acquire writes the same row again: cheap, and the answer then waits
-        // behind any grant of this lease still being committed.
-        let ticket = self.persist.write_acked(LeaseState::grant_writes(&lease, &self.clock));
-        Ok((lease_json(&lease, &self.clock, now), ticket))
+        Ok(())
     }
 
     /// Ends the leases held on a node that went down, left, or was forgotten: at detection
