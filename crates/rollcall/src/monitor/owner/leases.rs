@@ -3,9 +3,8 @@
 //!
 //! Tokens come from the lease table's counter, restored from the store at start; a grant
 //! is answered only once its row (and the counter) is committed (`Persist::write_acked`).
-//! With `[cluster]`, tokens must come from etcd instead (docs/LEASES.md, "Several
-//! monitors"): that is the seam, `LeaseState::grant_writes`, which turns a grant into what
-//! makes it durable.
+//! With `[cluster]`, etcd holds the leases instead (`cluster/leases.rs`): the owner is only
+//! asked whether a node may hold one (`LeaseCommand::CheckNode`), and its table stays empty.
 
 use super::Owner;
 use crate::clock::{Clock, rfc3339_ms};
@@ -134,7 +133,6 @@ impl LeaseState {
     }
 
     /// What makes a grant durable: its row, which also raises the stored token counter.
-    /// With `[cluster]` this is where the token would come from etcd instead.
     fn grant_writes(lease: &Lease, clock: &Clock) -> Vec<Write> {
         vec![Write::Lease(LeaseRecord {
             name: lease.name.clone(),
