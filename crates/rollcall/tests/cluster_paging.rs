@@ -18,6 +18,8 @@
 mod cluster_support;
 #[path = "support/etcd.rs"]
 mod etcd;
+#[path = "support/partition.rs"]
+mod partition;
 #[path = "support/receiver.rs"]
 mod receiver;
 mod support;
@@ -25,6 +27,7 @@ mod support;
 use cluster_support::{PATIENCE, agent_to, cluster, config, wait_for_one_leader};
 use etcd::Etcd;
 use nix::sys::signal::Signal;
+use partition::Partition;
 use receiver::Receiver;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -134,13 +137,10 @@ fn a_crash_is_paged_once_by_the_leader_and_a_node_one_monitor_cannot_hear_pages_
         trio.wait_for_state(name, "up");
     }
 
-    // m3 stops hearing web-3: its agent restarts sending to m1 and m2 only. m3 calls it
+    // m3 stops hearing web-3 (nftables drops web-3's datagrams to m3 only). m3 calls it
     // down; the other two hear it, so the cluster calls it suspect, unreachable from m3.
-    agents[2].signal(Signal::SIGKILL);
-    agents[2].wait_exit();
-    let udp = trio.udp();
-    agents[2] = agent_to(&trio.sandboxes[0], "web-3", &udp[..2]);
     let m3 = trio.monitors[2].as_ref().expect("running");
+    let _cut = Partition::udp(m3.udp.port(), Some(partition::udp_port_of(agents[2].pid())));
     m3.wait_for_state("web-3", "down");
     let leading = trio.live()[leader];
     leading.wait_until(PATIENCE, "the leader names web-3 in doubt, unreachable from m3", || {
