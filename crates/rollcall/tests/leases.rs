@@ -351,6 +351,7 @@ fn bad_lease_requests_get_clear_json_errors_and_change_nothing() {
         ("good", "renew", json!({ "holder": "a", "token": token + 1 }), Some(TOKEN), 409, "not_holder"),
         ("good", "release", json!({ "holder": "b", "token": token }), Some(TOKEN), 409, "not_holder"),
         ("good", "release", json!({ "holder": "a", "token": token }), None, 401, "unauthorized"),
+        ("", "acquire", json!({ "node": "n1", "ttl_ms": 5000 }), Some(TOKEN), 400, "bad_request"),
     ];
     for (name, verb, body, auth, status, code) in cases {
         let (got, text) = monitor.post(&format!("/v1/leases/{name}/{verb}"), auth, Some(&body.to_string()));
@@ -377,6 +378,10 @@ fn bad_lease_requests_get_clear_json_errors_and_change_nothing() {
     assert_eq!(acquire_when_up(monitor, "next", "c"), token + 1, "no token was used up by a refusal");
     let (status, _) = monitor.get_json("/v1/leases/nobody");
     assert_eq!(status, 404);
+    // An empty name at the end of a path matches no operation: a JSON 404 saying why.
+    let (status, empty) = monitor.get_json("/v1/leases/");
+    assert_eq!((status, empty["code"].as_str()), (404, Some("not_found")), "{empty}");
+    assert!(empty["message"].as_str().is_some_and(|m| m.contains("segment is empty")), "{empty}");
     let metrics = monitor.metrics();
     assert_eq!(metrics.get("rollcall_leases_held"), 2.0);
     assert_eq!(metrics.get("rollcall_lease_grants_total"), 2.0);

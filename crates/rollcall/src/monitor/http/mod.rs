@@ -225,9 +225,22 @@ pub async fn serve(
                 )
                 .layer(axum::extract::DefaultBodyLimit::max(checks::MAX_PING_BODY)),
         )
+        .fallback(no_route)
         .with_state(state);
     let app = app.layer(axum::middleware::from_fn_with_state(state_for_reads, guard));
     crate::http_server::serve(listener, app, limits, counters, stop).await;
+}
+
+/// A path no operation serves: a JSON error like every other, naming the likely mistake
+/// when a segment is empty (`/v1/leases//acquire`: a name left out).
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let message = if path.contains("//") || (path.len() > 1 && path.ends_with('/')) {
+        format!("no operation serves {method} {path}: a path segment is empty (a name or id left out?)")
+    } else {
+        format!("no operation serves {method} {path}; see /v1/openapi.json")
+    };
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
 }
 
 /// 200 `ok` while the monitor can do its job; 503 with the reason while it cannot (a store
