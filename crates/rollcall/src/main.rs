@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod clock;
 mod cluster;
+mod crash_point;
 mod demo;
 mod http_error;
 mod http_server;

@@ -118,6 +118,7 @@ impl Leading {
                 return Ok(Err(Refused));
             }
             self.last_id = self.last_id.max(highest);
+            crate::crash_point::crash_at("cluster-incident-committed");
             let mut local = Vec::new();
             for (write, (doc, rows)) in queue.drain(..count).zip(docs) {
                 if rows > 0
