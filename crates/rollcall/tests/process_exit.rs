@@ -6,6 +6,13 @@
 //! Every wait is for a condition, with [`PATIENCE`]. The one wall-clock assertion is the one
 //! the feature exists for: from the kill to the transition's `at`, under a second (the
 //! detector here would need about 2.7 s of silence).
+//!
+//! `figure_kill_to_down` prints the figure of docs/DETECTION.md ("A crashed process") and
+//! asserts nothing about it, so it is `#[ignore]`d like tests/ha_figures.rs:
+//!
+//! ```sh
+//! cargo test --release -p rollcall --test process_exit -- --ignored --nocapture
+//! ```
 
 #[path = "support/receiver.rs"]
 mod receiver;
@@ -152,6 +159,90 @@ fn a_killed_agent_is_still_found_by_silence() {
     let page = wait_for_firing(&monitor, &receiver, "db-1");
     assert_eq!(page["transition"]["reason"], "phi", "{page:#}");
     drop(watched);
+}
+
+#[test]
+fn a_python_sender_written_from_the_protocol_document_reports_an_exit() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let monitor = Monitor::start(&sandbox, &config(PATIENT, &receiver));
+    // The reference sender, exactly as docs/PROTOCOL.md prints it.
+    let doc = include_str!("../../../docs/PROTOCOL.md");
+    let section = &doc[doc.find("## Reference sender (Python)").expect("the section exists")..];
+    let code = section
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("its code block");
+    std::fs::write(sandbox.path().join("rollcall_send.py"), code).expect("write the sender");
+    // Two heartbeats, then an exit report as the document describes it: kind 8, the status
+    // as labels, the next sequence number.
+    let script = r##"
+import socket, sys
+from rollcall_send import datagram
+host, port, key_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lines = [l.strip() for l in open(key_file) if l.strip() and not l.strip().startswith("#")]
+key_id, secret = int(lines[-1].split(":")[0]), bytes.fromhex(lines[-1].split(":")[1])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for sequence in (1, 2):
+    sock.sendto(datagram(1, key_id, secret, "py-1", 1000, sequence, 200, [("group", "py")]), (host, port))
+sock.sendto(datagram(8, key_id, secret, "py-1", 1000, 3, 200, [("code", "3")]), (host, port))
+"##;
+    let output = std::process::Command::new("python3")
+        .current_dir(sandbox.path())
+        .args(["-c", script, &monitor.udp.ip().to_string(), &monitor.udp.port().to_string()])
+        .arg(sandbox.key_file())
+        .output()
+        .expect("run python3 (Debian package python3)");
+    assert!(output.status.success(), "python3 failed: {}", String::from_utf8_lossy(&output.stderr));
+    let events = monitor.wait_for_events("py-1", 2);
+    assert_eq!(history(&events), ["new -> up (first-heartbeat)", "up -> down (process-exited)"]);
+    let refused: u64 = monitor.metrics().rejections().values().sum();
+    assert_eq!(refused, 0, "the monitor refused some of what the sender sent");
+    assert_eq!(monitor.metrics().get("rollcall_heartbeats_received_total{kind=\"exit\"}"), 1.0);
+}
+
+/// Kill rounds for [`figure_kill_to_down`].
+const ROUNDS: usize = 100;
+
+#[test]
+#[ignore = "a figure for docs/DETECTION.md, not a check; see the module documentation"]
+fn figure_kill_to_down() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let monitor = Monitor::start(&sandbox, &config(PATIENT, &receiver));
+    let mut lags = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let node = format!("bench-{round:03}");
+        let watched = Watched::spawn_sleep();
+        let pid = watched.pid.to_string();
+        let mut agent =
+            Agent::start_with(&sandbox, &node, monitor.udp, INTERVAL, &[], &["--watch-pid", &pid]);
+        monitor.wait_for_up(&node, 1);
+        let killed = SystemTime::now();
+        watched.kill();
+        let events = monitor.wait_for_events(&node, 2);
+        assert_eq!(events[1].summary(), "up -> down (process-exited)");
+        let at = parse_time(&events[1].at);
+        // Signed milliseconds: the monitor's wall time is its monotonic clock plus an offset,
+        // so a transition may read a hair before the kill.
+        let lag_ms = match at.duration_since(killed) {
+            Ok(lag) => lag.as_secs_f64() * 1e3,
+            Err(early) => -early.duration().as_secs_f64() * 1e3,
+        };
+        lags.push(lag_ms);
+        assert!(agent.wait_exit().success());
+    }
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags[((q * lags.len() as f64).ceil() as usize).clamp(1, lags.len()) - 1];
+    println!(
+        "kill to down (process-exited), {ROUNDS} rounds on loopback: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+         (transition `at` at millisecond resolution)",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    println!("slowest five (ms): {:?}", &lags[lags.len() - 5..]);
 }
 
 /// A process to watch, killed when the test ends however it ends.
