@@ -21,6 +21,8 @@ mod support;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use receiver::Receiver;
+use rollcall_proto::wire::{Kind, Outgoing, encode};
+use rollcall_proto::{Key, KeyRing};
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime};
 use support::{Agent, Monitor, PATIENT, QUICK, Sandbox, history};
@@ -200,6 +202,46 @@ sock.sendto(datagram(8, key_id, secret, "py-1", 1000, 3, 200, [("code", "3")]), 
     let refused: u64 = monitor.metrics().rejections().values().sum();
     assert_eq!(refused, 0, "the monitor refused some of what the sender sent");
     assert_eq!(monitor.metrics().get("rollcall_heartbeats_received_total{kind=\"exit\"}"), 1.0);
+}
+
+#[test]
+fn forged_replayed_or_stale_exit_reports_are_refused() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let monitor = Monitor::start(&sandbox, &config(PATIENT, &receiver));
+    let ring = sandbox.key_ring();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+    let send = |ring: &KeyRing, kind: Kind, generation: u64, sequence: u64| {
+        let message = Outgoing {
+            kind,
+            node: "api-1",
+            generation,
+            sequence,
+            interval_ms: 200,
+            labels: &[("signal", "9")],
+            follows_advice: false,
+        };
+        let mut bytes = Vec::new();
+        encode(&message, ring, &mut bytes).expect("a valid message");
+        socket.send_to(&bytes, monitor.udp).expect("send");
+    };
+    send(&ring, Kind::Heartbeat, 5, 1);
+    send(&ring, Kind::Heartbeat, 5, 2);
+    monitor.wait_for_up("api-1", 2);
+
+    let stranger = KeyRing::new(&[Key::new(1, [7; 32])]).expect("one key is a ring");
+    send(&stranger, Kind::Exit, 5, 3);
+    send(&ring, Kind::Exit, 4, 99);
+    send(&ring, Kind::Exit, 5, 2);
+    monitor.wait_until(PATIENCE, "the three reports are refused", || {
+        let refused = monitor.metrics().rejections();
+        let counts: Vec<u64> = ["bad_tag", "old_generation", "replay"].iter().map(|r| refused[*r]).collect();
+        if counts == [1, 1, 1] { Ok(()) } else { Err(format!("{refused:?}")) }
+    });
+    assert_eq!(monitor.node("api-1").expect("known").state, "up", "a refused report changes nothing");
+    send(&ring, Kind::Exit, 5, 3);
+    let events = monitor.wait_for_events("api-1", 2);
+    assert_eq!(events[1].summary(), "up -> down (process-exited)");
 }
 
 /// Kill rounds for [`figure_kill_to_down`].
