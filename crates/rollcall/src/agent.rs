@@ -85,14 +85,8 @@ pub async fn run(
     sender.encode(Kind::Heartbeat).map_err(|error| anyhow::anyhow!("{error}"))?;
     sender.sequence = 0;
 
-    let bind: SocketAddr = if monitors[0].is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-    let socket = tokio::net::UdpSocket::bind(bind).await.context("cannot bind a UDP socket")?;
-    tracing::info!(node = %args.node, generation, interval = %humantime::format_duration(args.interval), monitors = ?monitors, "agent started");
-    let clock = Clock::start();
-    let mut responder =
-        Responder::new(&args.node, interval_ms, sender.ring.clone(), ResponderConfig::default(), clock.now());
-    let mut datagram = vec![0u8; 2048];
-
+    // Before anything is sent: a pid that is not there, or a command that cannot start, is
+    // an error at start.
     let mut watch = match (args.watch_pid, args.command.is_empty()) {
         (Some(pid), _) => Some(Watch::pid(pid)?),
         (None, false) => Some(Watch::spawn(args.command.clone())?),
@@ -103,10 +97,26 @@ pub async fn run(
     }
     let mut started = tokio::time::Instant::now();
 
+    let bind: SocketAddr = if monitors[0].is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+    let socket = tokio::net::UdpSocket::bind(bind).await.context("cannot bind a UDP socket")?;
+    tracing::info!(node = %args.node, generation, interval = %humantime::format_duration(args.interval), monitors = ?monitors, "agent started");
+    let clock = Clock::start();
+    let mut responder =
+        Responder::new(&args.node, interval_ms, sender.ring.clone(), ResponderConfig::default(), clock.now());
+    let mut datagram = vec![0u8; 2048];
+
     tokio::pin!(shutdown);
-    // Start at a random point of the first interval, then jitter each interval a little.
+    // Start at a random point of the first interval, then jitter each interval a little. An
+    // agent with a watched process registers its node at once instead, before it can see an
+    // exit, so that a process that dies in its first interval is reported on a node the
+    // monitor knows.
     let mut interval = args.interval;
     let mut next = tokio::time::Instant::now() + interval.mul_f64(fastrand::f64());
+    if watch.is_some() {
+        sender.send(&socket, &monitors, Kind::Heartbeat).await;
+        responder.heartbeat_sent(sender.generation, sender.sequence);
+        next = tokio::time::Instant::now() + interval;
+    }
     loop {
         tokio::select! {
             biased;

@@ -79,6 +79,19 @@ fn a_killed_command_is_down_within_a_second_and_pages() {
 }
 
 #[test]
+fn a_command_that_fails_at_once_is_reported_with_its_status() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let monitor = Monitor::start(&sandbox, &config(PATIENT, &receiver));
+    let mut agent =
+        Agent::start_with(&sandbox, "job-1", monitor.udp, INTERVAL, &[], &["--", "sh", "-c", "exit 3"]);
+    // The agent registers the node before it can see the exit, so even this is reported.
+    let events = monitor.wait_for_events("job-1", 2);
+    assert_eq!(history(&events), ["new -> up (first-heartbeat)", "up -> down (process-exited)"]);
+    assert_eq!(agent.wait_exit().code(), Some(3), "the agent exits with the command's code");
+}
+
+#[test]
 fn a_restarted_command_comes_back_as_a_new_generation() {
     let sandbox = Sandbox::new();
     let receiver = Receiver::start();

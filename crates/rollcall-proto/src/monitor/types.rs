@@ -186,7 +186,8 @@ pub enum Rejection {
     NotAllowed,
     /// The node table is full (`max_nodes`).
     Capacity,
-    /// A goodbye from a node the monitor does not know (nothing to leave).
+    /// A goodbye or an exit report from a node the monitor does not know (nothing to leave,
+    /// nothing to take down).
     UnknownNode,
     /// A probe or probe request sent to the monitor: only agents answer those.
     UnexpectedKind,
