@@ -657,3 +657,18 @@ fn an_exit_report_ends_a_recovery_and_pages_nobody_in_maintenance_or_after_goodb
     let exits = h.history().iter().filter(|t| t.3 == "process-exited").count();
     assert_eq!(exits, 1, "{:?}", h.history());
 }
+
+#[test]
+fn an_exit_report_ends_a_confirmation_round_as_down() {
+    let confirm = Some(ConfirmConfig::default());
+    let mut h = Harness::new(MonitorConfig { confirm, ..MonitorConfig::default() });
+    h.beat("web-1", 1, 1, 10, secs(1.0));
+    h.run_until(h.monitor.node("web-1", h.now).unwrap().deadline.unwrap());
+    assert_eq!(h.state("web-1"), NodeState::Suspect);
+    assert_eq!(h.monitor.confirmations_in_progress(), 1, "probing the suspect");
+    h.deliver(&exit_report("web-1", 1, 11, &[]));
+    assert_eq!(h.history().last().unwrap(), &("web-1".into(), "suspect", "down", "process-exited"));
+    assert_eq!(h.monitor.confirmations_in_progress(), 0, "no round outlives its node's down");
+    h.run_for(secs(30.0));
+    assert_eq!(h.transitions.len(), 3, "{:?}", h.history());
+}
