@@ -127,5 +127,11 @@ pub fn exit_code(status: &ExitStatus) -> u8 {
 
 fn start(argv: &[String]) -> anyhow::Result<Child> {
     let (program, args) = argv.split_first().context("no command after `--`")?;
-    Command::new(program).args(args).spawn().with_context(|| format!("cannot start the command {program:?}"))
+    Command::new(program)
+        .args(args)
+        // An agent that fails with an error leaves no orphan behind (a clean stop goes
+        // through `Watch::stop`, which lets the command exit on SIGTERM first).
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start the command {program:?}"))
 }
