@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 10] = [
+const PACKAGES: [(&str, &str); 11] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
@@ -70,6 +70,8 @@ const PACKAGES: [(&str, &str); 10] = [
     ("openssl", "/usr/bin/openssl"),
     // The checks' wall-clock test steps the monitor's clock with libfaketime.
     ("faketime", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
+    // tests/process_exit.rs runs docs/PROTOCOL.md's reference sender.
+    ("python3", "/usr/bin/python3"),
 ];
 
 fn test() -> Result {

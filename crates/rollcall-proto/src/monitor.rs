@@ -6,6 +6,7 @@
 mod advice;
 mod config;
 mod confirm;
+mod exit;
 mod node;
 mod types;
 
@@ -214,14 +215,14 @@ impl Monitor {
             Err(error) => return self.reject(Rejection::Decode(error)),
         };
         match message.kind {
-            Kind::Heartbeat | Kind::Goodbye => {}
+            Kind::Heartbeat | Kind::Goodbye | Kind::Exit => {}
             Kind::Ack | Kind::IndirectAck => return self.accept_ack(&message, now),
             Kind::Probe | Kind::ProbeRequest | Kind::Advice => return self.reject(Rejection::UnexpectedKind),
         }
         let (index, registered) = match self.nodes.index_of(message.node) {
             Some(index) => (index, false),
-            // A goodbye from a stranger says nothing worth a table entry.
-            None if message.kind == Kind::Goodbye => return self.reject(Rejection::UnknownNode),
+            // A goodbye or an exit report from a stranger says nothing worth a table entry.
+            None if message.kind != Kind::Heartbeat => return self.reject(Rejection::UnknownNode),
             None => match self.register(&message, now) {
                 Ok(index) => (index, true),
                 Err(rejection) => return self.reject(rejection),
@@ -238,6 +239,7 @@ impl Monitor {
         }
         match message.kind {
             Kind::Goodbye => self.accept_goodbye(index, &message, from, now),
+            Kind::Exit => self.accept_exit(index, &message, from, now),
             _ => {
                 self.accept_heartbeat(index, &message, from, registered, now);
                 self.advise(&message, from);

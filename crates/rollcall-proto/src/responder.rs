@@ -170,7 +170,7 @@ impl Responder {
             Kind::ProbeRequest => self.on_probe_request(&message, from, now),
             Kind::Ack => self.on_ack(&message, now),
             Kind::Advice => self.on_advice(&message),
-            Kind::Heartbeat | Kind::Goodbye | Kind::IndirectAck => self.drop("unexpected_kind"),
+            Kind::Heartbeat | Kind::Goodbye | Kind::IndirectAck | Kind::Exit => self.drop("unexpected_kind"),
         }
     }
 

@@ -53,7 +53,7 @@ pub const FOLLOWS_ADVICE: u8 = 0x01;
 
 /// What a datagram says.
 ///
-/// Heartbeats and goodbyes flow from agents to the monitor. The four confirmation kinds
+/// Heartbeats, goodbyes and exit reports flow from agents to the monitor. The four confirmation kinds
 /// (`docs/PROTOCOL.md`, "Confirmation") let a monitor ask a suspect node directly, or through
 /// other agents, whether it is alive; their `generation` is the prober's epoch and their
 /// `sequence` a nonce, echoed by the answer.
@@ -76,6 +76,25 @@ pub enum Kind {
     /// "Send your heartbeats every `interval` from now": the monitor's answer to a
     /// heartbeat flagged [`FOLLOWS_ADVICE`], echoing its generation and sequence.
     Advice,
+    /// "The process I watch has exited": sent by an agent the moment its watched process
+    /// ends, with its exit status in the labels ([`ExitStatus`]). Same generation and
+    /// sequence rules as a heartbeat.
+    Exit,
+}
+
+/// The label key of an exit report's exit code (decimal), present when the process exited.
+pub const EXIT_CODE_LABEL: &str = "code";
+/// The label key of an exit report's signal number (decimal), present when a signal killed
+/// the process.
+pub const EXIT_SIGNAL_LABEL: &str = "signal";
+
+/// How a watched process ended, as an exit report ([`Kind::Exit`]) carries it in its
+/// labels: `code` for an exit, `signal` for a kill; both absent when the agent could not
+/// tell (a pid watched through a pidfd has no status to read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
 }
 
 /// A decoded, authenticated heartbeat or goodbye. Borrows the node id and labels from the
@@ -215,6 +234,7 @@ impl Kind {
             Kind::ProbeRequest => 5,
             Kind::IndirectAck => 6,
             Kind::Advice => 7,
+            Kind::Exit => 8,
         }
     }
 
@@ -228,6 +248,7 @@ impl Kind {
             5 => Some(Kind::ProbeRequest),
             6 => Some(Kind::IndirectAck),
             7 => Some(Kind::Advice),
+            8 => Some(Kind::Exit),
             _ => None,
         }
     }
@@ -242,6 +263,7 @@ impl Kind {
             Kind::ProbeRequest => "probe_request",
             Kind::IndirectAck => "indirect_ack",
             Kind::Advice => "advice",
+            Kind::Exit => "exit",
         }
     }
 }
@@ -267,6 +289,15 @@ impl DecodeError {
             DecodeError::UnknownKey => "unknown_key",
             DecodeError::BadTag => "bad_tag",
         }
+    }
+}
+
+impl ExitStatus {
+    /// Reads the status from an exit report's labels. A value that is not a decimal `i32`
+    /// counts as absent: the report still stands, only its detail is lost.
+    pub fn from_labels(labels: &Labels<'_>) -> ExitStatus {
+        let read = |key| labels.get(key).and_then(|value: &str| value.parse().ok());
+        ExitStatus { code: read(EXIT_CODE_LABEL), signal: read(EXIT_SIGNAL_LABEL) }
     }
 }
 

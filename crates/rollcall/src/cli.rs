@@ -45,8 +45,11 @@ pub enum Command {
     /// Run an agent: send heartbeats for one node to one or more monitors.
     #[command(after_help = "Examples:\n  \
         rollcall agent --node web-1 --monitor 10.0.0.2:7400 --key-file rollcall.key --interval 1s --label group=web --label addr=10.0.0.5:8080\n  \
-        rollcall agent --node db-1 --monitor mon-a:7400 --monitor mon-b:7400 --key-file rollcall.key\n\n\
-        Ctrl-C (SIGINT) or SIGTERM sends a goodbye: the node becomes 'left' and nobody is paged.")]
+        rollcall agent --node db-1 --monitor mon-a:7400 --monitor mon-b:7400 --key-file rollcall.key\n  \
+        rollcall agent --node api-1 --monitor 10.0.0.2:7400 --key-file rollcall.key --restart -- ./api-server --port 8080\n  \
+        rollcall agent --node db-1 --monitor 10.0.0.2:7400 --key-file rollcall.key --watch-pid \"$(pidof -s postgres)\"\n\n\
+        Ctrl-C (SIGINT) or SIGTERM sends a goodbye: the node becomes 'left' and nobody is paged.\n\
+        A watched process (-- COMMAND, --watch-pid) that exits is reported at once: the node becomes 'down (process-exited)'.")]
     Agent(AgentArgs),
     /// Run a peer: members watch each other (SWIM + Lifeguard), no monitor needed.
     #[command(after_help = "Examples:\n  \
@@ -462,6 +465,18 @@ pub struct AgentArgs {
     /// heartbeat loop.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.0, hide = true)]
     pub drop_heartbeats: f64,
+    /// Watch this process (through a pidfd, so a reused pid cannot fool it): when it exits,
+    /// tell the monitors at once (the node goes down without waiting for silence) and stop.
+    #[arg(long, value_name = "PID", conflicts_with = "command")]
+    pub watch_pid: Option<i32>,
+    /// With a command: start it again when it exits, as a new generation (at most one start
+    /// a second), instead of stopping.
+    #[arg(long, requires = "command")]
+    pub restart: bool,
+    /// A command to start and watch, after `--`: its exit is reported to the monitors at once,
+    /// with its exit code or signal, and the agent exits with the same status.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Keygen(args) => done(keygen::run(&args)),
         cli::Command::Monitor(args) => done(monitor::main(args)),
-        cli::Command::Agent(args) => done(agent::main(args)),
+        cli::Command::Agent(args) => agent::main(args),
         cli::Command::Peer(args) => done(peer::main(args)),
         cli::Command::Demo(args) => done(demo::main(args)),
         cli::Command::Sim(args) => done(sim::main(args)),

@@ -73,6 +73,24 @@ fn agent_resumed_after_sigstop_does_not_burst_missed_heartbeats() {
     );
 }
 
+#[test]
+fn a_watched_commands_exit_is_reported_three_times_with_its_status() {
+    let sandbox = Sandbox::new();
+    let fake = FakeMonitor::bind(sandbox.key_ring());
+    let mut agent =
+        Agent::start_with(&sandbox, "job-1", fake.addr(), INTERVAL, &[], &["--", "sh", "-c", "exit 7"]);
+    let first = fake.receive();
+    assert_eq!((first.kind, first.sequence), (Kind::Heartbeat, 1), "a watching agent registers at once");
+    let reports: Vec<Heartbeat> =
+        (0..3).map(|_| fake.receive_until(|beat| beat.kind == Kind::Exit)).collect();
+    for (index, report) in reports.iter().enumerate() {
+        assert_eq!(report.generation, first.generation, "the report names the generation that died");
+        assert_eq!(report.sequence, first.sequence + 1 + index as u64, "each copy has the next sequence");
+        assert_eq!(report.labels, [("code".to_string(), "7".to_string())]);
+    }
+    assert_eq!(agent.wait_exit().code(), Some(7), "the agent exits with its command's code");
+}
+
 /// A decoded datagram and when the kernel received it.
 #[derive(Debug)]
 struct Heartbeat {

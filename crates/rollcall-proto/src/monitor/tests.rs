@@ -563,3 +563,112 @@ fn gaps_in_sequence_numbers_estimate_the_loss() {
     let facts = h.monitor.detector_facts("web-1").unwrap();
     assert!(facts.suspect_silence.unwrap() < facts.down_silence.unwrap());
 }
+
+fn exit_report(node: &str, generation: u64, sequence: u64, status: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let message = Outgoing {
+        follows_advice: false,
+        kind: Kind::Exit,
+        node,
+        generation,
+        sequence,
+        interval_ms: 1000,
+        labels: status,
+    };
+    encode(&message, &ring(), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn an_exit_report_takes_the_node_down_at_once() {
+    let mut h = Harness::phi();
+    h.beat("web-1", 7, 1, 5, secs(1.0));
+    h.run_for(secs(0.3));
+    h.deliver(&exit_report("web-1", 7, 6, &[("signal", "9")]));
+    check_history(
+        &h,
+        &[("web-1", "new", "up", "first-heartbeat"), ("web-1", "up", "down", "process-exited")],
+    );
+    let down = h.transitions.last().unwrap();
+    assert_eq!((down.at, down.noticed), (h.now, h.now), "no suspicion, no waiting");
+    let status = crate::wire::ExitStatus { code: None, signal: Some(9) };
+    assert!(h.other_events.iter().any(|e| matches!(e,
+        MonitorEvent::ProcessExited { node, generation: 7, status: s } if &**node == "web-1" && *s == status)));
+    assert_eq!(h.monitor.node("web-1", h.now).unwrap().deadline, None);
+    // The agent repeats its report (UDP may lose one): counted, nothing more happens.
+    h.deliver(&exit_report("web-1", 7, 7, &[("signal", "9")]));
+    h.run_for(secs(60.0));
+    assert_eq!(h.transitions.len(), 2);
+    assert_eq!(h.monitor.stats().exits, 2);
+}
+
+#[test]
+fn replayed_forged_or_stale_exit_reports_change_nothing() {
+    let mut h = Harness::phi();
+    h.beat("web-1", 7, 1, 3, secs(1.0));
+    let report = exit_report("web-1", 7, 4, &[("code", "1")]);
+    h.deliver(&report);
+    assert_eq!(h.state("web-1"), NodeState::Down);
+    // Restarted as a new generation (`--restart`): back up after `rise` heartbeats.
+    h.beat("web-1", 8, 1, 2, secs(1.0));
+    assert_eq!(h.history().last().unwrap(), &("web-1".into(), "down", "up", "restart"));
+    // The old generation's report, replayed or late, cannot take the new process down.
+    h.deliver(&report);
+    h.deliver(&exit_report("web-1", 7, 99, &[]));
+    assert_eq!(h.rejected("old_generation"), 2);
+    // Nor can a replay within the current generation, a forgery, or a stranger's report.
+    h.deliver(&exit_report("web-1", 8, 2, &[]));
+    assert_eq!(h.rejected("replay"), 1);
+    let mut forged = exit_report("web-1", 8, 50, &[]);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    h.deliver(&forged);
+    assert_eq!(h.rejected("bad_tag"), 1);
+    h.deliver(&exit_report("ghost", 1, 1, &[]));
+    assert_eq!(h.rejected("unknown_node"), 1);
+    assert!(h.monitor.node("ghost", h.now).is_none());
+    assert_eq!(h.state("web-1"), NodeState::Up);
+    assert_eq!(h.monitor.stats().exits, 1);
+}
+
+#[test]
+fn an_exit_report_ends_a_recovery_and_pages_nobody_in_maintenance_or_after_goodbye() {
+    let mut h = Harness::phi();
+    h.beat("web-1", 1, 1, 3, secs(1.0));
+    h.deliver(&exit_report("web-1", 1, 4, &[]));
+    // The restarted process crashes again before it is back up: still down, and the rise
+    // starts over.
+    h.heartbeat("web-1", 2, 1);
+    h.deliver(&exit_report("web-1", 2, 2, &[]));
+    h.run_for(secs(1.0));
+    h.heartbeat("web-1", 3, 1);
+    assert_eq!(h.state("web-1"), NodeState::Down, "one heartbeat of the third generation is not enough");
+    h.run_for(secs(1.0));
+    h.heartbeat("web-1", 3, 2);
+    assert_eq!(h.state("web-1"), NodeState::Up);
+    assert!(h.monitor.pause("web-1", h.now));
+    h.deliver(&exit_report("web-1", 3, 3, &[]));
+    assert_eq!(h.state("web-1"), NodeState::Paused);
+    assert!(h.monitor.resume("web-1", h.now));
+    h.heartbeat("web-1", 4, 1);
+    h.deliver(&Harness::datagram(Kind::Goodbye, "web-1", 4, 2, 1000));
+    h.deliver(&exit_report("web-1", 4, 3, &[]));
+    assert_eq!(h.state("web-1"), NodeState::Left);
+    let exits = h.history().iter().filter(|t| t.3 == "process-exited").count();
+    assert_eq!(exits, 1, "{:?}", h.history());
+}
+
+#[test]
+fn an_exit_report_ends_a_confirmation_round_as_down() {
+    let confirm = Some(ConfirmConfig::default());
+    let mut h = Harness::new(MonitorConfig { confirm, ..MonitorConfig::default() });
+    h.beat("web-1", 1, 1, 10, secs(1.0));
+    h.run_until(h.monitor.node("web-1", h.now).unwrap().deadline.unwrap());
+    assert_eq!(h.state("web-1"), NodeState::Suspect);
+    assert_eq!(h.monitor.confirmations_in_progress(), 1, "probing the suspect");
+    h.deliver(&exit_report("web-1", 1, 11, &[]));
+    assert_eq!(h.history().last().unwrap(), &("web-1".into(), "suspect", "down", "process-exited"));
+    assert_eq!(h.monitor.confirmations_in_progress(), 0, "no round outlives its node's down");
+    h.run_for(secs(30.0));
+    assert_eq!(h.transitions.len(), 3, "{:?}", h.history());
+}

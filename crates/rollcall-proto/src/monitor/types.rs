@@ -1,7 +1,7 @@
 //! The values the monitor hands to its shell: node states, transitions, events, counters.
 
 use crate::Instant;
-use crate::wire::DecodeError;
+use crate::wire::{DecodeError, ExitStatus};
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -84,10 +84,13 @@ pub enum Reason {
     Unreachable,
     /// Heartbeats stopped and no probe, direct or indirect, was answered: confirmed down.
     ProbesUnanswered,
+    /// The node's own agent reported that the process it watches exited (an exit report):
+    /// down at once, without suspicion or confirmation.
+    ProcessExited,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::FirstHeartbeat,
         Reason::Heartbeat,
         Reason::Restart,
@@ -103,6 +106,7 @@ impl Reason {
         Reason::HeartbeatsMissing,
         Reason::Unreachable,
         Reason::ProbesUnanswered,
+        Reason::ProcessExited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +126,7 @@ impl Reason {
             Reason::HeartbeatsMissing => "heartbeats-missing",
             Reason::Unreachable => "unreachable",
             Reason::ProbesUnanswered => "probes-unanswered",
+            Reason::ProcessExited => "process-exited",
         }
     }
 
@@ -161,6 +166,9 @@ pub enum MonitorEvent {
     /// The monitor's own loop ran late by `stalled`: it was paused or starved. Every node
     /// silent since before `resumed` gets a fresh grace period from `resumed`.
     SelfPause { stalled: Duration, resumed: Instant },
+    /// The node's watched process exited, as its agent reported: follows the node's
+    /// transition to `down (process-exited)`, with the status the report carried (for logs).
+    ProcessExited { node: Arc<str>, generation: u64, status: ExitStatus },
 }
 
 /// Why an input datagram was dropped. Every variant is the sender's doing (or an
@@ -178,7 +186,8 @@ pub enum Rejection {
     NotAllowed,
     /// The node table is full (`max_nodes`).
     Capacity,
-    /// A goodbye from a node the monitor does not know (nothing to leave).
+    /// A goodbye or an exit report from a node the monitor does not know (nothing to leave,
+    /// nothing to take down).
     UnknownNode,
     /// A probe or probe request sent to the monitor: only agents answer those.
     UnexpectedKind,
@@ -224,6 +233,8 @@ pub struct MonitorStats {
     pub heartbeats_missed: u64,
     /// Authenticated, fresh goodbyes accepted.
     pub goodbyes: u64,
+    /// Authenticated, fresh exit reports accepted (repeats of one report included).
+    pub exits: u64,
     /// Interval advice datagrams queued for agents (see `Monitor::set_advised_interval`).
     pub advice_sent: u64,
     /// Dropped datagrams, by reason (see [`Rejection::as_str`]).

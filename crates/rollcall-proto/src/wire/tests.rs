@@ -161,6 +161,26 @@ fn goodbye_round_trips() {
     round_trip(&Outgoing { follows_advice: false, kind: Kind::Goodbye, ..EXAMPLE });
 }
 
+#[test]
+fn exit_report_round_trips_with_its_status() {
+    let report = Outgoing { kind: Kind::Exit, labels: &[("signal", "9")], ..EXAMPLE };
+    round_trip(&report);
+    let bytes = enc(&report).unwrap();
+    let msg = decode(&bytes, &ring()).unwrap();
+    assert_eq!(ExitStatus::from_labels(&msg.labels), ExitStatus { code: None, signal: Some(9) });
+    // Detail that does not parse is lost, not fatal: the report itself stands.
+    for (labels, status) in [
+        (&[("code", "3")][..], ExitStatus { code: Some(3), signal: None }),
+        (&[("code", "-1"), ("signal", "x")][..], ExitStatus { code: Some(-1), signal: None }),
+        (&[("code", "99999999999")][..], ExitStatus::default()),
+        (&[][..], ExitStatus::default()),
+    ] {
+        let bytes = enc(&Outgoing { kind: Kind::Exit, labels, ..EXAMPLE }).unwrap();
+        let msg = decode(&bytes, &ring()).unwrap();
+        assert_eq!(ExitStatus::from_labels(&msg.labels), status, "{labels:?}");
+    }
+}
+
 // ---- Field boundaries ----
 
 #[test]
@@ -364,7 +384,7 @@ fn rejects_other_versions() {
 
 #[test]
 fn rejects_unknown_kinds() {
-    for kind in [0, 8, 9, 255] {
+    for kind in [0, 9, 10, 255] {
         let raw = Raw { kind, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
@@ -377,7 +397,7 @@ fn rejects_unknown_flags_and_the_advice_flag_off_heartbeats() {
         let raw = Raw { flags: 1 << bit, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
-    for kind in 2..=7 {
+    for kind in 2..=8 {
         let raw = Raw { kind, flags: FOLLOWS_ADVICE, ..Raw::example() };
         check(&raw.bytes(), Err(DecodeError::Malformed));
     }
@@ -560,6 +580,7 @@ fn kind_strategy() -> impl Strategy<Value = Kind> {
         Just(Kind::ProbeRequest),
         Just(Kind::IndirectAck),
         Just(Kind::Advice),
+        Just(Kind::Exit),
     ]
 }
 

@@ -37,6 +37,7 @@ pub fn render(
     let received = Family::<Labels, Counter>::default();
     received.get_or_create(&vec![("kind", "heartbeat")]).inc_by(core.heartbeats);
     received.get_or_create(&vec![("kind", "goodbye")]).inc_by(core.goodbyes);
+    received.get_or_create(&vec![("kind", "exit")]).inc_by(core.exits);
     registry.register("heartbeats_received", "Authenticated, fresh datagrams accepted", received);
 
     let rejected = Family::<Labels, Counter>::default();

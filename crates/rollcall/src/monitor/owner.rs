@@ -444,6 +444,9 @@ impl Owner {
                         "the monitor itself stalled; every silent node gets a fresh grace period"
                     );
                 }
+                MonitorEvent::ProcessExited { node, generation, status } => {
+                    tracing::warn!(node = %node, generation, code = status.code, signal = status.signal, "watched process exited");
+                }
             }
         }
         self.drain_check_events(&mut batch);

@@ -503,12 +503,13 @@ impl Agent {
             .args(["agent", "--node", name, "--monitor", &monitor_udp.to_string()])
             .arg("--key-file")
             .arg(sandbox.key_file())
-            .args(extra)
             .args(["--interval", &format!("{}ms", interval.as_millis())])
             .stdout(Stdio::null());
         for (key, value) in labels {
             command.args(["--label", &format!("{key}={value}")]);
         }
+        // Last, so that `extra` may end with `-- COMMAND ARGS`.
+        command.args(extra);
         Agent { child: Child::spawn(sandbox, &format!("agent-{name}"), &mut command), name: name.to_string() }
     }
 
