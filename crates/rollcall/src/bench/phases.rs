@@ -188,10 +188,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         progress.phase("HTTP pings (wrk)");
         let path = format!("/ping/{PING_TOKEN}");
         let url = format!("http://{}{path}", monitor.http);
-        report.http_pings =
-            Some(super::wrk::measured(pid, duration, || super::wrk::run(&url, duration, None))?);
-        // The ceilings run in this process while the monitor idles, as the pings ran while
-        // the generator did; the same path, so routing is not free.
+        let mut pings = super::wrk::measured(pid, duration, || super::wrk::run(&url, duration, None))?;
+        pings.note =
+            "the monitor's /ping/TOKEN, each ping's row queued for the store before its reply".into();
+        report.http_pings = Some(pings);
+        // The ceilings run in this process while the monitor idles (no heartbeats are sent
+        // in the HTTP phases), on the pings' path, so that routing is not free.
         progress.phase("HTTP ceilings (wrk)");
         report.http_ceiling = Some(super::wrk::ceiling(Ceiling::Hyper, "/ping/{token}", duration)?);
         report.http_empty_handler =
