@@ -31,6 +31,8 @@ const MAX_CONNECTIONS: usize = 4;
 const WINDOW: usize = 64;
 /// Runs before counting starts (connections and streams open, the window fills).
 const WARMUP: Duration = Duration::from_millis(500);
+/// Longest wait for the leases to be granted, or for the streams to open.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Worker threads of the load generator's runtime (the machine's two cores, shared with etcd).
 const WORKERS: usize = 2;
 
@@ -70,7 +72,10 @@ impl Etcd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let leases = runtime()?.block_on(grant(&base, nodes.min(MAX_LEASES)))?;
+        let count = nodes.min(MAX_LEASES);
+        let granted = runtime()?.block_on(tokio::time::timeout(SETUP_TIMEOUT, grant(&base, count)));
+        let leases = granted
+            .map_err(|_| anyhow::anyhow!("etcd did not grant {count} leases within {SETUP_TIMEOUT:?}"))??;
         Ok(Etcd { process, client_port, leases })
     }
 
@@ -101,8 +106,13 @@ impl Etcd {
         for streams in STREAMS {
             let runtime = runtime()?;
             let cpu_before = super::probe::cpu_seconds(self.process.0.id());
-            let (answered, seconds) =
-                runtime.block_on(keep_alive(&endpoint, &self.leases, streams, duration))?;
+            // Bounded: the run itself ends after `duration`; opening the streams may hang.
+            let limit = SETUP_TIMEOUT + WARMUP + duration;
+            let (answered, seconds) = runtime
+                .block_on(tokio::time::timeout(limit, keep_alive(&endpoint, &self.leases, streams, duration)))
+                .map_err(|_| {
+                    anyhow::anyhow!("etcd did not open {streams} keep-alive streams within {SETUP_TIMEOUT:?}")
+                })??;
             let cpu = super::probe::cpu_seconds(self.process.0.id()).zip(cpu_before).map(|(a, b)| a - b);
             // Tasks still sending are dropped with the runtime, without waiting for them.
             runtime.shutdown_background();

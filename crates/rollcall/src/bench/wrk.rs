@@ -67,8 +67,8 @@ pub fn measured(
 /// A server the monitor's pings are compared with.
 #[derive(Clone, Copy, Debug)]
 pub enum Ceiling {
-    /// hyper's HTTP/1 connection with a service that answers `200 OK`, empty body: the most
-    /// a Rust HTTP server gets out of this machine under this load.
+    /// hyper's HTTP/1 connection with a service that answers `200 OK`, empty body: what
+    /// hyper alone gets out of this machine under this load.
     Hyper,
     /// rollcall's own HTTP server (`http_server::serve`: the connection cap, the timeouts)
     /// with an axum route that answers `200 OK` and does nothing: what the ping path costs
