@@ -73,7 +73,9 @@ impl Etcd {
             std::thread::sleep(Duration::from_millis(100));
         }
         let count = nodes.min(MAX_LEASES);
-        let granted = runtime()?.block_on(tokio::time::timeout(SETUP_TIMEOUT, grant(&base, count)));
+        // The timer is made inside the runtime, which it needs.
+        let granted =
+            runtime()?.block_on(async { tokio::time::timeout(SETUP_TIMEOUT, grant(&base, count)).await });
         let leases = granted
             .map_err(|_| anyhow::anyhow!("etcd did not grant {count} leases within {SETUP_TIMEOUT:?}"))??;
         Ok(Etcd { process, client_port, leases })
@@ -109,7 +111,9 @@ impl Etcd {
             // Bounded: the run itself ends after `duration`; opening the streams may hang.
             let limit = SETUP_TIMEOUT + WARMUP + duration;
             let (answered, seconds) = runtime
-                .block_on(tokio::time::timeout(limit, keep_alive(&endpoint, &self.leases, streams, duration)))
+                .block_on(async {
+                    tokio::time::timeout(limit, keep_alive(&endpoint, &self.leases, streams, duration)).await
+                })
                 .map_err(|_| {
                     anyhow::anyhow!("etcd did not open {streams} keep-alive streams within {SETUP_TIMEOUT:?}")
                 })??;
