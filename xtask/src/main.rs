@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 11] = [
+const PACKAGES: [(&str, &str); 13] = [
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
@@ -72,6 +72,11 @@ const PACKAGES: [(&str, &str); 11] = [
     ("faketime", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
     // tests/process_exit.rs runs docs/PROTOCOL.md's reference sender.
     ("python3", "/usr/bin/python3"),
+    // tests/bench.rs measures every anchor briefly: pings and the HTTP ceilings with wrk,
+    // etcd (above), and Redis with its own redis-benchmark (from redis-tools, which
+    // redis-server depends on).
+    ("wrk", "/usr/bin/wrk"),
+    ("redis-server", "/usr/bin/redis-benchmark"),
 ];
 
 fn test() -> Result {
@@ -93,9 +98,10 @@ fn test() -> Result {
     Ok(())
 }
 
-/// Debian packages only the benchmark suite uses: the HTTP load tool and the anchor users
-/// compare against (etcd lease keep-alives).
-const BENCH_PACKAGES: [(&str, &str); 2] = [("wrk", "/usr/bin/wrk"), ("etcd-server", "/usr/bin/etcd")];
+/// Debian packages the benchmark suite uses: the HTTP load tool and the anchors users
+/// compare against (etcd lease keep-alives, Redis `SET PX` with its redis-benchmark).
+const BENCH_PACKAGES: [(&str, &str); 3] =
+    [("wrk", "/usr/bin/wrk"), ("etcd-server", "/usr/bin/etcd"), ("redis-server", "/usr/bin/redis-benchmark")];
 
 /// `cargo xtask bench`: numbers, not verdicts. Nothing here fails on a slow figure.
 fn bench() -> Result {
@@ -112,7 +118,7 @@ fn bench() -> Result {
         let mut args = vec!["bench", "--nodes", nodes, "--json"];
         // The HTTP figures do not depend on the node count: measure them once.
         if index == 0 {
-            args.extend(["--wrk", "10s", "--etcd", "10s"]);
+            args.extend(["--wrk", "10s", "--etcd", "10s", "--redis", "10s"]);
         }
         step(&format!("rollcall bench --nodes {nodes}"), || {
             let output = Command::new(format!("{root}/target/release/rollcall"))

@@ -284,3 +284,26 @@ fn ping_write(check_id: &str, at_ms: i64, keep: u32) -> Write {
         keep,
     }
 }
+
+#[test]
+fn a_cached_statement_is_not_compiled_again_when_its_parameters_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // The shape of the store's reads: a LIMIT bound by a parameter, through the cache.
+    let sql = "SELECT id FROM transitions WHERE id > ?1 ORDER BY id LIMIT ?2";
+    for limit in [10_i64, 20, 30] {
+        let mut statement = store.connection.prepare_cached(sql).unwrap();
+        let ids: Vec<i64> = statement
+            .query_map(params![0, limit], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(ids.is_empty());
+    }
+    let statement = store.connection.prepare_cached(sql).unwrap();
+    assert_eq!(
+        statement.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "compiled once, used three times"
+    );
+}

@@ -7,13 +7,16 @@
 //! Phases, in order: baseline (saturate the raw receiver), register (every node beats until
 //! the monitor tracks all of them), steady (every node at its interval: CPU, memory),
 //! detection (a subset stops, the rest go on: lag, alert latency), throughput (saturate the
-//! monitor: ratio to the baseline), HTTP pings (`wrk`, optional), restart. See
-//! docs/BENCHMARKS.md for what each figure means and what limits it.
+//! monitor: ratio to the baseline), HTTP pings and their ceilings (`wrk`, optional),
+//! restart, then the anchors (optional): etcd lease keep-alives (JSON gateway and gRPC) and
+//! Redis `SET PX`. See docs/BENCHMARKS.md for what each figure means and what limits it.
 
+mod etcd;
 mod load;
 pub mod loadgen;
 mod phases;
 mod probe;
+mod redis;
 mod report;
 mod wrk;
 
@@ -57,12 +60,18 @@ pub struct BenchArgs {
     /// Longest wait for the stopped nodes to be declared down.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub detection_timeout: Duration,
-    /// Also measure HTTP pings with `wrk` (keep-alive) for this long, when wrk is installed.
+    /// Also measure HTTP pings with `wrk` (keep-alive) for this long, then, as long each, a
+    /// minimal hyper server and rollcall's HTTP server with an empty handler (needs `wrk`).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wrk: Option<Duration>,
-    /// Also measure etcd lease keep-alives (needs `etcd` and `wrk`) for this long.
+    /// Also measure etcd lease keep-alives for this long through its JSON gateway, then as
+    /// long over 1, 4 and 16 gRPC streams each (needs `etcd` and `wrk`).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub etcd: Option<Duration>,
+    /// Also measure Redis `SET key 1 PX ttl` with `redis-benchmark` for about this long,
+    /// without persistence, then with the append-only file (needs `redis-server`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub redis: Option<Duration>,
     /// SO_RCVBUF asked for by the monitor and the raw receiver.
     #[arg(long, default_value_t = 8 << 20)]
     pub recv_buffer_bytes: usize,

@@ -138,7 +138,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         rollcall bench --nodes 100000\n  \
         rollcall bench --nodes 1000000 --json > bench.json\n  \
-        rollcall bench --nodes 1000 --wrk 10s --etcd 10s\n\n\
+        rollcall bench --nodes 1000 --wrk 10s --etcd 10s --redis 10s\n\n\
         See docs/BENCHMARKS.md for what each figure means.")]
     Bench(crate::bench::BenchArgs),
     /// The benchmark's generator alone, against monitors running elsewhere (for the figures of

@@ -1,6 +1,7 @@
-//! `rollcall bench` at a tiny scale: it runs every phase against a real monitor and prints a
-//! well-formed report whose figures are sane. Timings are what the benchmark reports, not
-//! what this test judges: nothing here compares a duration with a goal.
+//! `rollcall bench` at a tiny scale: it runs every phase against a real monitor, and every
+//! anchor (wrk, a real etcd, a real redis-server), and prints a well-formed report whose
+//! figures are sane. Timings are what the benchmark reports, not what this test judges:
+//! nothing here compares a duration or a rate with a goal.
 
 use serde_json::Value;
 use std::process::Command;
@@ -10,6 +11,8 @@ fn bench_reports_every_figure_at_a_tiny_scale() {
     let dir = tempfile::Builder::new().prefix("rollcall-bench-it-").tempdir().expect("create a temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_rollcall"))
         .args(["bench", "--nodes", "200", "--interval", "100ms", "--saturate", "1s", "--steady", "1s"])
+        // The anchors and the HTTP ceilings, briefly: only that each is measured is checked.
+        .args(["--wrk", "1s", "--etcd", "1s", "--redis", "1s"])
         .args(["--detector", "fixed", "--detection-timeout", "30s", "--json", "--dir"])
         .arg(dir.path())
         .env("ROLLCALL_LOG", "warn")
@@ -43,4 +46,28 @@ fn bench_reports_every_figure_at_a_tiny_scale() {
     assert_eq!(number("restart.nodes_restored"), 200.0, "every node is restored from the store");
     assert!(number("restart.ready_s") > 0.0);
     assert!(report["machine"]["cpus"].as_u64().is_some_and(|cpus| cpus >= 1));
+
+    for load in ["http_pings", "http_ceiling", "http_empty_handler", "etcd_gateway"] {
+        assert!(number(&format!("{load}.requests_per_second")) > 0.0, "{load} measured: {report:#}");
+    }
+    assert!(number("etcd_grpc.leases") >= 200.0, "one lease per node");
+    let grpc_runs = report["etcd_grpc"]["runs"].as_array().expect("etcd_grpc.runs is a list");
+    assert_eq!(grpc_runs.len(), 3, "1, 4 and 16 streams: {report:#}");
+    for run in grpc_runs {
+        assert!(run["keep_alives"].as_u64().is_some_and(|n| n > 0), "every stream count answered: {run:#}");
+    }
+    assert_eq!(
+        number("etcd_grpc.per_second"),
+        grpc_runs.iter().filter_map(|run| run["per_second"].as_f64()).fold(0.0, f64::max)
+    );
+    let redis = report["redis"].as_array().expect("redis is a list");
+    assert_eq!(redis.len(), 2, "without persistence, then with the append-only file: {report:#}");
+    for run in redis {
+        assert!(run["per_second"].as_f64().is_some_and(|rate| rate > 0.0), "redis measured: {run:#}");
+    }
+    assert!(report["versus"]["strongest_anchor"].is_string());
+    for ratio in ["heartbeats_per_strongest", "heartbeats_per_etcd_grpc", "pings_per_ceiling"] {
+        let value = number(&format!("versus.{ratio}"));
+        assert!(value.is_finite() && value > 0.0, "{ratio} present: {value}");
+    }
 }

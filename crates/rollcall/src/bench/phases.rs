@@ -4,6 +4,7 @@ use super::BenchArgs;
 use super::load::{Fleet, Pace, RawReceiver, Sent, node_id};
 use super::probe::{self, Api, EventStream, MonitorProcess, WebhookReceiver};
 use super::report::*;
+use super::wrk::Ceiling;
 use anyhow::Context;
 use rollcall_proto::KeyRing;
 use std::collections::{BTreeMap, BTreeSet};
@@ -185,14 +186,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 
     if let Some(duration) = args.wrk {
         progress.phase("HTTP pings (wrk)");
-        let url = format!("http://{}/ping/{PING_TOKEN}", monitor.http);
-        let cpu_before = probe::cpu_seconds(pid);
-        let mut load = super::wrk::run(&url, duration, None)?;
-        let cpu = probe::cpu_seconds(pid).zip(cpu_before).map(|(after, before)| after - before);
-        // wrk reports the rate over its whole run, so the requests are rate times duration.
-        let requests = load.requests_per_second * duration.as_secs().max(1) as f64;
-        load.server_cpu_us_per_request = cpu.filter(|_| requests > 0.0).map(|cpu| cpu * 1e6 / requests);
-        report.http_pings = Some(load);
+        let path = format!("/ping/{PING_TOKEN}");
+        let url = format!("http://{}{path}", monitor.http);
+        let mut pings = super::wrk::measured(pid, duration, || super::wrk::run(&url, duration, None))?;
+        pings.note =
+            "the monitor's /ping/TOKEN, each ping's row queued for the store before its reply".into();
+        report.http_pings = Some(pings);
+        // The ceilings run in this process while the monitor idles (no heartbeats are sent
+        // in the HTTP phases), on the pings' path, so that routing is not free.
+        progress.phase("HTTP ceilings (wrk)");
+        report.http_ceiling = Some(super::wrk::ceiling(Ceiling::Hyper, "/ping/{token}", duration)?);
+        report.http_empty_handler =
+            Some(super::wrk::ceiling(Ceiling::EmptyHandler, "/ping/{token}", duration)?);
     }
 
     progress.phase("restart");
@@ -215,8 +220,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 
     if let Some(duration) = args.etcd {
         progress.phase("etcd lease keep-alives");
-        report.etcd = Some(super::wrk::etcd(&dir, args.nodes, duration)?);
+        let etcd = super::etcd::Etcd::start(&dir, args.nodes)?;
+        report.etcd_gateway = Some(etcd.gateway(&dir, duration)?);
+        report.etcd_grpc = Some(etcd.grpc(duration)?);
     }
+    if let Some(duration) = args.redis {
+        progress.phase("Redis SET PX");
+        report.redis = super::redis::measure(&dir, args.nodes, duration)?;
+    }
+    report.versus = Versus::of(&report);
     progress.finish();
     if args.dir.is_none() {
         drop(temp);

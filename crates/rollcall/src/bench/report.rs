@@ -20,7 +20,18 @@ pub struct Report {
     pub alerts: Alerts,
     pub restart: Restart,
     pub http_pings: Option<HttpLoad>,
-    pub etcd: Option<HttpLoad>,
+    /// A minimal hyper server answering `200 OK` under the same wrk load (`--wrk`).
+    pub http_ceiling: Option<HttpLoad>,
+    /// rollcall's HTTP server with an empty handler under the same load (`--wrk`).
+    pub http_empty_handler: Option<HttpLoad>,
+    /// etcd lease keep-alives through the JSON gateway (`--etcd`).
+    pub etcd_gateway: Option<HttpLoad>,
+    /// etcd lease keep-alives over gRPC streams, pipelined (`--etcd`).
+    pub etcd_grpc: Option<GrpcKeepAlives>,
+    /// Redis `SET key 1 PX ttl`, pipelined, per persistence setting (`--redis`).
+    pub redis: Vec<RedisLoad>,
+    /// The figures above as ratios to their anchors.
+    pub versus: Versus,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -130,6 +141,83 @@ pub struct HttpLoad {
     /// steadier than requests per second on a shared machine.
     pub server_cpu_us_per_request: Option<f64>,
     pub note: String,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct GrpcKeepAlives {
+    pub leases: usize,
+    /// The best of the runs.
+    pub per_second: f64,
+    pub runs: Vec<GrpcRun>,
+    pub note: String,
+}
+
+/// Keep-alives over `streams` gRPC streams (on `connections` HTTP/2 connections), `window`
+/// in flight on each.
+#[derive(Serialize, Debug, Default)]
+pub struct GrpcRun {
+    pub streams: usize,
+    pub connections: usize,
+    pub window: usize,
+    /// Answered for a live lease during the counted seconds.
+    pub keep_alives: u64,
+    pub per_second: f64,
+    pub server_cpu_us_per_request: Option<f64>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct RedisLoad {
+    pub persistence: String,
+    pub clients: u32,
+    /// Commands sent per connection before reading the replies.
+    pub pipeline: u32,
+    pub keys: usize,
+    pub requests: u64,
+    pub per_second: f64,
+    pub server_cpu_us_per_request: Option<f64>,
+    pub note: String,
+}
+
+/// The goals' ratios, from the figures measured in the same run.
+#[derive(Serialize, Debug, Default)]
+pub struct Versus {
+    /// The fastest anchor measured (etcd gateway, etcd gRPC, Redis) and its rate.
+    pub strongest_anchor: Option<String>,
+    pub strongest_anchor_per_second: Option<f64>,
+    /// Saturated monitor's accepted heartbeats per second over that rate (goal: 20).
+    pub heartbeats_per_strongest: Option<f64>,
+    /// The same over etcd's best gRPC keep-alive rate.
+    pub heartbeats_per_etcd_grpc: Option<f64>,
+    /// Pings per second over the minimal hyper server's requests per second (goal: 0.5).
+    pub pings_per_ceiling: Option<f64>,
+}
+
+impl Versus {
+    /// Ratios of what `report` measured.
+    pub fn of(report: &Report) -> Versus {
+        let mut anchors: Vec<(String, f64)> = Vec::new();
+        if let Some(gateway) = &report.etcd_gateway {
+            anchors.push(("etcd keep-alives, JSON gateway".into(), gateway.requests_per_second));
+        }
+        if let Some(grpc) = &report.etcd_grpc {
+            anchors.push(("etcd keep-alives, gRPC".into(), grpc.per_second));
+        }
+        for redis in &report.redis {
+            anchors.push((format!("Redis SET PX, {}", redis.persistence), redis.per_second));
+        }
+        let strongest = anchors.into_iter().max_by(|a, b| a.1.total_cmp(&b.1));
+        let heartbeats = report.throughput.per_second;
+        let over = |rate: f64| (rate > 0.0).then(|| heartbeats / rate);
+        let pings = report.http_pings.as_ref().map(|load| load.requests_per_second);
+        let ceiling = report.http_ceiling.as_ref().map(|load| load.requests_per_second);
+        Versus {
+            heartbeats_per_strongest: strongest.as_ref().and_then(|(_, rate)| over(*rate)),
+            heartbeats_per_etcd_grpc: report.etcd_grpc.as_ref().and_then(|grpc| over(grpc.per_second)),
+            strongest_anchor_per_second: strongest.as_ref().map(|(_, rate)| *rate),
+            strongest_anchor: strongest.map(|(name, _)| name),
+            pings_per_ceiling: pings.zip(ceiling).filter(|(_, c)| *c > 0.0).map(|(p, c)| p / c),
+        }
+    }
 }
 
 #[derive(Serialize, Debug, Default, Clone, Copy)]
@@ -261,7 +349,24 @@ impl Report {
                 r.nodes_restored, r.ready_s, r.serving_s, r.shutdown_s
             ),
         ));
-        for (name, load) in [("HTTP pings (wrk)", &self.http_pings), ("etcd lease keep-alives", &self.etcd)] {
+        self.anchor_rows(&mut rows);
+        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (name, value) in rows {
+            let _ = writeln!(out, "{name:<width$}  {value}");
+        }
+        out
+    }
+
+    /// The HTTP figures, the anchors and the ratios.
+    fn anchor_rows(&self, rows: &mut Vec<(String, String)>) {
+        let http = [
+            ("HTTP pings (wrk)", &self.http_pings),
+            ("HTTP ceiling: minimal hyper", &self.http_ceiling),
+            ("HTTP: rollcall server, empty handler", &self.http_empty_handler),
+            ("etcd keep-alives, JSON gateway", &self.etcd_gateway),
+        ];
+        for (name, load) in http {
             if let Some(load) = load {
                 rows.push((
                     name.into(),
@@ -271,17 +376,63 @@ impl Report {
                         load.connections,
                         load.non_2xx,
                         load.latency_p99_ms.map_or("-".into(), |ms| format!("{ms:.1} ms")),
-                        load.server_cpu_us_per_request.map_or("-".into(), |us| format!("{us:.1}")),
+                        micros(load.server_cpu_us_per_request),
                         load.note
                     ),
                 ));
             }
         }
-        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-        let mut out = String::new();
-        for (name, value) in rows {
-            let _ = writeln!(out, "{name:<width$}  {value}");
+        if let Some(grpc) = &self.etcd_grpc {
+            for run in &grpc.runs {
+                rows.push((
+                    format!("etcd keep-alives, gRPC, {} stream{}", run.streams, if run.streams == 1 { "" } else { "s" }),
+                    format!(
+                        "{:.0}/s ({} connections, {} in flight per stream), server CPU {} us per request; {} leases, {}",
+                        run.per_second,
+                        run.connections,
+                        run.window,
+                        micros(run.server_cpu_us_per_request),
+                        grpc.leases,
+                        grpc.note
+                    ),
+                ));
+            }
         }
-        out
+        for redis in &self.redis {
+            rows.push((
+                format!("Redis SET PX, {}", redis.persistence),
+                format!(
+                    "{:.0}/s ({} connections, pipeline {}, {} keys), server CPU {} us per request; {}",
+                    redis.per_second,
+                    redis.clients,
+                    redis.pipeline,
+                    redis.keys,
+                    micros(redis.server_cpu_us_per_request),
+                    redis.note
+                ),
+            ));
+        }
+        let v = &self.versus;
+        if let (Some(name), Some(rate), Some(ratio)) =
+            (&v.strongest_anchor, v.strongest_anchor_per_second, v.heartbeats_per_strongest)
+        {
+            rows.push((
+                "heartbeats vs strongest anchor".into(),
+                format!(
+                    "{ratio:.2}x ({:.0}/s saturated over {rate:.0}/s, {name}; goal >= 20)",
+                    self.throughput.per_second
+                ),
+            ));
+        }
+        if let Some(ratio) = v.heartbeats_per_etcd_grpc {
+            rows.push(("heartbeats vs etcd gRPC".into(), format!("{ratio:.2}x")));
+        }
+        if let Some(ratio) = v.pings_per_ceiling {
+            rows.push(("pings vs hyper ceiling".into(), format!("{ratio:.2} (goal >= 0.5, and 50,000/s)")));
+        }
     }
+}
+
+fn micros(value: Option<f64>) -> String {
+    value.map_or("-".into(), |us| format!("{us:.1}"))
 }

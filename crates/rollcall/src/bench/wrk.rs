@@ -1,17 +1,17 @@
-//! HTTP load with `wrk` (keep-alive connections): the monitor's ping endpoint, and the anchor
-//! users would pick instead of rollcall, etcd lease keep-alives (the Kubernetes node-lease
-//! approach), driven through etcd's JSON gateway.
+//! HTTP load with `wrk` (keep-alive connections), and the ceilings the monitor's pings are
+//! compared with: a minimal hyper server, and rollcall's own HTTP server with an empty
+//! handler, both answering `200 OK` inside this process under the same wrk settings.
 
 use super::report::HttpLoad;
 use anyhow::{Context, bail};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 /// Connections wrk keeps open (keep-alive), over two threads (the machine's cores).
 const CONNECTIONS: u32 = 64;
-/// Leases kept alive in etcd: one per node, up to this many (granting is a Raft write each).
-const MAX_LEASES: usize = 10_000;
+/// Worker threads of the ceilings' runtime: the monitor's (`monitor::main`).
+const SERVER_WORKERS: usize = 2;
 
 /// Runs wrk against `url` for `duration`, optionally with a Lua script.
 pub fn run(url: &str, duration: Duration, script: Option<&Path>) -> anyhow::Result<HttpLoad> {
@@ -48,6 +48,85 @@ pub fn run(url: &str, duration: Duration, script: Option<&Path>) -> anyhow::Resu
     })
 }
 
+/// Runs `load` (wrk for `duration`) and fills in the CPU the server process `pid` spent per
+/// request over it (user + system, from /proc).
+pub fn measured(
+    pid: u32,
+    duration: Duration,
+    load: impl FnOnce() -> anyhow::Result<HttpLoad>,
+) -> anyhow::Result<HttpLoad> {
+    let cpu_before = super::probe::cpu_seconds(pid);
+    let mut load = load()?;
+    let cpu = super::probe::cpu_seconds(pid).zip(cpu_before).map(|(after, before)| after - before);
+    // wrk reports the rate over its whole run, so the requests are rate times duration.
+    let requests = load.requests_per_second * duration.as_secs().max(1) as f64;
+    load.server_cpu_us_per_request = cpu.filter(|_| requests > 0.0).map(|cpu| cpu * 1e6 / requests);
+    Ok(load)
+}
+
+/// A server the monitor's pings are compared with.
+#[derive(Clone, Copy, Debug)]
+pub enum Ceiling {
+    /// hyper's HTTP/1 connection with a service that answers `200 OK`, empty body: what
+    /// hyper alone gets out of this machine under this load.
+    Hyper,
+    /// rollcall's own HTTP server (`http_server::serve`: the connection cap, the timeouts)
+    /// with an axum route that answers `200 OK` and does nothing: what the ping path costs
+    /// beyond the HTTP stack is the difference between this and the pings.
+    EmptyHandler,
+}
+
+/// Serves `path` with `ceiling` in this process (a runtime with the monitor's worker count)
+/// and measures it with the same wrk settings as the pings.
+pub fn ceiling(ceiling: Ceiling, path: &str, duration: Duration) -> anyhow::Result<HttpLoad> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(SERVER_WORKERS)
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP ceiling's runtime")?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    match ceiling {
+        Ceiling::Hyper => runtime.spawn(bare_hyper(listener)),
+        Ceiling::EmptyHandler => {
+            let router = axum::Router::new().route(path, axum::routing::get(|| async {}));
+            let limits = crate::http_server::ServerLimits {
+                max_connections: crate::http_server::DEFAULT_MAX_CONNECTIONS,
+                header_timeout: crate::http_server::DEFAULT_HEADER_TIMEOUT,
+                idle_timeout: crate::http_server::DEFAULT_IDLE_TIMEOUT,
+            };
+            let counters = crate::http_server::ConnectionCounters::default();
+            runtime.spawn(crate::http_server::serve(listener, router, limits, counters, stopped))
+        }
+    };
+    // The path as the pings' (the route's parameter filled in), so routing is not free.
+    let url = format!("http://{addr}{}", path.replace("{token}", "ceiling"));
+    let load = measured(std::process::id(), duration, || run(&url, duration, None));
+    let _ = stop.send(true);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let mut load = load?;
+    load.note = match ceiling {
+        Ceiling::Hyper => "minimal hyper server, 200 OK, empty body".into(),
+        Ceiling::EmptyHandler => "rollcall's HTTP server, empty handler".into(),
+    };
+    Ok(load)
+}
+
+/// Accepts connections until the runtime is dropped; each answers every request `200 OK`.
+async fn bare_hyper(listener: tokio::net::TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new()))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 fn parse_wrk_duration_ms(text: &str) -> Option<f64> {
     let split = text.find(|c: char| c.is_ascii_alphabetic())?;
     let (number, unit) = text.split_at(split);
@@ -61,76 +140,12 @@ fn parse_wrk_duration_ms(text: &str) -> Option<f64> {
     })
 }
 
-/// Starts a single-member etcd on loopback, grants one lease per node (up to
-/// [`MAX_LEASES`]), and drives keep-alives round-robin over them with wrk through the JSON
-/// gateway (`POST /v3/lease/keepalive`, one keep-alive per request).
-pub fn etcd(dir: &Path, nodes: usize, duration: Duration) -> anyhow::Result<HttpLoad> {
-    let client = free_port()?;
-    let peer = free_port()?;
-    let data = dir.join("etcd");
-    let log = std::fs::File::create(dir.join("etcd.log"))?;
-    let child = Command::new("etcd")
-        .args(["--name", "bench", "--data-dir"])
-        .arg(&data)
-        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-        .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-        .arg(format!("--initial-cluster=bench=http://127.0.0.1:{peer}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("cannot start etcd (apt-get install etcd-server)")?;
-    let etcd = KillOnDrop(child);
-    let base = format!("http://127.0.0.1:{client}");
-    let agent = crate::client::http_agent(Some(Duration::from_secs(10)));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while agent.get(format!("{base}/health")).call().is_err() {
-        if Instant::now() > deadline {
-            bail!("etcd did not become healthy within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let leases = nodes.min(MAX_LEASES);
-    let mut ids = Vec::with_capacity(leases);
-    for _ in 0..leases {
-        let mut response = agent.post(format!("{base}/v3/lease/grant")).send(r#"{"TTL":600}"#)?;
-        let body: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
-        ids.push(body["ID"].as_str().context("etcd granted no lease id")?.to_string());
-    }
-    let script = dir.join("etcd-keepalive.lua");
-    let list: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
-    std::fs::write(
-        &script,
-        format!(
-            "local ids = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  local id = ids[(i % #ids) + 1]\n  \
-             return wrk.format(\"POST\", \"/v3/lease/keepalive\", {{[\"Content-Type\"] = \"application/json\"}}, '{{\"ID\":\"' .. id .. '\"}}')\nend\n",
-            list.join(",")
-        ),
-    )?;
-    let mut load = run(&format!("{base}/v3/lease/keepalive"), duration, Some(&script))?;
-    load.note = format!("{leases} leases, JSON gateway of etcd {}", etcd_version());
-    drop(etcd);
-    Ok(load)
-}
-
-fn etcd_version() -> String {
-    Command::new("etcd")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|out| {
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            text.lines().next().and_then(|line| line.strip_prefix("etcd Version: ")).map(str::to_string)
-        })
-        .unwrap_or_else(|| "(unknown version)".into())
-}
-
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-struct KillOnDrop(Child);
+/// A child process killed (and reaped) when this is dropped.
+pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
