@@ -92,6 +92,13 @@ fn test() -> Result {
             .env("ROLLCALL_REAL_ALERTMANAGER", "1"))
     })?;
     step("doc tests", || cargo(&["test", "--workspace", "--doc"]))?;
+    step("cargo doc", || {
+        run(Command::new(env!("CARGO"))
+            .args(["doc", "--no-deps", "--workspace"])
+            .env("RUSTDOCFLAGS", "-D warnings"))
+    })?;
+    // The core's examples run, not only compile: each ends by itself within seconds.
+    step("examples", || cargo(&["run", "-q", "-p", "rollcall-proto", "--example", "own_udp_loop"]))?;
     let fuzz_secs = std::env::var("ROLLCALL_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     step("fuzz (bounded)", || ensure_cargo_fuzz().and_then(|()| fuzz(fuzz_secs)))?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());

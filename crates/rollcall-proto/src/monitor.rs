@@ -43,6 +43,44 @@ use std::sync::Arc;
 /// Each node has at most one pending deadline in a timer wheel (its suspect deadline when
 /// `up`, its down deadline when `suspect`), moved on every heartbeat in O(1): no step ever
 /// scans all nodes.
+///
+/// Driven on a virtual clock, as a test would: a node heard every second for ten seconds,
+/// then silent, is declared down a few seconds later, without any real time passing.
+///
+/// ```
+/// use rollcall_proto::monitor::{MonitorEvent, NodeState};
+/// use rollcall_proto::wire::{Kind, Outgoing, encode};
+/// use rollcall_proto::{Instant, Key, KeyRing, Monitor, MonitorConfig};
+/// use std::time::Duration;
+///
+/// let ring = KeyRing::new(&[Key::new(1, [7; 32])]).unwrap();
+/// let mut monitor = Monitor::new(MonitorConfig::default(), ring.clone(), Instant::ZERO).unwrap();
+/// let from = "127.0.0.1:9000".parse().unwrap();
+/// let mut datagram = Vec::new();
+/// for second in 1..=10u64 {
+///     let heartbeat = Outgoing {
+///         kind: Kind::Heartbeat, node: "web-1", generation: 1, sequence: second,
+///         interval_ms: 1000, labels: &[], follows_advice: false,
+///     };
+///     encode(&heartbeat, &ring, &mut datagram).unwrap();
+///     monitor.handle_datagram(Instant::from_millis(second * 1000), from, &datagram);
+/// }
+/// // Silence: step from deadline to deadline, as a shell would sleep until each one.
+/// let mut downs = Vec::new();
+/// while downs.is_empty() {
+///     let now = monitor.poll_timeout();
+///     monitor.handle_timeout(now);
+///     while let Some(event) = monitor.poll_event() {
+///         if let MonitorEvent::Transition(transition) = event
+///             && transition.to == NodeState::Down
+///         {
+///             downs.push(transition.at);
+///         }
+///     }
+/// }
+/// let silence = downs[0].saturating_duration_since(Instant::from_millis(10_000));
+/// assert!(silence > Duration::from_secs(1) && silence < Duration::from_secs(30), "{silence:?}");
+/// ```
 pub struct Monitor {
     config: MonitorConfig,
     ring: KeyRing,

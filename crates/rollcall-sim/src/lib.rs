@@ -13,7 +13,7 @@
 //! (`rollcall sim`) loads scenario files and writes the outputs.
 //!
 //! Start reading at [`simulate`] (run, check, summarise), then [`Scenario`] (the input),
-//! `engine.rs` (the event loop), [`Trace`] (what a run leaves), [`check`] (the checkers),
+//! `engine.rs` (the event loop), [`Trace`] (what a run leaves), [`check`](mod@check) (the checkers),
 //! and [`Report`] (the figures). docs/SIMULATOR.md describes the model and its limits.
 
 #![forbid(unsafe_code)]

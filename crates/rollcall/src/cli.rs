@@ -549,7 +549,7 @@ pub struct PeerArgs {
     #[arg(long, value_name = "ADDR")]
     pub bind: SocketAddr,
     /// The address other members reach this one at; needed when --bind is a wildcard
-    /// (0.0.0.0 or [::]). Port 0 means the bound port.
+    /// (0.0.0.0, or :: for IPv6). Port 0 means the bound port.
     #[arg(long, value_name = "ADDR")]
     pub advertise: Option<SocketAddr>,
     /// A member to join through (HOST:PORT); repeatable. Omit it on the first member.
