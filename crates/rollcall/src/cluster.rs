@@ -36,10 +36,27 @@ pub struct RawCluster {
     fail_open_after: Option<String>,
     prefix: Option<String>,
     user: Option<String>,
-    password: Option<String>,
+    password: Option<Password>,
     ca_file: Option<std::path::PathBuf>,
     cert_file: Option<std::path::PathBuf>,
     key_file: Option<std::path::PathBuf>,
+}
+
+/// etcd's password: kept out of every `Debug` print (settings are logged at start).
+#[derive(Deserialize, Clone, Default)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `[cluster]`, validated.
@@ -54,7 +71,7 @@ pub struct ClusterSettings {
     /// How long etcd may be out of reach before this monitor pages on its own view.
     pub fail_open_after: Duration,
     pub prefix: String,
-    pub user: Option<(String, String)>,
+    pub user: Option<(String, Password)>,
     /// For `https://` endpoints: the CA and the client certificate, read at start.
     pub tls: Option<tls::TlsFiles>,
 }

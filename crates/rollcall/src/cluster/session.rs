@@ -221,7 +221,7 @@ pub(super) fn connect_options(settings: &ClusterSettings) -> ConnectOptions {
         .with_timeout(settings.lease_ttl / 3)
         .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
     if let Some((user, password)) = &settings.user {
-        options = options.with_user(user.clone(), password.clone());
+        options = options.with_user(user.clone(), password.expose().to_string());
     }
     if let Some(tls) = &settings.tls {
         options = options.with_tls(tls.options());

@@ -153,3 +153,14 @@ fn tls_mistakes_are_named_in_one_sentence() {
         assert!(error.contains(expected), "{text:?}: {error}");
     }
 }
+
+#[test]
+fn the_etcd_password_is_never_printed() {
+    let settings = parse(&raw(
+        "name = \"prod\"\nmonitor = \"m1\"\netcd = [\"http://a:1\"]\nuser = \"root\"\npassword = \"hunter2\"",
+    ))
+    .expect("valid");
+    let printed = format!("{settings:?} {:?}", raw("password = \"hunter2\""));
+    assert!(!printed.contains("hunter2") && printed.contains("<redacted>"), "{printed}");
+    assert_eq!(settings.user.as_ref().map(|(_, password)| password.expose()), Some("hunter2"));
+}
