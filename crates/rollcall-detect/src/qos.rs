@@ -22,6 +22,15 @@
 //! with confirmation), so the worst case is `S` (+ round) from the last arrival, and
 //! `S - mean / 2` on average from the crash.
 //!
+//! Chen, Toueg and Aguilera's other metrics follow from the same model (see
+//! [`Observed::accuracy`]). The false-down rate above is a rate per second of being up
+//! (a mistake can only start while the node is not already wrongly down), so the mean good
+//! period is `T_G = 1 / rate`. A mistake lasts `T_M`, from the verdict to the first
+//! heartbeat that arrives after it, plus the `rise - 1` further heartbeats the monitor
+//! waits for before it says up again. Their Theorem 1 then gives the mistake recurrence
+//! time `T_MR = T_G + T_M`, the mistake rate `λ_M = 1 / T_MR`, and the query accuracy
+//! probability `P_A = T_G / T_MR`.
+//!
 //! Pure arithmetic: the monitor passes what it observed; nothing here reads a clock.
 
 use core::time::Duration;
@@ -55,6 +64,19 @@ pub struct Promise {
     pub detect_mean: Duration,
     /// Expected false downs of one live node in a year.
     pub false_downs_per_node_year: f64,
+}
+
+/// Chen, Toueg and Aguilera's accuracy metrics, as the model predicts them for a live node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Accuracy {
+    /// `T_MR`, the mean time between two false downs (`None` when the model gives none).
+    pub mistake_recurrence: Option<Duration>,
+    /// `λ_M = 1 / T_MR`, false downs per second.
+    pub mistake_rate: f64,
+    /// `T_M`, the mean time from a false down to the node being up again.
+    pub mistake_duration: Duration,
+    /// `P_A`, the chance that the node is not wrongly down at a random instant.
+    pub query_accuracy: f64,
 }
 
 const YEAR_SECONDS: f64 = 365.25 * 86_400.0;
@@ -119,6 +141,57 @@ impl Observed {
             detect_max,
             detect_mean: detect_max.saturating_sub(self.mean / 2),
             false_downs_per_node_year: per_second * YEAR_SECONDS,
+        }
+    }
+
+    /// The mean time from the silence reaching `silence` (no heartbeat yet) to the next
+    /// heartbeat that arrives: `E[A - S | A > S]` for the arrival `A` of the model's mixture
+    /// of normals, from the normal's partial expectation `E[(X - S)+] = σ φ(z) + (μ - S) Q(z)`,
+    /// `z = (S - μ) / σ`. A silence no heartbeat can outlast gives one mean.
+    pub fn overshoot(&self, silence: Duration) -> Duration {
+        let (mean, s) = (self.mean.as_secs_f64(), silence.as_secs_f64());
+        let sigma = self.std_dev.as_secs_f64().max(1e-3);
+        let (p, mut weight) = (self.loss, 1.0 - self.loss);
+        let (mut beyond, mut tail) = (0.0, 0.0);
+        for j in 0..200 {
+            let mu = f64::from(j + 1) * mean;
+            let z = (s - mu) / sigma;
+            let q = normal_tail(z);
+            let density = (-z * z / 2.0).exp() / (2.0 * core::f64::consts::PI).sqrt();
+            beyond += weight * (sigma * density + (mu - s) * q).max(0.0);
+            tail += weight * q;
+            weight *= p;
+            if weight < 1e-300 {
+                break;
+            }
+        }
+        if tail <= 0.0 || !beyond.is_finite() {
+            return self.mean;
+        }
+        Duration::from_secs_f64(beyond / tail)
+    }
+
+    /// Chen, Toueg and Aguilera's `T_MR`, `T_M` and `P_A` for a detector that declares after
+    /// `silence` (with `round` if it confirms) and brings a node back up after `rise`
+    /// heartbeats. With confirmation the verdict comes a round after the silence, and the
+    /// mistake lasts from there. Each of the `rise - 1` further heartbeats takes one mean
+    /// divided by the chance that it arrives (an approximation: the rise is not restarted by
+    /// one loss).
+    pub fn accuracy(&self, silence: Duration, round: Option<Round>, rise: u8) -> Accuracy {
+        // Mistakes per second of being up: the good period is its reciprocal.
+        let rate = self.promise(silence, round).false_downs_per_node_year / YEAR_SECONDS;
+        let verdict = silence + round.map_or(Duration::ZERO, |round| round.length);
+        let more = f64::from(rise.max(1) - 1) * self.mean.as_secs_f64() / (1.0 - self.loss).max(1e-3);
+        let duration = self.overshoot(verdict).as_secs_f64() + more;
+        // Theorem 1 in the form that stays finite: λ_M = rate / (1 + rate T_M), and
+        // P_A = T_G / (T_G + T_M) = 1 / (1 + rate T_M).
+        let mistake_rate = rate / (1.0 + rate * duration);
+        Accuracy {
+            mistake_recurrence: (mistake_rate > 0.0)
+                .then(|| Duration::try_from_secs_f64(1.0 / mistake_rate).unwrap_or(Duration::MAX)),
+            mistake_rate,
+            mistake_duration: Duration::from_secs_f64(duration),
+            query_accuracy: 1.0 / (1.0 + rate * duration),
         }
     }
 
@@ -353,6 +426,37 @@ mod tests {
         let steady = Observed { mean: Duration::from_secs(1), std_dev: Duration::ZERO, loss: 0.0 };
         let phi = phi_at(Duration::from_secs_f64(4.5226), &steady, &config);
         assert!((phi - 8.0).abs() < 0.01, "{phi}");
+    }
+
+    #[test]
+    fn a_mistake_lasts_until_the_next_heartbeat_and_the_rise() {
+        let ms = Duration::from_millis;
+        let steady = Observed { mean: ms(1000), std_dev: Duration::ZERO, loss: 0.0 };
+        // Declared after half an interval: the next heartbeat is half an interval away.
+        let close = |got: Duration, expected: f64| (got.as_secs_f64() - expected).abs() < 1e-3;
+        assert!(close(steady.overshoot(ms(500)), 0.5), "{:?}", steady.overshoot(ms(500)));
+        // Half the heartbeats lost, declared after 1.5 intervals: 0.5 s to the next one,
+        // then one more interval for each lost one, p / (1 - p) = 1 on average.
+        let lossy = Observed { loss: 0.5, ..steady };
+        assert!(close(lossy.overshoot(ms(1500)), 1.5), "{:?}", lossy.overshoot(ms(1500)));
+        // With rise = 2, one more heartbeat: an interval divided by its chance to arrive.
+        let accuracy = lossy.accuracy(ms(1500), None, 2);
+        assert!(close(accuracy.mistake_duration, 3.5), "{accuracy:?}");
+        // Half the heartbeats lost: while up, a silence of 1.5 intervals follows every other
+        // heartbeat, one mistake per 2 s of being up (T_G). T_MR = T_G + T_M = 5.5 s, and
+        // P_A = T_G / T_MR (Chen, Toueg and Aguilera's Theorem 1).
+        let per_second = lossy.promise(ms(1500), None).false_downs_per_node_year / YEAR_SECONDS;
+        assert!((per_second - 0.5).abs() < 1e-3, "{per_second}");
+        let recurrence = accuracy.mistake_recurrence.expect("a lossy network makes mistakes");
+        assert!(close(recurrence, 5.5), "{accuracy:?}");
+        assert!((accuracy.mistake_rate * recurrence.as_secs_f64() - 1.0).abs() < 1e-9, "{accuracy:?}");
+        assert!((accuracy.query_accuracy - 2.0 / 5.5).abs() < 1e-3, "{accuracy:?}");
+        // The LAN at 2.5 s: one false down in about 11.6 days (see above) lasting 1.5 s
+        // (half an interval to the next heartbeat, one more for the rise): P_A has five nines.
+        let lan = lan().accuracy(ms(2_500), None, 2);
+        assert!((lan.mistake_duration.as_secs_f64() - 1.5).abs() < 0.01, "{lan:?}");
+        assert!(lan.query_accuracy > 0.999_99 && lan.query_accuracy < 0.999_999, "{lan:?}");
+        assert!(lan.mistake_recurrence.is_some_and(|r| r > Duration::from_secs(86_400)), "{lan:?}");
     }
 
     #[test]

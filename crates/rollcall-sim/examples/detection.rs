@@ -11,6 +11,7 @@
 use core::time::Duration;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
 use rollcall_proto::monitor::ConfirmConfig;
+use rollcall_sim::qos::{format_accuracy, format_recurrence};
 use rollcall_sim::{DetectorSpec, Scenario, simulate};
 
 const SHIPPED: [&str; 5] = [
@@ -55,9 +56,9 @@ fn main() -> Result<(), String> {
     let minutes: Option<u64> =
         args.next().map(|a| a.parse().map_err(|_| "MINUTES is a number")).transpose()?;
     println!(
-        "| scenario | detector | crashes detected | p50 | p99 | max | false downs per 1,000 node-days (count / node-days) | false suspects | messages per node per second |"
+        "| scenario | detector | crashes detected | p50 | p99 | max | false downs per 1,000 node-days (count / node-days) | false suspects | messages per node per second | T_D | T_MR | T_M | P_A | P_A (suspect counted) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for text in SHIPPED {
         let scenario = Scenario::from_toml(text)?;
         if only.as_ref().is_some_and(|name| *name != scenario.name) {
@@ -73,8 +74,9 @@ fn main() -> Result<(), String> {
             let r = &outcome.report;
             let s = |ms: Option<f64>| ms.map_or("-".into(), |ms| format!("{:.2} s", ms / 1e3));
             let node_days = f64::from(r.nodes) * r.duration_s / 86_400.0;
+            let q = &r.qos.down;
             println!(
-                "| {} | {name} | {} of {} | {} | {} | {} | {:.1} ({} / {:.0}) | {} | {:.3} |{}",
+                "| {} | {name} | {} of {} | {} | {} | {} | {:.1} ({} / {:.0}) | {} | {:.3} | {} | {} | {} | {} | {} |{}",
                 r.scenario,
                 r.detected,
                 r.crashes,
@@ -86,6 +88,11 @@ fn main() -> Result<(), String> {
                 node_days,
                 r.false_suspects,
                 r.messages_per_node_s,
+                s(q.detection_mean_ms),
+                q.mistake_recurrence_s.map_or("-".into(), format_recurrence),
+                s(q.mistake_duration_mean_ms),
+                format_accuracy(q.query_accuracy),
+                format_accuracy(r.qos.suspect_or_down.query_accuracy),
                 if r.violations.is_empty() {
                     String::new()
                 } else {

@@ -24,6 +24,7 @@ mod format;
 pub mod net;
 pub mod peer;
 mod plan;
+pub mod qos;
 mod report;
 mod rng;
 mod scenario;
@@ -32,6 +33,7 @@ mod trace;
 
 pub use check::{Detection, Findings, Violation, check};
 pub use engine::{Progress, run};
+pub use qos::{Qos, QosReport};
 pub use report::{Outcome, Report, SweepPoint, quantile, simulate, sweep};
 pub use rng::Rng;
 pub use scenario::{

@@ -3,6 +3,7 @@
 
 use crate::check::{Findings, check, silence_bound};
 use crate::engine::{Progress, run};
+use crate::qos::{self, QosReport};
 use crate::scenario::{DetectorSpec, Scenario, format_duration};
 use crate::trace::Trace;
 use core::time::Duration;
@@ -36,6 +37,8 @@ pub struct Report {
     pub detection_mean_ms: Option<f64>,
     /// Every detection time, in crash order (the histogram's data).
     pub detection_times_ms: Vec<f64>,
+    /// Chen, Toueg and Aguilera's metrics (T_D, T_MR, T_M, P_A): see `qos.rs`.
+    pub qos: QosReport,
     pub false_downs: usize,
     pub false_downs_per_node_hour: f64,
     pub false_downs_per_1000_node_days: f64,
@@ -131,6 +134,7 @@ impl Report {
             detection_p99_ms: quantile(&sorted, 0.99),
             detection_max_ms: sorted.last().copied(),
             detection_mean_ms: (!sorted.is_empty()).then(|| sorted.iter().sum::<f64>() / sorted.len() as f64),
+            qos: qos::central(trace, &times),
             detection_times_ms: times,
             false_downs,
             false_downs_per_node_hour: false_downs as f64 / node_hours,
@@ -204,6 +208,9 @@ impl Report {
                 self.excused_downs
             ),
         );
+        for (label, line) in ["QoS", ""].into_iter().zip(self.qos.lines()) {
+            row(label, line);
+        }
         if self.convergence_max_ms.is_some() {
             row(
                 "convergence",

@@ -127,6 +127,18 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         format!("within {} (mean {})", secs(&x["detect_max_ms"]), secs(&x["detect_mean_ms"])),
     ));
     lines.push(("false downs", rate(&x["false_downs_per_node_year"])));
+    // Chen, Toueg and Aguilera's terms, for comparing with the literature.
+    let q = &e["qos"];
+    lines.push((
+        "qos",
+        format!(
+            "T_D {}, T_MR {}, T_M {}, P_A {}",
+            secs(&q["detection_time_ms"]),
+            q["mistake_recurrence_s"].as_f64().map_or("- (no mistakes expected)".into(), recurrence),
+            secs(&q["mistake_duration_ms"]),
+            q["query_accuracy"].as_f64().map_or("-".into(), |p| format!("{p:.9}")),
+        ),
+    ));
     let g = &e["goal"];
     if g.is_null() {
         lines.push(("goal", "none set ([goals] in the config)".into()));
@@ -633,5 +645,15 @@ pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
     for row in rows {
         line(row);
+    }
+}
+
+/// A mean time between mistakes in the largest unit that keeps it readable.
+fn recurrence(seconds: f64) -> String {
+    match seconds {
+        s if s >= 365.25 * 86_400.0 => format!("{:.1} years", s / (365.25 * 86_400.0)),
+        s if s >= 86_400.0 => format!("{:.1} days", s / 86_400.0),
+        s if s >= 3_600.0 => format!("{:.1} hours", s / 3_600.0),
+        s => format!("{s:.1} s"),
     }
 }

@@ -126,9 +126,20 @@ fn lost_heartbeats_with_answered_probes_page_nobody_and_a_dead_agent_is_confirme
     assert!((detect_max - (suspect + round)).abs() < 1e-6, "{explained}");
     assert_eq!(explained["goal"]["scope"], "fleet");
     assert!(explained["goal"]["advice"]["achievable"].is_boolean());
+    // The same promise in Chen, Toueg and Aguilera's terms: T_D is the mean time to declare,
+    // a false down lasts at least until the next heartbeat, and P_A = 1 - T_M / T_MR.
+    let qos = &explained["qos"];
+    assert_eq!(qos["detection_time_ms"], explained["expected"]["detect_mean_ms"], "{explained}");
+    let duration = qos["mistake_duration_ms"].as_f64().unwrap();
+    assert!(duration > 0.0, "{explained}");
+    let accuracy = qos["query_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy), "{explained}");
+    if let Some(recurrence) = qos["mistake_recurrence_s"].as_f64() {
+        assert!((accuracy - (1.0 - duration / 1e3 / recurrence)).abs() < 1e-9, "{explained}");
+    }
     let human = sandbox.run_to_exit(&["explain".into(), "steady-1".into(), "--api".into(), api.clone()]);
     assert!(human.status.success(), "{}", human.stderr);
-    for words in ["crash declared", "false downs", "per node-year", "goal"] {
+    for words in ["crash declared", "false downs", "per node-year", "goal", "T_MR", "P_A"] {
         assert!(human.stdout.contains(words), "{words:?} missing:\n{}", human.stdout);
     }
     let unknown = sandbox.run_to_exit(&["explain".into(), "nobody".into(), "--api".into(), api]);

@@ -4,6 +4,7 @@
 use super::PeerSettings;
 use super::check::PeerFindings;
 use super::engine::PeerTrace;
+use crate::qos::{self, QosReport};
 use crate::report::quantile;
 use crate::scenario::{Scenario, format_duration};
 use core::time::Duration;
@@ -35,6 +36,9 @@ pub struct PeerReport {
     pub detection_max_ms: Option<f64>,
     /// Every (crash, observer) detection time (the histogram's data).
     pub detection_times_ms: Vec<f64>,
+    /// Chen, Toueg and Aguilera's metrics (T_D, T_MR, T_M, P_A), each peer's view of each
+    /// other peer being one detector: see `qos.rs`.
+    pub qos: QosReport,
     /// Crash to the first suspicion by any peer: mean, in protocol periods.
     pub first_suspicion_mean_periods: Option<f64>,
     /// Observer verdicts, and distinct (node, incarnation) episodes.
@@ -109,6 +113,7 @@ impl PeerReport {
             detection_p50_ms: quantile(&detections, 0.5),
             detection_p99_ms: quantile(&detections, 0.99),
             detection_max_ms: detections.last().copied(),
+            qos: qos::peer(trace, &times),
             detection_times_ms: times,
             first_suspicion_mean_periods: (!first.is_empty())
                 .then(|| first.iter().map(|d| d.as_secs_f64() / period).sum::<f64>() / first.len() as f64),
@@ -189,6 +194,9 @@ impl PeerReport {
                 self.excused_downs
             ),
         );
+        for (label, line) in ["QoS", ""].into_iter().zip(self.qos.lines()) {
+            row(label, line);
+        }
         if self.convergence_max_ms.is_some() {
             row(
                 "convergence",

@@ -72,6 +72,8 @@ pub struct Explanation {
     pub confirm: Option<RoundJson>,
     /// What the current settings promise on this node's network.
     pub expected: PromiseJson,
+    /// The same model in Chen, Toueg and Aguilera's terms, `down` counting as suspicion.
+    pub qos: QosJson,
     /// The goal that applies (the node's group's, or the fleet's), and whether it is kept.
     pub goal: Option<GoalJson>,
 }
@@ -102,6 +104,22 @@ pub struct PromiseJson {
     pub detect_max_ms: f64,
     pub detect_mean_ms: f64,
     pub false_downs_per_node_year: f64,
+}
+
+/// Chen, Toueg and Aguilera's quality-of-service metrics ("On the quality of service of
+/// failure detectors", 2002), predicted by `rollcall_detect::qos` for a live node.
+#[derive(Serialize, Debug)]
+pub struct QosJson {
+    /// T_D: the mean time from a crash to down (the promise's `detect_mean_ms`).
+    pub detection_time_ms: f64,
+    /// T_MR: the mean time between two false downs (`null` when the model gives none).
+    pub mistake_recurrence_s: Option<f64>,
+    /// λ_M = 1 / T_MR.
+    pub mistake_rate_per_node_year: f64,
+    /// T_M: the mean time from a false down to up again (the next heartbeat, and `rise`).
+    pub mistake_duration_ms: f64,
+    /// P_A: the chance that the node, alive, is not wrongly down at a random instant.
+    pub query_accuracy: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -177,6 +195,14 @@ pub fn explain(core: &Monitor, node: NodeJson, goals: &Goals) -> Option<Explanat
     let deciding = if round.is_some() { suspect } else { down };
     let fallback = |d: Option<Duration>| d.unwrap_or_else(|| declared * 3);
     let expected = observed.promise(fallback(deciding), round);
+    let accuracy = observed.accuracy(fallback(deciding), round, config.rise);
+    let qos = QosJson {
+        detection_time_ms: ms(expected.detect_mean),
+        mistake_recurrence_s: accuracy.mistake_recurrence.map(|d| d.as_secs_f64()),
+        mistake_rate_per_node_year: accuracy.mistake_rate * 365.25 * 86_400.0,
+        mistake_duration_ms: ms(accuracy.mistake_duration),
+        query_accuracy: accuracy.query_accuracy,
+    };
     let goal = goals.for_labels(&node.labels).map(|(scope, goal)| {
         let round = round.unwrap_or_else(|| round_of(&ConfirmConfig::default()));
         let advice = qos::advise(&observed, &goal, round);
@@ -232,6 +258,7 @@ pub fn explain(core: &Monitor, node: NodeJson, goals: &Goals) -> Option<Explanat
             round_ms: ms(c.round_length()),
         }),
         expected: promise_json(expected),
+        qos,
         goal,
         node,
     })
