@@ -52,9 +52,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 
     progress.phase("baseline: raw receiver");
     let raw = RawReceiver::start(args.recv_buffer_bytes)?;
+    let raw_cpu_before = raw.cpu_seconds();
     let sent = fleet.run(raw.addr, Pace::Saturate, args.saturate, &progress.count);
     let received = settle(|| Some(raw.received() as f64))? as u64;
+    let raw_cpu = raw.cpu_seconds().zip(raw_cpu_before).map(|(after, before)| after - before);
     report.baseline = throughput(sent, received, raw.kernel_drops());
+    report.baseline.cpu_seconds = raw_cpu;
+    report.baseline.cpu_seconds_per_million = raw_cpu.map(|cpu| per_million(cpu, received));
     drop(raw);
 
     progress.phase("starting the monitor");
@@ -183,6 +187,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     report.throughput.cpu_seconds = Some(cpu);
     report.throughput.cpu_seconds_per_million = Some(per_million(cpu, total - accepted_before));
     report.ratio = report.throughput.per_second / report.baseline.per_second.max(1.0);
+    report.cpu_ratio = report
+        .throughput
+        .cpu_seconds_per_million
+        .zip(report.baseline.cpu_seconds_per_million)
+        .filter(|(_, raw)| *raw > 0.0)
+        .map(|(monitor, raw)| monitor / raw);
 
     if let Some(duration) = args.wrk {
         progress.phase("HTTP pings (wrk)");

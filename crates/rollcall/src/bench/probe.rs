@@ -98,9 +98,21 @@ impl Drop for MonitorProcess {
     }
 }
 
-/// CPU seconds (user + system) a process has used so far.
+/// CPU seconds (user + system) a process has used so far, all its threads together.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) one thread of this process has used so far: the same
+/// accounting as [`cpu_seconds`], so that a thread inside the benchmark (the raw receiver)
+/// and the monitor's process are measured alike.
+pub fn thread_cpu_seconds(tid: i32) -> Option<f64> {
+    stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// utime + stime of a `/proc/.../stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may hold spaces; the fields after its closing parenthesis do not.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
