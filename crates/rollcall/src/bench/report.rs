@@ -1,6 +1,7 @@
 //! The benchmark's report: what `--json` prints, and the table printed otherwise.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 #[derive(Serialize, Debug, Default)]
@@ -73,6 +74,9 @@ pub struct Throughput {
     /// (heartbeats accepted; datagrams counted).
     pub cpu_seconds: Option<f64>,
     pub cpu_seconds_per_million: Option<f64>,
+    /// Monitor only: the same by thread name (tokio's workers carry the owner and the HTTP
+    /// API; `rollcall-store` commits, checkpoints included), threads that used any.
+    pub cpu_seconds_per_million_by_thread: BTreeMap<String, f64>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -295,7 +299,12 @@ impl Report {
         ));
         rows.push(("ratio to raw receiver".into(), format!("{:.2} (goal >= 0.8)", self.ratio)));
         if let Some(cpu) = t.cpu_seconds_per_million {
-            rows.push(("CPU per million, saturated".into(), format!("{cpu:.2} s")));
+            let threads: Vec<String> = t
+                .cpu_seconds_per_million_by_thread
+                .iter()
+                .map(|(name, cpu)| format!("{name} {cpu:.2}"))
+                .collect();
+            rows.push(("CPU per million, saturated".into(), format!("{cpu:.2} s ({})", threads.join(", "))));
         }
         if let Some(cpu) = b.cpu_seconds_per_million {
             rows.push((
