@@ -261,7 +261,7 @@ impl Detector for PhiAccrual {
             return Some(last);
         }
         let model = self.model();
-        let elapsed_us = model.mean_us + logistic_quantile(threshold) * model.sigma_us;
+        let elapsed_us = model.mean_us + remembered_quantile(threshold) * model.sigma_us;
         // The same arithmetic as `level`, with the model computed once for the whole walk.
         Some(earliest_crossing(last, elapsed_us * 1e3, |at| {
             phi((at - last).as_nanos() as f64 / 1e3, model) >= threshold
@@ -332,6 +332,39 @@ pub(crate) fn logistic_quantile(threshold: f64) -> f64 {
     let y = 2.0 * (p / 3.0).sqrt() * (x.asinh() / 3.0).sinh();
     let newton = y - (a * y * y * y + LOGISTIC_LINEAR * y - z) / (3.0 * a * y * y + LOGISTIC_LINEAR);
     if newton.is_finite() { newton } else { y }
+}
+
+/// [`logistic_quantile`] of `threshold`, remembered on this thread for the last two
+/// thresholds asked for.
+///
+/// A monitor asks every detector for the crossing of one of two configured thresholds (the
+/// suspect level while a node is up, the down level while it is suspect) at every heartbeat,
+/// and the quantile depends on the threshold alone; computed each time, its half a dozen
+/// libm calls (`exp_m1`, `ln`, `asinh`, `sinh`) were about a quarter of the detector's cost
+/// on the heartbeat path. The answer is bit for bit the one computed, so results do not
+/// depend on what the memo held; a thread-local keeps detectors free of shared state.
+pub(crate) fn remembered_quantile(threshold: f64) -> f64 {
+    use std::cell::Cell;
+    // Keyed by the threshold's bits; NaN's bits never match, because `crossing` answers a
+    // NaN threshold before asking (and NaN is never equal to itself anyway).
+    const EMPTY: (u64, f64) = (u64::MAX, f64::NAN);
+    thread_local! {
+        static MEMO: Cell<[(u64, f64); 2]> = const { Cell::new([EMPTY; 2]) };
+    }
+    let key = threshold.to_bits();
+    MEMO.with(|memo| {
+        let [latest, older] = memo.get();
+        if latest.0 == key {
+            return latest.1;
+        }
+        if older.0 == key {
+            memo.set([older, latest]);
+            return older.1;
+        }
+        let quantile = logistic_quantile(threshold);
+        memo.set([(key, quantile), latest]);
+        quantile
+    })
 }
 
 /// A non-negative count of microseconds as a [`Duration`], rounded to the nanosecond.

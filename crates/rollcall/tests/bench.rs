@@ -35,6 +35,12 @@ fn bench_reports_every_figure_at_a_tiny_scale() {
     assert_eq!(number("throughput.rejected"), 0.0, "fresh, authenticated heartbeats are never refused");
     let ratio = number("ratio");
     assert!(ratio.is_finite() && ratio > 0.0, "ratio present: {ratio}");
+    // CPU time per million, the monitor's and the raw receiver's, from the same run: present
+    // and positive (how they compare is the benchmark's to report, not this test's to judge).
+    for figure in ["throughput.cpu_seconds_per_million", "baseline.cpu_seconds_per_million", "cpu_ratio"] {
+        let value = number(figure);
+        assert!(value.is_finite() && value > 0.0, "{figure} present and positive: {value}");
+    }
     assert!(number("steady.heartbeats") > 0.0);
     assert!(number("steady.cpu_seconds") >= 0.0);
     assert!(number("steady.rss_bytes") > 0.0, "RSS read from /proc");

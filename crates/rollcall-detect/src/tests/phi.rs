@@ -1,7 +1,7 @@
 //! Example tests of phi accrual.
 
 use super::{Lcg, NS, akka, at_ms, check_crossing, extend, feed, feed_steady, phi};
-use crate::phi::{logistic_quantile, phi_of_score};
+use crate::phi::{logistic_quantile, phi_of_score, remembered_quantile};
 use crate::{
     AnyDetector, Detector, FixedTimeout, Instant, IntervalStats, PHI_WINDOW, PhiAccrual, PhiAccrualConfig,
 };
@@ -252,6 +252,17 @@ fn closed_form_inverts_the_logistic() {
             let bisected = score_by_bisection(threshold);
             assert!((score - bisected).abs() < 1e-9, "closed form {score}, bisection {bisected}");
         }
+    }
+}
+
+#[test]
+fn remembered_quantiles_are_the_computed_ones() {
+    // Two thresholds alternating (a node up, then suspect), a third evicting the older,
+    // then the first again: every answer is bit for bit the computed one.
+    for threshold in [3.0, 8.0, 3.0, 8.0, 8.0, 0.5, 3.0, 8.0, 1e-9, 300.0, 3.0] {
+        let remembered = remembered_quantile(threshold);
+        let computed = logistic_quantile(threshold);
+        assert_eq!(remembered.to_bits(), computed.to_bits(), "threshold {threshold}");
     }
 }
 

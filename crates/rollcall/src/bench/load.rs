@@ -277,6 +277,9 @@ fn send_batch(socket: &UdpSocket, buffers: &[Vec<u8>], address: Option<SockaddrI
 /// batched reads at this moment, the baseline every throughput figure is divided by.
 pub struct RawReceiver {
     pub addr: SocketAddr,
+    /// The receiving thread's id, whose CPU time is the kernel's receive path: the floor the
+    /// monitor's CPU per heartbeat is compared with.
+    tid: i32,
     received: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -292,7 +295,9 @@ impl RawReceiver {
         let received = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (count, stopping) = (received.clone(), stop.clone());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new().name("bench-raw-receiver".into()).spawn(move || {
+            let _ = tid_tx.send(nix::unistd::gettid().as_raw());
             let mut buffers = vec![[0u8; 2048]; RECV_BATCH];
             // Bounded by the stop flag, checked at least every read timeout.
             while !stopping.load(Ordering::Relaxed) {
@@ -307,11 +312,20 @@ impl RawReceiver {
                 }
             }
         })?;
-        Ok(RawReceiver { addr, received, stop, thread: Some(thread), drops_port: addr.port() })
+        let tid = tid_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| anyhow::anyhow!("the raw receiver's thread did not start"))?;
+        Ok(RawReceiver { addr, tid, received, stop, thread: Some(thread), drops_port: addr.port() })
     }
 
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// CPU seconds the receiving thread has used so far (user + system: nearly all of it
+    /// the kernel's `recvmmsg` path, since the thread only counts what it reads).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        super::probe::thread_cpu_seconds(self.tid)
     }
 
     /// The kernel's drop count for this socket.

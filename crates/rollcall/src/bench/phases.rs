@@ -52,9 +52,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 
     progress.phase("baseline: raw receiver");
     let raw = RawReceiver::start(args.recv_buffer_bytes)?;
+    let raw_cpu_before = raw.cpu_seconds();
     let sent = fleet.run(raw.addr, Pace::Saturate, args.saturate, &progress.count);
     let received = settle(|| Some(raw.received() as f64))? as u64;
+    let raw_cpu = raw.cpu_seconds().zip(raw_cpu_before).map(|(after, before)| after - before);
     report.baseline = throughput(sent, received, raw.kernel_drops());
+    report.baseline.cpu_seconds = raw_cpu;
+    report.baseline.cpu_seconds_per_million = raw_cpu.map(|cpu| per_million(cpu, received));
     drop(raw);
 
     progress.phase("starting the monitor");
@@ -172,17 +176,33 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let accepted_before = accepted(&api)?;
     let rejected_before = api.metric("rollcall_heartbeats_rejected_total{")?;
     let cpu_before = probe::cpu_seconds(pid).unwrap_or(0.0);
+    let threads_before = probe::cpu_seconds_by_thread(pid);
     let drops_before = probe::udp_drops_by_port(monitor.udp.port());
     let sent = fleet.run(monitor.udp, Pace::Saturate, args.saturate, &progress.count);
     let total = settle(|| accepted(&api).ok().map(|v| v as f64))? as u64;
     let cpu = probe::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let threads = probe::cpu_seconds_by_thread(pid);
     let drops = delta(drops_before, probe::udp_drops_by_port(monitor.udp.port()));
     report.throughput = throughput(sent, total - accepted_before, drops);
     report.throughput.rejected =
         Some((api.metric("rollcall_heartbeats_rejected_total{")? - rejected_before) as u64);
     report.throughput.cpu_seconds = Some(cpu);
     report.throughput.cpu_seconds_per_million = Some(per_million(cpu, total - accepted_before));
+    report.throughput.cpu_seconds_per_million_by_thread = threads
+        .into_iter()
+        .map(|(name, after)| {
+            let used = after - threads_before.get(&name).copied().unwrap_or(0.0);
+            (name, per_million(used, total - accepted_before))
+        })
+        .filter(|(_, per)| *per > 0.0)
+        .collect();
     report.ratio = report.throughput.per_second / report.baseline.per_second.max(1.0);
+    report.cpu_ratio = report
+        .throughput
+        .cpu_seconds_per_million
+        .zip(report.baseline.cpu_seconds_per_million)
+        .filter(|(_, raw)| *raw > 0.0)
+        .map(|(monitor, raw)| monitor / raw);
 
     if let Some(duration) = args.wrk {
         progress.phase("HTTP pings (wrk)");

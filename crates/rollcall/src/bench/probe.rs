@@ -3,6 +3,7 @@
 //! and a local webhook receiver for alerts.
 
 use anyhow::{Context, bail};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -98,9 +99,36 @@ impl Drop for MonitorProcess {
     }
 }
 
-/// CPU seconds (user + system) a process has used so far.
+/// CPU seconds (user + system) a process has used so far, all its threads together.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) one thread of this process has used so far: the same
+/// accounting as [`cpu_seconds`], so that a thread inside the benchmark (the raw receiver)
+/// and the monitor's process are measured alike.
+pub fn thread_cpu_seconds(tid: i32) -> Option<f64> {
+    stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// CPU seconds each thread of process `pid` has used so far, summed by thread name (tokio's
+/// workers share one name), so that the heartbeat path can be told from the store thread.
+pub fn cpu_seconds_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
+    for task in tasks.filter_map(Result::ok) {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_string();
+        if let Some(cpu) = stat_cpu_seconds(&path.join("stat").to_string_lossy()) {
+            *by_name.entry(name).or_insert(0.0) += cpu;
+        }
+    }
+    by_name
+}
+
+/// utime + stime of a `/proc/.../stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may hold spaces; the fields after its closing parenthesis do not.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -1,6 +1,7 @@
 //! The benchmark's report: what `--json` prints, and the table printed otherwise.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 #[derive(Serialize, Debug, Default)]
@@ -13,6 +14,10 @@ pub struct Report {
     pub throughput: Throughput,
     /// Accepted heartbeats per second, monitor over raw receiver.
     pub ratio: f64,
+    /// CPU seconds per million, the saturated monitor's (per accepted heartbeat, the whole
+    /// process) over the raw receiver's (per datagram, its one thread) in the same run: what
+    /// the monitor costs over the kernel's receive path, whatever else runs on the machine.
+    pub cpu_ratio: Option<f64>,
     pub steady: Steady,
     /// Agents started together (`--burst`), before registration.
     pub burst: Option<Burst>,
@@ -63,10 +68,15 @@ pub struct Throughput {
     pub seconds: f64,
     pub per_second: f64,
     pub kernel_drops: Option<u64>,
-    /// Monitor only: datagrams refused (replays, ...), CPU used, CPU per million.
+    /// Monitor only: datagrams refused (replays, ...).
     pub rejected: Option<u64>,
+    /// CPU used (the monitor's process; the raw receiver's thread) and CPU per million
+    /// (heartbeats accepted; datagrams counted).
     pub cpu_seconds: Option<f64>,
     pub cpu_seconds_per_million: Option<f64>,
+    /// Monitor only: the same by thread name (tokio's workers carry the owner and the HTTP
+    /// API; `rollcall-store` commits, checkpoints included), threads that used any.
+    pub cpu_seconds_per_million_by_thread: BTreeMap<String, f64>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -289,7 +299,21 @@ impl Report {
         ));
         rows.push(("ratio to raw receiver".into(), format!("{:.2} (goal >= 0.8)", self.ratio)));
         if let Some(cpu) = t.cpu_seconds_per_million {
-            rows.push(("CPU per million, saturated".into(), format!("{cpu:.2} s")));
+            let threads: Vec<String> = t
+                .cpu_seconds_per_million_by_thread
+                .iter()
+                .map(|(name, cpu)| format!("{name} {cpu:.2}"))
+                .collect();
+            rows.push(("CPU per million, saturated".into(), format!("{cpu:.2} s ({})", threads.join(", "))));
+        }
+        if let Some(cpu) = b.cpu_seconds_per_million {
+            rows.push((
+                "CPU per million, raw receiver".into(),
+                format!("{cpu:.2} s (the kernel's receive path)"),
+            ));
+        }
+        if let Some(ratio) = self.cpu_ratio {
+            rows.push(("CPU ratio, monitor / raw receiver".into(), format!("{ratio:.2}x (goal <= 1.5x)")));
         }
         let s = &self.steady;
         rows.push((
