@@ -147,14 +147,7 @@ pub async fn renew(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Result<Json<LeaseJson>, ApiError> {
-    state.authorize(&headers)?;
-    checked_name(&name)?;
-    let HolderBody { holder, token } = body(&state, request).await?;
-    if let Some(cluster) = &state.leases.cluster {
-        return cluster.renew(&name, &holder, token).await.map(Json).map_err(failure);
-    }
-    let answer = state.ask(|reply| lease_command(LeaseCommand::Renew { name, holder, token, reply })).await?;
-    answer.map(Json).map_err(failure)
+    by_holder(state, name, headers, request, HolderVerb::Renew).await
 }
 
 pub async fn release(
@@ -163,14 +156,42 @@ pub async fn release(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Result<Json<LeaseJson>, ApiError> {
+    by_holder(state, name, headers, request, HolderVerb::Release).await
+}
+
+/// What a holder asks with its token.
+#[derive(Clone, Copy)]
+enum HolderVerb {
+    Renew,
+    Release,
+}
+
+/// `renew` and `release`: the same checks, then etcd with `[cluster]`, else the owner.
+async fn by_holder(
+    state: AppState,
+    name: String,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+    verb: HolderVerb,
+) -> Result<Json<LeaseJson>, ApiError> {
     state.authorize(&headers)?;
     checked_name(&name)?;
     let HolderBody { holder, token } = body(&state, request).await?;
     if let Some(cluster) = &state.leases.cluster {
-        return cluster.release(&name, &holder, token).await.map(Json).map_err(failure);
+        let answer = match verb {
+            HolderVerb::Renew => cluster.renew(&name, &holder, token).await,
+            HolderVerb::Release => cluster.release(&name, &holder, token).await,
+        };
+        return answer.map(Json).map_err(failure);
     }
-    let answer =
-        state.ask(|reply| lease_command(LeaseCommand::Release { name, holder, token, reply })).await?;
+    let answer = state
+        .ask(|reply| {
+            lease_command(match verb {
+                HolderVerb::Renew => LeaseCommand::Renew { name, holder, token, reply },
+                HolderVerb::Release => LeaseCommand::Release { name, holder, token, reply },
+            })
+        })
+        .await?;
     answer.map(Json).map_err(failure)
 }
 
