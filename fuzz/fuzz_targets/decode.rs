@@ -13,10 +13,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use rollcall_proto::wire::{
+use rollcall_core::wire::{
     self, ExitStatus, HEADER_LEN, Kind, MAGIC, MAX_METADATA, MAX_NODE_ID, Outgoing, TAG_LEN, VERSION,
 };
-use rollcall_proto::{Key, KeyRing};
+use rollcall_core::{Key, KeyRing};
 
 const KEY_ID: u16 = 1;
 

@@ -21,7 +21,7 @@ environment:
   ROLLCALL_BENCH_SCALES  node counts for `bench`, comma-separated (default 1000,100000,1000000)";
 
 /// Crates that must never depend on an async runtime or do I/O.
-const CORE_CRATES: [&str; 2] = ["rollcall-detect", "rollcall-proto"];
+const CORE_CRATES: [&str; 2] = ["rollcall-detect", "rollcall-core"];
 const FORBIDDEN_IN_CORE: [&str; 4] = ["tokio", "mio", "socket2", "async-std"];
 
 fn main() -> ExitCode {
@@ -98,7 +98,7 @@ fn test() -> Result {
             .env("RUSTDOCFLAGS", "-D warnings"))
     })?;
     // The core's examples run, not only compile: each ends by itself within seconds.
-    step("examples", || cargo(&["run", "-q", "-p", "rollcall-proto", "--example", "own_udp_loop"]))?;
+    step("examples", || cargo(&["run", "-q", "-p", "rollcall-core", "--example", "own_udp_loop"]))?;
     let fuzz_secs = std::env::var("ROLLCALL_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     step("fuzz (bounded)", || ensure_cargo_fuzz().and_then(|()| fuzz(fuzz_secs)))?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
@@ -115,7 +115,7 @@ fn bench() -> Result {
     let started = Instant::now();
     step("bench packages", || install_missing(&BENCH_PACKAGES))?;
     step("microbenchmarks: detector", || cargo(&["bench", "-p", "rollcall-detect", "--bench", "detector"]))?;
-    step("microbenchmarks: hot path", || cargo(&["bench", "-p", "rollcall-proto", "--bench", "hot_path"]))?;
+    step("microbenchmarks: hot path", || cargo(&["bench", "-p", "rollcall-core", "--bench", "hot_path"]))?;
     step("build (release)", || cargo(&["build", "--release", "-p", "rollcall"]))?;
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = format!("{root}/target/bench");

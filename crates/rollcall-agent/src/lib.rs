@@ -7,8 +7,8 @@
 //! host. [`Agent::stop`] sends a goodbye, so a planned shutdown pages nobody.
 #![doc = include_str!("../README.md")]
 
-use rollcall_proto::KeyRing;
-use rollcall_proto::wire::{Kind, Outgoing, encode};
+use rollcall_core::KeyRing;
+use rollcall_core::wire::{Kind, Outgoing, encode};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;

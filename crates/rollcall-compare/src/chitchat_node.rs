@@ -22,7 +22,7 @@ use chitchat::{
     spawn_chitchat,
 };
 use core::time::Duration;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -8,7 +8,7 @@ use core::num::NonZeroU32;
 use foca::{Config, Foca, Identity, Member, Notification, PostcardCodec, Runtime, Timer};
 use rand_core::SeedableRng;
 use rand_xorshift::XorShiftRng;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use serde::{Deserialize, Serialize};
 use std::collections::BinaryHeap;
 use std::time::Duration;

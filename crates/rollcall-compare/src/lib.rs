@@ -28,7 +28,7 @@ use core::time::Duration;
 /// An implementation, with its settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
-    /// `rollcall_proto::swim::Peer` with its defaults, or with the suspicion multiplier
+    /// `rollcall_core::swim::Peer` with its defaults, or with the suspicion multiplier
     /// `alpha` instead of its default.
     Rollcall { alpha: Option<u32> },
     /// foca 2 with `Config::new_lan(n)`.

@@ -5,7 +5,7 @@
 //! internals, so that the three are measured the same way.
 
 use crate::model::{Plan, Traffic, secs};
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 

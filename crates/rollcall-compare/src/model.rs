@@ -3,7 +3,7 @@
 //! is drawn the same way whoever sends it).
 
 use core::time::Duration;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use rollcall_sim::net::{Fate, Path};
 use rollcall_sim::{Latency, Network, Rng};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -1,11 +1,11 @@
-//! Rollcall's peer mode, `rollcall_proto::swim::Peer`, unchanged, as a [`Machine`].
+//! Rollcall's peer mode, `rollcall_core::swim::Peer`, unchanged, as a [`Machine`].
 
 use crate::metrics::{Kind, View};
 use crate::model::{address, index_of};
 use crate::sansio::Machine;
 use core::time::Duration;
-use rollcall_proto::swim::{MemberId, MemberState, Peer, SwimConfig, SwimEvent};
-use rollcall_proto::{Instant, KeyRing};
+use rollcall_core::swim::{MemberId, MemberState, Peer, SwimConfig, SwimEvent};
+use rollcall_core::{Instant, KeyRing};
 use rollcall_sim::Rng;
 use rollcall_sim::peer::PeerSettings;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use crate::metrics::{Run, View};
 use crate::model::{Cell, Plan, Wire};
 use core::cmp::Reverse;
 use core::time::Duration;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use std::collections::BinaryHeap;
 
 /// What the loop needs from an implementation's node.

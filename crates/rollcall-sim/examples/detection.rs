@@ -9,8 +9,8 @@
 //! node-days).
 
 use core::time::Duration;
+use rollcall_core::monitor::ConfirmConfig;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
-use rollcall_proto::monitor::ConfirmConfig;
 use rollcall_sim::qos::{format_accuracy, format_recurrence};
 use rollcall_sim::{DetectorSpec, Scenario, simulate};
 

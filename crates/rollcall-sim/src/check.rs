@@ -16,9 +16,9 @@ use crate::scenario::DetectorSpec;
 use crate::trace::{Cause, Observed, Trace, state_after, state_before};
 use core::fmt;
 use core::time::Duration;
+use rollcall_core::Instant;
+use rollcall_core::monitor::{NodeState, Reason};
 use rollcall_detect::PhiAccrualConfig;
-use rollcall_proto::Instant;
-use rollcall_proto::monitor::{NodeState, Reason};
 
 /// The slack allowed on top of a computed deadline: the detector keeps its window in whole
 /// microseconds and the timer wheel works in milliseconds.

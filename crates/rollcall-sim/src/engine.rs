@@ -13,10 +13,10 @@ use crate::scenario::Scenario;
 use crate::trace::{Arrivals, Cause, Crash, NetStats, Observed, Trace, span_at};
 use core::cmp::Reverse;
 use core::time::Duration;
-use rollcall_proto::monitor::MonitorEvent;
-use rollcall_proto::responder::{Responder, ResponderConfig};
-use rollcall_proto::wire::{Kind, Outgoing, encode};
-use rollcall_proto::{Instant, KeyRing, Monitor};
+use rollcall_core::monitor::MonitorEvent;
+use rollcall_core::responder::{Responder, ResponderConfig};
+use rollcall_core::wire::{Kind, Outgoing, encode};
+use rollcall_core::{Instant, KeyRing, Monitor};
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -369,7 +369,7 @@ impl Engine<'_> {
                         Some(found) => found,
                         None => (Cause::Timeout, self.agents[node as usize].arrivals.last),
                     };
-                    if transition.to == rollcall_proto::monitor::NodeState::Down {
+                    if transition.to == rollcall_core::monitor::NodeState::Down {
                         self.agents[node as usize].declared_down = true;
                     }
                     self.trace.transitions.push(Observed { node, transition, cause, silence_from });

@@ -6,8 +6,8 @@ use crate::scenario::{
     Burst, DetectorSpec, Direction, Fault, Latency, Network, Scenario, Selector, When, parse_duration,
 };
 use core::time::Duration;
+use rollcall_core::monitor::ConfirmConfig;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
-use rollcall_proto::monitor::ConfirmConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

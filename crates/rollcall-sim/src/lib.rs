@@ -5,7 +5,7 @@
 //! A run is a pure function of its [`Scenario`] (seed included): one thread, no wall clock,
 //! no OS randomness, ordered collections, and an event queue ordered by (instant,
 //! insertion number). Agents send real authenticated datagrams built by the real codec; the
-//! monitor is [`rollcall_proto::Monitor`] itself, stepped at every arrival and at every
+//! monitor is [`rollcall_core::Monitor`] itself, stepped at every arrival and at every
 //! instant it asks to be woken.
 //!
 //! What it deliberately does not do (yet): peer mode (SWIM), monitor-side stalls, traffic

@@ -4,7 +4,7 @@
 use crate::rng::{Purpose, Rng};
 use crate::scenario::{Burst, Network};
 use core::time::Duration;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 
 /// What the network does with one copy of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

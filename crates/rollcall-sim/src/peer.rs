@@ -1,4 +1,4 @@
-//! Peer mode: N SWIM + Lifeguard peers ([`rollcall_proto::swim::Peer`], unchanged) watching
+//! Peer mode: N SWIM + Lifeguard peers ([`rollcall_core::swim::Peer`], unchanged) watching
 //! each other over the simulated network, with the same faults as central mode, judged by
 //! checkers that read only the trace, and summarised in a table like central mode's.
 //!
@@ -22,7 +22,7 @@ pub use report::PeerReport;
 use crate::engine::Progress;
 use crate::scenario::{Scenario, parse_duration};
 use core::time::Duration;
-use rollcall_proto::swim::{ProbeOrder, SwimConfig};
+use rollcall_core::swim::{ProbeOrder, SwimConfig};
 use serde::Deserialize;
 
 /// How peers start.

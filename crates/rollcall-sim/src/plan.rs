@@ -7,7 +7,7 @@ use crate::rng::{Purpose, Rng};
 use crate::scenario::{Direction, Fault, Scenario, Selector, When};
 use crate::trace::{NodeTruth, Span};
 use core::time::Duration;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use std::sync::Arc;
 
 /// A change of a node's process the run loop carries out at its instant.

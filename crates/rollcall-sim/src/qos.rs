@@ -28,9 +28,9 @@
 use crate::peer::PeerTrace;
 use crate::trace::{Span, Trace};
 use core::time::Duration;
-use rollcall_proto::Instant;
-use rollcall_proto::monitor::NodeState;
-use rollcall_proto::swim::MemberState;
+use rollcall_core::Instant;
+use rollcall_core::monitor::NodeState;
+use rollcall_core::swim::MemberState;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

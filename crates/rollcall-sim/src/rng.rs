@@ -1,11 +1,11 @@
-//! The simulator's only source of randomness: the core's xoshiro256** (`rollcall_proto::rng`).
+//! The simulator's only source of randomness: the core's xoshiro256** (`rollcall_core::rng`).
 //!
 //! One root seed, and one derived stream per purpose and per subject (a node's jitter, a
 //! node's network path, one fault's choice of nodes...), so that changing one part of a
 //! scenario (say, the number of crashes) does not shift the random numbers every other part
 //! draws.
 
-use rollcall_proto::rng::splitmix64;
+use rollcall_core::rng::splitmix64;
 
 /// What a stream is for; each purpose gets streams independent of every other purpose's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,14 +26,14 @@ pub(crate) enum Purpose {
     ControlPath = 6,
 }
 
-/// The core's xoshiro256** (`rollcall_proto::rng`), with the draws the simulator needs.
+/// The core's xoshiro256** (`rollcall_core::rng`), with the draws the simulator needs.
 #[derive(Clone, Debug)]
-pub struct Rng(rollcall_proto::rng::Rng);
+pub struct Rng(rollcall_core::rng::Rng);
 
 impl Rng {
     /// A stream for `seed`, its state spread by SplitMix64 as the authors recommend.
     pub fn new(seed: u64) -> Rng {
-        Rng(rollcall_proto::rng::Rng::new(seed))
+        Rng(rollcall_core::rng::Rng::new(seed))
     }
 
     /// The stream of `root` for `purpose` and `subject` (a node or fault index).

@@ -8,8 +8,8 @@
 use crate::rng::Rng;
 use core::fmt;
 use core::time::Duration;
+use rollcall_core::monitor::{ConfirmConfig, DetectorConfig, MonitorConfig};
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
-use rollcall_proto::monitor::{ConfirmConfig, DetectorConfig, MonitorConfig};
 use std::sync::Arc;
 
 /// Everything a run needs. A run is a pure function of its scenario (seed included).

@@ -5,8 +5,8 @@
 //! bug in the core shows up as a disagreement between the two halves of a trace.
 
 use core::time::Duration;
-use rollcall_proto::Instant;
-use rollcall_proto::monitor::{NodeState, Transition};
+use rollcall_core::Instant;
+use rollcall_core::monitor::{NodeState, Transition};
 use std::sync::Arc;
 
 /// A stretch of virtual time, `[from, to)`.
@@ -194,7 +194,7 @@ pub struct Trace {
     pub tick: Duration,
     /// The monitor's confirmation settings, if it probed suspects (the checkers' bound
     /// depends on them).
-    pub confirm: Option<rollcall_proto::monitor::ConfirmConfig>,
+    pub confirm: Option<rollcall_core::monitor::ConfirmConfig>,
 }
 
 impl Trace {

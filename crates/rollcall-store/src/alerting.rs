@@ -1,7 +1,7 @@
 //! Incidents, the alert outbox, checks and pings: the rows of the alerting layers.
 
 use super::{Store, StoreError, Write};
-use rollcall_proto::monitor::NodeState;
+use rollcall_core::monitor::NodeState;
 use rusqlite::{Transaction, params};
 
 /// An incident as stored. `members` is kept as newline-separated ids.

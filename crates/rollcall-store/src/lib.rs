@@ -20,8 +20,8 @@ pub use leases::LeaseRecord;
 pub use lock::{DirLock, LOCK_FILE_NAME};
 pub use silences::{IncidentChangeRecord, SilenceRecord};
 
-use rollcall_proto::alerts::SubjectKind;
-use rollcall_proto::monitor::{NodeState, Reason, RestoredNode};
+use rollcall_core::alerts::SubjectKind;
+use rollcall_core::monitor::{NodeState, Reason, RestoredNode};
 use rusqlite::{Connection, OpenFlags, params};
 use std::path::{Path, PathBuf};
 

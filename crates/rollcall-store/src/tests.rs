@@ -1,5 +1,5 @@
 use super::*;
-use rollcall_proto::alerts::SubjectKind;
+use rollcall_core::alerts::SubjectKind;
 
 fn node(id: &str, generation: u64, sequence: u64, state: NodeState) -> Write {
     Write::Node {

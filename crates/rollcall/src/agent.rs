@@ -9,9 +9,9 @@ use crate::cli::AgentArgs;
 use crate::clock::Clock;
 use crate::settings::load_key_ring;
 use anyhow::{Context, bail};
-use rollcall_proto::KeyRing;
-use rollcall_proto::responder::{Responder, ResponderConfig};
-use rollcall_proto::wire::{Kind, Outgoing, encode};
+use rollcall_core::KeyRing;
+use rollcall_core::responder::{Responder, ResponderConfig};
+use rollcall_core::wire::{Kind, Outgoing, encode};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -192,7 +192,7 @@ pub async fn run(
 }
 
 /// Completes when the watched process exits; never without one.
-async fn exited(watch: &mut Option<Watch>) -> rollcall_proto::wire::ExitStatus {
+async fn exited(watch: &mut Option<Watch>) -> rollcall_core::wire::ExitStatus {
     match watch {
         Some(watch) => watch.exited().await,
         None => std::future::pending().await,
@@ -217,7 +217,7 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    fn encode(&mut self, kind: Kind) -> Result<(), rollcall_proto::wire::EncodeError> {
+    fn encode(&mut self, kind: Kind) -> Result<(), rollcall_core::wire::EncodeError> {
         let labels = self.labels;
         self.encode_with(kind, labels)
     }
@@ -226,7 +226,7 @@ impl Sender<'_> {
         &mut self,
         kind: Kind,
         labels: &[(&str, &str)],
-    ) -> Result<(), rollcall_proto::wire::EncodeError> {
+    ) -> Result<(), rollcall_core::wire::EncodeError> {
         self.sequence += 1;
         let message = Outgoing {
             kind,
@@ -254,7 +254,7 @@ impl Sender<'_> {
         &mut self,
         socket: &tokio::net::UdpSocket,
         monitors: &[SocketAddr],
-        status: &rollcall_proto::wire::ExitStatus,
+        status: &rollcall_core::wire::ExitStatus,
     ) {
         let owned = watch::status_labels(status);
         let labels: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -1,10 +1,10 @@
 //! Checks in the shell: the forms a check takes outside the core (a `[[check]]` table in
 //! the config file, a JSON body on the API, a row in the store, a JSON view for readers) and
-//! the conversions between them and [`rollcall_proto::checks::CheckSpec`].
+//! the conversions between them and [`rollcall_core::checks::CheckSpec`].
 
 use crate::clock::rfc3339_ms;
-use rollcall_proto::Instant;
-use rollcall_proto::checks::{CheckRecord, CheckSpec, CheckView, Outcome, Schedule};
+use rollcall_core::Instant;
+use rollcall_core::checks::{CheckRecord, CheckSpec, CheckView, Outcome, Schedule};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@
 //! every wake-up, notices the step, moves the offset, and says so, so the owner can tell the
 //! check table.
 
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -92,7 +92,7 @@ impl Story {
         let key_file = dir.join("rollcall.key");
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).context("reading the OS random source")?;
-        std::fs::write(&key_file, format!("{}\n", rollcall_proto::Key::generate_line(1, &secret)))?;
+        std::fs::write(&key_file, format!("{}\n", rollcall_core::Key::generate_line(1, &secret)))?;
         let log = std::fs::File::create(dir.join("monitor.log"))?;
         let mut monitor = Command::new(&exe)
             .args(["monitor", "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])

@@ -2,7 +2,7 @@
 
 use crate::cli::KeygenArgs;
 use anyhow::Context;
-use rollcall_proto::Key;
+use rollcall_core::Key;
 
 pub fn run(args: &KeygenArgs) -> anyhow::Result<()> {
     let mut secret = [0u8; 32];

@@ -88,7 +88,7 @@ struct Runner {
 impl Runner {
     fn new(args: LeaseRunArgs) -> anyhow::Result<Runner> {
         let ttl = args.ttl;
-        if !(rollcall_proto::leases::MIN_TTL..=rollcall_proto::leases::MAX_TTL).contains(&ttl) {
+        if !(rollcall_core::leases::MIN_TTL..=rollcall_core::leases::MAX_TTL).contains(&ttl) {
             bail!("--ttl must be between 1s and 1h");
         }
         let grace = args.grace.unwrap_or((ttl / 4).min(Duration::from_secs(5)));

@@ -1,5 +1,5 @@
 //! `rollcall peer`: the tokio shell around the core's SWIM + Lifeguard member
-//! ([`rollcall_proto::swim::Peer`]), for clusters whose members watch each other.
+//! ([`rollcall_core::swim::Peer`]), for clusters whose members watch each other.
 //!
 //! One current-thread runtime, one UDP socket, one task (the owner, in `peer/owner.rs`)
 //! that holds the core and is the only code that touches it. HTTP handlers (`peer/http.rs`)
@@ -25,9 +25,9 @@ use crate::clock::Clock;
 use crate::http_server::{ConnectionLimits, ServerLimits};
 use crate::settings::{alert_file, load_key_ring};
 use anyhow::{Context, bail};
-use rollcall_proto::KeyRing;
-use rollcall_proto::alerts::AlertConfig;
-use rollcall_proto::swim::{Peer, SwimConfig, wire};
+use rollcall_core::KeyRing;
+use rollcall_core::alerts::AlertConfig;
+use rollcall_core::swim::{Peer, SwimConfig, wire};
 use rollcall_store::Store;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};

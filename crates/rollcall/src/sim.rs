@@ -126,7 +126,7 @@ fn scenario(args: &SimArgs) -> anyhow::Result<(Scenario, Option<PeerSettings>)> 
         scenario.detector = scenario.detector.with_threshold(threshold);
     }
     if args.confirm && scenario.confirm.is_none() {
-        scenario.confirm = Some(rollcall_proto::monitor::ConfirmConfig::default());
+        scenario.confirm = Some(rollcall_core::monitor::ConfirmConfig::default());
     }
     let span = |fraction: f64| scenario.duration.mul_f64(fraction);
     if let Some(crash) = &args.crash {

@@ -11,7 +11,7 @@ mod support;
 
 use nix::sys::signal::Signal;
 use receiver::Receiver;
-use rollcall_proto::wire::{Kind, Outgoing, encode};
+use rollcall_core::wire::{Kind, Outgoing, encode};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};

@@ -3,8 +3,8 @@
 
 mod support;
 
-use rollcall_proto::KeyRing;
-use rollcall_proto::wire::{Kind, Outgoing, decode, encode};
+use rollcall_core::KeyRing;
+use rollcall_core::wire::{Kind, Outgoing, decode, encode};
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -76,7 +76,7 @@ fn hostile_datagrams_are_counted_and_change_nothing() {
         attack.send(&bytes);
     }
     let valid = datagram(attack.ring(), Kind::Heartbeat, "steady", steady.generation + 1, 1);
-    let tag_start = valid.len() - rollcall_proto::wire::TAG_LEN;
+    let tag_start = valid.len() - rollcall_core::wire::TAG_LEN;
     for byte in (0..tag_start + 4).chain([valid.len() - 1]) {
         for bit in 0..8 {
             let mut corrupt = valid.clone();

@@ -18,8 +18,8 @@ use crate::scenario::Scenario;
 use crate::trace::{NodeTruth, Span};
 use core::fmt;
 use core::time::Duration;
-use rollcall_proto::Instant;
-use rollcall_proto::swim::{MemberState, suspicion_bounds};
+use rollcall_core::Instant;
+use rollcall_core::swim::{MemberState, suspicion_bounds};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Periods allowed for some peer to probe the crashed node (the chance that nobody does in

@@ -3,9 +3,9 @@
 use super::super::*;
 use crate::check::{SLACK, logistic_y, silence_bound};
 use core::time::Duration;
+use rollcall_core::Instant;
+use rollcall_core::monitor::{NodeState, Reason, Transition};
 use rollcall_detect::{Detector, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
-use rollcall_proto::Instant;
-use rollcall_proto::monitor::{NodeState, Reason, Transition};
 use std::sync::Arc;
 
 fn at(seconds: f64) -> Instant {

@@ -6,8 +6,8 @@
 use super::super::*;
 use super::runs::outcome;
 use core::time::Duration;
+use rollcall_core::monitor::ConfirmConfig;
 use rollcall_detect::PhiAccrualConfig;
-use rollcall_proto::monitor::ConfirmConfig;
 
 const SHIPPED: [&str; 5] = [
     include_str!("../../../../scenarios/lan.toml"),
@@ -72,7 +72,7 @@ fn a_partitioned_monitor_reports_reachability_not_deaths() {
         .trace
         .transitions
         .iter()
-        .filter(|o| o.transition.reason == rollcall_proto::monitor::Reason::Unreachable)
+        .filter(|o| o.transition.reason == rollcall_core::monitor::Reason::Unreachable)
         .count();
     // A third of the fleet is cut off for a minute: each of them is suspect, unreachable.
     assert!(unreachable >= 15, "{unreachable} nodes reported unreachable");

@@ -4,7 +4,7 @@
 use crate::peer::{PeerOutcome, PeerSettings, simulate, split_scenario};
 use crate::*;
 use core::time::Duration;
-use rollcall_proto::swim::{MemberState, ProbeOrder};
+use rollcall_core::swim::{MemberState, ProbeOrder};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -161,7 +161,7 @@ fn peer_settings_in_files_are_checked() {
     let check = |text: &str| split_scenario(text).map(|(_, peer)| peer);
     assert_eq!(check("mode = \"peer\"\n").unwrap(), Some(PeerSettings::default()));
     let uniform = check("mode = \"peer\"\n[peer]\nprobe_order = \"uniform\"\n").unwrap().unwrap();
-    assert_eq!(uniform.probe_order, rollcall_proto::swim::ProbeOrder::Uniform);
+    assert_eq!(uniform.probe_order, rollcall_core::swim::ProbeOrder::Uniform);
     assert!(check("mode = \"swim\"\n").unwrap_err().contains("central"));
     assert!(check("mode = \"peer\"\n[peer]\nprobes = 3\n").unwrap_err().contains("probes"));
     assert!(check("mode = \"central\"\n[peer]\n").unwrap_err().contains("mode"));

@@ -4,7 +4,7 @@
 use super::super::*;
 use crate::qos::{Mistakes, alive_spans, format_accuracy, intersect};
 use core::time::Duration;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 
 fn at(seconds: f64) -> Instant {
     Instant::ZERO + Duration::from_secs_f64(seconds)

@@ -2,8 +2,8 @@
 
 use super::super::*;
 use core::time::Duration;
+use rollcall_core::monitor::{NodeState, Reason};
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
-use rollcall_proto::monitor::{NodeState, Reason};
 
 pub(super) fn outcome(scenario: &Scenario) -> Outcome {
     simulate(scenario, &mut |_| {}).expect("the test scenarios are valid")

@@ -1,6 +1,6 @@
 use crate::{IncidentChangeRecord, SilenceRecord, Store, TransitionFilter, TransitionRecord, Write};
-use rollcall_proto::alerts::SubjectKind;
-use rollcall_proto::monitor::{NodeState, Reason};
+use rollcall_core::alerts::SubjectKind;
+use rollcall_core::monitor::{NodeState, Reason};
 
 fn transition(node: &str) -> Write {
     Write::Transition(TransitionRecord {

@@ -3,7 +3,7 @@
 //! monitors at once (an exit report) instead of leaving them to notice the silence.
 
 use anyhow::Context;
-use rollcall_proto::wire::ExitStatus;
+use rollcall_core::wire::ExitStatus;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -104,7 +104,7 @@ impl Watch {
 
 /// Labels of an exit report: the status as the wire carries it (docs/PROTOCOL.md).
 pub fn status_labels(status: &ExitStatus) -> Vec<(&'static str, String)> {
-    use rollcall_proto::wire::{EXIT_CODE_LABEL, EXIT_SIGNAL_LABEL};
+    use rollcall_core::wire::{EXIT_CODE_LABEL, EXIT_SIGNAL_LABEL};
     let mut labels = Vec::new();
     if let Some(code) = status.code {
         labels.push((EXIT_CODE_LABEL, code.to_string()));

@@ -6,7 +6,7 @@ use super::model::{
 };
 use super::sinks::SinkConfig;
 use crate::clock::{Clock, rfc3339_ms};
-use rollcall_proto::alerts::{self as core, Admission, Notification, NotificationKind};
+use rollcall_core::alerts::{self as core, Admission, Notification, NotificationKind};
 use rollcall_store::{IncidentChangeRecord, IncidentRecord, OutboxEntry, Write};
 use std::collections::BTreeMap;
 

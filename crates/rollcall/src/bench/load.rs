@@ -3,8 +3,8 @@
 //! decodes nothing): the same generator against both gives the same-run baseline.
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg};
-use rollcall_proto::KeyRing;
-use rollcall_proto::wire::{Kind, Outgoing, encode};
+use rollcall_core::KeyRing;
+use rollcall_core::wire::{Kind, Outgoing, encode};
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;

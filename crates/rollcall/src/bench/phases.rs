@@ -6,7 +6,7 @@ use super::probe::{self, Api, EventStream, MonitorProcess, WebhookReceiver};
 use super::report::*;
 use super::wrk::Ceiling;
 use anyhow::Context;
-use rollcall_proto::KeyRing;
+use rollcall_core::KeyRing;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +24,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&dir)?;
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("no OS randomness: {error}"))?;
-    let key_line = rollcall_proto::Key::generate_line(1, &secret);
+    let key_line = rollcall_core::Key::generate_line(1, &secret);
     std::fs::write(dir.join("bench.key"), format!("{key_line}\n"))?;
     let ring = KeyRing::parse(&key_line).map_err(|error| anyhow::anyhow!("{error}"))?;
     let webhook = WebhookReceiver::start()?;
@@ -45,7 +45,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             saturate_s: args.saturate.as_secs_f64(),
             steady_s: args.steady.as_secs_f64(),
             stopped: stopped_count,
-            datagram_bytes: rollcall_proto::wire::encoded_len(node_id(0).len(), 0),
+            datagram_bytes: rollcall_core::wire::encoded_len(node_id(0).len(), 0),
         },
         ..Report::default()
     };

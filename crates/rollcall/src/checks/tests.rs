@@ -1,5 +1,5 @@
 use super::*;
-use rollcall_proto::monitor::NodeState;
+use rollcall_core::monitor::NodeState;
 
 fn input(text: &str) -> CheckInput {
     toml::from_str(text).unwrap()

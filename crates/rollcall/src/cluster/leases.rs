@@ -21,7 +21,7 @@ use crate::monitor::{LeaseChange, LeaseFailure, LeaseJson};
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, Txn, TxnOp, WatchOptions,
 };
-use rollcall_proto::leases::{LeaseError, MAX_LEASES};
+use rollcall_core::leases::{LeaseError, MAX_LEASES};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::{Mutex, broadcast, watch};

@@ -165,8 +165,8 @@ impl Link {
     }
 
     /// A local state as a vote: suspect and down are published, the rest is hearing it.
-    pub fn vote_for(state: rollcall_proto::monitor::NodeState, reason: &str) -> Option<Vote> {
-        use rollcall_proto::monitor::NodeState;
+    pub fn vote_for(state: rollcall_core::monitor::NodeState, reason: &str) -> Option<Vote> {
+        use rollcall_core::monitor::NodeState;
         let state = match state {
             NodeState::Suspect => Opinion::Suspect,
             NodeState::Down => Opinion::Down,
@@ -223,7 +223,7 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollcall_proto::monitor::NodeState;
+    use rollcall_core::monitor::NodeState;
 
     #[test]
     fn hearing_a_node_already_heard_writes_nothing_and_a_recovery_deletes_the_vote() {

@@ -1,4 +1,4 @@
-//! The shell's side of interval advice (`rollcall_proto::monitor`'s `advice` module has the
+//! The shell's side of interval advice (`rollcall_core::monitor`'s `advice` module has the
 //! wire side): every [`REFRESH`], for each scope with a goal (each `[goals.group.X]`, and
 //! `[goals]` for the rest of the fleet), the heartbeat interval that `qos::advise` derives
 //! for a sample of that scope's `up` nodes, from what was observed of them. The median of
@@ -14,8 +14,8 @@
 
 use super::explain::{self, Goals};
 use crate::monitor::owner::node_json;
-use rollcall_proto::monitor::NodeState;
-use rollcall_proto::{Instant, Monitor};
+use rollcall_core::monitor::NodeState;
+use rollcall_core::{Instant, Monitor};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

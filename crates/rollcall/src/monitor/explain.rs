@@ -5,9 +5,9 @@
 //! they are kept on this node's network and, if not, what settings would keep them.
 
 use crate::monitor::owner::NodeJson;
+use rollcall_core::Monitor;
+use rollcall_core::monitor::{ConfirmConfig, DetectorConfig};
 use rollcall_detect::qos::{self, Goal, Observed, Round};
-use rollcall_proto::Monitor;
-use rollcall_proto::monitor::{ConfirmConfig, DetectorConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -9,8 +9,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rollcall_proto::checks::{PingError, Signal};
-use rollcall_proto::monitor::{NodeState, Rejection};
+use rollcall_core::checks::{PingError, Signal};
+use rollcall_core::monitor::{NodeState, Rejection};
 use std::collections::BTreeMap;
 
 type Labels = Vec<(&'static str, &'static str)>;

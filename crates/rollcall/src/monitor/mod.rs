@@ -1,4 +1,4 @@
-//! The monitor daemon: the tokio shell around the core's [`rollcall_proto::Monitor`].
+//! The monitor daemon: the tokio shell around the core's [`rollcall_core::Monitor`].
 //!
 //! One task (the owner, in `owner.rs`) holds the core and is the only code that touches it:
 //! it selects over received datagrams, the core's next deadline, commands from HTTP
@@ -102,9 +102,9 @@ pub async fn run(
     // The latest transition of every node stored down: a down committed inside the
     // grouping window before a crash has no incident yet, and must still page.
     let mut downs = Vec::new();
-    for node in nodes.iter().filter(|node| node.state == rollcall_proto::monitor::NodeState::Down) {
+    for node in nodes.iter().filter(|node| node.state == rollcall_core::monitor::NodeState::Down) {
         let latest = store
-            .recent_transitions(rollcall_proto::alerts::SubjectKind::Node, &node.id, 1)
+            .recent_transitions(rollcall_core::alerts::SubjectKind::Node, &node.id, 1)
             .context("cannot read transitions from the store")?;
         downs.push((node.id.clone(), node.generation, latest.into_iter().next()));
     }

@@ -19,11 +19,11 @@ use crate::cluster::link::Link;
 use crate::settings::Settings;
 use checks::{CheckState, start_checks};
 use prometheus_client::metrics::histogram::Histogram;
-use rollcall_proto::alerts::{Alerter, Notification, SubjectKind};
-use rollcall_proto::monitor::{
+use rollcall_core::alerts::{Alerter, Notification, SubjectKind};
+use rollcall_core::monitor::{
     DetectorFacts, MonitorEvent, MonitorStats, NodeState, NodeView, Reason, RestoredNode, Transition,
 };
-use rollcall_proto::{Instant, Monitor};
+use rollcall_core::{Instant, Monitor};
 use rollcall_store::{IncidentRecord, NodeRecord, Write};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -136,8 +136,8 @@ pub struct NodeJson {
 #[derive(Clone, Debug)]
 pub struct StatsSnapshot {
     pub core: MonitorStats,
-    pub alerts: rollcall_proto::alerts::AlertStats,
-    pub checks: rollcall_proto::checks::ChecksStats,
+    pub alerts: rollcall_core::alerts::AlertStats,
+    pub checks: rollcall_core::checks::ChecksStats,
     pub open_incidents: usize,
     pub detector: &'static str,
     pub store_batches: u64,
@@ -156,7 +156,7 @@ pub struct StatsSnapshot {
     pub per_node_omitted: usize,
     /// Confirmation counters (`None`: confirmation is off), rounds in progress, and probes
     /// the kernel did not take.
-    pub confirm: Option<rollcall_proto::monitor::ConfirmStats>,
+    pub confirm: Option<rollcall_core::monitor::ConfirmStats>,
     pub confirmations_in_progress: usize,
     pub probes_unsent: u64,
     /// The heartbeat interval advised to agents, and the share of sampled nodes whose
@@ -165,7 +165,7 @@ pub struct StatsSnapshot {
     pub goals_kept: std::collections::BTreeMap<Option<String>, f64>,
     /// Leases held now, and the lease table's counters.
     pub leases_held: usize,
-    pub leases: rollcall_proto::leases::LeaseStats,
+    pub leases: rollcall_core::leases::LeaseStats,
 }
 
 /// Buckets of the detection lag histogram, in seconds.

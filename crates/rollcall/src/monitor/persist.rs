@@ -12,8 +12,8 @@
 //! keeps freed memory, so a checkpoint's high-water mark would stay in the process).
 
 use prometheus_client::metrics::histogram::Histogram;
-use rollcall_proto::Instant;
-use rollcall_proto::monitor::{NodeState, NodeView};
+use rollcall_core::Instant;
+use rollcall_core::monitor::{NodeState, NodeView};
 use rollcall_store::{Store, Write};
 
 pub(crate) mod health;

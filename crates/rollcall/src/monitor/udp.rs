@@ -8,14 +8,14 @@
 //! docs/BENCHMARKS.md).
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
 /// Largest datagram read; longer ones are truncated by the kernel and then refused by the
 /// codec as malformed, which is what they are.
-const DATAGRAM_BUFFER: usize = rollcall_proto::wire::MAX_DATAGRAM + 1;
+const DATAGRAM_BUFFER: usize = rollcall_core::wire::MAX_DATAGRAM + 1;
 /// Datagrams read by one `recvmmsg` call.
 pub const BATCH: usize = 64;
 

@@ -7,7 +7,7 @@ use super::alerting::AlertsSnapshot;
 use super::owner::{STATES, StatsSnapshot};
 use crate::alerts::delivery::SinkHealth;
 use crate::http_server::ConnectionStats;
-use rollcall_proto::swim::Rejection;
+use rollcall_core::swim::Rejection;
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 

@@ -1,5 +1,5 @@
 //! The one task that owns the core [`Peer`]. Datagrams, timeouts, HTTP commands and the
-//! shutdown go through its loop, in the order `rollcall_proto::swim` documents: an input
+//! shutdown go through its loop, in the order `rollcall_core::swim` documents: an input
 //! (`handle_datagram` or `handle_timeout`), then every `poll_transmit` sent and every
 //! `poll_event` recorded, then `poll_timeout` for the next wake-up. With sinks configured,
 //! the recorded transitions also go through the incident layer (`alerting.rs`), and are
@@ -7,8 +7,8 @@
 
 use super::alerting::{Alerts, AlertsSnapshot};
 use crate::clock::{Clock, rfc3339_ms};
-use rollcall_proto::Instant;
-use rollcall_proto::swim::{MemberState, Peer, SwimEvent, SwimStats};
+use rollcall_core::Instant;
+use rollcall_core::swim::{MemberState, Peer, SwimEvent, SwimStats};
 use rollcall_store::Write;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};

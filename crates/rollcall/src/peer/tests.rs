@@ -71,7 +71,7 @@ fn metrics_export_every_reason_and_escape_labels() {
         alerts: None,
     };
     let text = super::metrics::render(&stats, &Default::default(), &Default::default());
-    for reason in rollcall_proto::swim::Rejection::ALL {
+    for reason in rollcall_core::swim::Rejection::ALL {
         let series = format!("rollcall_peer_datagrams_rejected_total{{reason=\"{}\"}} 0\n", reason.as_str());
         assert!(text.contains(&series), "missing {series:?} in:\n{text}");
     }

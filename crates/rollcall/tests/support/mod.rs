@@ -15,7 +15,7 @@ pub use lease_run::LeaseRun;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rollcall_proto::KeyRing;
+use rollcall_core::KeyRing;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,5 @@
 use super::*;
-use rollcall_proto::Instant;
+use rollcall_core::Instant;
 
 fn group_firing(members: usize) -> Notification {
     Notification {

@@ -10,7 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rollcall_proto::checks::PingError;
+use rollcall_core::checks::PingError;
 use serde::Deserialize;
 use std::net::SocketAddr;
 

@@ -14,7 +14,7 @@ use axum::extract::{FromRequest, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use rollcall_proto::leases::{validate_name, validate_request};
+use rollcall_core::leases::{validate_name, validate_request};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -273,7 +273,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     let depth: std::collections::BTreeMap<String, u64> =
         state.read(|store| store.outbox_depth()).await?.into_iter().collect();
     let sinks = state.sinks.lock().map_err(|_| ApiError::internal("sink board poisoned".into()))?.clone();
-    let nodes: serde_json::Map<String, serde_json::Value> = rollcall_proto::monitor::NodeState::ALL
+    let nodes: serde_json::Map<String, serde_json::Value> = rollcall_core::monitor::NodeState::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), stats.core.nodes_in(*s).into()))
         .collect();
@@ -292,7 +292,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         "limits_hit": {
             "capacity": stats.core.rejected.get("capacity").copied().unwrap_or(0),
             "not_allowed": stats.core.rejected.get("not_allowed").copied().unwrap_or(0),
-            "pings_rate_limited": stats.checks.rejected(rollcall_proto::checks::PingError::RateLimited),
+            "pings_rate_limited": stats.checks.rejected(rollcall_core::checks::PingError::RateLimited),
         },
         "store": {
             "commits": stats.store_batches,

@@ -25,7 +25,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<NodeJson>>, ApiError> {
     if let Some(wanted) = &query.state
-        && rollcall_proto::monitor::NodeState::parse(wanted).is_none()
+        && rollcall_core::monitor::NodeState::parse(wanted).is_none()
     {
         return Err(ApiError::bad_request(format!(
             "field `state`: {wanted:?} is not one of new, up, suspect, down, left, paused"
@@ -75,7 +75,7 @@ pub async fn detail(
     let key = id.clone();
     let history = state
         .read(move |store| {
-            store.recent_transitions(rollcall_proto::alerts::SubjectKind::Node, &key, DETAIL_HISTORY)
+            store.recent_transitions(rollcall_core::alerts::SubjectKind::Node, &key, DETAIL_HISTORY)
         })
         .await?;
     Ok(Json(NodeDetailJson {

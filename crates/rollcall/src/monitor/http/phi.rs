@@ -15,8 +15,8 @@ use crate::clock::{Clock, rfc3339_ms};
 use crate::monitor::owner::Command;
 use axum::Json;
 use axum::extract::{Path, State};
+use rollcall_core::{Instant, Monitor};
 use rollcall_detect::{Detector, PHI_WINDOW};
-use rollcall_proto::{Instant, Monitor};
 use serde::Serialize;
 use std::time::Duration;
 

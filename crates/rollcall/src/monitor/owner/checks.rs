@@ -5,11 +5,11 @@ use super::{Owner, log_transition, transition_write};
 use crate::checks::{
     CheckInput, CheckJson, SOURCE_API, SOURCE_CONFIG, check_json, from_store, generate_token, to_store,
 };
-use rollcall_proto::alerts::SubjectKind;
-use rollcall_proto::checks::{
+use rollcall_core::alerts::SubjectKind;
+use rollcall_core::checks::{
     CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Schedule, Signal, validate_slug,
 };
-use rollcall_proto::ratelimit::RateLimiter;
+use rollcall_core::ratelimit::RateLimiter;
 use rollcall_store::{PingRecord, Write};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -397,7 +397,7 @@ pub fn start_checks(
     stored: &[rollcall_store::CheckRecord],
     stored_pings: &BTreeMap<String, Vec<PingRecord>>,
     clock: &crate::clock::Clock,
-    now: rollcall_proto::Instant,
+    now: rollcall_core::Instant,
     wall: u64,
     now_ms: i64,
 ) -> anyhow::Result<(CheckState, Vec<Write>)> {
@@ -469,8 +469,8 @@ pub fn start_checks(
 fn restored_ping(
     ping: &PingRecord,
     clock: &crate::clock::Clock,
-) -> Option<rollcall_proto::checks::PingRecord> {
-    Some(rollcall_proto::checks::PingRecord {
+) -> Option<rollcall_core::checks::PingRecord> {
+    Some(rollcall_core::checks::PingRecord {
         signal: ping.signal.parse::<Signal>().ok()?,
         at: clock.instant_at_wall_ms(ping.at_ms),
         wall_ms: ping.at_ms.max(0) as u64,

@@ -11,9 +11,9 @@ use crate::alerts::model::{AlertKind, IncidentInfo, Subject};
 use crate::clock::{Clock, rfc3339_ms};
 use crate::cluster::agree::{Agreed, Change};
 use crate::cluster::link::{FencedWrite, IncidentDoc, Link};
-use rollcall_proto::Instant;
-use rollcall_proto::alerts::{Admission, AlertConfig, Alerter, NotificationKind, OpenIncident, SubjectKind};
-use rollcall_proto::monitor::{NodeState, Reason, Transition};
+use rollcall_core::Instant;
+use rollcall_core::alerts::{Admission, AlertConfig, Alerter, NotificationKind, OpenIncident, SubjectKind};
+use rollcall_core::monitor::{NodeState, Reason, Transition};
 use rollcall_store::Write;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ impl ClusterPaging {
         let incident = OpenIncident {
             id,
             kind: NotificationKind::Firing,
-            severity: rollcall_proto::alerts::Severity::Critical,
+            severity: rollcall_core::alerts::Severity::Critical,
             subject_kind: SubjectKind::Node,
             subject: node.to_string(),
             members: vec![node.to_string()],
@@ -164,7 +164,7 @@ fn restored(doc: &IncidentDoc, clock: &Clock) -> Option<OpenIncident> {
     Some(OpenIncident {
         id: doc.id,
         kind: if doc.kind == "flapping" { NotificationKind::Flapping } else { NotificationKind::Firing },
-        severity: rollcall_proto::alerts::Severity::parse(&doc.severity)?,
+        severity: rollcall_core::alerts::Severity::parse(&doc.severity)?,
         subject_kind: SubjectKind::parse(&doc.subject_kind)?,
         subject: doc.subject.clone(),
         members: doc.members.clone(),

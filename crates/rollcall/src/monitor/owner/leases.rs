@@ -8,9 +8,9 @@
 
 use super::Owner;
 use crate::clock::{Clock, rfc3339_ms};
-use rollcall_proto::Instant;
-use rollcall_proto::leases::{EndReason, Lease, LeaseError, LeaseEvent, Leases};
-use rollcall_proto::monitor::NodeState;
+use rollcall_core::Instant;
+use rollcall_core::leases::{EndReason, Lease, LeaseError, LeaseEvent, Leases};
+use rollcall_core::monitor::NodeState;
 use rollcall_store::{LeaseRecord, Write};
 use serde::Serialize;
 use std::time::Duration;

@@ -1,10 +1,10 @@
 //! The owner's side of silences: the API's commands, and putting silences (and what they
 //! hold) back after a restart. The rules themselves are the incident layer's
-//! ([`rollcall_proto::alerts::Alerter::admit`]).
+//! ([`rollcall_core::alerts::Alerter::admit`]).
 
 use super::Owner;
 use crate::clock::{Clock, rfc3339_ms};
-use rollcall_proto::alerts::{Alerter, Silence};
+use rollcall_core::alerts::{Alerter, Silence};
 use rollcall_store::{IncidentRecord, SilenceRecord, Write};
 use serde::Serialize;
 use tokio::sync::oneshot;

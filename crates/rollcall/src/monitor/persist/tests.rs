@@ -1,5 +1,5 @@
 use super::*;
-use rollcall_proto::monitor::NodeState;
+use rollcall_core::monitor::NodeState;
 use rollcall_store::NodeRecord;
 use std::collections::VecDeque;
 

@@ -48,9 +48,9 @@ use std::sync::Arc;
 /// then silent, is declared down a few seconds later, without any real time passing.
 ///
 /// ```
-/// use rollcall_proto::monitor::{MonitorEvent, NodeState};
-/// use rollcall_proto::wire::{Kind, Outgoing, encode};
-/// use rollcall_proto::{Instant, Key, KeyRing, Monitor, MonitorConfig};
+/// use rollcall_core::monitor::{MonitorEvent, NodeState};
+/// use rollcall_core::wire::{Kind, Outgoing, encode};
+/// use rollcall_core::{Instant, Key, KeyRing, Monitor, MonitorConfig};
 /// use std::time::Duration;
 ///
 /// let ring = KeyRing::new(&[Key::new(1, [7; 32])]).unwrap();

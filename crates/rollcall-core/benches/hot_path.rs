@@ -4,12 +4,12 @@
 //! heartbeat grows with the table). A benchmark, not a test: divan prints the times and
 //! nothing is asserted about them.
 //!
-//! `cargo bench -p rollcall-proto --bench hot_path`
+//! `cargo bench -p rollcall-core --bench hot_path`
 
 use core::time::Duration;
-use rollcall_proto::timer::TimerWheel;
-use rollcall_proto::wire::{self, Kind, Outgoing};
-use rollcall_proto::{Instant, KeyRing, Monitor, MonitorConfig};
+use rollcall_core::timer::TimerWheel;
+use rollcall_core::wire::{self, Kind, Outgoing};
+use rollcall_core::{Instant, KeyRing, Monitor, MonitorConfig};
 use std::net::SocketAddr;
 
 fn main() {

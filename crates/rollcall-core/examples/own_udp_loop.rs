@@ -3,15 +3,15 @@
 //! apart, then silence) and the loop prints what the monitor decides, until the node is
 //! down.
 //!
-//! `cargo run -p rollcall-proto --example own_udp_loop`
+//! `cargo run -p rollcall-core --example own_udp_loop`
 
 // This file is a shell, not the core: it brings the socket and the clock that the core's
 // lints (clippy.toml) keep out of the crate itself.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use rollcall_proto::monitor::{MonitorEvent, NodeState};
-use rollcall_proto::wire::{Kind, Outgoing, encode};
-use rollcall_proto::{Instant, Key, KeyRing, Monitor, MonitorConfig};
+use rollcall_core::monitor::{MonitorEvent, NodeState};
+use rollcall_core::wire::{Kind, Outgoing, encode};
+use rollcall_core::{Instant, Key, KeyRing, Monitor, MonitorConfig};
 use std::net::UdpSocket;
 use std::time::Duration;
 
