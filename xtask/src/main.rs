@@ -23,6 +23,10 @@ environment:
 /// Crates that must never depend on an async runtime or do I/O.
 const CORE_CRATES: [&str; 2] = ["rollcall-detect", "rollcall-core"];
 const FORBIDDEN_IN_CORE: [&str; 4] = ["tokio", "mio", "socket2", "async-std"];
+/// rollcall-core's examples (`crates/rollcall-core/examples/`): each runs in CI.
+const CORE_EXAMPLES: [&str; 3] = ["own_udp_loop", "swim_over_tokio", "virtual_clock"];
+/// What only job checks need (cron, time zones): behind rollcall-core's `checks` feature.
+const CHECKS_ONLY: [&str; 3] = ["chrono", "chrono-tz", "croner"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -98,7 +102,11 @@ fn test() -> Result {
             .env("RUSTDOCFLAGS", "-D warnings"))
     })?;
     // The core's examples run, not only compile: each ends by itself within seconds.
-    step("examples", || cargo(&["run", "-q", "-p", "rollcall-core", "--example", "own_udp_loop"]))?;
+    step("examples", || {
+        CORE_EXAMPLES
+            .iter()
+            .try_for_each(|example| cargo(&["run", "-q", "-p", "rollcall-core", "--example", example]))
+    })?;
     let fuzz_secs = std::env::var("ROLLCALL_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     step("fuzz (bounded)", || ensure_cargo_fuzz().and_then(|()| fuzz(fuzz_secs)))?;
     println!("xtask: all checks passed in {:.0?}", started.elapsed());
@@ -187,26 +195,37 @@ fn run(command: &mut Command) -> Result {
     if status.success() { Ok(()) } else { Err(format!("{command:?} exited with {status}")) }
 }
 
-/// The sans-IO core must not pull in an async runtime or socket crate, even indirectly.
+/// The sans-IO core must not pull in an async runtime or socket crate, even indirectly; and
+/// without its `checks` feature it must neither need nor compile job checks' calendar crates.
 fn core_purity() -> Result {
     for krate in CORE_CRATES {
-        let output = Command::new(env!("CARGO"))
-            .args(["tree", "--package", krate, "--edges", "normal", "--prefix", "none", "--format", "{p}"])
-            .output()
-            .map_err(|error| format!("cannot run cargo tree: {error}"))?;
-        if !output.status.success() {
-            return Err(format!("cargo tree -p {krate} failed"));
+        let tree = dependency_names(&["--package", krate])?;
+        if let Some(name) = tree.iter().find(|name| FORBIDDEN_IN_CORE.contains(&name.as_str())) {
+            return Err(format!("{krate} depends on {name}: the core must stay free of I/O and async"));
         }
-        let tree = String::from_utf8_lossy(&output.stdout);
-        for line in tree.lines() {
-            let name = line.split_whitespace().next().unwrap_or("");
-            if FORBIDDEN_IN_CORE.contains(&name) {
-                return Err(format!("{krate} depends on {name}: the core must stay free of I/O and async"));
-            }
-        }
-        println!("{krate}: {} crates in its tree, none of {FORBIDDEN_IN_CORE:?}", tree.lines().count());
+        println!("{krate}: {} crates in its tree, none of {FORBIDDEN_IN_CORE:?}", tree.len());
     }
-    Ok(())
+    let lean = dependency_names(&["--package", "rollcall-core", "--no-default-features"])?;
+    if let Some(name) = lean.iter().find(|name| CHECKS_ONLY.contains(&name.as_str())) {
+        return Err(format!("rollcall-core without `checks` still depends on {name}"));
+    }
+    println!("rollcall-core without `checks`: {} crates, none of {CHECKS_ONLY:?}", lean.len());
+    cargo(&["check", "--package", "rollcall-core", "--no-default-features", "--lib", "--examples"])
+}
+
+/// The names of the crates in `cargo tree`'s normal dependency tree for `selection`.
+fn dependency_names(selection: &[&str]) -> std::result::Result<Vec<String>, String> {
+    let output = Command::new(env!("CARGO"))
+        .arg("tree")
+        .args(selection)
+        .args(["--edges", "normal", "--prefix", "none", "--format", "{p}"])
+        .output()
+        .map_err(|error| format!("cannot run cargo tree: {error}"))?;
+    if !output.status.success() {
+        return Err(format!("cargo tree {selection:?} failed"));
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    Ok(tree.lines().map(|line| line.split_whitespace().next().unwrap_or("").to_owned()).collect())
 }
 
 fn ensure_cargo_fuzz() -> Result {

@@ -56,7 +56,7 @@ impl Machine for RollcallNode {
     }
 
     fn drain(&mut self, sends: &mut Vec<(u32, Vec<u8>)>, views: &mut Vec<View>) {
-        while let Some((to, bytes)) = self.peer.poll_transmit() {
+        while let Some(rollcall_core::Transmit { to, payload: bytes }) = self.peer.poll_transmit() {
             if let Some(to) = index_of(to) {
                 sends.push((to, bytes));
             }

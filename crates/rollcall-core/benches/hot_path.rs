@@ -130,7 +130,7 @@ fn monitor_heartbeat(bencher: divan::Bencher, n: u32) {
     let mut step = |monitor: &mut Monitor, now: Instant| {
         handled += 1;
         if handled & 1023 == 0 {
-            if monitor.poll_timeout() <= now {
+            if monitor.poll_timeout().is_some_and(|at| at <= now) {
                 monitor.handle_timeout(now);
             }
             while monitor.poll_event().is_some() {}

@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Bounded: a node that sends nothing for 30 s is long down.
     while origin.elapsed() < Duration::from_secs(30) {
         // Sleep in the socket until a datagram arrives or the monitor's next deadline.
-        let wait = monitor.poll_timeout().saturating_duration_since(now());
+        let wait = monitor.poll_timeout().map_or(Duration::ZERO, |at| at.saturating_duration_since(now()));
         socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         match socket.recv_from(&mut buffer) {
             Ok((len, from)) => monitor.handle_datagram(now(), from, &buffer[..len]),
@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(error) => return Err(error.into()),
         }
-        if monitor.poll_timeout() <= now() {
+        if monitor.poll_timeout().is_some_and(|at| at <= now()) {
             monitor.handle_timeout(now());
         }
         while let Some(event) = monitor.poll_event() {

@@ -9,8 +9,8 @@
 //! third layer) belongs to the shell, which writes every notification to its outbox before
 //! sending it.
 
-use crate::Instant;
 use crate::monitor::{NodeState, Transition};
+use crate::{ConfigError, Instant};
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -46,21 +46,24 @@ impl Default for AlertConfig {
 
 impl AlertConfig {
     /// Checks every setting; the error is one sentence naming the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.repeat_interval < Duration::from_secs(1) {
-            return Err("alerts.repeat_interval must be at least 1s".into());
+            return Err(ConfigError::new("alerts.repeat_interval", "must be at least 1s"));
         }
         if self.flap_changes < 2 {
-            return Err("alerts.flap_changes must be at least 2".into());
+            return Err(ConfigError::new("alerts.flap_changes", "must be at least 2"));
         }
         if self.flap_window.is_zero() {
-            return Err("alerts.flap_window must be positive".into());
+            return Err(ConfigError::new("alerts.flap_window", "must be positive"));
         }
         if !(self.group_share > 0.0 && self.group_share <= 1.0) {
-            return Err("alerts.group_share must be above 0 and at most 1 (a share of the nodes)".into());
+            return Err(ConfigError::new(
+                "alerts.group_share",
+                "must be above 0 and at most 1 (a share of the nodes)",
+            ));
         }
         if self.group_min_nodes < 2 {
-            return Err("alerts.group_min_nodes must be at least 2".into());
+            return Err(ConfigError::new("alerts.group_min_nodes", "must be at least 2"));
         }
         Ok(())
     }
@@ -231,7 +234,7 @@ pub struct Alerter {
 }
 
 impl Alerter {
-    pub fn new(config: AlertConfig) -> Result<Alerter, String> {
+    pub fn new(config: AlertConfig) -> Result<Alerter, ConfigError> {
         config.validate()?;
         Ok(Alerter {
             config,
@@ -394,6 +397,7 @@ impl Alerter {
         self.release_held(now);
     }
 
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let reminder = self.reminders.first().map(|&(due, _)| due);
         let settle = self.flapping.values().min().copied();

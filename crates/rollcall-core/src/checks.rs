@@ -32,8 +32,8 @@ pub use types::{
     PingError, PingReceipt, PingRecord, Signal,
 };
 
-use crate::Instant;
 use crate::monitor::{NodeState, Reason, Transition};
+use crate::{ConfigError, Instant};
 use check::{Check, Due};
 use core::time::Duration;
 use sha2::{Digest, Sha256};
@@ -78,7 +78,7 @@ pub struct Checks {
 
 impl Checks {
     /// An empty table. Fails if the configuration is invalid (one sentence naming the problem).
-    pub fn new(config: ChecksConfig) -> Result<Checks, String> {
+    pub fn new(config: ChecksConfig) -> Result<Checks, ConfigError> {
         config.validate()?;
         Ok(Checks {
             config,
@@ -430,11 +430,13 @@ impl Checks {
 
     /// The instant by which the shell must call [`Checks::handle_timeout`], if any deadline
     /// is pending.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(at, _)| at)
     }
 
     /// The next event to act on, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<CheckEvent> {
         self.events.pop_front()
     }

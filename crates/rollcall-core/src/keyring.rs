@@ -54,6 +54,7 @@ struct Entry {
 
 /// Why a list of keys cannot form a ring. The caller's fault; nothing was built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyRingError {
     /// No key at all: there would be nothing to sign with.
     #[error("the key ring is empty: at least one key is needed to sign")]
@@ -69,6 +70,7 @@ pub enum KeyRingError {
 /// Why a key file was refused, naming the line (counted from 1). The file's author's fault;
 /// nothing was built. Messages never quote the line: it may hold a secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyFileError {
     /// A line that is neither blank, a comment, nor `ID:HEX`.
     #[error("line {line}: expected `ID:HEX` (a key id, a colon, 64 hex digits) but found no colon")]

@@ -51,6 +51,7 @@ pub struct Lease {
 
 /// Why a lease ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// Its holder released it.
     Released,
@@ -238,6 +239,7 @@ impl Leases {
     }
 
     /// When the next lease expires, if any is held.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.expiries.first().map(|(at, _)| *at)
     }
@@ -252,6 +254,7 @@ impl Leases {
         }
     }
 
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<LeaseEvent> {
         self.events.pop_front()
     }

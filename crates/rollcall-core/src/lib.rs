@@ -10,6 +10,7 @@
 //! [`keyring`], deadlines in [`timer`].
 
 pub mod alerts;
+#[cfg(feature = "checks")]
 pub mod checks;
 pub mod keyring;
 pub mod leases;
@@ -22,5 +23,21 @@ pub mod timer;
 pub mod wire;
 
 pub use keyring::{Key, KeyRing};
+pub use monitor::DetectorConfig;
 pub use monitor::{Monitor, MonitorConfig};
-pub use rollcall_detect::Instant;
+pub use rollcall_detect::{ConfigError, FixedTimeoutConfig, Instant, PhiAccrualConfig};
+
+/// A datagram a state machine wants sent: the shell sends `payload` to `to` as it is.
+///
+/// [`Monitor::poll_transmit`], [`swim::Peer::poll_transmit`] and
+/// [`responder::Responder::poll_transmit`] all return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: std::net::SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// The README's examples, run as doc tests so that they keep compiling.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -12,13 +12,14 @@ mod types;
 
 pub use advice::ADVICE_EVERY;
 pub use config::{DetectorConfig, MonitorConfig};
-pub use confirm::{ConfirmConfig, ConfirmStats, Transmit};
-pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, Transition};
+pub use confirm::{ConfirmConfig, ConfirmStats};
+pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, RestoreError, Transition};
 
-use crate::Instant;
+use crate::Transmit;
 use crate::keyring::KeyRing;
 use crate::timer::{TimerStats, TimerWheel};
 use crate::wire::{self, Kind, Labels, Message};
+use crate::{ConfigError, Instant};
 use confirm::Confirmer;
 use core::time::Duration;
 use node::{Node, NodeTable};
@@ -68,7 +69,7 @@ use std::sync::Arc;
 /// // Silence: step from deadline to deadline, as a shell would sleep until each one.
 /// let mut downs = Vec::new();
 /// while downs.is_empty() {
-///     let now = monitor.poll_timeout();
+///     let Some(now) = monitor.poll_timeout() else { break };
 ///     monitor.handle_timeout(now);
 ///     while let Some(event) = monitor.poll_event() {
 ///         if let MonitorEvent::Transition(transition) = event
@@ -156,7 +157,7 @@ pub struct RestoredNode {
 impl Monitor {
     /// A monitor with no nodes, started at `now`. Fails if the configuration is invalid
     /// (one sentence naming the problem).
-    pub fn new(config: MonitorConfig, ring: KeyRing, now: Instant) -> Result<Monitor, String> {
+    pub fn new(config: MonitorConfig, ring: KeyRing, now: Instant) -> Result<Monitor, ConfigError> {
         config.validate()?;
         Ok(Monitor {
             next_tick: now + config.tick,
@@ -253,36 +254,99 @@ impl Monitor {
             Err(error) => return self.reject(Rejection::Decode(error)),
         };
         match message.kind {
-            Kind::Heartbeat | Kind::Goodbye | Kind::Exit => {}
-            Kind::Ack | Kind::IndirectAck => return self.accept_ack(&message, now),
-            Kind::Probe | Kind::ProbeRequest | Kind::Advice => return self.reject(Rejection::UnexpectedKind),
+            Kind::Heartbeat | Kind::Goodbye | Kind::Exit => {
+                // Counted in the stats like any rejection; a datagram's sender hears nothing.
+                let _ = self.accept_report(&message, Some(from), now);
+            }
+            Kind::Ack | Kind::IndirectAck => self.accept_ack(&message, now),
+            Kind::Probe | Kind::ProbeRequest | Kind::Advice => self.reject(Rejection::UnexpectedKind),
         }
+    }
+
+    /// Handles one heartbeat that the caller has already received and authenticated its own
+    /// way (its own transport, its own keys): [`Monitor::handle_datagram`] is this, behind
+    /// rollcall's decoder and authentication.
+    ///
+    /// The same rules apply as to a datagram: a `generation` older than the node's, or a
+    /// `sequence` not above the last accepted one in the same generation, is refused (the
+    /// caller's transport may reorder or repeat); a node id must be 1 to
+    /// [`wire::MAX_NODE_ID`] bytes without whitespace or control characters. Labels are a
+    /// block built with [`wire::encode_labels`] and read back with [`Labels::from_bytes`].
+    /// The node has no address, so a confirmation round cannot probe it: with `confirm`
+    /// set, its silence is judged by the detector alone.
+    ///
+    /// A refusal is counted in [`Monitor::stats`] and changes nothing.
+    pub fn handle_heartbeat(
+        &mut self,
+        now: Instant,
+        node: &str,
+        generation: u64,
+        sequence: u64,
+        interval: Duration,
+        labels: Labels<'_>,
+    ) -> Result<(), Rejection> {
+        self.observe_clock(now);
+        if wire::check_node(node).is_err() {
+            let rejection = Rejection::Decode(wire::DecodeError::Malformed);
+            self.reject(rejection);
+            return Err(rejection);
+        }
+        let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX).max(1);
+        let heartbeat = Message {
+            kind: Kind::Heartbeat,
+            key_id: 0,
+            node,
+            generation,
+            sequence,
+            interval_ms,
+            labels,
+            follows_advice: false,
+        };
+        self.accept_report(&heartbeat, None, now)
+    }
+
+    /// A heartbeat, goodbye or exit report, authenticated: the node's generation and
+    /// sequence decide whether it is fresh, then its kind what it changes. `from` is `None`
+    /// for a heartbeat handed over by [`Monitor::handle_heartbeat`].
+    fn accept_report(
+        &mut self,
+        message: &Message<'_>,
+        from: Option<SocketAddr>,
+        now: Instant,
+    ) -> Result<(), Rejection> {
+        let refuse = |monitor: &mut Monitor, rejection: Rejection| {
+            monitor.reject(rejection);
+            Err(rejection)
+        };
         let (index, registered) = match self.nodes.index_of(message.node) {
             Some(index) => (index, false),
             // A goodbye or an exit report from a stranger says nothing worth a table entry.
-            None if message.kind != Kind::Heartbeat => return self.reject(Rejection::UnknownNode),
-            None => match self.register(&message, now) {
+            None if message.kind != Kind::Heartbeat => return refuse(self, Rejection::UnknownNode),
+            None => match self.register(message, now) {
                 Ok(index) => (index, true),
-                Err(rejection) => return self.reject(rejection),
+                Err(rejection) => return refuse(self, rejection),
             },
         };
         if !registered {
             let node = self.nodes.get(index);
             if message.generation < node.generation {
-                return self.reject(Rejection::OldGeneration);
+                return refuse(self, Rejection::OldGeneration);
             }
             if message.generation == node.generation && message.sequence <= node.sequence {
-                return self.reject(Rejection::Replay);
+                return refuse(self, Rejection::Replay);
             }
         }
-        match message.kind {
-            Kind::Goodbye => self.accept_goodbye(index, &message, from, now),
-            Kind::Exit => self.accept_exit(index, &message, from, now),
+        match (message.kind, from) {
+            (Kind::Goodbye, Some(from)) => self.accept_goodbye(index, message, from, now),
+            (Kind::Exit, Some(from)) => self.accept_exit(index, message, from, now),
             _ => {
-                self.accept_heartbeat(index, &message, from, registered, now);
-                self.advise(&message, from);
+                self.accept_heartbeat(index, message, from, registered, now);
+                if let Some(from) = from {
+                    self.advise(message, from);
+                }
             }
         }
+        Ok(())
     }
 
     /// Sets the heartbeat interval advised to the nodes whose `group` label is `group`
@@ -316,15 +380,15 @@ impl Monitor {
 
     /// Adds a node read from durable storage. It gets a fresh grace period from `now`, as if
     /// it had just sent a heartbeat: the monitor was not watching while it was down.
-    pub fn restore(&mut self, restored: RestoredNode, now: Instant) -> Result<(), String> {
+    pub fn restore(&mut self, restored: RestoredNode, now: Instant) -> Result<(), RestoreError> {
         if self.nodes.index_of(&restored.id).is_some() {
-            return Err(format!("node {:?} is restored twice", restored.id));
+            return Err(RestoreError::Twice(restored.id));
         }
         if self.nodes.len() >= self.config.max_nodes {
-            return Err(format!("more stored nodes than max_nodes ({})", self.config.max_nodes));
+            return Err(RestoreError::Capacity(self.config.max_nodes));
         }
         if Labels::from_bytes(&restored.labels_raw).is_err() {
-            return Err(format!("node {:?} has an unreadable label block", restored.id));
+            return Err(RestoreError::UnreadableLabels(restored.id));
         }
         let interval = self.config.clamp_interval(restored.interval_ms);
         let index = self.nodes.insert(Node {
@@ -425,16 +489,19 @@ impl Monitor {
 
     // ---- outputs ----
 
-    /// The instant by which the shell must call [`Monitor::handle_timeout`]. Always finite:
-    /// the monitor wants a regular tick to notice its own stalls.
-    pub fn poll_timeout(&self) -> Instant {
-        match self.timers.next_expiry() {
+    /// The instant by which the shell must call [`Monitor::handle_timeout`]. Always `Some`:
+    /// the monitor wants a regular tick to notice its own stalls. (An `Option` all the same,
+    /// so that every state machine of this crate has the same shape.)
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(match self.timers.next_expiry() {
             Some(at) => at.min(self.next_tick),
             None => self.next_tick,
-        }
+        })
     }
 
     /// The next event to act on, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<MonitorEvent> {
         self.events.pop_front()
     }
@@ -442,6 +509,7 @@ impl Monitor {
     /// The next datagram to send (probes and probe requests), oldest first. Drain it after
     /// every `handle_*` call; sending is best effort (a lost probe is what the round's
     /// retries are for).
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         if let Some(transmit) = self.transmits.pop_front() {
             return Some(transmit);
@@ -497,7 +565,7 @@ impl Monitor {
     }
 
     fn reject(&mut self, rejection: Rejection) {
-        *self.stats.rejected.entry(rejection.as_str()).or_default() += 1;
+        *self.stats.rejected.entry(rejection).or_default() += 1;
     }
 
     fn register(&mut self, message: &Message<'_>, now: Instant) -> Result<u32, Rejection> {
@@ -558,7 +626,7 @@ impl Monitor {
         &mut self,
         index: u32,
         message: &Message<'_>,
-        from: SocketAddr,
+        from: Option<SocketAddr>,
         registered: bool,
         now: Instant,
     ) {
@@ -574,7 +642,9 @@ impl Monitor {
             self.stats.heartbeats_missed += message.sequence.saturating_sub(node.sequence + 1);
         }
         let mut changed = registered || restart;
-        node.addr = Some(from);
+        if from.is_some() {
+            node.addr = from;
+        }
         node.generation = message.generation;
         node.sequence = message.sequence;
         let labels = message.labels.as_bytes();

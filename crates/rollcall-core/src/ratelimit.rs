@@ -2,9 +2,9 @@
 //!
 //! Pure: `now` is an argument, nothing is read from a clock. The shell keeps two, one keyed
 //! by check token and one by source address, answers 429 when either refuses, and reports
-//! the refusal (see [`crate::checks::Checks::record_rejection`]) so it shows in metrics.
+//! the refusal (see `checks::Checks::record_rejection`) so it shows in metrics.
 
-use crate::Instant;
+use crate::{ConfigError, Instant};
 use core::time::Duration;
 use std::collections::BTreeMap;
 
@@ -49,17 +49,18 @@ impl<K: Ord + Clone> RateLimiter<K> {
     /// A limiter refilling `rate_per_sec` tokens a second up to `burst`, tracking at most
     /// `max_keys` keys. A rate of 0 allows `burst` requests per key and then none (until the
     /// key is evicted). Fails with one sentence if a setting is out of range.
-    pub fn new(rate_per_sec: f64, burst: u32, max_keys: usize) -> Result<Self, String> {
+    pub fn new(rate_per_sec: f64, burst: u32, max_keys: usize) -> Result<Self, ConfigError> {
         if !rate_per_sec.is_finite() || rate_per_sec < 0.0 {
-            return Err(format!(
-                "the rate must be a finite number of requests per second, not {rate_per_sec}"
+            return Err(ConfigError::new(
+                "rate",
+                format!("must be a finite number of requests per second, not {rate_per_sec}"),
             ));
         }
         if burst == 0 {
-            return Err("the burst must be at least 1 request".into());
+            return Err(ConfigError::new("burst", "must be at least 1 request"));
         }
         if max_keys == 0 {
-            return Err("the rate limiter must track at least 1 key".into());
+            return Err(ConfigError::new("max_keys", "must be at least 1 (the rate limiter tracks keys)"));
         }
         Ok(RateLimiter {
             rate_per_sec,

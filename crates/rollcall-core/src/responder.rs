@@ -22,8 +22,8 @@
 //! ack may have been lost.
 
 use crate::Instant;
+use crate::Transmit;
 use crate::keyring::KeyRing;
-use crate::monitor::Transmit;
 use crate::wire::{self, Kind, Message, Outgoing};
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
@@ -175,6 +175,7 @@ impl Responder {
     }
 
     /// The next datagram to send, oldest first.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }

@@ -35,6 +35,7 @@ pub use members::{MemberId, ProbeOrder};
 pub use suspicion::{expected_confirmations, suspicion_bounds, suspicion_timeout};
 pub use wire::{MemberState, Rejection};
 
+use crate::Transmit;
 use crate::keyring::KeyRing;
 use crate::rng::Rng;
 use core::time::Duration;
@@ -122,6 +123,7 @@ impl Default for SwimConfig {
 
 /// Why [`Peer::new`] refused its settings. The caller's fault; no peer was built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SwimConfigError {
     #[error("the member name must be 1 to 64 bytes without spaces or control characters")]
     BadName,
@@ -140,6 +142,7 @@ pub enum SwimConfigError {
 /// Something the shell should know: a member changed state in this peer's view, or this
 /// peer had to refute a suspicion of itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SwimEvent {
     Member {
         member: Arc<MemberId>,
@@ -219,6 +222,64 @@ struct Forward {
 }
 
 /// A SWIM + Lifeguard member. See the module documentation for the calling order.
+///
+/// Three peers on a virtual network and a virtual clock: every datagram is delivered at
+/// once, `c` crashes after a minute, and `a` declares it down.
+///
+/// ```
+/// use rollcall_core::swim::{MemberState, Peer, SwimConfig, SwimEvent};
+/// use rollcall_core::{Instant, Key, KeyRing, Transmit};
+/// use std::net::SocketAddr;
+/// use std::time::Duration;
+///
+/// let ring = KeyRing::new(&[Key::new(1, [7; 32])]).unwrap();
+/// let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+/// let mut peers: Vec<Peer> = ["a", "b", "c"]
+///     .into_iter()
+///     .zip(1..)
+///     .map(|(name, n)| {
+///         let config = SwimConfig::default();
+///         Peer::new(config, name, addr(7000 + n), ring.clone(), 1, n.into(), Instant::ZERO).unwrap()
+///     })
+///     .collect();
+/// for peer in &mut peers[1..] {
+///     peer.join(Instant::ZERO, &[addr(7001)]);
+/// }
+/// let (mut now, mut crashed, mut down_at) = (Instant::ZERO, false, None);
+/// while down_at.is_none() && now < Instant::from_millis(300_000) {
+///     // Deliver what every live peer wants sent, then step to the earliest deadline.
+///     let mut in_flight = Vec::new();
+///     for peer in &mut peers {
+///         while let Some(Transmit { to, payload }) = peer.poll_transmit() {
+///             in_flight.push((peer.addr(), to, payload));
+///         }
+///     }
+///     for (from, to, payload) in in_flight {
+///         if let Some(peer) = peers.iter_mut().find(|peer| peer.addr() == to) {
+///             peer.handle_datagram(now, from, &payload);
+///         }
+///     }
+///     while let Some(event) = peers[0].poll_event() {
+///         if let SwimEvent::Member { member, to: MemberState::Down, at, .. } = event {
+///             assert_eq!(&*member.name, "c");
+///             down_at = Some(at);
+///         }
+///     }
+///     if !crashed && now >= Instant::from_millis(60_000) {
+///         peers.pop(); // `c` stops answering: it crashed.
+///         crashed = true;
+///     }
+///     now = peers.iter().filter_map(|peer| peer.poll_timeout()).min().unwrap().max(now);
+///     for peer in &mut peers {
+///         if peer.poll_timeout().is_some_and(|at| at <= now) {
+///             peer.handle_timeout(now);
+///         }
+///     }
+/// }
+/// // Found by probing, suspected, then declared: seconds, not minutes.
+/// let after = down_at.expect("c is declared down").saturating_duration_since(Instant::from_millis(60_000));
+/// assert!(after < Duration::from_secs(30), "{after:?}");
+/// ```
 pub struct Peer {
     config: SwimConfig,
     cluster: u64,
@@ -235,7 +296,7 @@ pub struct Peer {
     /// Where the next sync page starts in the table.
     page_cursor: usize,
     leaving: bool,
-    outbox: VecDeque<(SocketAddr, Vec<u8>)>,
+    outbox: VecDeque<Transmit>,
     events: VecDeque<SwimEvent>,
     stats: SwimStats,
     /// Spent buffer reused for encoding.
@@ -433,15 +494,18 @@ impl Peer {
     // ----- outputs -----
 
     /// When [`Peer::handle_timeout`] should next be called; `None` after a leave.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(at, _)| at)
     }
 
     /// The next datagram to send, and where.
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.outbox.pop_front()
     }
 
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<SwimEvent> {
         self.events.pop_front()
     }
@@ -702,7 +766,7 @@ impl Peer {
         self.stats.sent += 1;
         self.stats.sent_bytes += out.len() as u64;
         self.scratch = Vec::with_capacity(wire::MAX_DATAGRAM);
-        self.outbox.push_back((to, out));
+        self.outbox.push_back(Transmit { to, payload: out });
     }
 
     /// A sync page for the member at `to`: ourselves first, then what we believe of the

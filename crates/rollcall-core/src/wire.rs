@@ -58,6 +58,7 @@ pub const FOLLOWS_ADVICE: u8 = 0x01;
 /// other agents, whether it is alive; their `generation` is the prober's epoch and their
 /// `sequence` a nonce, echoed by the answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Kind {
     /// "I am alive."
     Heartbeat,
@@ -149,6 +150,7 @@ pub struct LabelIter<'a> {
 /// Why a datagram was rejected. Every reason is the sender's (or an attacker's) doing; a
 /// rejected datagram never changes any state besides the rejection counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Longer than [`MAX_DATAGRAM`].
     #[error("datagram longer than {MAX_DATAGRAM} bytes")]
@@ -173,6 +175,7 @@ pub enum DecodeError {
 
 /// Why [`encode`] refused a message. The caller's fault; `out` is left empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The node id is the empty string.
     #[error("the node id is empty")]
@@ -199,6 +202,7 @@ pub enum EncodeError {
 
 /// What is wrong with one label, or with a stored label block. The caller's fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LabelError {
     /// An empty key.
     #[error("the key is empty")]
@@ -520,9 +524,9 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     bytes.try_into().expect("callers pass a slice of length N")
 }
 
-/// Node id rules shared by encode and decode: 1 to 64 bytes, no control character, no
-/// whitespace.
-fn check_node(node: &str) -> Result<(), EncodeError> {
+/// Node id rules shared by encode, decode and [`crate::Monitor::handle_heartbeat`]: 1 to 64
+/// bytes, no control character, no whitespace.
+pub fn check_node(node: &str) -> Result<(), EncodeError> {
     if node.is_empty() {
         return Err(EncodeError::NodeEmpty);
     }

@@ -4,7 +4,7 @@
 //! the default for jobs, whose intervals are too irregular or too rare for phi accrual to
 //! learn anything useful.
 
-use crate::{Detector, Instant, earliest_crossing, nanos_u64};
+use crate::{ConfigError, Detector, Instant, earliest_crossing, nanos_u64};
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -33,9 +33,12 @@ impl Default for FixedTimeoutConfig {
 impl FixedTimeoutConfig {
     /// Checks the settings, returning one sentence that names the bad field as the struct
     /// spells it; callers add where the settings came from ("invalid configuration: phi: ...").
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.multiplier.is_finite() || self.multiplier < 1.0 {
-            return Err(format!("multiplier must be a finite number >= 1, got {}", self.multiplier));
+            return Err(ConfigError::new(
+                "multiplier",
+                format!("must be a finite number >= 1, got {}", self.multiplier),
+            ));
         }
         Ok(())
     }

@@ -14,11 +14,14 @@
 //! (Hayashibara et al. 2004, with Akka's defaults). Adding a detector is one file that
 //! implements [`Detector`] and one variant in [`AnyDetector`].
 
+mod config_error;
+pub mod curve;
 mod fixed;
 mod phi;
 pub mod qos;
 mod time;
 
+pub use config_error::ConfigError;
 pub use fixed::{FixedTimeout, FixedTimeoutConfig};
 pub use phi::{IntervalStats, PHI_WINDOW, PhiAccrual, PhiAccrualConfig};
 pub use time::Instant;
@@ -203,3 +206,8 @@ pub(crate) fn earliest_crossing(
 
 #[cfg(test)]
 mod tests;
+
+/// The README's examples, run as doc tests so that they keep compiling.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -8,7 +8,7 @@
 //! deadline at which phi reaches a threshold without any search or periodic scan.
 
 use crate::fixed::MIN_INTERVAL;
-use crate::{Detector, Instant, earliest_crossing};
+use crate::{ConfigError, Detector, Instant, earliest_crossing};
 use core::f64::consts::LN_10;
 use core::time::Duration;
 use std::sync::Arc;
@@ -66,23 +66,23 @@ impl Default for PhiAccrualConfig {
 impl PhiAccrualConfig {
     /// Checks the settings, returning one sentence that names the bad field as the struct
     /// spells it; callers add where the settings came from ("invalid configuration: phi: ...").
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, value) in [("threshold", self.threshold), ("suspect_threshold", self.suspect_threshold)] {
             if !value.is_finite() || value <= 0.0 {
-                return Err(format!("{name} must be a finite number > 0, got {value}"));
+                return Err(ConfigError::new(name, format!("must be a finite number > 0, got {value}")));
             }
         }
         if self.suspect_threshold > self.threshold {
-            return Err(format!(
-                "suspect_threshold ({}) must not exceed threshold ({})",
-                self.suspect_threshold, self.threshold
+            return Err(ConfigError::new(
+                "suspect_threshold",
+                format!("({}) must not exceed threshold ({})", self.suspect_threshold, self.threshold),
             ));
         }
         if self.min_std_deviation.is_zero() {
-            return Err("min_std_deviation must be greater than zero".to_owned());
+            return Err(ConfigError::new("min_std_deviation", "must be greater than zero"));
         }
         if self.first_heartbeat_estimate.is_some_and(|d| d.is_zero()) {
-            return Err("first_heartbeat_estimate must be greater than zero when set".to_owned());
+            return Err(ConfigError::new("first_heartbeat_estimate", "must be greater than zero when set"));
         }
         Ok(())
     }
@@ -114,6 +114,26 @@ pub struct IntervalStats {
 /// `estimate/4`), so that phi is meaningful from the first heartbeat on. The first
 /// heartbeat only records its arrival; each later one adds the interval since the
 /// previous arrival, evicting the oldest when the window is full.
+///
+/// ```
+/// use rollcall_detect::{Detector, Instant, PhiAccrual, PhiAccrualConfig};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// // Akka's defaults: down at phi 8, a 3 s acceptable pause. The node says it beats every 1 s.
+/// let config = Arc::new(PhiAccrualConfig::default());
+/// let mut phi = PhiAccrual::new(config, Duration::from_secs(1));
+/// for second in 0..30 {
+///     phi.heartbeat(Instant::from_millis(second * 1000));
+/// }
+/// // Right after a heartbeat, no suspicion; after long silence, certainty.
+/// assert!(phi.level(Instant::from_millis(29_500)) < 1.0);
+/// assert!(phi.level(Instant::from_millis(40_000)) > phi.down_level());
+/// // The detector says when it will cross its down level if nothing more arrives: the
+/// // instant a monitor puts in its timer wheel instead of polling every node.
+/// let down = phi.down_at().expect("a node that has sent heartbeats has a deadline");
+/// assert!(down > Instant::from_millis(29_000) && down < Instant::from_millis(40_000));
+/// ```
 #[derive(Clone, Debug)]
 pub struct PhiAccrual {
     config: Arc<PhiAccrualConfig>,

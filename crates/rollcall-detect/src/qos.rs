@@ -32,6 +32,25 @@
 //! probability `P_A = T_G / T_MR`.
 //!
 //! Pure arithmetic: the monitor passes what it observed; nothing here reads a clock.
+//!
+//! ```
+//! use rollcall_detect::qos::{Goal, Observed, Round, advise};
+//! use std::time::Duration;
+//!
+//! // A fleet seen beating every second, 20 ms of jitter, 1 % of heartbeats lost.
+//! let observed = Observed { mean: Duration::from_secs(1), std_dev: Duration::from_millis(20), loss: 0.01 };
+//! // What declaring after 3 s of silence promises, in Chen, Toueg and Aguilera's terms too.
+//! let promise = observed.promise(Duration::from_secs(3), None);
+//! assert_eq!(promise.detect_max, Duration::from_secs(3));
+//! let accuracy = observed.accuracy(Duration::from_secs(3), None, 2);
+//! assert!(accuracy.query_accuracy > 0.999 && accuracy.query_accuracy < 1.0);
+//! // The other way round: state a goal, get the interval and silence that keep it.
+//! let goal = Goal { detect_within: Duration::from_secs(2), false_downs_per_node_year: 0.1 };
+//! let round = Round { probes: 3, indirect: 3, length: Duration::from_millis(1100) };
+//! let advice = advise(&observed, &goal, round);
+//! assert!(advice.met && advice.promise.detect_max <= goal.detect_within);
+//! assert!(advice.interval < Duration::from_secs(1));
+//! ```
 
 use core::time::Duration;
 

@@ -5,6 +5,7 @@
 //! approximation that the documentation quotes, and `props` holds the property tests.
 
 mod cdf;
+mod curve;
 mod fixed;
 mod phi;
 mod props;

@@ -186,7 +186,7 @@ impl RawConfirm {
             max_probes_per_sec: self.max_probes_per_sec.unwrap_or(d.max_probes_per_sec),
             probe_burst: self.probe_burst.unwrap_or(d.probe_burst),
         };
-        config.validate()?;
+        config.validate().map_err(|error| error.to_string())?;
         Ok(config)
     }
 }

@@ -189,7 +189,7 @@ pub struct Trace {
     /// Stalls the monitor noticed in itself (none are simulated yet, so any is a finding).
     pub self_pauses: u64,
     /// Datagrams the monitor refused, by reason (its own counters, read at the end).
-    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    pub rejected: std::collections::BTreeMap<rollcall_core::monitor::Rejection, u64>,
     /// How often the monitor wanted to be woken at most.
     pub tick: Duration,
     /// The monitor's confirmation settings, if it probed suspects (the checkers' bound

@@ -54,7 +54,7 @@ pub fn main(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, ring, crate::monitor::shutdown_signal()))
+    runtime.block_on(run(args, ring, crate::shutdown::signal()))
 }
 
 /// Sends heartbeats until `shutdown` completes, then a goodbye; or, with a watched process,

@@ -58,7 +58,7 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
     // While we wait, keep narrating whatever happens (for example an agent killed by hand).
     runtime.block_on(async {
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
-        let shutdown = crate::monitor::shutdown_signal();
+        let shutdown = crate::shutdown::signal();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

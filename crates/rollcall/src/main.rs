@@ -21,7 +21,9 @@ mod lease;
 mod monitor;
 mod peer;
 mod settings;
+mod shutdown;
 mod sim;
+mod store_thread;
 mod upstreams;
 
 fn main() -> ExitCode {

@@ -138,7 +138,7 @@ pub fn main(args: PeerArgs) -> anyhow::Result<()> {
     let keys = load_key_ring(&args.key_file)?;
     let (_lock, store) = match &settings.alerting {
         Some(alerting) => {
-            let (lock, store) = crate::monitor::open_data_dir(&alerting.data_dir)?;
+            let (lock, store) = crate::store_thread::open_data_dir(&alerting.data_dir)?;
             (Some(lock), Some(store))
         }
         None => (None, None),
@@ -148,7 +148,7 @@ pub fn main(args: PeerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(listeners, keys, store, settings, crate::monitor::shutdown_signal()))
+    runtime.block_on(run(listeners, keys, store, settings, crate::shutdown::signal()))
 }
 
 /// Runs the peer on the given sockets until `shutdown` completes, then leaves gracefully

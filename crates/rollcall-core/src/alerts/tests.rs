@@ -276,7 +276,7 @@ fn invalid_settings_are_refused_with_a_sentence() {
         AlertConfig { repeat_interval: Duration::ZERO, ..AlertConfig::default() },
     ] {
         let error = Alerter::new(config).err().unwrap();
-        assert!(error.starts_with("alerts."), "{error}");
+        assert!(error.setting().starts_with("alerts."), "{error}");
     }
 }
 

@@ -2,8 +2,8 @@
 //! events, records for the store, counters.
 
 use super::spec::CheckSpec;
-use crate::Instant;
 use crate::monitor::{NodeState, Transition};
+use crate::{ConfigError, Instant};
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -133,6 +133,7 @@ pub struct PingReceipt {
 /// Why a ping was refused. Every variant is the pinger's doing; a refused ping changes
 /// nothing but its counter in [`ChecksStats::rejected`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
+#[non_exhaustive]
 pub enum PingError {
     /// No check has this token (HTTP 404). Nothing is created.
     #[error("no check has this token")]
@@ -288,18 +289,18 @@ impl Default for ChecksConfig {
 
 impl ChecksConfig {
     /// Checks every setting; the error is one sentence naming the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_checks == 0 || self.max_checks > u32::MAX as usize {
-            return Err(format!("max_checks must be between 1 and {}", u32::MAX));
+            return Err(ConfigError::new("max_checks", format!("must be between 1 and {}", u32::MAX)));
         }
         if self.body_limit > 16 << 20 {
-            return Err("body_limit must be at most 16 MiB".into());
+            return Err(ConfigError::new("body_limit", "must be at most 16 MiB"));
         }
         if self.history == 0 || self.history > 10_000 {
-            return Err("history must be between 1 and 10000 pings".into());
+            return Err(ConfigError::new("history", "must be between 1 and 10000 pings"));
         }
         if self.max_open_runs == 0 || self.max_open_runs > 1024 {
-            return Err("max_open_runs must be between 1 and 1024".into());
+            return Err(ConfigError::new("max_open_runs", "must be between 1 and 1024"));
         }
         Ok(())
     }

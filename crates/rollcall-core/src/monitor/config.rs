@@ -2,6 +2,7 @@
 
 use super::confirm::ConfirmConfig;
 use core::time::Duration;
+use rollcall_detect::ConfigError;
 use rollcall_detect::{AnyDetector, FixedTimeout, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -77,25 +78,25 @@ impl Default for MonitorConfig {
 
 impl MonitorConfig {
     /// Checks every setting; the error is one sentence naming the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         match &self.detector {
             DetectorConfig::Fixed(config) => config.validate()?,
             DetectorConfig::Phi(config) => config.validate()?,
         }
         if self.rise == 0 {
-            return Err("rise must be at least 1 heartbeat".into());
+            return Err(ConfigError::new("rise", "must be at least 1 heartbeat"));
         }
         if self.max_nodes == 0 || self.max_nodes > u32::MAX as usize - 1 {
-            return Err(format!("max_nodes must be between 1 and {}", u32::MAX - 1));
+            return Err(ConfigError::new("max_nodes", format!("must be between 1 and {}", u32::MAX - 1)));
         }
         if self.min_interval.is_zero() || self.min_interval > self.max_interval {
-            return Err("min_interval must be positive and not above max_interval".into());
+            return Err(ConfigError::new("min_interval", "must be positive and not above max_interval"));
         }
         if self.tick.is_zero() {
-            return Err("tick must be positive".into());
+            return Err(ConfigError::new("tick", "must be positive"));
         }
         if self.self_pause_threshold < self.tick {
-            return Err("self_pause_threshold must be at least one tick".into());
+            return Err(ConfigError::new("self_pause_threshold", "must be at least one tick"));
         }
         if let Some(confirm) = &self.confirm {
             confirm.validate()?;

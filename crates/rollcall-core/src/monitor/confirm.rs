@@ -27,9 +27,10 @@
 
 use super::{Monitor, NodeState, Reason};
 use crate::Instant;
+use crate::Transmit;
 use crate::wire::{self, Kind, Outgoing};
 use core::time::Duration;
-use rollcall_detect::Detector;
+use rollcall_detect::{ConfigError, Detector};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -70,18 +71,27 @@ impl Default for ConfirmConfig {
 
 impl ConfirmConfig {
     /// Checks every setting; the error is one sentence naming the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.probes == 0 {
-            return Err("confirm.probes must be at least 1".into());
+            return Err(ConfigError::new("confirm.probes", "must be at least 1"));
         }
-        if self.probe_interval.is_zero() || self.indirect_timeout.is_zero() || self.recheck.is_zero() {
-            return Err("confirm.probe_interval, indirect_timeout and recheck must be positive".into());
+        for (setting, span) in [
+            ("confirm.probe_interval", self.probe_interval),
+            ("confirm.indirect_timeout", self.indirect_timeout),
+            ("confirm.recheck", self.recheck),
+        ] {
+            if span.is_zero() {
+                return Err(ConfigError::new(setting, "must be positive"));
+            }
         }
         if self.max_probes_per_sec == 0 {
-            return Err("confirm.max_probes_per_sec must be at least 1".into());
+            return Err(ConfigError::new("confirm.max_probes_per_sec", "must be at least 1"));
         }
         if self.probe_burst < u32::from(self.probes) + u32::from(self.indirect) {
-            return Err("confirm.probe_burst must pay for one whole round (probes + indirect)".into());
+            return Err(ConfigError::new(
+                "confirm.probe_burst",
+                "must pay for one whole round (probes + indirect)",
+            ));
         }
         Ok(())
     }
@@ -95,13 +105,6 @@ impl ConfirmConfig {
     fn round_cost(&self) -> u32 {
         u32::from(self.probes) + u32::from(self.indirect)
     }
-}
-
-/// A datagram the monitor wants sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    pub to: SocketAddr,
-    pub payload: Vec<u8>,
 }
 
 /// Counters of the confirmation machinery.

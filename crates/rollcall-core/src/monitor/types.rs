@@ -51,6 +51,7 @@ impl NodeState {
 
 /// Why a transition happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Reason {
     /// The first heartbeat of a node the monitor had not heard from.
     FirstHeartbeat,
@@ -155,6 +156,7 @@ pub struct Transition {
 
 /// What the shell must act on, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MonitorEvent {
     /// Record it durably, then react (log, alert).
     Transition(Transition),
@@ -174,6 +176,7 @@ pub enum MonitorEvent {
 /// Why an input datagram was dropped. Every variant is the sender's doing (or an
 /// attacker's); a rejected datagram changes nothing but its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Rejection {
     /// The codec refused it (size, format, version, key, tag).
     Decode(DecodeError),
@@ -223,6 +226,18 @@ impl Rejection {
     }
 }
 
+/// Why [`super::Monitor::restore`] refused a stored node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    #[error("node {0:?} is restored twice")]
+    Twice(String),
+    #[error("more stored nodes than max_nodes ({0})")]
+    Capacity(usize),
+    #[error("node {0:?} has an unreadable label block")]
+    UnreadableLabels(String),
+}
+
 /// Counters of what the monitor has done since it started. Cheap to copy for metrics.
 #[derive(Clone, Debug, Default)]
 pub struct MonitorStats {
@@ -237,8 +252,8 @@ pub struct MonitorStats {
     pub exits: u64,
     /// Interval advice datagrams queued for agents (see `Monitor::set_advised_interval`).
     pub advice_sent: u64,
-    /// Dropped datagrams, by reason (see [`Rejection::as_str`]).
-    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// Dropped datagrams, by reason ([`Rejection::as_str`] names them for metrics).
+    pub rejected: std::collections::BTreeMap<Rejection, u64>,
     /// Transitions by (from, to).
     pub transitions: std::collections::BTreeMap<(NodeState, NodeState), u64>,
     /// Nodes in each state, indexed by `NodeState as usize`.

@@ -90,7 +90,8 @@ fn settings_are_validated() {
         [(-1.0, 1, 1), (f64::NAN, 1, 1), (f64::INFINITY, 1, 1), (1.0, 0, 1), (1.0, 1, 0)]
     {
         let error = RateLimiter::<u32>::new(rate, burst, keys).unwrap_err();
-        assert!(!error.is_empty() && !error.contains('\n'), "{error}");
+        let sentence = error.to_string();
+        assert!(!error.requirement().is_empty() && !sentence.contains('\n'), "{sentence}");
     }
 }
 

@@ -84,7 +84,7 @@ impl Cluster {
         while let Some(event) = peer.poll_event() {
             self.events.push((i, event));
         }
-        for (to, bytes) in out {
+        for Transmit { to, payload: bytes } in out {
             let Some(j) = self.index_of(to) else { continue };
             if self.cut.contains(&(i, j)) {
                 continue;
@@ -266,7 +266,7 @@ fn peers_of_another_cluster_or_key_are_rejected_and_counted() {
     ];
     for (mut stranger, reason) in strangers {
         stranger.join(Instant::ZERO, &[addr(0)]);
-        let (_, bytes) = stranger.poll_transmit().expect("a join sends a sync page");
+        let Transmit { payload: bytes, .. } = stranger.poll_transmit().expect("a join sends a sync page");
         ours.handle_datagram(Instant::ZERO, stranger.addr(), &bytes);
         assert_eq!(ours.stats().rejected.get(&reason), Some(&1), "{reason:?}");
     }

@@ -162,6 +162,7 @@ impl<'a> Entries<'a> {
 
 /// Why a peer datagram was dropped, counted by reason. Never a state change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
+#[non_exhaustive]
 pub enum Rejection {
     /// Longer than [`MAX_DATAGRAM`]. The sender's fault.
     #[error("datagram longer than {MAX_DATAGRAM} bytes")]

@@ -121,7 +121,11 @@ fn huge_spans_saturate() {
 fn validate() {
     let check = |multiplier: f64, expected: Result<(), &str>| {
         let config = FixedTimeoutConfig { multiplier, ..FixedTimeoutConfig::default() };
-        assert_eq!(config.validate(), expected.map_err(str::to_owned), "multiplier {multiplier}");
+        assert_eq!(
+            config.validate().map_err(|e| e.to_string()),
+            expected.map_err(str::to_owned),
+            "multiplier {multiplier}"
+        );
     };
     check(2.0, Ok(()));
     check(1.0, Ok(()));

@@ -269,7 +269,11 @@ fn remembered_quantiles_are_the_computed_ones() {
 #[test]
 fn validate() {
     let check = |config: PhiAccrualConfig, expected: Result<(), &str>| {
-        assert_eq!(config.validate(), expected.map_err(str::to_owned), "{config:?}");
+        assert_eq!(
+            config.validate().map_err(|e| e.to_string()),
+            expected.map_err(str::to_owned),
+            "{config:?}"
+        );
     };
     let default = PhiAccrualConfig::default;
     check(default(), Ok(()));

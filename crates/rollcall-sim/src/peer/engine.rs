@@ -410,7 +410,7 @@ impl Engine<'_> {
         let node = &mut self.nodes[index as usize];
         let Some(peer) = node.peer.as_mut() else { return };
         while let Some(transmit) = peer.poll_transmit() {
-            self.outgoing.push(transmit);
+            self.outgoing.push((transmit.to, transmit.payload));
         }
         while let Some(event) = peer.poll_event() {
             match event {
@@ -423,6 +423,8 @@ impl Engine<'_> {
                     self.trace.incarnations[index as usize].push((at, incarnation));
                     node.incarnation = node.incarnation.max(incarnation);
                 }
+                // Events the core may add later: the checkers judge views and incarnations.
+                _ => {}
             }
         }
         let wake = peer.poll_timeout();

@@ -217,7 +217,7 @@ fn duplicates_and_reordering_are_rejected_by_the_core_and_change_no_state() {
     let copies = out.report.datagrams_sent + out.report.datagrams_duplicated;
     assert!((copies - 2 * 30..=copies).contains(&out.report.datagrams_delivered));
     // The core refused every late or second copy as a replay.
-    let replays = out.trace.rejected.get("replay").copied().unwrap_or(0);
+    let replays = out.trace.rejected.get(&rollcall_core::monitor::Rejection::Replay).copied().unwrap_or(0);
     assert!(replays >= out.report.datagrams_duplicated, "{:?}", out.trace.rejected);
 }
 

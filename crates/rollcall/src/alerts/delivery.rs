@@ -11,7 +11,7 @@ use super::model::Alert;
 use super::sinks::{DeliveryError, Sink};
 use crate::clock::Clock;
 use crate::cluster::link::Link;
-use crate::monitor::PersistHandle;
+use crate::store_thread::PersistHandle;
 use rollcall_store::{OutboxRow, Store, Write};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

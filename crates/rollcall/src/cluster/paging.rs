@@ -9,7 +9,7 @@
 
 use super::ClusterSettings;
 use super::link::{FencedWrite, INCIDENT_ID_BASE, IncidentDoc, Link};
-use crate::monitor::PersistHandle;
+use crate::store_thread::PersistHandle;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;

@@ -42,7 +42,7 @@ pub fn render(
 
     let rejected = Family::<Labels, Counter>::default();
     for reason in Rejection::all() {
-        let count = core.rejected.get(reason.as_str()).copied().unwrap_or(0);
+        let count = core.rejected.get(&reason).copied().unwrap_or(0);
         rejected.get_or_create(&vec![("reason", reason.as_str())]).inc_by(count);
     }
     registry.register("heartbeats_rejected", "Datagrams dropped, by reason", rejected);

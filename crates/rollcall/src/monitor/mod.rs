@@ -10,11 +10,9 @@ pub(crate) mod explain;
 mod http;
 mod metrics;
 mod owner;
-mod persist;
 pub(crate) mod udp;
 
 // `rollcall peer` commits its alerts through the same store thread (peer/alerting.rs).
-pub use persist::{Persist, PersistHandle, StoreHealth, StoreHealthSnapshot};
 // The cluster session talks to the owner (`[cluster]`).
 pub(crate) use owner::{ClusterCommand, Command, LeaseChange, LeaseFailure, LeaseJson};
 
@@ -52,25 +50,14 @@ pub fn main(args: MonitorArgs) -> anyhow::Result<()> {
     crate::http_server::raise_fd_limit();
     // `run` checks it too; here a refusal comes before anything is created or bound.
     http_limits(&settings)?;
-    let (_lock, store) = open_data_dir(&settings.data_dir)?;
+    let (_lock, store) = crate::store_thread::open_data_dir(&settings.data_dir)?;
     let listeners = Listeners::bind(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(listeners, store, settings, shutdown_signal()))
-}
-
-/// Creates the data directory if needed, takes its lock (held until the returned guard is
-/// dropped: for the process's life), opens the store and checks it is whole. Every refusal
-/// is one sentence naming the directory or file.
-pub fn open_data_dir(dir: &std::path::Path) -> anyhow::Result<(rollcall_store::DirLock, Store)> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
-    let lock = rollcall_store::DirLock::acquire(dir)?;
-    let store = Store::open(dir).context("cannot open the store")?;
-    store.check_integrity()?;
-    Ok((lock, store))
+    runtime.block_on(run(listeners, store, settings, crate::shutdown::signal()))
 }
 
 /// Runs the monitor on the given sockets until `shutdown` completes.
@@ -124,7 +111,7 @@ pub async fn run(
         leases: store.leases().context("cannot read leases from the store")?,
         last_lease_token: store.last_lease_token().context("cannot read leases from the store")?,
     };
-    let persist = persist::Persist::start(store);
+    let persist = crate::store_thread::Persist::start(store);
     let committed = persist.committed();
     let store_health = persist.health();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -241,14 +228,4 @@ fn http_limits(settings: &Settings) -> anyhow::Result<(ServerLimits, u64)> {
         .fit(open_files, "api.max_connections")
         .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     Ok((limits, open_files))
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler only fails outside a runtime");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

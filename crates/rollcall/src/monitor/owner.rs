@@ -11,12 +11,12 @@ pub use cluster::{ClusterCommand, ClusterPaging};
 pub use leases::{LeaseChange, LeaseCommand, LeaseFailure, LeaseJson};
 pub use silences::{SilenceCommand, SilenceJson};
 
-use super::persist::Persist;
 use crate::alerts::build;
 use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
 use crate::cluster::link::Link;
 use crate::settings::Settings;
+use crate::store_thread::Persist;
 use checks::{CheckState, start_checks};
 use prometheus_client::metrics::histogram::Histogram;
 use rollcall_core::alerts::{Alerter, Notification, SubjectKind};
@@ -142,7 +142,7 @@ pub struct StatsSnapshot {
     pub detector: &'static str,
     pub store_batches: u64,
     pub store_errors: u64,
-    pub store: super::StoreHealthSnapshot,
+    pub store: crate::store_thread::StoreHealthSnapshot,
     pub uptime: Duration,
     pub recv_buffer_bytes: usize,
     pub receive: super::udp::ReceiveStats,
@@ -314,7 +314,7 @@ impl Owner {
             let checkpoint_ready = self.persist.checkpoint_ready();
             let checkpoint_waits = self.persist.checkpoint_cursor().is_some() && !checkpoint_ready;
             let due = [
-                Some(self.core.poll_timeout()),
+                self.core.poll_timeout(),
                 self.alerter.poll_timeout(),
                 self.cluster.as_ref().and_then(ClusterPaging::poll_timeout),
                 self.checks.table.poll_timeout(),
@@ -347,7 +347,7 @@ impl Owner {
             // Every wake-up looks at the wall clock: a step is seen within a tick.
             let (now, step) = self.clock.observe_wall();
             let wall_ms = self.clock.wall_ms(now).max(0) as u64;
-            if self.core.poll_timeout() <= now {
+            if self.core.poll_timeout().is_some_and(|at| at <= now) {
                 self.core.handle_timeout(now);
             }
             if let Some(step_ms) = step {
@@ -447,6 +447,9 @@ impl Owner {
                 MonitorEvent::ProcessExited { node, generation, status } => {
                     tracing::warn!(node = %node, generation, code = status.code, signal = status.signal, "watched process exited");
                 }
+                // The core's events are `#[non_exhaustive]` for embedders; here, one it adds
+                // before this loop learns it is at least seen.
+                other => tracing::warn!(event = ?other, "an event of the core this owner does not act on"),
             }
         }
         self.drain_check_events(&mut batch);

@@ -15,7 +15,7 @@ use crate::alerts::build;
 use crate::alerts::delivery::{Delivery, HealthBoard};
 use crate::alerts::sinks::{Sink, SinkConfig};
 use crate::clock::Clock;
-use crate::monitor::Persist;
+use crate::store_thread::Persist;
 use anyhow::Context;
 use rollcall_core::Instant;
 use rollcall_core::alerts::{AlertStats, Alerter, SubjectKind};
@@ -49,7 +49,7 @@ pub struct SinksView {
     pub board: HealthBoard,
     reader: Arc<Mutex<Store>>,
     /// Whether the store can commit (`/healthz` answers 503 while it cannot).
-    pub store: crate::monitor::StoreHealth,
+    pub store: crate::store_thread::StoreHealth,
 }
 
 /// The alerting counters `/v1/status` and `/metrics` show, copied out of the owner.

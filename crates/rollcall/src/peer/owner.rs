@@ -236,7 +236,7 @@ impl Owner {
     /// Sends what the core queued and records what it reports; with alerting, queues the
     /// transitions, incidents and outbox rows for one commit.
     async fn flush(&mut self) {
-        while let Some((to, bytes)) = self.peer.poll_transmit() {
+        while let Some(rollcall_core::Transmit { to, payload: bytes }) = self.peer.poll_transmit() {
             // A member that is gone (its port closed, its host unreachable) must not stop
             // the datagrams to the others: count and go on.
             if let Err(error) = self.socket.send_to(&bytes, to).await {
@@ -281,6 +281,8 @@ impl Owner {
             SwimEvent::Refuted { incarnation, .. } => {
                 tracing::info!(incarnation, "refuted a suspicion of this peer");
             }
+            // `#[non_exhaustive]` for embedders; one the core adds before this shell learns it.
+            other => tracing::warn!(event = ?other, "an event of the peer this shell does not act on"),
         }
     }
 

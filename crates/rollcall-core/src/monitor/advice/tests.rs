@@ -97,7 +97,7 @@ fn agents_that_agree_do_not_follow_or_have_no_advice_get_nothing() {
     // A replayed heartbeat is refused before any advice.
     monitor.handle_datagram(now, AGENT, &heartbeat("web-1", "web", 1, 1000, true));
     assert!(sent(&mut monitor).is_empty());
-    assert_eq!(monitor.stats().rejected.get("replay"), Some(&1));
+    assert_eq!(monitor.stats().rejected.get(&crate::monitor::Rejection::Replay), Some(&1));
 
     // Fleet-wide advice covers the groups without their own.
     monitor.set_advised_interval(None, Some(Duration::from_secs(2)));

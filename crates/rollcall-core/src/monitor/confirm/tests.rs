@@ -2,7 +2,7 @@
 //! network in between whose paths the tests cut.
 
 use super::*;
-use crate::monitor::{DetectorConfig, MonitorConfig, MonitorEvent, NodeState, Transition};
+use crate::monitor::{DetectorConfig, MonitorConfig, MonitorEvent, NodeState, Rejection, Transition};
 use crate::responder::{Responder, ResponderConfig};
 use crate::wire::{Outgoing, encode};
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
@@ -171,7 +171,7 @@ impl Net {
         let end = self.now + span;
         for _ in 0..1_000_000 {
             let delivery = self.in_flight.keys().next().map(|&(at, _)| at);
-            let next = [Some(self.next_beat), delivery, Some(self.monitor.poll_timeout())]
+            let next = [Some(self.next_beat), delivery, self.monitor.poll_timeout()]
                 .into_iter()
                 .flatten()
                 .min()
@@ -350,7 +350,7 @@ fn late_replayed_and_foreign_acks_change_nothing() {
     net.monitor.handle_datagram(net.now, web2, &out);
     ack(7, 99, &mut out);
     net.monitor.handle_datagram(net.now, web2, &out);
-    let stale = net.monitor.stats().rejected.get("stale_ack").copied();
+    let stale = net.monitor.stats().rejected.get(&Rejection::StaleAck).copied();
     assert_eq!(stale, Some(3));
     net.run_for(Duration::from_secs(3));
     assert_eq!(net.state("web-2"), NodeState::Down, "none of them saved it");
@@ -367,7 +367,7 @@ fn late_replayed_and_foreign_acks_change_nothing() {
     };
     encode(&message, &ring(), &mut probe).unwrap();
     net.monitor.handle_datagram(net.now, web2, &probe);
-    assert_eq!(net.monitor.stats().rejected.get("unexpected_kind"), Some(&1));
+    assert_eq!(net.monitor.stats().rejected.get(&Rejection::UnexpectedKind), Some(&1));
     assert!(net.monitor.poll_transmit().is_none());
 }
 
@@ -415,6 +415,6 @@ fn bad_settings_are_refused_with_one_sentence() {
         (ConfirmConfig { probe_burst: 5, ..ConfirmConfig::default() }, "probe_burst"),
     ] {
         let error = confirm.validate().unwrap_err();
-        assert!(error.contains(word), "{error}");
+        assert_eq!(error.setting(), format!("confirm.{word}"), "{error}");
     }
 }

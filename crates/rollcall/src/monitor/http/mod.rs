@@ -13,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rollcall_core::monitor::Rejection;
 use rollcall_store::Store;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,7 +49,7 @@ pub struct AppState {
     /// Changes after every store commit: streams wake up and read what is new.
     committed: watch::Receiver<u64>,
     /// Whether the store can commit: `/healthz` and pings tell the truth about it.
-    store: super::StoreHealth,
+    store: crate::store_thread::StoreHealth,
     /// Bearer token that write endpoints require; without one, writes are refused.
     api_token: Option<Arc<str>>,
     /// Reads of `/v1/...` need the token too.
@@ -74,7 +75,7 @@ impl AppState {
         commands: mpsc::Sender<Command>,
         reader: Store,
         clock: Clock,
-        health: (HealthBoard, super::StoreHealth),
+        health: (HealthBoard, crate::store_thread::StoreHealth),
         committed: watch::Receiver<u64>,
         api_token: Option<String>,
         protect_reads: bool,
@@ -290,8 +291,8 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         "heartbeats_received": stats.core.heartbeats,
         "heartbeats_rejected": stats.core.rejected_total(),
         "limits_hit": {
-            "capacity": stats.core.rejected.get("capacity").copied().unwrap_or(0),
-            "not_allowed": stats.core.rejected.get("not_allowed").copied().unwrap_or(0),
+            "capacity": stats.core.rejected.get(&Rejection::Capacity).copied().unwrap_or(0),
+            "not_allowed": stats.core.rejected.get(&Rejection::NotAllowed).copied().unwrap_or(0),
             "pings_rate_limited": stats.checks.rejected(rollcall_core::checks::PingError::RateLimited),
         },
         "store": {

@@ -1,14 +1,6 @@
 //! `GET /v1/nodes/{id}/phi`: a node's detector level over its recent past, as the monitor
-//! computes it.
-//!
-//! No history is kept per node (a million-node monitor must not pay for curves nobody
-//! looks at): the curve is rebuilt on request from what the detector already holds, its
-//! window of recent inter-arrival times and the last arrival. Replaying those arrivals
-//! through a fresh detector built from the monitor's own configuration (the same code that
-//! judges the node) gives the level at every past instant. Before the oldest remembered
-//! interval the window is unknown: a young node's starts from the detector's seeds (as the
-//! real one did); a full window is primed with the intervals it holds now, which are the
-//! best evidence of what came before.
+//! computes it: `rollcall_detect::curve::replay` rebuilds it from what the detector
+//! remembers, through a fresh detector built from the monitor's own configuration.
 
 use super::{ApiError, AppState};
 use crate::clock::{Clock, rfc3339_ms};
@@ -16,7 +8,7 @@ use crate::monitor::owner::Command;
 use axum::Json;
 use axum::extract::{Path, State};
 use rollcall_core::{Instant, Monitor};
-use rollcall_detect::{Detector, PHI_WINDOW};
+use rollcall_detect::curve;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -64,63 +56,20 @@ pub fn phi_curve(core: &Monitor, id: &str, now: Instant, clock: &Clock) -> Optio
     let view = core.node(id, now)?;
     let facts = core.detector_facts(id)?;
     let config = &core.config().detector;
-    let mut detector = config.build(view.interval);
-    let intervals = facts.recent_intervals;
-    let full = intervals.len() >= PHI_WINDOW;
-    // A window that is not full still holds the two seeds a new detector starts with.
-    let real: &[Duration] = if full { &intervals } else { intervals.get(2..).unwrap_or(&[]) };
-    let mut arrivals = Vec::with_capacity(real.len() + 1);
-    if let Some(last) = view.last_heartbeat {
-        let mut at = last;
-        arrivals.push(at);
-        for interval in real.iter().rev() {
-            at = Instant::from_nanos(at.as_nanos().saturating_sub(interval.as_nanos() as u64));
-            arrivals.push(at);
-        }
-        arrivals.reverse();
-    }
-    if full && let Some(&first) = arrivals.first() {
-        // Prime: the window as it is now, ending at the first arrival replayed below.
-        let total: u64 = real.iter().map(|interval| interval.as_nanos() as u64).sum();
-        let mut at = Instant::from_nanos(first.as_nanos().saturating_sub(total));
-        detector.heartbeat(at);
-        for interval in real {
-            at = at + *interval;
-            detector.heartbeat(at);
-        }
-    }
-    let known_from = arrivals.first().copied().unwrap_or(now);
-    let from = Instant::from_nanos(
-        known_from.as_nanos().max(now.as_nanos().saturating_sub(PHI_SPAN.as_nanos() as u64)),
-    );
-    let span = now - from;
-    let mut points = Vec::with_capacity(SAMPLES as usize + 2 * arrivals.len() + 1);
-    let mut point = |at: Instant, level: f64| {
-        points.push(PhiPoint { age_ms: (now - at).as_millis() as u64, level: level.min(LEVEL_CAP) });
-    };
-    let mut pending = arrivals.iter().copied().peekable();
-    for step in 0..=SAMPLES {
-        let sample = from + span * step / SAMPLES;
-        while let Some(arrival) = pending.next_if(|&arrival| arrival <= sample) {
-            if arrival >= from && (!full || arrival > known_from) {
-                point(arrival, detector.level(arrival));
-            }
-            if !(full && arrival == known_from) {
-                detector.heartbeat(arrival);
-            }
-            if arrival >= from {
-                point(arrival, detector.level(arrival));
-            }
-        }
-        point(sample, detector.level(sample));
-    }
+    let fresh = config.build(view.interval);
+    let curve = curve::replay(fresh, &facts.recent_intervals, view.last_heartbeat, now, PHI_SPAN, SAMPLES);
+    let points = curve
+        .points
+        .into_iter()
+        .map(|(at, level)| PhiPoint { age_ms: (now - at).as_millis() as u64, level: level.min(LEVEL_CAP) })
+        .collect();
     Some(PhiCurve {
         node: id.to_string(),
         detector: config.name(),
         suspect_level: facts.suspect_level,
         down_level: facts.down_level,
         now: rfc3339_ms(clock.wall_ms(now)),
-        span_ms: span.as_millis() as u64,
+        span_ms: (now - curve.from).as_millis() as u64,
         points,
     })
 }

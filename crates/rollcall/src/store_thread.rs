@@ -398,3 +398,15 @@ impl PersistHandle {
 
 #[cfg(test)]
 mod tests;
+
+/// Creates the data directory if needed, takes its lock (held until the returned guard is
+/// dropped: for the process's life), opens the store and checks it is whole. Every refusal
+/// is one sentence naming the directory or file.
+pub fn open_data_dir(dir: &std::path::Path) -> anyhow::Result<(rollcall_store::DirLock, Store)> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let lock = rollcall_store::DirLock::acquire(dir)?;
+    let store = Store::open(dir).context("cannot open the store")?;
+    store.check_integrity()?;
+    Ok((lock, store))
+}
