@@ -333,8 +333,9 @@ const SYNC_DIGEST: u8 = 0x02;
 
 /// Builds one datagram in a caller's buffer: header and body first, then entries and
 /// updates while they fit, then the tag. Sizes are tracked so the result never exceeds
-/// `limit` (at most [`MAX_DATAGRAM`]).
-pub(crate) struct Writer<'b, 's> {
+/// `limit` (at most [`MAX_DATAGRAM`]). Public for the fuzz target, which re-encodes what
+/// [`decode`] accepted to check that the encoding is canonical.
+pub struct Writer<'b, 's> {
     out: &'b mut Vec<u8>,
     limit: usize,
     cluster: u64,
@@ -403,8 +404,9 @@ impl<'b, 's> Writer<'b, 's> {
     /// Appends one entry to the open list if it fits before the tag; false if it does not.
     pub fn push(&mut self, update: &Update<'_>) -> bool {
         let Some((_, count, _)) = self.list else { return false };
-        if usize::from(count) == MAX_ENTRIES
-            || self.out.len() + self.entry_len(update) + 1 + TAG_LEN > self.limit
+        // No byte is held back for the update count after a sync page: with no updates it is
+        // left out, and `begin_updates` writes it before any update is measured.
+        if usize::from(count) == MAX_ENTRIES || self.out.len() + self.entry_len(update) + TAG_LEN > self.limit
         {
             return false;
         }
@@ -417,7 +419,7 @@ impl<'b, 's> Writer<'b, 's> {
 
     /// Room left for entries, in bytes.
     pub fn room(&self) -> usize {
-        self.limit.saturating_sub(self.out.len() + 1 + TAG_LEN)
+        self.limit.saturating_sub(self.out.len() + TAG_LEN)
     }
 
     /// Encoded length of one entry in this datagram.
