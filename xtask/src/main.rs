@@ -11,7 +11,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test        every check CI runs: fmt, clippy, core purity, all tests, bounded fuzzing
-  fuzz [SECS] run the wire decoder's fuzz target for SECS seconds (default 60)
+  fuzz [SECS] run each decoder's fuzz target (heartbeat, peer) for SECS seconds (default 60)
   bench       the benchmark suite (not part of `test`): microbenchmarks, then `rollcall bench`
               at each scale, HTTP pings with wrk and etcd lease keep-alives; JSON reports go to
               target/bench/ (see docs/BENCHMARKS.md)
@@ -238,16 +238,13 @@ fn ensure_cargo_fuzz() -> Result {
     cargo(&["install", "cargo-fuzz", "--locked"])
 }
 
-/// Runs the decoder's fuzz target for a bounded time. `-s none`: no sanitizer, so it runs on
-/// stable Rust.
+/// Runs each decoder's fuzz target (the heartbeat datagram, the peer datagram) for a bounded
+/// time. `-s none`: no sanitizer, so it runs on stable Rust.
 fn fuzz(secs: u64) -> Result {
-    run(Command::new(env!("CARGO")).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz")).args([
-        "fuzz",
-        "run",
-        "decode",
-        "-s",
-        "none",
-        "--",
-        &format!("-max_total_time={secs}"),
-    ]))
+    for target in ["decode", "peer"] {
+        run(Command::new(env!("CARGO"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"))
+            .args(["fuzz", "run", target, "-s", "none", "--", &format!("-max_total_time={secs}")]))?;
+    }
+    Ok(())
 }

@@ -217,6 +217,31 @@ impl KeyRing {
         mac.verify_slice(tag).map_err(|_| DecodeError::BadTag)
     }
 
+    /// HMAC-SHA256 of `context` then `bytes` under the send key. The peer protocol signs
+    /// its full cluster id this way without sending it.
+    pub fn sign_with(&self, context: &[u8], bytes: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = self.entries[self.send].mac.clone();
+        mac.update(context);
+        mac.update(bytes);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Checks `tag`, the first `tag.len()` bytes (1 to 32) of HMAC-SHA256 of `context` then
+    /// `bytes` under key `key_id`, in constant time. Errors as [`KeyRing::verify`].
+    pub fn verify_truncated(
+        &self,
+        key_id: u16,
+        context: &[u8],
+        bytes: &[u8],
+        tag: &[u8],
+    ) -> Result<(), DecodeError> {
+        let entry = self.entry(key_id).ok_or(DecodeError::UnknownKey)?;
+        let mut mac = entry.mac.clone();
+        mac.update(context);
+        mac.update(bytes);
+        mac.verify_truncated_left(tag).map_err(|_| DecodeError::BadTag)
+    }
+
     fn entry(&self, key_id: u16) -> Option<&Entry> {
         // At most 16 entries: a linear scan beats any map here.
         self.entries.iter().find(|e| e.id == key_id)

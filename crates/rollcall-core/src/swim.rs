@@ -29,6 +29,7 @@ mod apply;
 mod gossip;
 mod members;
 mod suspicion;
+mod sync;
 pub mod wire;
 
 pub use members::{MemberId, ProbeOrder};
@@ -46,7 +47,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use suspicion::{Health, Suspicion};
-use wire::{Body, Datagram, Entries, Update, Writer};
+use sync::Page;
+use wire::{Body, Datagram, Update, Writer};
 
 /// A peer's settings. [`SwimConfig::default`] is memberlist's LAN profile where SWIM and
 /// memberlist agree, and says so where it differs.
@@ -422,7 +424,7 @@ impl Peer {
         let _ = now;
         for &seed in seeds {
             if seed != self.addr() {
-                self.send_sync(seed, None, true);
+                self.send_sync(seed, None, Page::Full { reply: true });
             }
         }
     }
@@ -450,8 +452,13 @@ impl Peer {
         self.leaving = true;
         let me = self.members.slot(0).clone();
         self.members.set(0, MemberState::Left, me.incarnation, None, &mut self.rng);
-        let update =
-            Owned { state: MemberState::Left, incarnation: me.incarnation, id: me.id, accuser: None };
+        let update = Owned {
+            state: MemberState::Left,
+            incarnation: me.incarnation,
+            id: me.id,
+            accuser: None,
+            addr: false,
+        };
         self.gossip.push(0, update);
         self.timers.clear();
         self.probe = None;
@@ -529,7 +536,7 @@ impl Peer {
                 state: MemberState::Up,
                 incarnation: datagram.incarnation,
                 name: datagram.sender,
-                addr: from,
+                addr: Some(from),
                 accuser: None,
             };
             self.apply(now, &hello);
@@ -558,13 +565,7 @@ impl Peer {
                 _ => self.stats.late_acks += 1,
             },
             Body::PingReq { seq, target, addr } => self.on_ping_req(now, from, seq, target, addr),
-            Body::Sync { reply, entries } => {
-                self.merge_page(now, datagram.sender, entries, trusted);
-                if reply && !self.leaving {
-                    let peer = self.members.find(datagram.sender);
-                    self.send_sync(from, peer, false);
-                }
-            }
+            Body::Sync { .. } => self.on_sync(now, from, datagram, trusted),
             Body::Gossip => {}
         }
     }
@@ -621,14 +622,16 @@ impl Peer {
             Timer::Sync => {
                 if let Some(target) = self.members.random_live(&mut self.rng, &[0]) {
                     let addr = self.members.slot(target).id.addr;
-                    self.send_sync(addr, Some(target), true);
+                    self.send_sync(addr, Some(target), Page::Digest);
                 }
                 self.timers.insert((now + self.config.sync_interval, Timer::Sync));
             }
             Timer::Reconnect => {
                 if let Some(target) = self.members.random_down(&mut self.rng) {
                     let addr = self.members.slot(target).id.addr;
-                    self.send_sync(addr, Some(target), true);
+                    // Usually the member is dead, so the page is short: a live one answers
+                    // with a full page, as it would to a join.
+                    self.send_sync(addr, Some(target), Page::Hello);
                 }
                 self.timers.insert((now + self.config.reconnect_interval, Timer::Reconnect));
             }
@@ -708,7 +711,7 @@ impl Peer {
                 state: MemberState::Suspect,
                 incarnation: slot.incarnation,
                 name: &target.name,
-                addr: target.addr,
+                addr: None,
                 accuser: Some(&me.name),
             };
             self.apply(now, &accuse);
@@ -735,6 +738,7 @@ impl Peer {
             incarnation: slot.incarnation,
             id: slot.id.clone(),
             accuser: Some(Arc::from(self.name())),
+            addr: false,
         })
     }
 
@@ -769,50 +773,6 @@ impl Peer {
         self.outbox.push_back(Transmit { to, payload: out });
     }
 
-    /// A sync page for the member at `to`: ourselves first, then what we believe of the
-    /// recipient (so that it can refute at once), then as many `up` and `left` members as
-    /// fit, continuing where the last page stopped.
-    fn send_sync(&mut self, to: SocketAddr, recipient: Option<u32>, reply: bool) {
-        let mut out = core::mem::take(&mut self.scratch);
-        let me = self.members.slot(0).id.clone();
-        let inc = self.members.slot(0).incarnation;
-        let body = Body::Sync { reply, entries: Entries::EMPTY };
-        let mut writer = Writer::new(
-            &mut out,
-            self.config.max_datagram,
-            self.cluster,
-            self.keys.send_key_id(),
-            &me.name,
-            inc,
-            &body,
-        );
-        writer.begin_entries();
-        let mut fits = writer.push(&self.entry(0).view());
-        if let Some(recipient) = recipient.filter(|&r| r != 0) {
-            fits = fits && writer.push(&self.entry(recipient).view());
-        }
-        let len = self.members.len();
-        let mut walked = 0;
-        while fits && walked < len {
-            let index = ((self.page_cursor + walked) % len) as u32;
-            let state = self.members.slot(index).state;
-            // Only `up` and `left` travel in pages: accusations spread by gossip alone, so a
-            // peer back from a partition cannot flood the cluster with its stale verdicts
-            // (a member it missed is found by its own probes soon enough).
-            let listed = index != 0
-                && Some(index) != recipient
-                && matches!(state, MemberState::Up | MemberState::Left);
-            if listed && !writer.push(&self.entry(index).view()) {
-                break;
-            }
-            walked += 1;
-        }
-        self.page_cursor = (self.page_cursor + walked) % len;
-        writer.begin_updates();
-        writer.finish(&self.keys);
-        self.queue(to, out);
-    }
-
     /// What this peer states about table slot `index`, as an update.
     fn entry(&self, index: u32) -> Owned {
         let slot = self.members.slot(index);
@@ -825,7 +785,8 @@ impl Peer {
             MemberState::Down => Some(Arc::from(self.name())),
             _ => None,
         };
-        Owned { state: slot.state, incarnation: slot.incarnation, id: slot.id.clone(), accuser }
+        let (state, incarnation, id) = (slot.state, slot.incarnation, slot.id.clone());
+        Owned { state, incarnation, id, accuser, addr: true }
     }
 }
 

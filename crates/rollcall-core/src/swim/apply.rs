@@ -88,7 +88,10 @@ impl Peer {
         let incarnation = update.incarnation.max(self.incarnation()).saturating_add(1);
         let me = self.members.slot(0).id.clone();
         self.members.set(0, MemberState::Up, incarnation, None, &mut self.rng);
-        self.gossip.push(0, Owned { state: MemberState::Up, incarnation, id: me, accuser: None });
+        // Without our address: whoever knows us has it, and whoever does not learns it from
+        // our own datagrams or a sync page.
+        let refute = Owned { state: MemberState::Up, incarnation, id: me, accuser: None, addr: false };
+        self.gossip.push(0, refute);
         self.health.apply(1);
         self.stats.refutes += 1;
         self.events.push_back(SwimEvent::Refuted { incarnation, at: now });
@@ -109,23 +112,29 @@ impl Peer {
 
     fn apply_up(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
         let Some(index) = index else {
+            // A member we do not know needs its address. A statement without one (an
+            // incarnation bump, meant for those who know the member) is dropped here; the
+            // member reaches us with its address in a sync page or through its own datagrams.
+            let Some(addr) = update.addr else { return };
             if self.members.len() >= self.config.max_members {
                 self.stats.members_refused += 1;
                 return;
             }
-            let id = MemberId::new(update.name, update.addr);
+            let id = MemberId::new(update.name, addr);
             let index = self.members.insert(id, update.incarnation, MemberState::Up, &mut self.rng);
-            return self.changed(now, index, None, None);
+            return self.changed(now, index, None, None, true);
         };
         let slot = self.members.slot(index);
         if update.incarnation <= slot.incarnation {
             return;
         }
         let from = slot.state;
-        let id = (slot.id.addr != update.addr).then(|| MemberId::new(update.name, update.addr));
+        let moved = update.addr.filter(|&addr| addr != slot.id.addr);
+        let id = moved.map(|addr| MemberId::new(update.name, addr));
         self.members.set(index, MemberState::Up, update.incarnation, id, &mut self.rng);
         self.suspicions.remove(&index);
-        self.changed(now, index, Some(from), None);
+        // The address is passed on only when it changed: the others know it otherwise.
+        self.changed(now, index, Some(from), None, moved.is_some());
     }
 
     fn apply_suspect(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
@@ -154,7 +163,8 @@ impl Peer {
                     let id = slot.id.clone();
                     let incarnation = slot.incarnation;
                     let state = MemberState::Suspect;
-                    self.gossip.push(index, Owned { state, incarnation, id, accuser: Some(accuser) });
+                    let accuser = Some(accuser);
+                    self.gossip.push(index, Owned { state, incarnation, id, accuser, addr: false });
                 }
             }
             MemberState::Up => {
@@ -163,7 +173,7 @@ impl Peer {
                 let suspicion = Suspicion::new(&self.config, n, update.incarnation, accuser.clone(), now);
                 self.timers.insert((suspicion.deadline, Timer::Suspicion(index)));
                 self.suspicions.insert(index, suspicion);
-                self.changed(now, index, Some(MemberState::Up), Some(accuser));
+                self.changed(now, index, Some(MemberState::Up), Some(accuser), false);
             }
         }
     }
@@ -183,7 +193,7 @@ impl Peer {
         let accuser = update.accuser.filter(|a| !a.is_empty()).map(Arc::from);
         self.members.set(index, update.state, update.incarnation, None, &mut self.rng);
         self.suspicions.remove(&index);
-        self.changed(now, index, Some(from), accuser);
+        self.changed(now, index, Some(from), accuser, false);
     }
 
     /// A suspicion's timer fired at `at`: declare the member down if the suspicion still
@@ -201,13 +211,22 @@ impl Peer {
         }
         self.members.set(index, MemberState::Down, incarnation, None, &mut self.rng);
         let me = Arc::from(self.name());
-        self.changed(now, index, Some(MemberState::Suspect), Some(me));
+        self.changed(now, index, Some(MemberState::Suspect), Some(me), false);
     }
 
-    /// Gossips a member's new state, and reports it if the state itself changed.
-    fn changed(&mut self, now: Instant, index: u32, from: Option<MemberState>, accuser: Option<Arc<str>>) {
+    /// Gossips a member's new state, with its address if `addr` (an `up` of a member new to
+    /// us, or at a new address), and reports it if the state itself changed.
+    fn changed(
+        &mut self,
+        now: Instant,
+        index: u32,
+        from: Option<MemberState>,
+        accuser: Option<Arc<str>>,
+        addr: bool,
+    ) {
         let slot = self.members.slot(index);
         let mut update = self.entry(index);
+        update.addr = addr;
         if accuser.is_some() {
             update.accuser = accuser;
         }

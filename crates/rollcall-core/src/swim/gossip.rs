@@ -18,6 +18,8 @@ pub(crate) struct Owned {
     pub incarnation: u32,
     pub id: Arc<MemberId>,
     pub accuser: Option<Arc<str>>,
+    /// Whether an `up` statement carries the address (see `wire::Update::addr`).
+    pub addr: bool,
 }
 
 impl Owned {
@@ -26,7 +28,7 @@ impl Owned {
             state: self.state,
             incarnation: self.incarnation,
             name: &self.id.name,
-            addr: self.id.addr,
+            addr: self.addr.then_some(self.id.addr),
             accuser: self.accuser.as_deref(),
         }
     }
@@ -82,7 +84,7 @@ impl Broadcasts {
 
     /// Writes as many queued updates as fit into `writer`'s open list, and counts one more
     /// transmission for each; those sent `limit` times leave the queue.
-    pub fn fill(&mut self, writer: &mut Writer<'_>, limit: u32) {
+    pub fn fill(&mut self, writer: &mut Writer<'_, '_>, limit: u32) {
         let mut sent: Vec<(u32, Reverse<u64>)> = Vec::new();
         for &key in self.order.iter().take(SCAN) {
             if writer.room() < MIN_UPDATE {
@@ -109,5 +111,6 @@ impl Broadcasts {
     }
 }
 
-/// The smallest encoded update (an IPv4 `up` with a one-byte name).
-const MIN_UPDATE: usize = 1 + 4 + 2 + 7;
+/// The smallest encoded update: a one-byte name, an incarnation under 128, no address and
+/// no accuser (a `left`, or an accusation by the sender).
+const MIN_UPDATE: usize = 1 + 1 + 2;

@@ -104,6 +104,8 @@ pub(crate) struct Members {
     down: Vec<u32>,
     /// How many slots are in each state, self included: `[up, suspect, down, left]`.
     counts: [u32; 4],
+    /// XOR of every slot's [`contribution`], kept as slots change: what sync pages compare.
+    digest: u64,
 }
 
 impl Members {
@@ -115,6 +117,7 @@ impl Members {
             cursor: 0,
             down: Vec::new(),
             counts: [0; 4],
+            digest: 0,
         };
         members.index.insert(NameKey(me.clone()), 0);
         members.slots.push(Slot {
@@ -125,6 +128,7 @@ impl Members {
             in_down: false,
         });
         members.counts[0] = 1;
+        members.digest = contribution(&members.slots[0]);
         members
     }
 
@@ -160,11 +164,20 @@ impl Members {
         self.counts[state as usize]
     }
 
+    /// A digest of what sync pages would say: equal in two peers whose tables agree on
+    /// every member's name, address, incarnation and whether it is alive (`up` or
+    /// `suspect`), `left`, or `down` (a 64-bit hash: unequal tables collide with
+    /// probability about 2^-64, and then only skip one exchange).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
     /// Adds a member (the caller checked it is unknown and the table has room).
     pub fn insert(&mut self, id: Arc<MemberId>, incarnation: u32, state: MemberState, rng: &mut Rng) -> u32 {
         let index = u32::try_from(self.slots.len()).expect("the table is capped far below u32::MAX");
         self.index.insert(NameKey(id.clone()), index);
         self.slots.push(Slot { id, incarnation, state, in_ring: false, in_down: false });
+        self.digest ^= contribution(&self.slots[index as usize]);
         self.counts[state as usize] += 1;
         self.track(index, rng);
         index
@@ -180,6 +193,7 @@ impl Members {
         rng: &mut Rng,
     ) {
         let slot = &mut self.slots[index as usize];
+        self.digest ^= contribution(slot);
         self.counts[slot.state as usize] -= 1;
         self.counts[state as usize] += 1;
         slot.state = state;
@@ -190,6 +204,7 @@ impl Members {
             // Same name, so the index key is equal; replace it to drop the old address.
             self.index.insert(NameKey(id), index);
         }
+        self.digest ^= contribution(&self.slots[index as usize]);
         if index != 0 {
             self.track(index, rng);
         }
@@ -322,4 +337,33 @@ impl Members {
         }
         self.cursor = 0;
     }
+}
+
+/// One slot's share of the table digest: a hash of what a sync page says about it. `up` and
+/// `suspect` hash alike (a suspicion is spread by gossip, not by pages).
+fn contribution(slot: &Slot) -> u64 {
+    let class: u8 = match slot.state {
+        MemberState::Up | MemberState::Suspect => 1,
+        MemberState::Down => 2,
+        MemberState::Left => 3,
+    };
+    let mut hasher = Fnv::default();
+    hasher.write(slot.id.name.as_bytes());
+    // A separator no name contains (names have no control characters).
+    hasher.write(&[0]);
+    match slot.id.addr.ip() {
+        std::net::IpAddr::V4(ip) => hasher.write(&ip.octets()),
+        std::net::IpAddr::V6(ip) => hasher.write(&ip.octets()),
+    }
+    hasher.write(&slot.id.addr.port().to_be_bytes());
+    hasher.write(&slot.incarnation.to_be_bytes());
+    hasher.write(&[class]);
+    // FNV's last bytes move only the low bits much: a final mix spreads them, so that the
+    // XOR of many contributions stays a good 64-bit hash.
+    let mut x = hasher.finish();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }

@@ -345,3 +345,46 @@ fn bad_settings_are_refused() {
     let huge = SwimConfig { max_datagram: 9000, ..good };
     assert_eq!(new(huge, "a"), Some(SwimConfigError::BadDatagramSize));
 }
+
+/// Periodic sync with a digest: two peers whose tables agree exchange two short pages; once
+/// one knows a member the other does not, the answer is a full page that asks for one back.
+#[test]
+fn sync_pages_are_short_when_tables_agree_and_full_when_they_differ() {
+    let config = SwimConfig { cluster: "t".into(), ..SwimConfig::default() };
+    let cluster = crate::swim::wire::cluster_id("t");
+    let ids: Vec<Arc<MemberId>> = (0..12).map(|i| MemberId::new(&name(i), addr(i))).collect();
+    let mut peers: Vec<Peer> = (0..2)
+        .map(|i| {
+            let mut peer =
+                Peer::new(config.clone(), &name(i), addr(i), keys(1, 7), 0, i as u64, Instant::ZERO).unwrap();
+            peer.add_known(ids.iter().map(|id| (id.clone(), 0)));
+            peer
+        })
+        .collect();
+    let now = Instant::ZERO;
+    // Peer 0's sync to peer 1; returns peer 1's answer as (reply, digest, entries), and
+    // peer 0's answer to that, if any.
+    let exchange = |peers: &mut [Peer]| {
+        let recipient = peers[0].members.find(&name(1));
+        peers[0].send_sync(addr(1), recipient, Page::Digest);
+        let Transmit { to, payload: ask } = peers[0].poll_transmit().unwrap();
+        assert_eq!(to, addr(1));
+        peers[1].handle_datagram(now, addr(0), &ask);
+        let Transmit { payload: answer, .. } = peers[1].poll_transmit().unwrap();
+        let got = crate::swim::wire::decode(&answer, cluster, &keys(1, 7)).unwrap();
+        let Body::Sync { reply, digest, entries } = got.body else { panic!("a sync answers a sync") };
+        let names: Vec<String> = entries.iter().map(|e| e.name.to_string()).collect();
+        peers[0].handle_datagram(now, addr(1), &answer);
+        let back = peers[0].poll_transmit().map(|transmit| transmit.payload.len());
+        (reply, digest, names, back)
+    };
+    let (reply, digest, names, back) = exchange(&mut peers);
+    assert_eq!((reply, digest, names, back), (false, None, vec![name(1), name(0)], None));
+    peers[1].add_known([(MemberId::new("extra", addr(40)), 0)]);
+    let (reply, digest, names, back) = exchange(&mut peers);
+    assert!(reply && digest.is_none(), "a differing digest brings a full page asking for one");
+    assert!(names.len() > 2 && names.contains(&"extra".to_string()), "{names:?}");
+    assert!(back.is_some_and(|len| len > 100), "and a full page goes back");
+    assert!(peers[0].member("extra").is_some(), "the page taught peer 0 the member it missed");
+    assert_eq!(peers[0].members.digest(), peers[1].members.digest(), "the tables agree again");
+}

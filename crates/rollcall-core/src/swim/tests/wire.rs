@@ -2,6 +2,7 @@
 //! (garbage, truncation, corruption) that must be rejected without a panic.
 
 use super::keys;
+use crate::keyring::KeyRing;
 use crate::swim::wire::*;
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -41,7 +42,9 @@ fn make(raw: &(u8, u32, String, bool, u16, String)) -> Update<'_> {
         IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))
     };
     let accuser = matches!(state, MemberState::Suspect | MemberState::Down).then_some(accuser.as_str());
-    Update { state, incarnation: *incarnation, name, addr: SocketAddr::new(ip, *port), accuser }
+    // Only `up` statements carry an address on the wire, and not all of them.
+    let addr = (state == MemberState::Up && *port % 4 != 0).then(|| SocketAddr::new(ip, *port));
+    Update { state, incarnation: *incarnation, name, addr, accuser }
 }
 
 proptest! {
@@ -59,7 +62,11 @@ proptest! {
             1 => Body::Ack { seq },
             2 => Body::Nack { seq },
             3 => Body::PingReq { seq, target: "t", addr },
-            4 => Body::Sync { reply: seq % 2 == 0, entries: Entries::EMPTY },
+            4 => Body::Sync {
+                reply: seq % 2 == 0,
+                digest: (seq % 3 == 0).then_some(u64::from(seq) << 20),
+                entries: Entries::EMPTY,
+            },
             _ => Body::Gossip,
         };
         let (bytes, in_page, pushed) = encode(&body, &updates, &updates, limit);
@@ -69,8 +76,8 @@ proptest! {
         let got_updates: Vec<Update<'_>> = got.updates.iter().collect();
         prop_assert_eq!(&got_updates[..], &updates[..pushed]);
         match (got.body, body) {
-            (Body::Sync { reply, entries }, Body::Sync { reply: want, .. }) => {
-                prop_assert_eq!(reply, want);
+            (Body::Sync { reply, digest, entries }, Body::Sync { reply: want, digest: want_digest, .. }) => {
+                prop_assert_eq!((reply, digest), (want, want_digest));
                 let page: Vec<Update<'_>> = entries.iter().collect();
                 prop_assert_eq!(&page[..], &updates[..in_page]);
             }
@@ -86,7 +93,7 @@ proptest! {
     #[test]
     fn garbage_after_a_valid_header_is_rejected(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
         let (mut bytes, _, _) = encode(&Body::Gossip, &[], &[], MAX_DATAGRAM);
-        bytes.truncate(18);
+        bytes.truncate(8);
         bytes.extend_from_slice(&tail);
         prop_assert!(decode(&bytes, CLUSTER, &keys(1, 7)).is_err());
     }
@@ -97,7 +104,7 @@ fn sample() -> Vec<u8> {
         state: MemberState::Suspect,
         incarnation: 3,
         name: "peer-7",
-        addr: "10.0.0.7:7946".parse().unwrap(),
+        addr: None,
         accuser: Some("peer-2"),
     };
     encode(&Body::Ping { seq: 9, target: "peer-7" }, &[], &[update], MAX_DATAGRAM).0
@@ -128,9 +135,12 @@ fn header_checks_come_in_the_documented_order() {
     bad[0] = b'X';
     check(&bad, Rejection::Malformed);
     let mut bad = bytes.clone();
-    bad[2] = 2;
+    bad[2] = 1;
     check(&bad, Rejection::UnsupportedVersion);
-    assert_eq!(decode(&bytes, CLUSTER ^ 1, &ring).unwrap_err(), Rejection::WrongCluster);
+    assert_eq!(decode(&bytes, CLUSTER ^ (1 << 63), &ring).unwrap_err(), Rejection::WrongCluster);
+    // Another cluster whose id shares the two bytes on the wire: the tag, which covers all
+    // eight, tells it apart.
+    assert_eq!(decode(&bytes, CLUSTER ^ 1, &ring).unwrap_err(), Rejection::BadTag);
     assert_eq!(decode(&bytes, CLUSTER, &keys(2, 7)).unwrap_err(), Rejection::UnknownKey);
     assert_eq!(decode(&bytes, CLUSTER, &keys(1, 8)).unwrap_err(), Rejection::BadTag);
 }
@@ -140,4 +150,96 @@ fn cluster_ids_are_fnv1a() {
     // FNV-1a 64 of the empty string is its offset basis; of "a", the published test vector.
     assert_eq!(cluster_id(""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(cluster_id("a"), 0xaf63_dc4c_8601_ec8c);
+}
+
+/// Re-signs `bytes` (all but its last `TAG_LEN` bytes) as the test ring would.
+fn resign(mut bytes: Vec<u8>) -> Vec<u8> {
+    let body = bytes.len() - TAG_LEN;
+    let tag = keys(1, 7).sign_with(&CLUSTER.to_be_bytes(), &bytes[..body]);
+    bytes[body..].copy_from_slice(&tag[..TAG_LEN]);
+    bytes
+}
+
+#[test]
+fn only_the_shortest_encoding_is_accepted() {
+    let ring = keys(1, 7);
+    let bytes = sample();
+    assert_eq!(resign(bytes.clone()), bytes, "resign signs as the writer does");
+    // The incarnation (42, one byte at offset 5) written in two bytes instead.
+    assert_eq!(bytes[5], 42);
+    let mut long = bytes.clone();
+    long.splice(5..6, [42 | 0x80, 0]);
+    assert_eq!(decode(&resign(long), CLUSTER, &ring).unwrap_err(), Rejection::Malformed);
+    // An accuser written out although it is the sender: the flag bit is the one encoding.
+    let update =
+        Update { state: MemberState::Down, incarnation: 1, name: "x", addr: None, accuser: Some("sender") };
+    let (bytes, _, pushed) = encode(&Body::Gossip, &[], &[update], MAX_DATAGRAM);
+    assert_eq!(pushed, 1);
+    let entry = bytes.len() - TAG_LEN - 4;
+    assert_eq!(&bytes[entry..entry + 4], &[3 | 0x10, 1, 1, b'x']);
+    let mut spelled = bytes[..entry].to_vec();
+    spelled.extend_from_slice(&[3, 1, 1, b'x', 6]);
+    spelled.extend_from_slice(b"sender");
+    spelled.extend_from_slice(&[0; TAG_LEN]);
+    assert_eq!(decode(&resign(spelled), CLUSTER, &ring).unwrap_err(), Rejection::Malformed);
+    // An update count of zero: no updates are written as no count at all.
+    let (bytes, _, _) = encode(&Body::Ack { seq: 1 }, &[], &[], MAX_DATAGRAM);
+    assert!(decode(&bytes, CLUSTER, &ring).unwrap().updates.is_empty());
+    let mut zero = bytes[..bytes.len() - TAG_LEN].to_vec();
+    zero.push(0);
+    zero.extend_from_slice(&[0; TAG_LEN]);
+    assert_eq!(decode(&resign(zero), CLUSTER, &ring).unwrap_err(), Rejection::Malformed);
+}
+
+/// The worked example of docs/PEER.md ("Wire format"): keep the two in step.
+#[test]
+fn the_documented_ping_is_byte_for_byte() {
+    let ring =
+        KeyRing::parse("1:73696d756c61746f722d6b65792d6e6f742d666f722d70726f64756374696f6e\n").unwrap();
+    let cluster = cluster_id("rollcall");
+    let update = Update {
+        state: MemberState::Suspect,
+        incarnation: 7,
+        name: "db-3",
+        addr: None,
+        accuser: Some("web-1"),
+    };
+    let mut out = Vec::new();
+    let mut writer = Writer::new(
+        &mut out,
+        MAX_DATAGRAM,
+        cluster,
+        1,
+        "web-1",
+        300,
+        &Body::Ping { seq: 130, target: "db-3" },
+    );
+    writer.begin_updates();
+    assert!(writer.push(&update));
+    writer.finish(&ring);
+    let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(out.len(), 44);
+    assert_eq!(
+        hex,
+        concat!(
+            "5253",
+            "21",
+            "52",
+            "01",
+            "ac02",
+            "05",
+            "7765622d31",
+            "8201",
+            "04",
+            "64622d33",
+            "01",
+            "12",
+            "07",
+            "04",
+            "64622d33",
+            "1649dd7e8a3e5bf3b0096aab7059bdf6",
+        )
+    );
+    let got = decode(&out, cluster, &ring).unwrap();
+    assert_eq!(got.updates.iter().next(), Some(update));
 }
