@@ -459,17 +459,7 @@ impl Peer {
     }
 
     fn receive(&mut self, now: Instant, from: SocketAddr, datagram: &Datagram<'_>) {
-        // A member we never heard of is up: its authenticated datagram says so.
-        if self.members.find(datagram.sender).is_none() {
-            let hello = Update {
-                state: MemberState::Up,
-                incarnation: datagram.incarnation,
-                name: datagram.sender,
-                addr: from,
-                accuser: None,
-            };
-            self.apply(now, &hello);
-        }
+        self.apply_sender(now, from, datagram.sender, datagram.incarnation);
         // A sender we hold down or left has a view we cannot trust (it was cut off, or it
         // is a stale copy): its accusations of others are ignored until it refutes, but
         // what it says of itself and of us, and any `up`, still counts. Without this rule

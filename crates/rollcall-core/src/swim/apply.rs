@@ -16,6 +16,7 @@ use super::suspicion::Suspicion;
 use super::wire::{Body, Entries, MemberState, Update};
 use super::{MemberId, Peer, SwimEvent, Timer};
 use rollcall_detect::Instant;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 impl Peer {
@@ -30,6 +31,24 @@ impl Peer {
             MemberState::Suspect => self.apply_suspect(now, index, update),
             MemberState::Down | MemberState::Left => self.apply_down(now, index, update),
         }
+    }
+
+    /// What every authenticated datagram says of its sender: it is up at the incarnation in
+    /// its header. A member we never heard of joins; one we hold at an older incarnation
+    /// (suspect, down or left) has refuted, and this is its refutation even when no gossip
+    /// brought it. Under loss a peer that heard a suspicion late, after the refutation's
+    /// gossip had run its course, otherwise kept it for the whole timeout and declared a
+    /// live member down (the sweep in docs/PEER.md); the suspect's next datagram to it now
+    /// ends that.
+    pub(super) fn apply_sender(&mut self, now: Instant, from: SocketAddr, name: &str, incarnation: u32) {
+        let held = self.members.find(name).map(|index| self.members.slot(index));
+        if held.is_some_and(|slot| incarnation <= slot.incarnation) {
+            return;
+        }
+        // A known member keeps the address it is known by (the source address of a
+        // datagram may differ from the one it advertises).
+        let addr = held.map_or(from, |slot| slot.id.addr);
+        self.apply(now, &Update { state: MemberState::Up, incarnation, name, addr, accuser: None });
     }
 
     /// A sync page: like gossip, except that `down` counts as `suspect` (memberlist's merge
