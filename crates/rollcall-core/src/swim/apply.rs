@@ -19,6 +19,10 @@ use rollcall_detect::Instant;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Most suspects an accuser pings again per protocol period: a bound on the extra traffic
+/// when many members fail at once (each suspicion lasts a few periods at most then).
+pub(super) const MAX_RECHECKS: usize = 4;
+
 impl Peer {
     /// Applies one statement from gossip, a sync page, or our own probe.
     pub(super) fn apply(&mut self, now: Instant, update: &Update<'_>) {
@@ -221,6 +225,32 @@ impl Peer {
         self.members.set(index, MemberState::Down, incarnation, None, &mut self.rng);
         let me = Arc::from(self.name());
         self.changed(now, index, Some(MemberState::Suspect), Some(me));
+    }
+
+    /// The accuser asks again: each protocol period, this peer pings every member whose open
+    /// suspicion it started with its own failed probe (the first [`MAX_RECHECKS`] of
+    /// them), the suspicion first in the datagram (the buddy rule). A live suspect acks,
+    /// and the ack's header carries its new incarnation, which ends the suspicion here.
+    /// Without it the accuser, the first to suspect and the last to give up, depended on
+    /// the suspect's direct refutation (one datagram) or gossip: under 10 % loss a
+    /// refutation's gossip sometimes reached every peer but the accuser, which then
+    /// declared a live member down at the end of the longest timeout. Acks to these pings
+    /// are counted as late acks (they belong to no probe).
+    pub(super) fn recheck_own_suspects(&mut self) {
+        let me = self.name();
+        let mine: Vec<u32> = self
+            .suspicions
+            .iter()
+            .filter(|(_, suspicion)| suspicion.accusers.first().is_some_and(|first| &**first == me))
+            .map(|(&index, _)| index)
+            .take(MAX_RECHECKS)
+            .collect();
+        for index in mine {
+            let id = self.members.slot(index).id.clone();
+            let seq = self.take_seq();
+            let note = self.suspect_note(index);
+            self.send(id.addr, &Body::Ping { seq, target: &id.name }, note);
+        }
     }
 
     /// Gossips a member's new state, and reports it if the state itself changed.
