@@ -104,7 +104,8 @@ struct JudgedCell {
 /// `--sweep`: per cell, every seed of every implementation, then one pooled row each.
 fn run_sweep(options: &Options) {
     let (mut runs, mut cells) = (Vec::new(), Vec::new());
-    println!("{}", sweep::header());
+    let names: Vec<String> = options.impls.iter().map(Impl::name).collect();
+    println!("{}", sweep::header(&names));
     for &nodes in &options.nodes {
         let (duration, seeds) = sweep::budget(nodes, options.node_hours);
         let duration = options.minutes.map_or(duration, |m| Duration::from_secs_f64(m * 60.0));
@@ -126,19 +127,25 @@ fn run_sweep(options: &Options) {
                 .zip(&per_impl)
                 .map(|(implementation, runs)| Pooled::new(&implementation.name(), nodes, loss, minutes, runs))
                 .collect();
-            let anchor = |name: &str| pooled.iter().find(|p| p.implementation == name);
-            let (foca, memberlist) = (anchor("foca").cloned(), anchor("memberlist").cloned());
-            for row in pooled {
-                // Rollcall's defaults and its α variants are judged; the anchors are not.
+            let anchor = |name: &str| pooled.iter().find(|p| p.implementation == name).cloned();
+            let (foca, memberlist) = (anchor("foca"), anchor("memberlist"));
+            // Rollcall's defaults and its α variants are judged; the anchors are not. The
+            // table shows the first judged implementation's verdicts, the JSON every one.
+            let mut shown = None;
+            for row in &pooled {
                 let judged = row.implementation.starts_with("rollcall");
                 let vs = |anchor: &Option<Pooled>| {
-                    anchor.as_ref().filter(|_| judged).map(|anchor| Verdict::judge(&row, anchor))
+                    anchor.as_ref().filter(|_| judged).map(|anchor| Verdict::judge(row, anchor))
                 };
                 let (vs_foca, vs_memberlist) = (vs(&foca), vs(&memberlist));
-                println!("{}", sweep::markdown(&row, vs_foca, vs_memberlist));
-                let _ = std::io::stdout().flush();
-                cells.push(JudgedCell { pooled: row, vs_foca, vs_memberlist });
+                if judged && shown.is_none() {
+                    shown = Some((vs_foca, vs_memberlist));
+                }
+                cells.push(JudgedCell { pooled: row.clone(), vs_foca, vs_memberlist });
             }
+            let (vs_foca, vs_memberlist) = shown.unwrap_or((None, None));
+            println!("{}", sweep::markdown(&pooled, vs_foca, vs_memberlist));
+            let _ = std::io::stdout().flush();
         }
     }
     if options.json {

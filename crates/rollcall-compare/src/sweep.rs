@@ -124,36 +124,35 @@ impl Verdict {
     }
 }
 
-/// The sweep table's header.
-pub fn header() -> String {
-    "| N | loss | impl | seeds × min | node-hours | detected | p50 | p99 | false downs (episodes / verdicts) | false suspicions (episodes) | msgs/node/s | vs foca | vs memberlist | wall |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        .into()
+/// The sweep table's header, for implementations `names` in the order of each row.
+pub fn header(names: &[String]) -> String {
+    let names = names.join(" / ");
+    format!(
+        "| N | loss | seeds × min | node-hours | detection p50 ({names}) | p99 | false downs, episodes / verdicts ({names}) | false suspicions, episodes | msgs/node/s | rollcall vs foca | rollcall vs memberlist |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
+    )
 }
 
-/// One row of the sweep table; the verdict columns are filled for the judged
-/// implementation only.
-pub fn markdown(row: &Pooled, vs_foca: Option<Verdict>, vs_memberlist: Option<Verdict>) -> String {
+/// One cell of the sweep table: every implementation's figures side by side (in the
+/// header's order), then rollcall's verdicts against each anchor.
+pub fn markdown(cell: &[Pooled], vs_foca: Option<Verdict>, vs_memberlist: Option<Verdict>) -> String {
     let time = |x: f64| if x.is_nan() { "-".to_string() } else { format!("{x:.1} s") };
-    let verdict = |v: Option<Verdict>| v.map_or("", |v| v.cell());
+    let each = |f: &dyn Fn(&Pooled) -> String, sep: &str| cell.iter().map(f).collect::<Vec<_>>().join(sep);
+    let verdict = |v: Option<Verdict>| v.map_or("-", |v| v.cell());
+    let first = cell.first().cloned().unwrap_or_default();
     format!(
-        "| {} | {}% | {} | {} × {} | {:.0} | {}/{} | {} | {} | {} / {} | {} | {:.2} | {} | {} | {:.0} s |",
-        row.nodes,
-        row.loss * 100.0,
-        row.implementation,
-        row.seeds,
-        row.minutes,
-        row.node_hours,
-        row.detected,
-        row.pairs,
-        time(row.detection_p50_s),
-        time(row.detection_p99_s),
-        row.false_down_episodes,
-        row.false_down_verdicts,
-        row.false_suspicion_episodes,
-        row.messages_per_node_s,
+        "| {} | {}% | {} × {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+        first.nodes,
+        first.loss * 100.0,
+        first.seeds,
+        first.minutes,
+        first.node_hours,
+        each(&|p| time(p.detection_p50_s), " / "),
+        each(&|p| time(p.detection_p99_s), " / "),
+        each(&|p| format!("{} / {}", p.false_down_episodes, p.false_down_verdicts), "; "),
+        each(&|p| p.false_suspicion_episodes.to_string(), " / "),
+        each(&|p| format!("{:.2}", p.messages_per_node_s), " / "),
         verdict(vs_foca),
         verdict(vs_memberlist),
-        row.wall_s,
     )
 }
