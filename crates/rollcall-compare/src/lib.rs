@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 mod rollcall;
 mod sansio;
+pub mod sweep;
 
 pub use metrics::{Kind, Run, Summary, View, summarise};
 pub use model::{Cell, Plan};
@@ -31,6 +32,9 @@ pub enum Impl {
     /// `rollcall_core::swim::Peer` with its defaults, or with the suspicion multiplier
     /// `alpha` instead of its default.
     Rollcall { alpha: Option<u32> },
+    /// `rollcall_core::swim::Peer` with memberlist's LAN profile instead of rollcall's
+    /// defaults (scenarios/peer-memberlist.toml): the second anchor, next to foca.
+    Memberlist,
     /// foca 2 with `Config::new_lan(n)`.
     Foca,
     /// chitchat 0.13 with its default failure detector and a 1 s gossip round.
@@ -38,10 +42,12 @@ pub enum Impl {
 }
 
 impl Impl {
-    /// Parses `rollcall`, `rollcall-a<alpha>` (e.g. `rollcall-a1`), `foca`, `chitchat`.
+    /// Parses `rollcall`, `rollcall-a<alpha>` (e.g. `rollcall-a1`), `memberlist`, `foca`,
+    /// `chitchat`.
     pub fn parse(text: &str) -> Result<Impl, String> {
         match text {
             "rollcall" => Ok(Impl::Rollcall { alpha: None }),
+            "memberlist" => Ok(Impl::Memberlist),
             "foca" => Ok(Impl::Foca),
             "chitchat" => Ok(Impl::Chitchat),
             other => other
@@ -50,7 +56,7 @@ impl Impl {
                 .filter(|&alpha| alpha >= 1)
                 .map(|alpha| Impl::Rollcall { alpha: Some(alpha) })
                 .ok_or_else(|| {
-                    format!("unknown implementation {other:?} (rollcall, rollcall-a<N>, foca, chitchat)")
+                    format!("unknown implementation {other:?} (rollcall, rollcall-a<N>, memberlist, foca, chitchat)")
                 }),
         }
     }
@@ -59,6 +65,7 @@ impl Impl {
         match self {
             Impl::Rollcall { alpha: None } => "rollcall".into(),
             Impl::Rollcall { alpha: Some(alpha) } => format!("rollcall-a{alpha}"),
+            Impl::Memberlist => "memberlist".into(),
             Impl::Foca => "foca".into(),
             Impl::Chitchat => "chitchat".into(),
         }
@@ -73,8 +80,11 @@ impl Impl {
 /// Runs `implementation` over `cell`, reporting the virtual time reached now and then.
 pub fn run(implementation: Impl, cell: &Cell, plan: &Plan, progress: &mut dyn FnMut(Duration)) -> Run {
     match implementation {
-        Impl::Rollcall { alpha } => {
-            let config = rollcall::config(cell.nodes, alpha);
+        Impl::Rollcall { .. } | Impl::Memberlist => {
+            let config = match implementation {
+                Impl::Rollcall { alpha } => rollcall::config(cell.nodes, alpha),
+                _ => rollcall::memberlist_config(cell.nodes),
+            };
             let ids = rollcall::ids(cell.nodes);
             sansio::run(cell, plan, |i| rollcall::boot(&config, &ids, cell.seed, i), progress)
         }

@@ -56,6 +56,12 @@ pub struct Summary {
     /// and the distinct healthy nodes they were about.
     pub false_down_verdicts: u64,
     pub false_down_nodes: u64,
+    /// Distinct (healthy node, episode) among those verdicts: one false down that many
+    /// observers took is one episode.
+    pub false_down_episodes: u64,
+    /// Time judged for false downs, summed over healthy nodes (not slow, from the warm-up
+    /// to their crash or the end), in hours.
+    pub node_hours: f64,
     /// `down` verdicts on slow nodes (faulted on purpose: not counted as false).
     pub slow_down_verdicts: u64,
     /// Suspicions of healthy nodes: distinct (node, episode), and observer views.
@@ -63,6 +69,10 @@ pub struct Summary {
     pub false_suspicion_views: u64,
     pub messages_per_node_s: f64,
     pub bytes_per_node_s: f64,
+    /// Every detection time (per crash and observer, seconds, sorted), so that runs over
+    /// several seeds can be pooled before taking quantiles; not serialised (thousands).
+    #[serde(skip)]
+    pub detections: Vec<f64>,
 }
 
 /// Judges `run` against `plan`.
@@ -74,7 +84,8 @@ pub fn summarise(plan: &Plan, nodes: u32, run: &Run) -> Summary {
     // The first `down` of each crashed subject by each observer, after the crash.
     let mut first_down: BTreeMap<(u32, u32), Instant> = BTreeMap::new();
     let mut summary = Summary { crashes: plan.crashes.len(), ..Summary::default() };
-    let (mut down_nodes, mut suspicion_episodes) = (BTreeSet::new(), BTreeSet::new());
+    let (mut down_nodes, mut down_episodes) = (BTreeSet::new(), BTreeSet::new());
+    let mut suspicion_episodes = BTreeSet::new();
     for view in &run.views {
         let judged = view.at >= plan.warmup && view.observer != view.subject;
         match view.kind {
@@ -88,6 +99,7 @@ pub fn summarise(plan: &Plan, nodes: u32, run: &Run) -> Summary {
                 } else if judged && healthy(view.subject, view.at) {
                     summary.false_down_verdicts += 1;
                     down_nodes.insert(view.subject);
+                    down_episodes.insert((view.subject, view.episode));
                 }
             }
             Kind::Suspect if judged && healthy(view.subject, view.at) => {
@@ -98,6 +110,14 @@ pub fn summarise(plan: &Plan, nodes: u32, run: &Run) -> Summary {
         }
     }
     summary.false_down_nodes = down_nodes.len() as u64;
+    summary.false_down_episodes = down_episodes.len() as u64;
+    summary.node_hours = (0..nodes)
+        .filter(|&node| !plan.slow[node as usize])
+        .map(|node| {
+            let until = plan.crash_of(node).unwrap_or(plan.end).min(plan.end);
+            (secs(until) - secs(plan.warmup)).max(0.0) / 3600.0
+        })
+        .sum();
     summary.false_suspicion_episodes = suspicion_episodes.len() as u64;
     // Observers: every node alive at the end (a node that crashed later than the subject
     // still had its chance, but it is simpler and stricter to judge only survivors).
@@ -115,6 +135,7 @@ pub fn summarise(plan: &Plan, nodes: u32, run: &Run) -> Summary {
     summary.detection_p50_s = quantile(&detections, 0.5);
     summary.detection_p99_s = quantile(&detections, 0.99);
     summary.detection_max_s = detections.last().copied().unwrap_or(f64::NAN);
+    summary.detections = detections;
     let node_seconds = f64::from(nodes) * secs(plan.end);
     summary.messages_per_node_s = run.traffic.sent as f64 / node_seconds;
     summary.bytes_per_node_s = run.traffic.bytes as f64 / node_seconds;

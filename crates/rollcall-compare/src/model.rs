@@ -13,6 +13,9 @@ const PORT: u16 = 7946;
 /// How late a slow node's datagrams leave and arrive, each way, at most (as in
 /// scenarios/peer-slow.toml: a process starved of CPU).
 pub const SLOW_DELAY: Duration = Duration::from_millis(800);
+/// The smallest cluster a cell may have: one crash and slow nodes leave at least two
+/// observers that can confirm each other's suspicions.
+pub const MIN_NODES: u32 = 5;
 /// Time left after the last crash for every observer to declare it down.
 const TAIL: Duration = Duration::from_secs(60);
 
@@ -57,17 +60,19 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `max(3, N / 50)` crashes spread evenly over `[warmup, end - 60 s]`, and, when the cell
-    /// asks for them, `max(2, N / 100)` slow nodes; crashed and slow nodes are disjoint.
+    /// `max(3, N / 50)` crashes, but no more than a quarter of the nodes (at least one), so
+    /// that a small cluster keeps most of its observers; spread evenly over
+    /// `[warmup, end - 60 s]`, and, when the cell asks for them, `max(2, N / 100)` slow nodes;
+    /// crashed and slow nodes are disjoint.
     pub fn new(cell: &Cell) -> Plan {
         let n = cell.nodes;
-        assert!(n >= 8, "a cell needs at least 8 nodes");
+        assert!(n >= MIN_NODES, "a cell needs at least {MIN_NODES} nodes");
         let warmup = if cell.duration >= Duration::from_secs(240) { 60 } else { 30 };
         let warmup = Duration::from_secs(warmup);
         let last = cell.duration.saturating_sub(TAIL).max(warmup);
         let mut order: Vec<u32> = (0..n).collect();
         Rng::new(cell.seed ^ 0x00c0_ffee).shuffle(&mut order);
-        let crashes = (n / 50).max(3) as usize;
+        let crashes = (n / 50).max(3).min((n / 4).max(1)) as usize;
         let slow = if cell.slow { (n / 100).max(2) as usize } else { 0 };
         let mut slow_flags = vec![false; n as usize];
         for &node in &order[crashes..crashes + slow] {

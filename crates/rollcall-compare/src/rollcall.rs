@@ -21,6 +21,20 @@ pub fn config(nodes: u32, alpha: Option<u32>) -> SwimConfig {
     settings.swim_config(Duration::from_secs(1), nodes)
 }
 
+/// memberlist's `DefaultLANConfig` on rollcall's peer, as in scenarios/peer-memberlist.toml:
+/// α = 4, β = 6, two confirmations, gossip rounds every 200 ms to 3 members.
+pub fn memberlist_config(nodes: u32) -> SwimConfig {
+    let settings = PeerSettings {
+        suspicion_mult: 4,
+        suspicion_max_mult: 6,
+        suspicion_confirmations: 2,
+        gossip_interval: Some(Duration::from_millis(200)),
+        gossip_fanout: 3,
+        ..PeerSettings::default()
+    };
+    settings.swim_config(Duration::from_secs(1), nodes)
+}
+
 /// Builds node `index` of `nodes`, warm: it knows every other member at incarnation 0.
 pub fn boot(config: &SwimConfig, ids: &[Arc<MemberId>], seed: u64, index: u32) -> RollcallNode {
     let keys = KeyRing::parse(KEY_FILE).expect("the simulator's key file is valid");

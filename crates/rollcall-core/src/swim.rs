@@ -530,17 +530,7 @@ impl Peer {
     }
 
     fn receive(&mut self, now: Instant, from: SocketAddr, datagram: &Datagram<'_>) {
-        // A member we never heard of is up: its authenticated datagram says so.
-        if self.members.find(datagram.sender).is_none() {
-            let hello = Update {
-                state: MemberState::Up,
-                incarnation: datagram.incarnation,
-                name: datagram.sender,
-                addr: Some(from),
-                accuser: None,
-            };
-            self.apply(now, &hello);
-        }
+        self.apply_sender(now, from, datagram.sender, datagram.incarnation);
         // A sender we hold down or left has a view we cannot trust (it was cut off, or it
         // is a stale copy): its accusations of others are ignored until it refutes, but
         // what it says of itself and of us, and any `up`, still counts. Without this rule
@@ -652,6 +642,8 @@ impl Peer {
 
     /// The end of a protocol period: judge the probe that ran in it, start the next one.
     fn probe_period(&mut self, now: Instant) {
+        // Before judging this period's probe: a suspicion it starts was just told.
+        self.recheck_own_suspects();
         self.finish_probe(now);
         if let Some(target) = self.members.next_target(self.config.probe_order, &mut self.rng) {
             let seq = self.take_seq();

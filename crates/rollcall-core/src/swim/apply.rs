@@ -16,7 +16,12 @@ use super::suspicion::Suspicion;
 use super::wire::{Body, Entries, MemberState, Update};
 use super::{MemberId, Peer, SwimEvent, Timer};
 use rollcall_detect::Instant;
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// Most suspects an accuser pings again per protocol period: a bound on the extra traffic
+/// when many members fail at once (each suspicion lasts a few periods at most then).
+pub(super) const MAX_RECHECKS: usize = 4;
 
 impl Peer {
     /// Applies one statement from gossip, a sync page, or our own probe.
@@ -30,6 +35,27 @@ impl Peer {
             MemberState::Suspect => self.apply_suspect(now, index, update),
             MemberState::Down | MemberState::Left => self.apply_down(now, index, update),
         }
+    }
+
+    /// What every authenticated datagram says of its sender: it is up at the incarnation in
+    /// its header. A member we never heard of joins; one we hold at an older incarnation
+    /// (suspect, down or left) has refuted, and this is its refutation even when no gossip
+    /// brought it. Under loss a peer that heard a suspicion late, after the refutation's
+    /// gossip had run its course, otherwise kept it for the whole timeout and declared a
+    /// live member down (the sweep in docs/PEER.md); the suspect's next datagram to it now
+    /// ends that.
+    pub(super) fn apply_sender(&mut self, now: Instant, from: SocketAddr, name: &str, incarnation: u32) {
+        let held = self.members.find(name).map(|index| self.members.slot(index));
+        if held.is_some_and(|slot| incarnation <= slot.incarnation) {
+            return;
+        }
+        // A known member keeps the address it is known by (the source address of a
+        // datagram may differ from the one it advertises).
+        let addr = held.map_or(from, |slot| slot.id.addr);
+        self.apply(
+            now,
+            &Update { state: MemberState::Up, incarnation, name, addr: Some(addr), accuser: None },
+        );
     }
 
     /// A sync page: like gossip, except that `down` counts as `suspect` (memberlist's merge
@@ -212,6 +238,32 @@ impl Peer {
         self.members.set(index, MemberState::Down, incarnation, None, &mut self.rng);
         let me = Arc::from(self.name());
         self.changed(now, index, Some(MemberState::Suspect), Some(me), false);
+    }
+
+    /// The accuser asks again: each protocol period, this peer pings every member whose open
+    /// suspicion it started with its own failed probe (the first [`MAX_RECHECKS`] of
+    /// them), the suspicion first in the datagram (the buddy rule). A live suspect acks,
+    /// and the ack's header carries its new incarnation, which ends the suspicion here.
+    /// Without it the accuser, the first to suspect and the last to give up, depended on
+    /// the suspect's direct refutation (one datagram) or gossip: under 10 % loss a
+    /// refutation's gossip sometimes reached every peer but the accuser, which then
+    /// declared a live member down at the end of the longest timeout. Acks to these pings
+    /// are counted as late acks (they belong to no probe).
+    pub(super) fn recheck_own_suspects(&mut self) {
+        let me = self.name();
+        let mine: Vec<u32> = self
+            .suspicions
+            .iter()
+            .filter(|(_, suspicion)| suspicion.accusers.first().is_some_and(|first| &**first == me))
+            .map(|(&index, _)| index)
+            .take(MAX_RECHECKS)
+            .collect();
+        for index in mine {
+            let id = self.members.slot(index).id.clone();
+            let seq = self.take_seq();
+            let note = self.suspect_note(index);
+            self.send(id.addr, &Body::Ping { seq, target: &id.name }, note);
+        }
     }
 
     /// Gossips a member's new state, with its address if `addr` (an `up` of a member new to

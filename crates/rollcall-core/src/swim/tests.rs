@@ -248,6 +248,96 @@ fn a_partition_is_seen_from_both_sides_and_heals() {
     }
 }
 
+/// A suspect that refuted, but whose refutation's gossip missed this peer (it heard the
+/// suspicion late, under loss), is cleared by the next datagram it sends here: the header
+/// carries its new incarnation, and that is its own word that it is up.
+#[test]
+fn a_datagram_at_a_newer_incarnation_ends_the_suspicion_of_its_sender() {
+    let config = SwimConfig::default();
+    let mut a = Peer::new(config.clone(), &name(0), addr(0), keys(1, 7), 0, 1, Instant::ZERO).unwrap();
+    a.add_known([1, 2].map(|i| (MemberId::new(&name(i), addr(i)), 0)));
+    let suspect = |a: &Peer| a.member(&name(1)).is_some_and(|m| m.state == MemberState::Suspect);
+    // Nobody answers: within a few periods `a` suspects peer-1.
+    let mut now = Instant::ZERO;
+    for _ in 0..50 {
+        if suspect(&a) {
+            break;
+        }
+        now = a.poll_timeout().expect("a peer always has a timer");
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+    }
+    assert!(suspect(&a), "unanswered probes made peer-1 suspect");
+    // peer-1, now at incarnation 1, sends `a` its next datagram (a ping): nothing in it but
+    // the header speaks of peer-1.
+    let mut b = Peer::new(config, &name(1), addr(1), keys(1, 7), 1, 2, now).unwrap();
+    b.add_known([(MemberId::new(&name(0), addr(0)), 0)]);
+    let mut delivered = false;
+    for _ in 0..50 {
+        let at = b.poll_timeout().expect("a peer always has a timer");
+        b.handle_timeout(at);
+        if let Some(Transmit { to, payload: bytes }) = b.poll_transmit() {
+            assert_eq!(to, addr(0), "peer-1 knows only `a`");
+            a.handle_datagram(at, addr(1), &bytes);
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "peer-1 sent something");
+    let view = a.member(&name(1)).map(|m| (m.state, m.incarnation));
+    assert_eq!(view, Some((MemberState::Up, 1)), "the header's newer incarnation refuted the suspicion");
+}
+
+/// The peer that started a suspicion with its own failed probe pings the suspect again in
+/// its next period, so a live suspect whose refutation never reached it (every datagram
+/// lost) answers, and the ack ends the suspicion long before the round-robin order would
+/// bring the suspect back as a probe target.
+#[test]
+fn the_accuser_pings_its_suspect_again_and_the_ack_refutes() {
+    let config = SwimConfig::default();
+    let mut a = Peer::new(config.clone(), &name(0), addr(0), keys(1, 7), 0, 1, Instant::ZERO).unwrap();
+    a.add_known((1..10).map(|i| (MemberId::new(&name(i), addr(i)), 0)));
+    let first_suspect =
+        |a: &Peer| (1..10).find(|&i| a.member(&name(i)).is_some_and(|m| m.state == MemberState::Suspect));
+    // Nobody answers: after its first probe `a` suspects that probe's target.
+    let mut suspect = None;
+    for _ in 0..50 {
+        suspect = first_suspect(&a);
+        if suspect.is_some() {
+            break;
+        }
+        let now = a.poll_timeout().expect("a peer always has a timer");
+        a.handle_timeout(now);
+        while a.poll_transmit().is_some() {}
+    }
+    let s = suspect.expect("an unanswered probe made its target suspect");
+    // The suspect is alive at incarnation 1 and answers whatever reaches it; nothing else does.
+    let mut b = Peer::new(config, &name(s), addr(s), keys(1, 7), 1, 2, Instant::ZERO).unwrap();
+    b.add_known([(MemberId::new(&name(0), addr(0)), 0)]);
+    let probes = a.stats().probes;
+    for _ in 0..200 {
+        if a.stats().probes > probes + 1
+            || a.member(&name(s)).is_some_and(|m| m.state != MemberState::Suspect)
+        {
+            break;
+        }
+        let now = a.poll_timeout().expect("a peer always has a timer");
+        a.handle_timeout(now);
+        while let Some(Transmit { to, payload: bytes }) = a.poll_transmit() {
+            if to == addr(s) {
+                b.handle_datagram(now, addr(0), &bytes);
+                while let Some(Transmit { to: back, payload: reply }) = b.poll_transmit() {
+                    if back == addr(0) {
+                        a.handle_datagram(now, addr(s), &reply);
+                    }
+                }
+            }
+        }
+    }
+    let view = a.member(&name(s)).map(|m| (m.state, m.incarnation));
+    assert_eq!(view, Some((MemberState::Up, 1)), "refuted within one more probe period");
+}
+
 #[test]
 fn peers_of_another_cluster_or_key_are_rejected_and_counted() {
     let config = SwimConfig::default();
