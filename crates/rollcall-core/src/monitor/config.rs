@@ -1,9 +1,10 @@
 //! The monitor core's settings, validated once at start.
 
 use super::confirm::ConfirmConfig;
+use super::groups::{GroupSettings, GroupTable};
 use core::time::Duration;
 use rollcall_detect::{AnyDetector, FixedTimeout, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Which detector judges the nodes, with its settings (shared by every node).
@@ -57,6 +58,10 @@ pub struct MonitorConfig {
     /// Probe a suspect node before declaring it down (see `monitor::confirm`); `None`:
     /// the detector's down level alone decides.
     pub confirm: Option<ConfirmConfig>,
+    /// Settings of their own for the nodes whose `group` label names them (the others are
+    /// judged by `detector` and `confirm`). Groups whose settings may change at run time
+    /// (goals applied) must be named here, with the fleet's settings if none of their own.
+    pub groups: BTreeMap<String, GroupSettings>,
 }
 
 impl Default for MonitorConfig {
@@ -71,6 +76,7 @@ impl Default for MonitorConfig {
             tick: Duration::from_millis(100),
             self_pause_threshold: Duration::from_secs(1),
             confirm: None,
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -99,6 +105,18 @@ impl MonitorConfig {
         }
         if let Some(confirm) = &self.confirm {
             confirm.validate()?;
+        }
+        if self.groups.len() >= GroupTable::MAX_GROUPS {
+            return Err(format!(
+                "at most {} groups may have settings of their own",
+                GroupTable::MAX_GROUPS - 1
+            ));
+        }
+        for (name, settings) in &self.groups {
+            if name.is_empty() {
+                return Err("a group with settings of its own needs a non-empty name".into());
+            }
+            settings.validate(name, &self.detector)?;
         }
         Ok(())
     }
