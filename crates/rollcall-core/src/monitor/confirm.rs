@@ -261,6 +261,14 @@ impl Monitor {
     /// The node's round has a step due: the next probe, the indirect probes, or the verdict.
     /// Returns false if the node has no round (the caller judges it by its detector).
     pub(super) fn step_round(&mut self, index: u32, now: Instant) -> bool {
+        if !self.confirms(index) {
+            // The node's group stopped confirming (goals applied): its detector judges it
+            // from here, as if the round had never started.
+            if let Some(confirmer) = self.confirmer.as_mut() {
+                confirmer.forget(index);
+            }
+            return false;
+        }
         let Some(config) = self.round_config(index) else { return false };
         let Some(confirmer) = self.confirmer.as_mut() else { return false };
         let Some(round) = confirmer.rounds.get(&index).copied() else { return false };

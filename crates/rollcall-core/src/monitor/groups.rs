@@ -167,9 +167,9 @@ impl Monitor {
     }
 
     /// Replaces the settings of `group` (`None`: the fleet's) at run time. Each node of the
-    /// group takes them at its next heartbeat, keeping its detector's history; confirmation
-    /// rounds in progress finish under the settings they started with where those still
-    /// confirm. Fails, changing nothing, for a group the configuration did not name (the
+    /// group takes them at its next heartbeat, keeping its detector's history. A round in
+    /// progress takes the new rounds' settings at its next step, or, if the group no longer
+    /// confirms, ends there and leaves the node to its detector. Fails, changing nothing, for a group the configuration did not name (the
     /// table's names are fixed at start) or settings that do not validate.
     pub fn set_group_settings(
         &mut self,
@@ -205,8 +205,8 @@ impl Monitor {
         }
     }
 
-    /// The confirmation rounds of node `index` follow: its group's, else (a group that
-    /// stopped confirming while a round was in progress) the fleet's budget settings.
+    /// The settings node `index`'s confirmation rounds follow: its group's, else the
+    /// settings the probe budget was made from (callers check [`Monitor::confirms`] first).
     pub(super) fn round_config(&self, index: u32) -> Option<ConfirmConfig> {
         let group = self.nodes.get(index).group;
         let confirmer = self.confirmer.as_ref()?;

@@ -213,3 +213,27 @@ fn settings_for_an_unnamed_group_or_another_detector_are_refused() {
     let bad = MonitorConfig { groups: [("db".to_string(), settings(fixed(0.5)))].into(), ..two_groups() };
     assert!(bad.validate().unwrap_err().starts_with("group \"db\": "), "{:?}", bad.validate());
 }
+
+#[test]
+fn a_group_that_stops_confirming_leaves_its_suspects_to_the_detector() {
+    let confirming = GroupSettings {
+        detector: fixed(2.0),
+        confirm: Some(ConfirmConfig { recheck: Duration::from_secs(1), ..ConfirmConfig::default() }),
+    };
+    let config = MonitorConfig {
+        detector: fixed(2.0),
+        groups: [("g".to_string(), confirming)].into(),
+        ..MonitorConfig::default()
+    };
+    let mut fleet = Fleet::new(config);
+    fleet.beat(&[("a", "g")], 3);
+    // Silent since a second ago: suspect after 2 s, then probed; stop confirming in the
+    // middle of the round.
+    fleet.run_for(Duration::from_millis(1_100));
+    assert_eq!(fleet.monitor.confirmations_in_progress(), 1);
+    fleet.monitor.set_group_settings(Some("g"), settings(fixed(2.0)), fleet.now).expect("named");
+    fleet.run_for(Duration::from_secs(5));
+    assert_eq!(fleet.monitor.confirmations_in_progress(), 0);
+    assert_eq!(fleet.downs.len(), 1, "declared by its detector: {:?}", fleet.downs);
+    assert_eq!(fleet.monitor.confirm_stats().expect("on").unanswered, 0, "not by the round");
+}
