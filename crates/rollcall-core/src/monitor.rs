@@ -164,16 +164,11 @@ impl Monitor {
     /// (one sentence naming the problem).
     pub fn new(config: MonitorConfig, ring: KeyRing, now: Instant) -> Result<Monitor, String> {
         config.validate()?;
-        let fleet = GroupSettings { detector: config.detector.clone(), confirm: config.confirm.clone() };
-        // The probe budget is the fleet's `[confirm]`, or the first confirming group's when
-        // only groups confirm.
-        let budget =
-            config.confirm.clone().or_else(|| config.groups.values().find_map(|g| g.confirm.clone()));
         Ok(Monitor {
             next_tick: now + config.tick,
             observed_from: now,
-            confirmer: budget.map(|confirm| Confirmer::new(confirm, now)),
-            groups: groups::GroupTable::new(fleet, &config.groups),
+            confirmer: groups::confirmer_for(&config, now),
+            groups: groups::GroupTable::new(&config),
             probe_epoch: 0,
             advice: advice::AdviceTable::default(),
             transmits: VecDeque::new(),
@@ -603,14 +598,11 @@ impl Monitor {
         if node.labels.len() != labels.len() || (!labels.is_empty() && *node.labels != *labels) {
             node.labels = labels.into();
             changed = true;
-            // A new `group` label may mean other settings: taken below, like a change of
-            // the group's settings (the stamp cannot match another entry's).
+            // Another group may mean other settings, taken like a change of the group's.
             node.group = self.groups.index_for(&message.labels);
         }
-        let (group, stamp) = (node.group, node.stamp);
-        if stamp != self.groups.stamp_of(group) {
-            self.sync_settings(index);
-        }
+        let group = node.group;
+        self.sync_settings(index);
         let detector_config = &self.groups.get(group).detector;
         let node = self.nodes.get_mut(index);
         // A silence that overlaps a gap in observation (a stall of the monitor, a restore,
@@ -722,11 +714,7 @@ impl Monitor {
                 self.timers.insert(index, at);
                 return;
             }
-            let reason = match node.detector {
-                rollcall_detect::AnyDetector::Fixed(_) => Reason::Timeout,
-                rollcall_detect::AnyDetector::Phi(_) => Reason::Phi,
-            };
-            self.transition(index, next, reason, at, now);
+            self.transition(index, next, groups::reason_of(&node.detector), at, now);
             deferred = false;
             if next == NodeState::Down || self.start_round(index, None, now) {
                 return;

@@ -61,6 +61,7 @@ pub struct MonitorConfig {
     /// Settings of their own for the nodes whose `group` label names them (the others are
     /// judged by `detector` and `confirm`). Groups whose settings may change at run time
     /// (goals applied) must be named here, with the fleet's settings if none of their own.
+    /// These are the settings at start: `Monitor::group_settings` has those in force.
     pub groups: BTreeMap<String, GroupSettings>,
 }
 

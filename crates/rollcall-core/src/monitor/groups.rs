@@ -12,7 +12,8 @@
 //! changes keeps its pending deadline until then (it was set under the settings of its
 //! last heartbeat).
 
-use super::{ConfirmConfig, DetectorConfig, Monitor};
+use super::confirm::Confirmer;
+use super::{ConfirmConfig, DetectorConfig, Monitor, MonitorConfig, Reason};
 use crate::Instant;
 use crate::wire::Labels;
 use rollcall_detect::{AnyDetector, Detector};
@@ -71,11 +72,11 @@ impl GroupTable {
     /// Most groups with settings of their own (the node record keeps the index in a `u16`).
     pub const MAX_GROUPS: usize = u16::MAX as usize;
 
-    pub fn new(fleet: GroupSettings, groups: &BTreeMap<String, GroupSettings>) -> GroupTable {
-        debug_assert!(groups.len() < Self::MAX_GROUPS, "MonitorConfig::validate bounds the groups");
+    pub fn new(config: &MonitorConfig) -> GroupTable {
+        debug_assert!(config.groups.len() < Self::MAX_GROUPS, "MonitorConfig::validate bounds the groups");
         let mut table = GroupTable { entries: Vec::new(), by_name: BTreeMap::new(), next_stamp: 0 };
-        table.push(fleet);
-        for (name, settings) in groups {
+        table.push(GroupSettings { detector: config.detector.clone(), confirm: config.confirm.clone() });
+        for (name, settings) in &config.groups {
             let index = table.push(settings.clone());
             table.by_name.insert(name.as_str().into(), index);
         }
@@ -128,6 +129,21 @@ impl GroupTable {
     /// The named groups, in name order.
     pub fn named(&self) -> impl Iterator<Item = (&str, &GroupSettings)> {
         self.by_name.iter().map(|(name, &index)| (&**name, self.get(index)))
+    }
+}
+
+/// The confirmation machinery, if the fleet or any group confirms. Its probe budget is the
+/// fleet's `[confirm]`, or the first confirming group's when only groups confirm.
+pub(crate) fn confirmer_for(config: &MonitorConfig, now: Instant) -> Option<Confirmer> {
+    let budget = config.confirm.clone().or_else(|| config.groups.values().find_map(|g| g.confirm.clone()));
+    budget.map(|budget| Confirmer::new(budget, now))
+}
+
+/// The reason a node's detector gives for moving it along.
+pub(crate) fn reason_of(detector: &AnyDetector) -> Reason {
+    match detector {
+        AnyDetector::Fixed(_) => Reason::Timeout,
+        AnyDetector::Phi(_) => Reason::Phi,
     }
 }
 
@@ -187,7 +203,7 @@ impl Monitor {
             // The first group to confirm brings the probe machinery; its budget is the
             // fleet's `[confirm]` settings when they exist, else this group's.
             let budget = self.config.confirm.clone().unwrap_or_else(|| confirm.clone());
-            let mut confirmer = super::confirm::Confirmer::new(budget, now);
+            let mut confirmer = Confirmer::new(budget, now);
             confirmer.set_epoch(self.probe_epoch);
             self.confirmer = Some(confirmer);
         }
