@@ -7,12 +7,14 @@ mod advice;
 mod config;
 mod confirm;
 mod exit;
+mod groups;
 mod node;
 mod types;
 
 pub use advice::ADVICE_EVERY;
 pub use config::{DetectorConfig, MonitorConfig};
 pub use confirm::{ConfirmConfig, ConfirmStats};
+pub use groups::GroupSettings;
 pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, RestoreError, Transition};
 
 use crate::Transmit;
@@ -103,6 +105,10 @@ pub struct Monitor {
     advice: advice::AdviceTable,
     /// Advice datagrams waiting for the shell (probes wait in the confirmer's queue).
     transmits: VecDeque<Transmit>,
+    /// Detector and confirmation settings per group (see `monitor/groups.rs`).
+    groups: groups::GroupTable,
+    /// The epoch probes carry, kept for a confirmer created when a group starts confirming.
+    probe_epoch: u64,
 }
 
 /// A node as the monitor sees it at some instant: for APIs and persistence.
@@ -162,7 +168,9 @@ impl Monitor {
         Ok(Monitor {
             next_tick: now + config.tick,
             observed_from: now,
-            confirmer: config.confirm.clone().map(|confirm| Confirmer::new(confirm, now)),
+            confirmer: groups::confirmer_for(&config, now),
+            groups: groups::GroupTable::new(&config),
+            probe_epoch: 0,
             advice: advice::AdviceTable::default(),
             transmits: VecDeque::new(),
             config,
@@ -387,14 +395,17 @@ impl Monitor {
         if self.nodes.len() >= self.config.max_nodes {
             return Err(RestoreError::Capacity(self.config.max_nodes));
         }
-        if Labels::from_bytes(&restored.labels_raw).is_err() {
+        let Ok(labels) = Labels::from_bytes(&restored.labels_raw) else {
             return Err(RestoreError::UnreadableLabels(restored.id));
-        }
+        };
+        let group = self.groups.index_for(&labels);
         let interval = self.config.clamp_interval(restored.interval_ms);
         let index = self.nodes.insert(Node {
             id: Arc::from(restored.id),
             labels: restored.labels_raw.into_boxed_slice(),
-            detector: self.config.detector.build(interval),
+            detector: self.groups.get(group).detector.build(interval),
+            group,
+            stamp: self.groups.stamp_of(group),
             generation: restored.generation,
             sequence: restored.sequence,
             watch_from: now,
@@ -413,6 +424,7 @@ impl Monitor {
     /// Sets the epoch every probe carries (its `generation`). Draw it at random, or from the
     /// start time, so that answers to an earlier run's probes never match this run's.
     pub fn set_probe_epoch(&mut self, epoch: u64) {
+        self.probe_epoch = epoch;
         if let Some(confirmer) = self.confirmer.as_mut() {
             confirmer.set_epoch(epoch);
         }
@@ -578,10 +590,13 @@ impl Monitor {
             return Err(Rejection::Capacity);
         }
         let interval = self.config.clamp_interval(message.interval_ms);
+        let group = self.groups.index_for(&message.labels);
         let index = self.nodes.insert(Node {
             id: Arc::from(message.node),
             labels: message.labels.as_bytes().into(),
-            detector: self.config.detector.build(interval),
+            detector: self.groups.get(group).detector.build(interval),
+            group,
+            stamp: self.groups.stamp_of(group),
             generation: message.generation,
             sequence: message.sequence,
             watch_from: now,
@@ -632,7 +647,6 @@ impl Monitor {
     ) {
         self.stats.heartbeats += 1;
         let floor = self.observed_from;
-        let detector_config = &self.config.detector;
         let interval = self.config.clamp_interval(message.interval_ms);
         let node = self.nodes.get_mut(index);
         let restart = !registered && message.generation > node.generation;
@@ -654,7 +668,13 @@ impl Monitor {
         if node.labels.len() != labels.len() || (!labels.is_empty() && *node.labels != *labels) {
             node.labels = labels.into();
             changed = true;
+            // Another group may mean other settings, taken like a change of the group's.
+            node.group = self.groups.index_for(&message.labels);
         }
+        let group = node.group;
+        self.sync_settings(index);
+        let detector_config = &self.groups.get(group).detector;
+        let node = self.nodes.get_mut(index);
         // A silence that overlaps a gap in observation (a stall of the monitor, a restore,
         // a resume), a restart, or the first heartbeat after the node was declared down (a
         // crash, a partition) says nothing about the node's rhythm: start the history over.
@@ -764,11 +784,7 @@ impl Monitor {
                 self.timers.insert(index, at);
                 return;
             }
-            let reason = match self.config.detector {
-                DetectorConfig::Fixed(_) => Reason::Timeout,
-                DetectorConfig::Phi(_) => Reason::Phi,
-            };
-            self.transition(index, next, reason, at, now);
+            self.transition(index, next, groups::reason_of(&node.detector), at, now);
             deferred = false;
             if next == NodeState::Down || self.start_round(index, None, now) {
                 return;

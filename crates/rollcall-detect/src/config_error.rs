@@ -12,19 +12,29 @@ use std::fmt;
 /// settings came from ("invalid configuration: phi: ...").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    setting: &'static str,
+    setting: Cow<'static, str>,
     requirement: Cow<'static, str>,
 }
 
 impl ConfigError {
     /// `requirement` continues the sentence after the setting's name ("must be at least 1").
-    pub fn new(setting: &'static str, requirement: impl Into<Cow<'static, str>>) -> ConfigError {
-        ConfigError { setting, requirement: requirement.into() }
+    pub fn new(
+        setting: impl Into<Cow<'static, str>>,
+        requirement: impl Into<Cow<'static, str>>,
+    ) -> ConfigError {
+        ConfigError { setting: setting.into(), requirement: requirement.into() }
     }
 
-    /// The refused setting, as the configuration spells it (`rise`, `confirm.probes`).
-    pub fn setting(&self) -> &'static str {
-        self.setting
+    /// The same error for the same setting inside `section` (`group.db`): the setting is
+    /// then named `group.db.threshold`.
+    pub fn within(self, section: &str) -> ConfigError {
+        ConfigError { setting: format!("{section}.{}", self.setting).into(), ..self }
+    }
+
+    /// The refused setting, as the configuration spells it (`rise`, `confirm.probes`,
+    /// `group.db.threshold`).
+    pub fn setting(&self) -> &str {
+        &self.setting
     }
 
     /// What the setting must be: the rest of the sentence.

@@ -71,6 +71,18 @@ impl FixedTimeout {
         self.interval = declared_interval.max(MIN_INTERVAL);
     }
 
+    /// Takes new settings (a group's multiplier changed at run time); the last arrival is
+    /// kept, so deadlines computed from now on count from it.
+    pub fn set_config(&mut self, config: Arc<FixedTimeoutConfig>) {
+        debug_assert!(config.validate().is_ok(), "the shell validates settings at start");
+        self.config = config;
+    }
+
+    /// The settings this detector judges by.
+    pub fn config(&self) -> &Arc<FixedTimeoutConfig> {
+        &self.config
+    }
+
     /// The silence after which the node is suspect: `interval x multiplier`.
     pub fn suspect_timeout(&self) -> Duration {
         Duration::from_nanos(self.suspect_nanos())

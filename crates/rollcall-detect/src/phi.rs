@@ -184,6 +184,22 @@ impl PhiAccrual {
         }
     }
 
+    /// Takes new settings (a group's thresholds changed at run time) and keeps the window:
+    /// the intervals already seen say as much about the node under the new thresholds.
+    /// While the window holds only its seeds, they are redrawn from the new settings.
+    pub fn set_config(&mut self, config: Arc<PhiAccrualConfig>) {
+        debug_assert!(config.validate().is_ok(), "the shell validates settings at start");
+        self.config = config;
+        if usize::from(self.len) == 2 {
+            self.seed();
+        }
+    }
+
+    /// The settings this detector judges by.
+    pub fn config(&self) -> &Arc<PhiAccrualConfig> {
+        &self.config
+    }
+
     /// The mean, standard deviation and count of the remembered intervals.
     /// The inter-arrival times the detector is judging by, oldest first: its window, which
     /// starts with the two seeds drawn from the first-heartbeat estimate until real

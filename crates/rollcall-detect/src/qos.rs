@@ -298,23 +298,60 @@ pub fn advise(observed: &Observed, goal: &Goal, round: Round) -> Advice {
     let candidates =
         ladder.filter(|&interval| interval <= goal.detect_within || interval == MIN_ADVISED_INTERVAL);
     for interval in candidates {
-        let at = observed.at_interval(interval);
-        let quiet = (at.mean + at.std_dev * 3).max(at.mean + Duration::from_millis(1));
-        let plain = at.shortest_silence(goal.false_downs_per_node_year, None);
-        let probed = at.shortest_silence(goal.false_downs_per_node_year, Some(round)).max(quiet);
-        for (silence, confirm) in [(plain, false), (probed, true)] {
-            let promise = at.promise(silence, confirm.then_some(round));
-            let met = promise.detect_max <= goal.detect_within;
-            let advice = Advice { interval, silence, confirm, promise, met };
-            if met {
-                return advice;
-            }
-            if best.is_none_or(|best| promise.detect_max < best.promise.detect_max) {
-                best = Some(advice);
-            }
+        let advice = advise_at(&observed.at_interval(interval), goal, round);
+        if advice.met {
+            return advice;
+        }
+        if best.is_none_or(|best| advice.promise.detect_max < best.promise.detect_max) {
+            best = Some(advice);
         }
     }
     best.expect("the ladder always offers its shortest interval")
+}
+
+/// Settings that keep `goal` at the interval the node uses now (`observed.mean`): the
+/// silence, and whether to confirm, preferring no confirmation when both keep it. When
+/// neither does, the one that detects sooner, with `met = false`. This is what a monitor
+/// applies to a group whose agents keep their interval (`[goals] apply`).
+pub fn advise_at(observed: &Observed, goal: &Goal, round: Round) -> Advice {
+    let quiet = (observed.mean + observed.std_dev * 3).max(observed.mean + Duration::from_millis(1));
+    let plain = observed.shortest_silence(goal.false_downs_per_node_year, None);
+    let probed = observed.shortest_silence(goal.false_downs_per_node_year, Some(round)).max(quiet);
+    let mut best: Option<Advice> = None;
+    for (silence, confirm) in [(plain, false), (probed, true)] {
+        let promise = observed.promise(silence, confirm.then_some(round));
+        let met = promise.detect_max <= goal.detect_within;
+        let advice = Advice { interval: observed.mean, silence, confirm, promise, met };
+        if met {
+            return advice;
+        }
+        if best.is_none_or(|best| promise.detect_max < best.promise.detect_max) {
+            best = Some(advice);
+        }
+    }
+    best.expect("two candidates were tried")
+}
+
+/// Phi settings under which a node with these statistics is crossed after `silence`: the
+/// threshold, within `min_threshold ..= max_threshold`, and the acceptable pause that makes
+/// up what a threshold at the top of that range cannot reach (zero otherwise). Phi climbs
+/// so steeply past a few standard deviations that a silence of several intervals (what loss
+/// asks for) would need a threshold of dozens; the pause says the same thing in seconds.
+/// A silence shorter than `min_threshold` allows gives that threshold: the floor wins.
+pub fn phi_for_silence(
+    silence: Duration,
+    observed: &Observed,
+    config: &crate::PhiAccrualConfig,
+    min_threshold: f64,
+    max_threshold: f64,
+) -> (f64, Duration) {
+    debug_assert!(0.0 < min_threshold && min_threshold <= max_threshold, "callers pass constants");
+    let without = crate::PhiAccrualConfig { acceptable_pause: Duration::ZERO, ..config.clone() };
+    let threshold = phi_at(silence, observed, &without).clamp(min_threshold, max_threshold);
+    let sigma = observed.std_dev.max(config.min_std_deviation).as_secs_f64().max(1e-6);
+    let reached = observed.mean.as_secs_f64() + crate::phi::logistic_quantile(threshold) * sigma;
+    let pause = (silence.as_secs_f64() - reached).max(0.0);
+    (threshold, Duration::from_secs_f64(pause))
 }
 
 /// The phi level a silence reaches for a node with these statistics under `config` (the
@@ -362,6 +399,60 @@ mod tests {
 
     fn lan() -> Observed {
         Observed { mean: Duration::from_secs(1), std_dev: Duration::from_millis(30), loss: 0.001 }
+    }
+
+    #[test]
+    fn phi_settings_for_a_silence_are_crossed_after_that_silence() {
+        use crate::{Detector, Instant, PhiAccrual, PhiAccrualConfig};
+        let config = PhiAccrualConfig::default();
+        // A regular 1 s sender: its window's spread is below the configured minimum.
+        let observed = Observed { mean: Duration::from_secs(1), std_dev: Duration::ZERO, loss: 0.01 };
+        let check = |silence_ms: u64, threshold: f64, pause_ms: u64| {
+            let silence = Duration::from_millis(silence_ms);
+            let (got, pause) = phi_for_silence(silence, &observed, &config, 3.0, 16.0);
+            assert!((got - threshold).abs() < 1e-9, "{silence:?}: threshold {got}");
+            assert_eq!(pause.as_millis() as u64, pause_ms, "{silence:?}: pause {pause:?}");
+            let applied = PhiAccrualConfig { threshold: got, acceptable_pause: pause, ..config.clone() };
+            let mut detector = PhiAccrual::new(std::sync::Arc::new(applied), Duration::from_secs(1));
+            for second in 0..=40 {
+                detector.heartbeat(Instant::from_millis(second * 1000));
+            }
+            let crossed = detector.crossing(got).expect("heard") - Instant::from_millis(40_000);
+            let wanted = silence.max(Duration::from_millis(1000) + Duration::from_millis(100) * 3);
+            assert!(crossed.abs_diff(wanted) < Duration::from_millis(60), "{silence:?}: {crossed:?}");
+        };
+        // Within the range: the threshold alone.
+        check(
+            1_500,
+            phi_at(
+                Duration::from_millis(1_500),
+                &observed,
+                &PhiAccrualConfig { acceptable_pause: Duration::ZERO, ..config.clone() },
+            ),
+            0,
+        );
+        // Several intervals: the top threshold, and the pause for the rest.
+        let (top, pause) = phi_for_silence(Duration::from_secs(5), &observed, &config, 3.0, 16.0);
+        assert_eq!(top, 16.0);
+        check(5_000, 16.0, pause.as_millis() as u64);
+        assert!(pause > Duration::from_secs(3), "{pause:?}");
+        // Shorter than the floor allows: the floor.
+        let (floor, pause) = phi_for_silence(Duration::from_millis(1_001), &observed, &config, 3.0, 16.0);
+        assert_eq!((floor, pause), (3.0, Duration::ZERO));
+    }
+
+    #[test]
+    fn advice_at_the_interval_in_use_prefers_no_confirmation() {
+        let goal = Goal { detect_within: Duration::from_secs(10), false_downs_per_node_year: 1.0 };
+        let advice =
+            advise_at(&lan(), &goal, Round { probes: 3, indirect: 3, length: Duration::from_millis(1100) });
+        assert!(advice.met && !advice.confirm, "{advice:?}");
+        assert_eq!(advice.interval, lan().mean);
+        // A goal tighter than the silence the false-down bound needs: confirmation keeps it.
+        let tight = Goal { detect_within: Duration::from_millis(2_500), false_downs_per_node_year: 0.01 };
+        let round = Round { probes: 3, indirect: 3, length: Duration::from_millis(1100) };
+        let advice = advise_at(&lan(), &tight, round);
+        assert!(advice.confirm, "{advice:?}");
     }
 
     #[test]

@@ -109,6 +109,27 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "-".into()),
         ),
     ];
+    let s = &e["settings"];
+    let knobs = match s["phi_threshold"].as_f64() {
+        Some(phi) => format!(
+            "phi threshold {phi} (suspect {}), acceptable pause {}",
+            text(&s["phi_suspect_threshold"]),
+            secs(&s["phi_acceptable_pause_ms"])
+        ),
+        None => {
+            format!("fixed multiplier {}, grace {}", text(&s["fixed_multiplier"]), secs(&s["fixed_grace_ms"]))
+        }
+    };
+    let whose =
+        s["group"].as_str().map_or_else(|| "the fleet's".to_string(), |group| format!("group {group}'s"));
+    let source = if s["source"] == "goals" { "from goals ([goals] apply)" } else { "from the configuration" };
+    lines.push((
+        "settings",
+        format!(
+            "{whose}, {source}: {knobs}, confirmation {}",
+            if s["confirm"] == true { "on" } else { "off" }
+        ),
+    ));
     if !e["confirm"].is_null() {
         let c = &e["confirm"];
         lines.push((

@@ -100,6 +100,9 @@ struct RawConfig {
     confirm: RawConfirm,
     #[serde(default)]
     goals: RawGoals,
+    /// `[group.NAME]`: detector and confirmation settings of one group (`settings/groups.rs`).
+    #[serde(default)]
+    group: std::collections::BTreeMap<String, groups::RawGroup>,
     cluster: Option<crate::cluster::RawCluster>,
 }
 
@@ -110,6 +113,8 @@ struct RawGoals {
     detect_within: Option<String>,
     max_false_downs: Option<String>,
     advise_every: Option<String>,
+    /// Apply the derived thresholds and confirmation to each goal's scope.
+    apply: Option<bool>,
     #[serde(default)]
     group: std::collections::BTreeMap<String, RawGoal>,
 }
@@ -121,7 +126,7 @@ struct RawGoal {
     max_false_downs: Option<String>,
 }
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawConfirm {
     enabled: Option<bool>,
@@ -189,7 +194,7 @@ struct RawMonitor {
     recv_buffer_bytes: Option<usize>,
 }
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawPhi {
     threshold: Option<f64>,
@@ -199,7 +204,7 @@ struct RawPhi {
     first_heartbeat_estimate: Option<String>,
 }
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawFixed {
     multiplier: Option<f64>,
@@ -226,20 +231,23 @@ impl Settings {
     }
 
     fn resolve(raw: RawConfig, args: &MonitorArgs) -> anyhow::Result<Settings> {
-        let key_file = args.key_file.clone().or(raw.key_file).context(
+        let key_file = args.key_file.clone().or(raw.key_file.clone()).context(
             "no key file: pass --key-file FILE or set key_file in the config (create one with `rollcall keygen > rollcall.key`)",
         )?;
         let key_ring = load_key_ring(&key_file)?;
         // Both sections are checked, even the one not in use: a mistake there is still a
         // mistake, and it would surface the day someone switches detectors.
-        let (phi, fixed) = (phi_config(&raw.phi)?, fixed_config(&raw.fixed)?);
+        let (phi, fixed) = (phi_config(&raw.phi, "phi")?, fixed_config(&raw.fixed, "fixed")?);
         let detector = match args.detector.or(raw.detector).unwrap_or(DetectorKind::Phi) {
             DetectorKind::Phi => DetectorConfig::Phi(Arc::new(phi)),
             DetectorKind::Fixed => DetectorConfig::Fixed(Arc::new(fixed)),
         };
         let defaults = MonitorConfig::default();
         let m = &raw.monitor;
+        let goals = goals(&raw.goals)?;
+        let groups = groups::parse(&raw, &detector, args.confirm, &goals)?;
         let core = MonitorConfig {
+            groups,
             detector,
             rise: m.rise.unwrap_or(defaults.rise),
             max_nodes: m.max_nodes.unwrap_or(defaults.max_nodes),
@@ -249,7 +257,7 @@ impl Settings {
             tick: duration("monitor.tick", &m.tick)?.unwrap_or(defaults.tick),
             self_pause_threshold: duration("monitor.self_pause_threshold", &m.self_pause_threshold)?
                 .unwrap_or(defaults.self_pause_threshold),
-            confirm: confirm_config(&raw.confirm, args.confirm)?,
+            confirm: confirm_config(&raw.confirm, args.confirm, "confirm")?,
         };
         if let Err(problem) = core.validate() {
             bail!("invalid configuration: {problem}");
@@ -294,7 +302,6 @@ impl Settings {
         if protect_reads && raw.api.token.is_none() {
             bail!("invalid configuration: api.protect_reads needs api.token (the token readers must send)");
         }
-        let goals = goals(&raw.goals)?;
         let cluster = raw.cluster.as_ref().map(crate::cluster::parse).transpose()?;
         let api_limits = api_limits(&raw.api)?;
         Ok(Settings {
@@ -412,19 +419,21 @@ fn duration(name: &str, value: &Option<String>) -> anyhow::Result<Option<Duratio
         .transpose()
 }
 
-fn phi_config(raw: &RawPhi) -> anyhow::Result<PhiAccrualConfig> {
+/// `[phi]`, or a group's `[group.NAME.phi]` (`section` names it in errors).
+fn phi_config(raw: &RawPhi, section: &str) -> anyhow::Result<PhiAccrualConfig> {
     let defaults = PhiAccrualConfig::default();
+    let key = |name: &str| format!("{section}.{name}");
     let config = PhiAccrualConfig {
         threshold: raw.threshold.unwrap_or(defaults.threshold),
         suspect_threshold: raw.suspect_threshold.unwrap_or(defaults.suspect_threshold),
-        min_std_deviation: duration("phi.min_std_deviation", &raw.min_std_deviation)?
+        min_std_deviation: duration(&key("min_std_deviation"), &raw.min_std_deviation)?
             .unwrap_or(defaults.min_std_deviation),
-        acceptable_pause: duration("phi.acceptable_pause", &raw.acceptable_pause)?
+        acceptable_pause: duration(&key("acceptable_pause"), &raw.acceptable_pause)?
             .unwrap_or(defaults.acceptable_pause),
-        first_heartbeat_estimate: duration("phi.first_heartbeat_estimate", &raw.first_heartbeat_estimate)?
+        first_heartbeat_estimate: duration(&key("first_heartbeat_estimate"), &raw.first_heartbeat_estimate)?
             .or(defaults.first_heartbeat_estimate),
     };
-    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: phi: {problem}"))?;
+    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {section}: {problem}"))?;
     Ok(config)
 }
 
@@ -512,36 +521,49 @@ fn goals(raw: &RawGoals) -> anyhow::Result<Goals> {
     if advise_every.is_some_and(|every| every < std::time::Duration::from_secs(1)) {
         bail!("invalid configuration: goals.advise_every must be at least 1s");
     }
-    Ok(Goals { fleet: goal("goals", &raw.detect_within, &raw.max_false_downs)?, groups, advise_every })
+    let fleet = goal("goals", &raw.detect_within, &raw.max_false_downs)?;
+    let apply = raw.apply.unwrap_or(false);
+    if apply && fleet.is_none() && groups.is_empty() {
+        bail!(
+            "invalid configuration: goals.apply needs a goal to apply (goals.detect_within and goals.max_false_downs, or a [goals.group.NAME])"
+        );
+    }
+    Ok(Goals { fleet, groups, advise_every, apply })
 }
 
-/// The `[confirm]` section; `--confirm` on the command line turns it on.
-fn confirm_config(raw: &RawConfirm, flag: bool) -> anyhow::Result<Option<ConfirmConfig>> {
+/// The `[confirm]` section, or a group's `[group.NAME.confirm]` (`section` names it in
+/// errors); `--confirm` on the command line turns it on.
+fn confirm_config(raw: &RawConfirm, flag: bool, section: &str) -> anyhow::Result<Option<ConfirmConfig>> {
     let d = ConfirmConfig::default();
+    let key = |name: &str| format!("{section}.{name}");
     let config = ConfirmConfig {
         probes: raw.probes.unwrap_or(d.probes),
-        probe_interval: duration("confirm.probe_interval", &raw.probe_interval)?.unwrap_or(d.probe_interval),
+        probe_interval: duration(&key("probe_interval"), &raw.probe_interval)?.unwrap_or(d.probe_interval),
         indirect: raw.indirect.unwrap_or(d.indirect),
-        indirect_timeout: duration("confirm.indirect_timeout", &raw.indirect_timeout)?
+        indirect_timeout: duration(&key("indirect_timeout"), &raw.indirect_timeout)?
             .unwrap_or(d.indirect_timeout),
-        recheck: duration("confirm.recheck", &raw.recheck)?.unwrap_or(d.recheck),
+        recheck: duration(&key("recheck"), &raw.recheck)?.unwrap_or(d.recheck),
         max_probes_per_sec: raw.max_probes_per_sec.unwrap_or(d.max_probes_per_sec),
         probe_burst: raw.probe_burst.unwrap_or(d.probe_burst),
     };
-    // Checked even when off, like the detector sections: a mistake is still a mistake.
-    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    // Checked even when off, like the detector sections: a mistake is still a mistake. The
+    // core's sentences name the `[confirm]` keys; a group's section says which group.
+    let prefix = section.strip_suffix(".confirm").map(|group| format!("{group}: ")).unwrap_or_default();
+    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {prefix}{problem}"))?;
     Ok((flag || raw.enabled.unwrap_or(false)).then_some(config))
 }
 
-fn fixed_config(raw: &RawFixed) -> anyhow::Result<FixedTimeoutConfig> {
+/// `[fixed]`, or a group's `[group.NAME.fixed]` (`section` names it in errors).
+fn fixed_config(raw: &RawFixed, section: &str) -> anyhow::Result<FixedTimeoutConfig> {
     let defaults = FixedTimeoutConfig::default();
     let config = FixedTimeoutConfig {
         multiplier: raw.multiplier.unwrap_or(defaults.multiplier),
-        grace: duration("fixed.grace", &raw.grace)?.unwrap_or(defaults.grace),
+        grace: duration(&format!("{section}.grace"), &raw.grace)?.unwrap_or(defaults.grace),
     };
-    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: fixed: {problem}"))?;
+    config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {section}: {problem}"))?;
     Ok(config)
 }
 
+mod groups;
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,11 @@
 //! The monitor core's settings, validated once at start.
 
 use super::confirm::ConfirmConfig;
+use super::groups::{GroupSettings, GroupTable};
 use core::time::Duration;
 use rollcall_detect::ConfigError;
 use rollcall_detect::{AnyDetector, FixedTimeout, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Which detector judges the nodes, with its settings (shared by every node).
@@ -58,6 +59,11 @@ pub struct MonitorConfig {
     /// Probe a suspect node before declaring it down (see `monitor::confirm`); `None`:
     /// the detector's down level alone decides.
     pub confirm: Option<ConfirmConfig>,
+    /// Settings of their own for the nodes whose `group` label names them (the others are
+    /// judged by `detector` and `confirm`). Groups whose settings may change at run time
+    /// (goals applied) must be named here, with the fleet's settings if none of their own.
+    /// These are the settings at start: `Monitor::group_settings` has those in force.
+    pub groups: BTreeMap<String, GroupSettings>,
 }
 
 impl Default for MonitorConfig {
@@ -72,6 +78,7 @@ impl Default for MonitorConfig {
             tick: Duration::from_millis(100),
             self_pause_threshold: Duration::from_secs(1),
             confirm: None,
+            groups: BTreeMap::new(),
         }
     }
 }
@@ -100,6 +107,18 @@ impl MonitorConfig {
         }
         if let Some(confirm) = &self.confirm {
             confirm.validate()?;
+        }
+        if self.groups.len() >= GroupTable::MAX_GROUPS {
+            return Err(ConfigError::new(
+                "group",
+                format!("sections may be at most {} (groups with settings of their own)", GroupTable::MAX_GROUPS - 1),
+            ));
+        }
+        for (name, settings) in &self.groups {
+            if name.is_empty() {
+                return Err(ConfigError::new("group", "sections need a non-empty group name"));
+            }
+            settings.validate(name, &self.detector)?;
         }
         Ok(())
     }

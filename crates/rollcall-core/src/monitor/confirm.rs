@@ -16,6 +16,9 @@
 //!   with reason `unreachable` (a path problem, not a failure), asked again every `recheck`;
 //! - nothing means `down` with reason `probes-unanswered`.
 //!
+//! A round follows the settings of the node's group (`monitor/groups.rs`); a group without
+//! confirmation has no rounds.
+//!
 //! Probes are paid from a token bucket shared by the whole fleet (`max_probes_per_sec`),
 //! so a monitor never floods a fleet, even when a third of it goes quiet at once. A round
 //! that cannot be paid for in full is not started: the node is then judged by its
@@ -237,9 +240,13 @@ impl Monitor {
     /// due). Returns false when the node must be judged by its detector alone: confirmation
     /// is off, its address is unknown, or the probe budget is spent.
     pub(super) fn start_round(&mut self, index: u32, standing: Option<Reason>, now: Instant) -> bool {
+        if !self.confirms(index) {
+            return false;
+        }
+        let Some(config) = self.round_config(index) else { return false };
         let Some(confirmer) = self.confirmer.as_mut() else { return false };
         let Some(addr) = self.nodes.get(index).addr else { return false };
-        if !confirmer.pay(confirmer.config.round_cost(), now) {
+        if !confirmer.pay(config.round_cost(), now) {
             confirmer.stats.rounds_skipped += 1;
             confirmer.forget(index);
             return false;
@@ -247,7 +254,7 @@ impl Monitor {
         let nonce = confirmer.next_nonce;
         confirmer.next_nonce += 1;
         confirmer.stats.rounds += 1;
-        let next = now + confirmer.config.probe_interval;
+        let next = now + config.probe_interval;
         confirmer.rounds.insert(index, Round { nonce, phase: Phase::Direct { sent: 1 }, next, standing });
         self.send_probe(index, addr, nonce);
         self.timers.insert(index, next);
@@ -257,9 +264,17 @@ impl Monitor {
     /// The node's round has a step due: the next probe, the indirect probes, or the verdict.
     /// Returns false if the node has no round (the caller judges it by its detector).
     pub(super) fn step_round(&mut self, index: u32, now: Instant) -> bool {
+        if !self.confirms(index) {
+            // The node's group stopped confirming (goals applied): its detector judges it
+            // from here, as if the round had never started.
+            if let Some(confirmer) = self.confirmer.as_mut() {
+                confirmer.forget(index);
+            }
+            return false;
+        }
+        let Some(config) = self.round_config(index) else { return false };
         let Some(confirmer) = self.confirmer.as_mut() else { return false };
         let Some(round) = confirmer.rounds.get(&index).copied() else { return false };
-        let config = &confirmer.config;
         let due = round.next;
         let addr = self.nodes.get(index).addr;
         match (round.phase, addr) {
@@ -267,7 +282,7 @@ impl Monitor {
                 if !self.start_round(index, round.standing, now) {
                     // No budget now: keep the node as it stands and try again later.
                     let confirmer = self.confirmer.as_mut().expect("checked above");
-                    let next = now + confirmer.config.recheck;
+                    let next = now + config.recheck;
                     confirmer.rounds.insert(index, Round { next, ..round });
                     self.timers.insert(index, next);
                 }
@@ -281,10 +296,10 @@ impl Monitor {
                 self.timers.insert(index, next.max(now));
             }
             (Phase::Direct { .. }, Some(addr))
-                if config.indirect > 0 && self.ask_helpers(index, addr, round.nonce) =>
+                if config.indirect > 0 && self.ask_helpers(index, addr, round.nonce, config.indirect) =>
             {
                 let confirmer = self.confirmer.as_mut().expect("checked above");
-                let next = due + confirmer.config.indirect_timeout;
+                let next = due + config.indirect_timeout;
                 confirmer.rounds.insert(index, Round { phase: Phase::Indirect, next, ..round });
                 self.timers.insert(index, next.max(now));
             }
@@ -302,6 +317,7 @@ impl Monitor {
     /// Returns false if no round of that node waits for that nonce: a late, replayed or
     /// forged-nonce answer, which changes nothing.
     pub(super) fn accept_answer(&mut self, index: u32, nonce: u64, direct: bool, now: Instant) -> bool {
+        let Some(config) = self.round_config(index) else { return false };
         let Some(confirmer) = self.confirmer.as_mut() else { return false };
         let Some(round) = confirmer.rounds.get(&index).copied() else { return false };
         if round.nonce != nonce || round.phase == Phase::Recheck {
@@ -330,7 +346,7 @@ impl Monitor {
                 self.schedule(index);
             }
             Some(reason) => {
-                let next = now + confirmer.config.recheck;
+                let next = now + config.recheck;
                 confirmer
                     .rounds
                     .insert(index, Round { phase: Phase::Recheck, next, standing: Some(reason), ..round });
@@ -362,11 +378,11 @@ impl Monitor {
     /// Asks up to `indirect` other up nodes (at other addresses) to probe the node at `addr`.
     /// Looks at a bounded stretch of the table from a rotating cursor, so the cost does not
     /// grow with the fleet. Returns false if no helper was found.
-    fn ask_helpers(&mut self, index: u32, addr: SocketAddr, nonce: u64) -> bool {
+    fn ask_helpers(&mut self, index: u32, addr: SocketAddr, nonce: u64, indirect: u8) -> bool {
         const LOOK_AT_MOST: u32 = 64;
         let len = self.nodes.len() as u32;
         let confirmer = self.confirmer.as_mut().expect("only called with confirmation on");
-        let wanted = usize::from(confirmer.config.indirect);
+        let wanted = usize::from(indirect);
         let mut helpers = Vec::with_capacity(wanted);
         let start = confirmer.helper_cursor;
         for step in 0..LOOK_AT_MOST.min(len) {

@@ -36,6 +36,10 @@ pub(crate) struct Node {
     pub rise_count: u8,
     /// Whether a restart was seen since the node went down, so the recovery says why.
     pub restarted: bool,
+    /// The node's entry in the group table (`monitor/groups.rs`), from its `group` label.
+    pub group: u16,
+    /// The stamp of the group settings its detector was built with.
+    pub stamp: u32,
     /// `watch_from` was set by an answered probe, not by a gap in observation: deadlines
     /// count from the answer, but the heartbeat history is still good.
     pub answered: bool,

@@ -11,6 +11,11 @@
 //! The same pass judges the goals continuously: the share of sampled nodes whose current
 //! settings keep their goal is exported per scope, and a scope whose goal no setting can
 //! keep on the observed network is logged as a warning with the closest offer.
+//!
+//! With `[goals] apply = true`, the same sample also sets each scope's detector thresholds
+//! and confirmation (`advice/apply.rs`).
+
+pub mod apply;
 
 use super::explain::{self, Goals};
 use crate::monitor::owner::node_json;
@@ -38,6 +43,8 @@ pub struct Advisor {
     pub kept: BTreeMap<Option<String>, f64>,
     /// The scopes whose goal no setting keeps, as last warned about.
     unachievable: BTreeMap<Option<String>, String>,
+    /// Where each scope's detector settings come from (config, or goals applied).
+    pub sources: apply::Sources,
 }
 
 /// What one refresh sampled of one scope.
@@ -47,6 +54,8 @@ struct Sample {
     kept: usize,
     /// The closest offer, when the advice for some node cannot keep the goal.
     unachievable: Option<String>,
+    /// With `[goals] apply`: what each sampled node says the scope's settings should be.
+    derived: Vec<apply::Derived>,
 }
 
 impl Advisor {
@@ -75,10 +84,13 @@ impl Advisor {
             if sample.intervals.len() >= SAMPLE {
                 continue;
             }
-            let Some(goal) = explain::explain(core, node, goals).and_then(|explanation| explanation.goal)
-            else {
-                continue;
-            };
+            let Some(explanation) = explain::explain(core, node, goals, &self.sources) else { continue };
+            if goals.apply
+                && let Some((_, wanted)) = goals.for_labels(&explanation.node.labels)
+            {
+                sample.derived.push(apply::derive(&explanation, &wanted));
+            }
+            let Some(goal) = explanation.goal else { continue };
             sample.intervals.push(Duration::from_secs_f64(goal.advice.interval_ms / 1000.0));
             sample.kept += usize::from(goal.met);
             if !goal.advice.achievable {
@@ -104,6 +116,9 @@ impl Advisor {
                 None => {
                     self.unachievable.remove(&scope);
                 }
+            }
+            if goals.apply {
+                apply::apply(core, &mut self.sources, goals, scope.as_deref(), &sample.derived, now);
             }
             intervals.sort();
             let median = intervals[intervals.len() / 2];

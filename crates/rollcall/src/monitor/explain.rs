@@ -4,9 +4,10 @@
 //! (the same deadlines the core sets). With goals in the config (`[goals]`), also whether
 //! they are kept on this node's network and, if not, what settings would keep them.
 
+use super::advice::apply::Sources;
 use crate::monitor::owner::NodeJson;
 use rollcall_core::Monitor;
-use rollcall_core::monitor::{ConfirmConfig, DetectorConfig};
+use rollcall_core::monitor::{ConfirmConfig, DetectorConfig, GroupSettings};
 use rollcall_detect::qos::{self, Goal, Observed, Round};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,6 +21,9 @@ pub struct Goals {
     /// How often the interval advised to agents is derived again (`None`: the default,
     /// `monitor::advice::REFRESH`).
     pub advise_every: Option<Duration>,
+    /// `[goals] apply`: the thresholds and confirmation derived for each scope are applied
+    /// to it (`monitor/advice/apply.rs`), not only shown.
+    pub apply: bool,
 }
 
 impl Goals {
@@ -70,6 +74,8 @@ pub struct Explanation {
     pub suspect_after_ms: Option<f64>,
     pub down_after_ms: Option<f64>,
     pub confirm: Option<RoundJson>,
+    /// The settings in force for this node: whose, from where, and their values.
+    pub settings: SettingsJson,
     /// What the current settings promise on this node's network.
     pub expected: PromiseJson,
     /// The same model in Chen, Toueg and Aguilera's terms, `down` counting as suspicion.
@@ -90,6 +96,24 @@ pub struct ObservedJson {
     /// the `n` heartbeats the fleet has sent (no loss seen yet is not proof of none).
     pub loss: f64,
     pub fleet_loss: f64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct SettingsJson {
+    /// The group whose settings judge the node (`null`: the fleet's, for a node whose group
+    /// has none of its own).
+    pub group: Option<String>,
+    /// `config` (the configuration and its defaults) or `goals` (`[goals] apply`).
+    pub source: &'static str,
+    /// Phi accrual's down and suspect thresholds and acceptable pause (`null` for fixed).
+    pub phi_threshold: Option<f64>,
+    pub phi_suspect_threshold: Option<f64>,
+    pub phi_acceptable_pause_ms: Option<f64>,
+    /// The fixed timeout's multiplier and grace (`null` for phi).
+    pub fixed_multiplier: Option<f64>,
+    pub fixed_grace_ms: Option<f64>,
+    /// Whether suspects are probed before they are declared down.
+    pub confirm: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -169,10 +193,42 @@ pub fn round_of(config: &ConfirmConfig) -> Round {
     Round { probes: config.probes, indirect: config.indirect, length: config.round_length() }
 }
 
+/// The settings a node with these labels is judged by, and the group they belong to
+/// (`None`: the fleet's).
+pub fn settings_of<'a>(
+    core: &'a Monitor,
+    labels: &BTreeMap<String, String>,
+) -> (Option<String>, &'a GroupSettings) {
+    if let Some(group) = labels.get("group")
+        && let Some(settings) = core.group_settings(Some(group))
+    {
+        return (Some(group.clone()), settings);
+    }
+    (None, core.group_settings(None).expect("the fleet always has settings"))
+}
+
+fn settings_json(group: Option<String>, settings: &GroupSettings, sources: &Sources) -> SettingsJson {
+    let (phi, fixed) = match &settings.detector {
+        DetectorConfig::Phi(phi) => (Some(phi), None),
+        DetectorConfig::Fixed(fixed) => (None, Some(fixed)),
+    };
+    SettingsJson {
+        source: sources.source(group.as_deref()),
+        group,
+        phi_threshold: phi.map(|phi| phi.threshold),
+        phi_suspect_threshold: phi.map(|phi| phi.suspect_threshold),
+        phi_acceptable_pause_ms: phi.map(|phi| ms(phi.acceptable_pause)),
+        fixed_multiplier: fixed.map(|fixed| fixed.multiplier),
+        fixed_grace_ms: fixed.map(|fixed| ms(fixed.grace)),
+        confirm: settings.confirm.is_some(),
+    }
+}
+
 /// Explains node `id` (`None` if unknown). `node` is the node as the API shows it.
-pub fn explain(core: &Monitor, node: NodeJson, goals: &Goals) -> Option<Explanation> {
+pub fn explain(core: &Monitor, node: NodeJson, goals: &Goals, sources: &Sources) -> Option<Explanation> {
     let facts = core.detector_facts(&node.id)?;
-    let config = core.config();
+    let (group, config) = settings_of(core, &node.labels);
+    let rise = core.config().rise;
     let declared = Duration::from_millis(node.interval_ms.max(1));
     let stats = core.stats();
     let fleet_loss = stats.loss_estimate();
@@ -195,7 +251,7 @@ pub fn explain(core: &Monitor, node: NodeJson, goals: &Goals) -> Option<Explanat
     let deciding = if round.is_some() { suspect } else { down };
     let fallback = |d: Option<Duration>| d.unwrap_or_else(|| declared * 3);
     let expected = observed.promise(fallback(deciding), round);
-    let accuracy = observed.accuracy(fallback(deciding), round, config.rise);
+    let accuracy = observed.accuracy(fallback(deciding), round, rise);
     let qos = QosJson {
         detection_time_ms: ms(expected.detect_mean),
         mistake_recurrence_s: accuracy.mistake_recurrence.map(|d| d.as_secs_f64()),
@@ -257,6 +313,7 @@ pub fn explain(core: &Monitor, node: NodeJson, goals: &Goals) -> Option<Explanat
             indirect: c.indirect,
             round_ms: ms(c.round_length()),
         }),
+        settings: settings_json(group, config, sources),
         expected: promise_json(expected),
         qos,
         goal,
@@ -309,7 +366,12 @@ mod tests {
     fn a_groups_goal_wins_over_the_fleets() {
         let fleet = Goal { detect_within: Duration::from_secs(5), false_downs_per_node_year: 1.0 };
         let db = Goal { detect_within: Duration::from_secs(30), false_downs_per_node_year: 0.1 };
-        let goals = Goals { fleet: Some(fleet), groups: [("db".to_string(), db)].into(), advise_every: None };
+        let goals = Goals {
+            fleet: Some(fleet),
+            groups: [("db".to_string(), db)].into(),
+            advise_every: None,
+            apply: false,
+        };
         let labels = |group: &str| [("group".to_string(), group.to_string())].into();
         assert_eq!(goals.for_labels(&labels("db")), Some(("group db".into(), db)));
         assert_eq!(goals.for_labels(&labels("web")), Some(("fleet".into(), fleet)));

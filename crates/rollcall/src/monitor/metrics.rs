@@ -86,6 +86,8 @@ pub fn render(
         advised,
     );
 
+    super::advice::apply::register_metrics(&mut registry, &stats.group_settings);
+
     let nodes = Family::<Labels, Gauge>::default();
     for state in NodeState::ALL {
         nodes.get_or_create(&vec![("state", state.as_str())]).set(core.nodes_in(state) as i64);

@@ -163,6 +163,8 @@ pub struct StatsSnapshot {
     /// settings keep their goal, by scope (`None`: the fleet).
     pub advised: std::collections::BTreeMap<Option<String>, Duration>,
     pub goals_kept: std::collections::BTreeMap<Option<String>, f64>,
+    /// The detector and confirmation settings in force, per scope (`advice/apply.rs`).
+    pub group_settings: Vec<super::advice::apply::ScopeSettings>,
     /// Leases held now, and the lease table's counters.
     pub leases_held: usize,
     pub leases: rollcall_core::leases::LeaseStats,
@@ -618,9 +620,9 @@ impl Owner {
             Command::Silence(command) => self.answer_silence(command),
             Command::Lease(command) => self.answer_lease(command),
             Command::Explain { id, reply } => {
-                let explained = self
-                    .node_json(&id)
-                    .and_then(|node| super::explain::explain(&self.core, node, &self.goals));
+                let explained = self.node_json(&id).and_then(|node| {
+                    super::explain::explain(&self.core, node, &self.goals, &self.advisor.sources)
+                });
                 let _ = reply.send(explained);
             }
             Command::Phi { id, reply } => {
@@ -667,6 +669,7 @@ impl Owner {
                     probes_unsent: self.probes_unsent,
                     advised: self.advisor.advised.clone(),
                     goals_kept: self.advisor.kept.clone(),
+                    group_settings: super::advice::apply::rows(&self.core, &self.advisor.sources),
                     leases_held: self.leases.table.len(),
                     leases: self.leases.table.stats().clone(),
                 });

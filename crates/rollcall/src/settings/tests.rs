@@ -208,3 +208,62 @@ fn connection_limits_are_read_and_their_mistakes_named() {
         assert_eq!(error.lines().count(), 1, "one sentence: {error}");
     }
 }
+
+#[test]
+fn group_sections_take_the_fleets_keys_they_do_not_set_and_name_their_mistakes() {
+    let settings = check(
+        r#"
+        [phi]
+        threshold = 10
+        min_std_deviation = "200ms"
+        [confirm]
+        probes = 2
+        [group.db.phi]
+        threshold = 12
+        [group.web.confirm]
+        enabled = true
+        probe_interval = "100ms"
+        [goals.group.batch]
+        detect_within = "1m"
+        max_false_downs = "1 per node-year"
+        "#,
+    )
+    .unwrap();
+    let groups = &settings.core.groups;
+    assert_eq!(groups.keys().collect::<Vec<_>>(), ["db", "web"], "goals add groups only when applied");
+    let phi = |name: &str| match &groups[name].detector {
+        DetectorConfig::Phi(phi) => phi.clone(),
+        DetectorConfig::Fixed(_) => panic!("phi expected"),
+    };
+    assert_eq!(phi("db").threshold, 12.0);
+    assert_eq!(phi("db").min_std_deviation, Duration::from_millis(200), "the fleet's key");
+    assert_eq!(phi("web").threshold, 10.0, "no phi section: the fleet's");
+    assert!(groups["db"].confirm.is_none(), "the fleet does not confirm");
+    let web = groups["web"].confirm.as_ref().expect("enabled for web");
+    assert_eq!((web.probes, web.probe_interval), (2, Duration::from_millis(100)));
+
+    let applied = check(
+        "[goals]\napply = true\n[goals.group.batch]\ndetect_within = \"1m\"\nmax_false_downs = \"1 per node-year\"",
+    )
+    .unwrap();
+    assert!(applied.goals.apply);
+    let batch = &applied.core.groups["batch"];
+    assert_eq!(batch.detector, applied.core.detector, "starts with the fleet's settings");
+
+    for (config, words) in [
+        ("[group.db]\n", "[group.db] sets nothing"),
+        ("[group.db.phi]\nthreshold = -1", "group.db.phi: threshold"),
+        ("[group.db.phi]\nacceptable_pause = \"long\"", "group.db.phi.acceptable_pause"),
+        ("[group.db.phi]\nthreshhold = 9", "threshhold"),
+        ("[group.db]\ndetector = \"fixed\"", "group.db.detector cannot be set"),
+        ("[group.db.fixed]\nmultiplier = 3", "[group.db.fixed] is set but the detector is phi"),
+        ("[group.db.confirm]\nprobes = 0", "group.db: confirm.probes"),
+        ("[group.db.confirm]\nmax_probes_per_sec = 5", "the probe budget is the fleet's"),
+        ("[group.db.confirm]\nrecheck = \"never\"", "group.db.confirm.recheck"),
+        ("[group.db.color]\nx = 1", "color"),
+        ("[goals]\napply = true", "goals.apply needs a goal"),
+    ] {
+        let error = check(config).unwrap_err();
+        assert!(error.contains(words), "{config:?}: {error}");
+    }
+}

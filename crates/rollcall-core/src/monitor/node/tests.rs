@@ -16,6 +16,8 @@ fn node(id: &str) -> Node {
         rise_count: 0,
         restarted: false,
         answered: false,
+        group: 0,
+        stamp: 0,
     }
 }
 

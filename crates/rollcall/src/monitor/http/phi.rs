@@ -55,7 +55,9 @@ pub async fn curve(
 pub fn phi_curve(core: &Monitor, id: &str, now: Instant, clock: &Clock) -> Option<PhiCurve> {
     let view = core.node(id, now)?;
     let facts = core.detector_facts(id)?;
-    let config = &core.config().detector;
+    // The node's group's settings, which may not be the fleet's.
+    let labels = view.labels().into_iter().map(|(key, value)| (key.to_owned(), value.to_owned())).collect();
+    let config = &crate::monitor::explain::settings_of(core, &labels).1.detector;
     let fresh = config.build(view.interval);
     let curve = curve::replay(fresh, &facts.recent_intervals, view.last_heartbeat, now, PHI_SPAN, SAMPLES);
     let points = curve
