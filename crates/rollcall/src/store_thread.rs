@@ -410,3 +410,23 @@ pub fn open_data_dir(dir: &std::path::Path) -> anyhow::Result<(rollcall_store::D
     store.check_integrity()?;
     Ok((lock, store))
 }
+
+/// The store row of a transition (a node's, a check's, a peer's view of a member), with
+/// wall-clock times: the one place a transition becomes a row.
+pub fn transition_write(
+    kind: rollcall_core::alerts::SubjectKind,
+    transition: &rollcall_core::monitor::Transition,
+    clock: &crate::clock::Clock,
+) -> Write {
+    Write::Transition(rollcall_store::TransitionRecord {
+        id: 0,
+        kind,
+        node: transition.node.to_string(),
+        generation: transition.generation,
+        from: transition.from,
+        to: transition.to,
+        reason: transition.reason,
+        at_ms: clock.wall_ms(transition.at),
+        noticed_at_ms: clock.wall_ms(transition.noticed),
+    })
+}

@@ -111,7 +111,10 @@ impl MonitorConfig {
         if self.groups.len() >= GroupTable::MAX_GROUPS {
             return Err(ConfigError::new(
                 "group",
-                format!("sections may be at most {} (groups with settings of their own)", GroupTable::MAX_GROUPS - 1),
+                format!(
+                    "sections may be at most {} (groups with settings of their own)",
+                    GroupTable::MAX_GROUPS - 1
+                ),
             ));
         }
         for (name, settings) in &self.groups {

@@ -14,8 +14,8 @@
 
 use super::confirm::Confirmer;
 use super::{ConfirmConfig, DetectorConfig, Monitor, MonitorConfig, Reason};
-use crate::{ConfigError, Instant};
 use crate::wire::Labels;
+use crate::{ConfigError, Instant};
 use rollcall_detect::{AnyDetector, Detector};
 use std::collections::BTreeMap;
 

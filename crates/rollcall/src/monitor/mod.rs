@@ -16,8 +16,6 @@ pub(crate) mod udp;
 // The cluster session talks to the owner (`[cluster]`).
 pub(crate) use owner::{ClusterCommand, Command, LeaseChange, LeaseFailure, LeaseJson};
 
-use crate::alerts::delivery::Delivery;
-use crate::alerts::sinks::Sink;
 use crate::cli::MonitorArgs;
 use crate::clock::Clock;
 use crate::http_server::ServerLimits;
@@ -111,21 +109,19 @@ pub async fn run(
         leases: store.leases().context("cannot read leases from the store")?,
         last_lease_token: store.last_lease_token().context("cannot read leases from the store")?,
     };
-    let persist = crate::store_thread::Persist::start(store);
-    let committed = persist.committed();
-    let store_health = persist.health();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sinks = settings.sinks.iter().cloned().map(Sink::new).collect();
     // `[cluster]`: what the owner, the delivery loops and the cluster session share.
     let link = settings.cluster.as_ref().map(|_| crate::cluster::link::Link::new());
-    let delivery = Delivery::start(
-        sinks,
-        settings.data_dir.clone(),
-        persist.handle(),
-        persist.committed(),
-        (clock.clone(), link.as_ref().map(|(link, _)| link.clone())),
+    let fencing = link.as_ref().map(|(link, _)| link.clone());
+    let crate::alerts::Pipeline { persist, delivery } = crate::alerts::start_pipeline(
+        store,
+        &settings.sinks,
+        &settings.data_dir,
+        (clock.clone(), fencing),
         stop_rx.clone(),
     )?;
+    let committed = persist.committed();
+    let store_health = persist.health();
     let paging = settings.cluster.as_ref().zip(link.as_ref()).map(|(cluster, (link, _))| {
         owner::ClusterPaging::new(
             link.clone(),

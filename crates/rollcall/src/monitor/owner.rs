@@ -16,7 +16,7 @@ use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
 use crate::cluster::link::Link;
 use crate::settings::Settings;
-use crate::store_thread::Persist;
+use crate::store_thread::{Persist, transition_write};
 use checks::{CheckState, start_checks};
 use prometheus_client::metrics::histogram::Histogram;
 use rollcall_core::alerts::{Alerter, Notification, SubjectKind};
@@ -708,21 +708,6 @@ fn log_transition(kind: &str, t: &Transition) {
         generation = t.generation, lag_ms,
         "{} {} -> {} ({})", t.node, t.from.as_str(), t.to.as_str(), t.reason.as_str()
     );
-}
-
-/// The store row of a node's or check's transition, with wall-clock times.
-fn transition_write(kind: SubjectKind, transition: &Transition, clock: &Clock) -> Write {
-    Write::Transition(rollcall_store::TransitionRecord {
-        id: 0,
-        kind,
-        node: transition.node.to_string(),
-        generation: transition.generation,
-        from: transition.from,
-        to: transition.to,
-        reason: transition.reason,
-        at_ms: clock.wall_ms(transition.at),
-        noticed_at_ms: clock.wall_ms(transition.noticed),
-    })
 }
 
 /// The down transition of a node stored down, on the current clock: its latest stored

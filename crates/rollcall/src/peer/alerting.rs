@@ -13,15 +13,15 @@
 use super::PeerAlerting;
 use crate::alerts::build;
 use crate::alerts::delivery::{Delivery, HealthBoard};
-use crate::alerts::sinks::{Sink, SinkConfig};
+use crate::alerts::sinks::SinkConfig;
 use crate::clock::Clock;
-use crate::store_thread::Persist;
+use crate::store_thread::{Persist, transition_write};
 use anyhow::Context;
 use rollcall_core::Instant;
 use rollcall_core::alerts::{AlertStats, Alerter, SubjectKind};
 use rollcall_core::monitor::{NodeState, Reason, Transition};
 use rollcall_core::swim::MemberState;
-use rollcall_store::{Store, StoreError, TransitionRecord, Write};
+use rollcall_store::{Store, StoreError, Write};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -96,13 +96,10 @@ pub fn start(
         tracing::info!(incidents = open.len(), "restored open incidents from the store");
     }
     let reader = Store::open(&settings.data_dir).context("cannot open a reader on the store")?;
-    let persist = Persist::start(store);
-    let sinks = settings.sinks.iter().cloned().map(Sink::new).collect();
-    let delivery = Delivery::start(
-        sinks,
-        settings.data_dir.clone(),
-        persist.handle(),
-        persist.committed(),
+    let crate::alerts::Pipeline { persist, delivery } = crate::alerts::start_pipeline(
+        store,
+        &settings.sinks,
+        &settings.data_dir,
         (clock.clone(), None),
         stop,
     )?;
@@ -145,17 +142,7 @@ impl Alerts {
         if !restored_down {
             self.alerter.handle_transition(SubjectKind::Node, &transition, at);
         }
-        batch.push(Write::Transition(TransitionRecord {
-            id: 0,
-            kind: SubjectKind::Node,
-            node: member.to_string(),
-            generation: transition.generation,
-            from: transition.from,
-            to: transition.to,
-            reason: transition.reason,
-            at_ms: self.clock.wall_ms(at),
-            noticed_at_ms: self.clock.wall_ms(at),
-        }));
+        batch.push(transition_write(SubjectKind::Node, &transition, &self.clock));
     }
 
     /// Whether an open incident (restored from the store: this run has not heard of the

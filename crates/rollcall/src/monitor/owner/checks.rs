@@ -1,10 +1,11 @@
 //! The owner's side of checks: pings, the checks API, check events into the store and the
 //! incident layer.
 
-use super::{Owner, log_transition, transition_write};
+use super::{Owner, log_transition};
 use crate::checks::{
     CheckInput, CheckJson, SOURCE_API, SOURCE_CONFIG, check_json, from_store, generate_token, to_store,
 };
+use crate::store_thread::transition_write;
 use rollcall_core::alerts::SubjectKind;
 use rollcall_core::checks::{
     CheckError, CheckEvent, CheckSpec, Checks, Ping, PingError, PingReceipt, Schedule, Signal, validate_slug,
