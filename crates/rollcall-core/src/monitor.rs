@@ -18,7 +18,7 @@ pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, Transi
 use crate::Instant;
 use crate::keyring::KeyRing;
 use crate::timer::{TimerStats, TimerWheel};
-use crate::wire::{self, Kind, Labels, Message};
+use crate::wire::{self, ExitStatus, Kind, Labels, Message};
 use confirm::Confirmer;
 use core::time::Duration;
 use node::{Node, NodeTable};
@@ -643,16 +643,7 @@ impl Monitor {
 
     fn accept_goodbye(&mut self, index: u32, message: &Message<'_>, from: SocketAddr, now: Instant) {
         self.stats.goodbyes += 1;
-        let node = self.nodes.get_mut(index);
-        node.addr = Some(from);
-        if message.generation > node.generation {
-            node.generation = message.generation;
-            let id = node.id.clone();
-            self.events.push_back(MonitorEvent::NodeChanged { node: id });
-        }
-        let node = self.nodes.get_mut(index);
-        node.sequence = message.sequence;
-        node.rise_count = 0;
+        let node = self.note_last_word(index, message, from);
         if node.state != NodeState::Left {
             self.transition(index, NodeState::Left, Reason::Goodbye, now, now);
         }
@@ -753,7 +744,36 @@ impl Monitor {
         }
     }
 
+    /// The bookkeeping of a node's last word (a goodbye or an exit report, both already found
+    /// fresh): where it came from, its generation (a newer one is persisted) and sequence. A
+    /// recovery in progress is over: the process whose heartbeats it was counting is gone.
+    fn note_last_word(&mut self, index: u32, message: &Message<'_>, from: SocketAddr) -> &mut Node {
+        let node = self.nodes.get_mut(index);
+        node.addr = Some(from);
+        if message.generation > node.generation {
+            node.generation = message.generation;
+            self.events.push_back(MonitorEvent::NodeChanged { node: node.id.clone() });
+        }
+        node.sequence = message.sequence;
+        node.rise_count = 0;
+        node.restarted = false;
+        node
+    }
+
     fn transition(&mut self, index: u32, to: NodeState, reason: Reason, at: Instant, now: Instant) {
+        self.transition_with(index, to, reason, at, now, None);
+    }
+
+    /// [`Monitor::transition`] with the exit status an exit report carried.
+    fn transition_with(
+        &mut self,
+        index: u32,
+        to: NodeState,
+        reason: Reason,
+        at: Instant,
+        now: Instant,
+        exit: Option<ExitStatus>,
+    ) {
         debug_assert!(at <= now, "a transition is never dated in the future");
         if to != NodeState::Suspect
             && let Some(confirmer) = self.confirmer.as_mut()
@@ -771,6 +791,7 @@ impl Monitor {
             reason,
             at,
             noticed: now,
+            exit,
         };
         self.stats.nodes_by_state[from.index()] -= 1;
         self.stats.nodes_by_state[to.index()] += 1;

@@ -375,11 +375,8 @@ impl Engine<'_> {
                     self.trace.transitions.push(Observed { node, transition, cause, silence_from });
                 }
                 MonitorEvent::SelfPause { .. } => self.trace.self_pauses += 1,
-                // The simulator never forgets nodes, and its agents watch no process; records
-                // are the daemon's business.
-                MonitorEvent::NodeChanged { .. }
-                | MonitorEvent::Forgotten { .. }
-                | MonitorEvent::ProcessExited { .. } => {}
+                // The simulator never forgets nodes; records are the daemon's business.
+                MonitorEvent::NodeChanged { .. } | MonitorEvent::Forgotten { .. } => {}
             }
         }
     }

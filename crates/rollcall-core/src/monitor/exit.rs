@@ -5,7 +5,7 @@
 //! that is stronger evidence than any silence, so the node goes `down` at once: no
 //! suspicion, no confirmation round.
 
-use super::{Monitor, MonitorEvent, NodeState, Reason};
+use super::{Monitor, NodeState, Reason};
 use crate::Instant;
 use crate::wire::{ExitStatus, Message};
 use std::net::SocketAddr;
@@ -17,28 +17,11 @@ impl Monitor {
     /// restarted node down again; only heartbeats of a newer generation bring it back up.
     pub(super) fn accept_exit(&mut self, index: u32, message: &Message<'_>, from: SocketAddr, now: Instant) {
         self.stats.exits += 1;
-        let node = self.nodes.get_mut(index);
-        node.addr = Some(from);
-        if message.generation > node.generation {
-            node.generation = message.generation;
-            let id = node.id.clone();
-            self.events.push_back(MonitorEvent::NodeChanged { node: id });
-        }
-        let node = self.nodes.get_mut(index);
-        node.sequence = message.sequence;
-        // A recovery in progress is over: the process it was counting heartbeats of is gone.
-        node.rise_count = 0;
-        node.restarted = false;
+        let node = self.note_last_word(index, message, from);
         match node.state {
             NodeState::New | NodeState::Up | NodeState::Suspect => {
                 let status = ExitStatus::from_labels(&message.labels);
-                let event = MonitorEvent::ProcessExited {
-                    node: node.id.clone(),
-                    generation: node.generation,
-                    status,
-                };
-                self.transition(index, NodeState::Down, Reason::ProcessExited, now, now);
-                self.events.push_back(event);
+                self.transition_with(index, NodeState::Down, Reason::ProcessExited, now, now, Some(status));
             }
             // Already down (the agent repeats its report, since UDP may lose one); in
             // maintenance, where nothing is judged; or gone on purpose, so nobody is paged.

@@ -42,6 +42,7 @@ fn observed(from: NodeState, to: NodeState, when: f64, cause: Cause, silence_fro
             reason,
             at: at(when),
             noticed: at(when),
+            exit: None,
         },
         cause,
         silence_from: Some(at(silence_from)),

@@ -140,6 +140,7 @@ impl Alerts {
             // SWIM has no deadline to report: the transition is stamped when it was noticed.
             at,
             noticed: at,
+            exit: None,
         };
         let restored_down = from.is_none() && to == MemberState::Down && self.covered(member);
         if !restored_down {
@@ -155,6 +156,7 @@ impl Alerts {
             reason: transition.reason,
             at_ms: self.clock.wall_ms(at),
             noticed_at_ms: self.clock.wall_ms(at),
+            exit: None,
         }));
     }
 
