@@ -20,6 +20,7 @@ fn truth(id: &str) -> NodeTruth {
     NodeTruth {
         id: Arc::from(id),
         dead: vec![],
+        reported: vec![],
         restarts: vec![],
         paused: vec![],
         cut: vec![],
