@@ -744,22 +744,6 @@ impl Monitor {
         }
     }
 
-    /// The bookkeeping of a node's last word (a goodbye or an exit report, both already found
-    /// fresh): where it came from, its generation (a newer one is persisted) and sequence. A
-    /// recovery in progress is over: the process whose heartbeats it was counting is gone.
-    fn note_last_word(&mut self, index: u32, message: &Message<'_>, from: SocketAddr) -> &mut Node {
-        let node = self.nodes.get_mut(index);
-        node.addr = Some(from);
-        if message.generation > node.generation {
-            node.generation = message.generation;
-            self.events.push_back(MonitorEvent::NodeChanged { node: node.id.clone() });
-        }
-        node.sequence = message.sequence;
-        node.rise_count = 0;
-        node.restarted = false;
-        node
-    }
-
     fn transition(&mut self, index: u32, to: NodeState, reason: Reason, at: Instant, now: Instant) {
         self.transition_with(index, to, reason, at, now, None);
     }

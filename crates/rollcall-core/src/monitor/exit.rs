@@ -5,7 +5,8 @@
 //! that is stronger evidence than any silence, so the node goes `down` at once: no
 //! suspicion, no confirmation round.
 
-use super::{Monitor, NodeState, Reason};
+use super::node::Node;
+use super::{Monitor, MonitorEvent, NodeState, Reason};
 use crate::Instant;
 use crate::wire::{ExitStatus, Message};
 use std::net::SocketAddr;
@@ -28,5 +29,26 @@ impl Monitor {
             NodeState::Down | NodeState::Paused | NodeState::Left => {}
         }
         self.schedule(index);
+    }
+
+    /// The bookkeeping of a node's last word (a goodbye or an exit report, both already found
+    /// fresh): where it came from, its generation (a newer one is persisted) and sequence. A
+    /// recovery in progress is over: the process whose heartbeats it was counting is gone.
+    pub(super) fn note_last_word(
+        &mut self,
+        index: u32,
+        message: &Message<'_>,
+        from: SocketAddr,
+    ) -> &mut Node {
+        let node = self.nodes.get_mut(index);
+        node.addr = Some(from);
+        if message.generation > node.generation {
+            node.generation = message.generation;
+            self.events.push_back(MonitorEvent::NodeChanged { node: node.id.clone() });
+        }
+        node.sequence = message.sequence;
+        node.rise_count = 0;
+        node.restarted = false;
+        node
     }
 }
