@@ -713,8 +713,16 @@ impl Checks {
         let check = self.get_mut(index);
         let from = check.state;
         check.state = to;
-        let transition =
-            Transition { node: check.id.clone(), generation: 0, from, to, reason, at, noticed: now };
+        let transition = Transition {
+            node: check.id.clone(),
+            generation: 0,
+            from,
+            to,
+            reason,
+            at,
+            noticed: now,
+            exit: None,
+        };
         self.stats.checks_by_state[from.index()] -= 1;
         self.stats.checks_by_state[to.index()] += 1;
         *self.stats.transitions.entry((from, to)).or_default() += 1;

@@ -20,7 +20,7 @@ pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, Restor
 use crate::Transmit;
 use crate::keyring::KeyRing;
 use crate::timer::{TimerStats, TimerWheel};
-use crate::wire::{self, Kind, Labels, Message};
+use crate::wire::{self, ExitStatus, Kind, Labels, Message};
 use crate::{ConfigError, Instant};
 use confirm::Confirmer;
 use core::time::Duration;
@@ -733,16 +733,7 @@ impl Monitor {
 
     fn accept_goodbye(&mut self, index: u32, message: &Message<'_>, from: SocketAddr, now: Instant) {
         self.stats.goodbyes += 1;
-        let node = self.nodes.get_mut(index);
-        node.addr = Some(from);
-        if message.generation > node.generation {
-            node.generation = message.generation;
-            let id = node.id.clone();
-            self.events.push_back(MonitorEvent::NodeChanged { node: id });
-        }
-        let node = self.nodes.get_mut(index);
-        node.sequence = message.sequence;
-        node.rise_count = 0;
+        let node = self.note_last_word(index, message, from);
         if node.state != NodeState::Left {
             self.transition(index, NodeState::Left, Reason::Goodbye, now, now);
         }
@@ -840,6 +831,19 @@ impl Monitor {
     }
 
     fn transition(&mut self, index: u32, to: NodeState, reason: Reason, at: Instant, now: Instant) {
+        self.transition_with(index, to, reason, at, now, None);
+    }
+
+    /// [`Monitor::transition`] with the exit status an exit report carried.
+    fn transition_with(
+        &mut self,
+        index: u32,
+        to: NodeState,
+        reason: Reason,
+        at: Instant,
+        now: Instant,
+        exit: Option<ExitStatus>,
+    ) {
         debug_assert!(at <= now, "a transition is never dated in the future");
         if to != NodeState::Suspect
             && let Some(confirmer) = self.confirmer.as_mut()
@@ -857,6 +861,7 @@ impl Monitor {
             reason,
             at,
             noticed: now,
+            exit,
         };
         self.stats.nodes_by_state[from.index()] -= 1;
         self.stats.nodes_by_state[to.index()] += 1;

@@ -34,6 +34,8 @@ pub struct Detection {
     pub noticed: Instant,
     /// The latest instant the formula allows.
     pub bound: Instant,
+    /// Why the monitor declared it down: `process-exited` when an exit report arrived.
+    pub reason: Reason,
 }
 
 impl Detection {
@@ -272,6 +274,7 @@ fn completeness(trace: &Trace, detector: &DetectorSpec, by_node: &[Vec<&Observed
                 at: down.transition.at,
                 noticed: down.transition.noticed,
                 bound,
+                reason: down.transition.reason,
             }),
             Some(down) => findings.violations.push(Violation::Late {
                 node: crash.node,

@@ -40,6 +40,10 @@ pub struct Progress {
     pub events: u64,
 }
 
+/// When a node's agent sends its exit report, counted from the crash of the process it
+/// watches: the real agent's schedule (`EXIT_REPORTS` in `crates/rollcall/src/agent.rs`).
+const EXIT_REPORTS: [Duration; 3] = [Duration::ZERO, Duration::from_millis(20), Duration::from_millis(100)];
+
 /// How many events pass between two calls of the progress callback (a power of two).
 const PROGRESS_EVERY: u64 = 1 << 16;
 
@@ -49,6 +53,11 @@ enum Event {
     Send { node: u32, epoch: u32 },
     /// A datagram reaches the monitor.
     Deliver { node: u32, sent: Instant, generation: u64, sequence: u64, bytes: Vec<u8> },
+    /// A node's agent sends an exit report for its crashed process; stale once the node
+    /// restarted since (`epoch` no longer matches).
+    ReportExit { node: u32, epoch: u32 },
+    /// An exit report reaches the monitor.
+    DeliverExit { node: u32, sent: Instant, generation: u64, sequence: u64, bytes: Vec<u8> },
     /// A crash or restart of the plan.
     Act { node: u32, action: Action },
     /// A probe (from the monitor) or a probe request, probe or ack (from another agent)
@@ -223,6 +232,11 @@ impl Engine<'_> {
                 self.deliver(node, sent, (generation, sequence), &bytes, now);
                 self.spare.push(bytes);
             }
+            Event::ReportExit { node, epoch } => self.report_exit(node, epoch, now),
+            Event::DeliverExit { node, sent, generation, sequence, bytes } => {
+                self.deliver_exit(node, sent, (generation, sequence), &bytes, now);
+                self.spare.push(bytes);
+            }
             Event::Act { node, action } => self.act(node, action, now),
             Event::ToAgent { node, from, bytes } => self.reach_agent(node, from, bytes, now),
             Event::Answer { node, sent, bytes } => {
@@ -325,6 +339,61 @@ impl Engine<'_> {
         self.drain(Some((Cause::Datagram { sent, new }, silence_from)), now);
     }
 
+    /// A node's agent reports that the process it watched died (killed by SIGKILL): an exit
+    /// report with the next sequence, on the node's path like a heartbeat (lost, delayed or
+    /// cut alike; not duplicated: a copy would be refused as a replay anyway).
+    fn report_exit(&mut self, node: u32, epoch: u32, now: Instant) {
+        let agent = &self.agents[node as usize];
+        if agent.alive || agent.epoch != epoch {
+            return;
+        }
+        let truth = &self.trace.nodes[node as usize];
+        let cut = span_at(&truth.cut, now).is_some();
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        let agent = &mut self.agents[node as usize];
+        agent.sequence += 1;
+        let (generation, sequence) = (agent.generation, agent.sequence);
+        let message = Outgoing {
+            follows_advice: false,
+            kind: Kind::Exit,
+            node: &truth.id,
+            generation,
+            sequence,
+            interval_ms: self.interval_ms,
+            labels: &[("signal", "9")],
+        };
+        encode(&message, &self.ring, &mut bytes)
+            .expect("simulated node ids and labels are within the codec's bounds");
+        self.trace.net.sent += 1;
+        self.trace.net.bytes += bytes.len() as u64;
+        if cut {
+            self.trace.net.cut += 1;
+            return self.spare.push(bytes);
+        }
+        match agent.path.carry(&self.scenario.network, now) {
+            Fate::Lost => {
+                self.trace.net.lost += 1;
+                self.spare.push(bytes);
+            }
+            Fate::Delivered(latency) => {
+                self.trace.max_latency = self.trace.max_latency.max(latency);
+                self.push(now + latency, Event::DeliverExit { node, sent: now, generation, sequence, bytes });
+            }
+        }
+    }
+
+    /// An exit report reaches the monitor. Not a heartbeat: nothing for the model's window of
+    /// arrivals; but the monitor refuses anything older from now on, and so does the model.
+    fn deliver_exit(&mut self, node: u32, sent: Instant, id: (u64, u64), bytes: &[u8], now: Instant) {
+        self.trace.net.delivered += 1;
+        let agent = &mut self.agents[node as usize];
+        let silence_from = agent.arrivals.last;
+        let new = id > agent.delivered;
+        agent.delivered = agent.delivered.max(id);
+        self.monitor.handle_datagram(now, agent.addr, bytes);
+        self.drain(Some((Cause::Datagram { sent, new }, silence_from)), now);
+    }
+
     fn act(&mut self, node: u32, action: Action, now: Instant) {
         let agent = &mut self.agents[node as usize];
         agent.epoch += 1;
@@ -340,6 +409,12 @@ impl Engine<'_> {
                     arrivals: agent.arrivals.clone(),
                     answered: agent.last_answer,
                 });
+                if self.trace.nodes[node as usize].reports_crash_at(now) {
+                    let epoch = agent.epoch;
+                    for after in EXIT_REPORTS {
+                        self.push(now + after, Event::ReportExit { node, epoch });
+                    }
+                }
             }
             Action::Restart => {
                 if let Some(crash) = agent.open_crash.take() {
@@ -375,11 +450,8 @@ impl Engine<'_> {
                     self.trace.transitions.push(Observed { node, transition, cause, silence_from });
                 }
                 MonitorEvent::SelfPause { .. } => self.trace.self_pauses += 1,
-                // The simulator never forgets nodes, and its agents watch no process; records
-                // are the daemon's business.
-                MonitorEvent::NodeChanged { .. }
-                | MonitorEvent::Forgotten { .. }
-                | MonitorEvent::ProcessExited { .. } => {}
+                // The simulator never forgets nodes; records are the daemon's business.
+                MonitorEvent::NodeChanged { .. } | MonitorEvent::Forgotten { .. } => {}
                 // Events the core may add later: the simulator's checkers judge transitions.
                 _ => {}
             }

@@ -360,7 +360,7 @@ impl RawNetwork {
 impl RawFault {
     fn into_fault(self) -> Result<Fault, String> {
         let allowed: &[&str] = match self.kind.as_str() {
-            "crash" => &["at", "restart_after"],
+            "crash" | "process-crash" => &["at", "restart_after"],
             "restart" => &["at"],
             "pause" => &["from", "to", "length"],
             "pauses" => &["every", "min", "max"],
@@ -369,7 +369,7 @@ impl RawFault {
             "drift" => &["factor"],
             other => {
                 return Err(format!(
-                    "kind must be one of crash, restart, pause, pauses, partition, slow, drift, got {other:?}"
+                    "kind must be one of crash, process-crash, restart, pause, pauses, partition, slow, drift, got {other:?}"
                 ));
             }
         };
@@ -396,6 +396,11 @@ impl RawFault {
         let span = |name: &str, value: &Option<String>| duration_field(name, value.as_ref());
         let fault = match self.kind.as_str() {
             "crash" => Fault::Crash {
+                nodes,
+                at: when("at", self.at)?,
+                restart_after: span("restart_after", &self.restart_after)?,
+            },
+            "process-crash" => Fault::ProcessCrash {
                 nodes,
                 at: when("at", self.at)?,
                 restart_after: span("restart_after", &self.restart_after)?,

@@ -49,6 +49,7 @@ pub(crate) fn plan(scenario: &Scenario) -> Plan {
         .map(|i| NodeTruth {
             id: Arc::from(node_id(i, n)),
             dead: Vec::new(),
+            reported: Vec::new(),
             restarts: Vec::new(),
             paused: Vec::new(),
             cut: Vec::new(),
@@ -65,9 +66,12 @@ pub(crate) fn plan(scenario: &Scenario) -> Plan {
         for node in chosen {
             let truth = &mut nodes[node as usize];
             match *fault {
-                Fault::Crash { at, restart_after, .. } => {
+                Fault::Crash { at, restart_after, .. } | Fault::ProcessCrash { at, restart_after, .. } => {
                     let at = draw(at, &mut rng);
                     asked.push((at, node, Action::Crash));
+                    if matches!(fault, Fault::ProcessCrash { .. }) {
+                        truth.reported.push(at);
+                    }
                     if let Some(after) = restart_after {
                         asked.push((at + after, node, Action::Restart));
                     }
@@ -100,6 +104,7 @@ pub(crate) fn plan(scenario: &Scenario) -> Plan {
         }
     }
     for truth in &mut nodes {
+        truth.reported.sort_unstable();
         merge(&mut truth.paused);
         merge(&mut truth.cut);
         truth.slow.sort_by_key(|(span, _)| *span);

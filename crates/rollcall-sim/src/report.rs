@@ -1,12 +1,13 @@
 //! The figures a run produces, as a table for people and as JSON for programs, and the
 //! sweep of a detector's threshold that draws the trade-off curve.
 
-use crate::check::{Findings, check, silence_bound};
+use crate::check::{Detection, Findings, check, silence_bound};
 use crate::engine::{Progress, run};
 use crate::qos::{self, QosReport};
 use crate::scenario::{DetectorSpec, Scenario, format_duration};
 use crate::trace::Trace;
 use core::time::Duration;
+use rollcall_core::monitor::Reason;
 use rollcall_detect::PhiAccrualConfig;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -31,12 +32,24 @@ pub struct Report {
     pub detected: usize,
     pub already_down: usize,
     pub not_judged: usize,
+    /// Detection of silent crashes (every crash but those of `process-crash` faults).
     pub detection_p50_ms: Option<f64>,
     pub detection_p99_ms: Option<f64>,
     pub detection_max_ms: Option<f64>,
     pub detection_mean_ms: Option<f64>,
-    /// Every detection time, in crash order (the histogram's data).
+    /// Every detection time of a silent crash, in crash order (the histogram's data).
     pub detection_times_ms: Vec<f64>,
+    /// Crashes of a watched process, which the node's agent reports (`process-crash`), among
+    /// `crashes`.
+    pub process_crashes: usize,
+    /// Of those, detected, and detected by an exit report (the others: every copy was lost
+    /// or cut, and silence found them).
+    pub process_detected: usize,
+    pub process_detected_by_report: usize,
+    /// Detection of the crashes of watched processes, whichever way they were found.
+    pub process_detection_p50_ms: Option<f64>,
+    pub process_detection_p99_ms: Option<f64>,
+    pub process_detection_max_ms: Option<f64>,
     /// Chen, Toueg and Aguilera's metrics (T_D, T_MR, T_M, P_A): see `qos.rs`.
     pub qos: QosReport,
     pub false_downs: usize,
@@ -95,9 +108,14 @@ fn ms(d: Duration) -> f64 {
 
 impl Report {
     pub fn new(scenario: &Scenario, trace: &Trace, findings: &Findings) -> Report {
-        let times: Vec<f64> = findings.detections.iter().map(|d| ms(d.time())).collect();
+        let reported = |d: &&Detection| trace.nodes[d.node as usize].reports_crash_at(d.crash);
+        let (exits, silent): (Vec<&Detection>, Vec<&Detection>) =
+            findings.detections.iter().partition(reported);
+        let times: Vec<f64> = silent.iter().map(|d| ms(d.time())).collect();
         let mut sorted = times.clone();
         sorted.sort_by(f64::total_cmp);
+        let mut exit_times: Vec<f64> = exits.iter().map(|d| ms(d.time())).collect();
+        exit_times.sort_by(f64::total_cmp);
         let mut converge: Vec<f64> = findings.convergence.iter().map(|d| ms(*d)).collect();
         converge.sort_by(f64::total_cmp);
         let node_seconds = f64::from(scenario.nodes) * scenario.duration.as_secs_f64();
@@ -136,6 +154,14 @@ impl Report {
             detection_mean_ms: (!sorted.is_empty()).then(|| sorted.iter().sum::<f64>() / sorted.len() as f64),
             qos: qos::central(trace, &times),
             detection_times_ms: times,
+            process_crashes: (trace.crashes.iter())
+                .filter(|crash| trace.nodes[crash.node as usize].reports_crash_at(crash.at))
+                .count(),
+            process_detected: exits.len(),
+            process_detected_by_report: exits.iter().filter(|d| d.reason == Reason::ProcessExited).count(),
+            process_detection_p50_ms: quantile(&exit_times, 0.50),
+            process_detection_p99_ms: quantile(&exit_times, 0.99),
+            process_detection_max_ms: exit_times.last().copied(),
             false_downs,
             false_downs_per_node_hour: false_downs as f64 / node_hours,
             false_downs_per_1000_node_days: false_downs as f64 / node_hours * 24.0 * 1000.0,
@@ -163,6 +189,8 @@ impl Report {
     /// The summary as a small aligned table, for a terminal.
     pub fn table(&self) -> String {
         let seconds = |value: Option<f64>| value.map_or("-".to_string(), |ms| format!("{:.2}s", ms / 1e3));
+        // An exit report is a latency away: milliseconds, not hundredths of seconds.
+        let ms3 = |value: Option<f64>| value.map_or("-".to_string(), |ms| format!("{ms:.1}ms"));
         let mut out = String::new();
         let mut row = |label: &str, value: String| {
             let _ = writeln!(out, "{label:<13} {value}");
@@ -197,6 +225,20 @@ impl Report {
                 self.nominal_silence_ms / 1e3
             ),
         );
+        if self.process_crashes > 0 {
+            row(
+                "process exits",
+                format!(
+                    "p50 {}  p99 {}  max {}  ({} reported crashes, {} detected: {} by the exit report, the rest by silence)",
+                    ms3(self.process_detection_p50_ms),
+                    ms3(self.process_detection_p99_ms),
+                    ms3(self.process_detection_max_ms),
+                    self.process_crashes,
+                    self.process_detected,
+                    self.process_detected_by_report
+                ),
+            );
+        }
         row(
             "false downs",
             format!(

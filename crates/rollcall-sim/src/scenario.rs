@@ -339,6 +339,12 @@ pub enum Fault {
     /// The nodes stop sending (their process dies), and start again as a new generation
     /// `restart_after` later if set.
     Crash { nodes: Selector, at: When, restart_after: Option<Duration> },
+    /// The nodes' watched process dies while their agent lives on: the agent sends an exit
+    /// report three times (at 0, 20 and 100 ms, like `rollcall agent`), each copy delayed or
+    /// lost like any datagram, and the monitor declares the node down at the first that
+    /// arrives. If every copy is lost, silence finds the node as after a `Crash`. Peer mode
+    /// has no exit reports: there, this is a `Crash`.
+    ProcessCrash { nodes: Selector, at: When, restart_after: Option<Duration> },
     /// The nodes restart: a new generation, the sequence starting over. A crashed node comes
     /// back; a running one restarts at once.
     Restart { nodes: Selector, at: When },
@@ -362,6 +368,7 @@ impl Fault {
     pub fn kind(&self) -> &'static str {
         match self {
             Fault::Crash { .. } => "crash",
+            Fault::ProcessCrash { .. } => "process-crash",
             Fault::Restart { .. } => "restart",
             Fault::Pause { .. } => "pause",
             Fault::Pauses { .. } => "pauses",
@@ -374,6 +381,7 @@ impl Fault {
     pub fn nodes(&self) -> &Selector {
         match self {
             Fault::Crash { nodes, .. }
+            | Fault::ProcessCrash { nodes, .. }
             | Fault::Restart { nodes, .. }
             | Fault::Pause { nodes, .. }
             | Fault::Pauses { nodes, .. }

@@ -3,6 +3,7 @@
 mod checkers;
 mod confirm;
 mod peer;
+mod process_crash;
 mod qos;
 mod runs;
 mod scenarios;

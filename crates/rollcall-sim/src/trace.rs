@@ -39,6 +39,9 @@ pub struct NodeTruth {
     pub id: Arc<str>,
     /// When its process was dead: from a crash to its restart (or the end of time).
     pub dead: Vec<Span>,
+    /// The crashes (by instant, sorted) that were of a watched process, which the node's
+    /// agent reports (`process-crash` faults); the others are silent.
+    pub reported: Vec<Instant>,
     /// When it restarted as a new generation (after a crash, or while running).
     pub restarts: Vec<Instant>,
     /// When it was stalled (sending nothing).
@@ -62,6 +65,11 @@ impl NodeTruth {
 
     pub fn dead_at(&self, at: Instant) -> bool {
         span_at(&self.dead, at).is_some()
+    }
+
+    /// Whether the crash at `at` was one the node's agent reports.
+    pub fn reports_crash_at(&self, at: Instant) -> bool {
+        self.reported.binary_search(&at).is_ok()
     }
 }
 

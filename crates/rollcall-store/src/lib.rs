@@ -22,6 +22,7 @@ pub use silences::{IncidentChangeRecord, SilenceRecord};
 
 use rollcall_core::alerts::SubjectKind;
 use rollcall_core::monitor::{NodeState, Reason, RestoredNode};
+use rollcall_core::wire::ExitStatus;
 use rusqlite::{Connection, OpenFlags, params};
 use std::path::{Path, PathBuf};
 
@@ -111,6 +112,10 @@ pub struct TransitionRecord {
     pub reason: Reason,
     pub at_ms: i64,
     pub noticed_at_ms: i64,
+    /// The exit status of a `down (process-exited)`: `Some` for every such transition (both
+    /// fields `None` when the agent could not tell, or the row predates schema 7), `None` for
+    /// any other.
+    pub exit: Option<ExitStatus>,
 }
 
 /// One change to make durable.
@@ -276,7 +281,7 @@ impl Store {
             )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO transitions (node, generation, from_state, to_state, reason, at_ms, noticed_at_ms,
-                   subject_kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   subject_kind, exit_code, exit_signal) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for write in batch {
                 match write {
@@ -315,6 +320,8 @@ impl Store {
                             t.at_ms,
                             t.noticed_at_ms,
                             t.kind.as_str(),
+                            t.exit.and_then(|exit| exit.code),
+                            t.exit.and_then(|exit| exit.signal),
                         ])?;
                         ids.push(tx.last_insert_rowid());
                     }
@@ -369,7 +376,8 @@ impl Store {
         filter: TransitionFilter<'_>,
     ) -> Result<Vec<TransitionRecord>, StoreError> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT id, node, generation, from_state, to_state, reason, at_ms, noticed_at_ms, subject_kind
+            "SELECT id, node, generation, from_state, to_state, reason, at_ms, noticed_at_ms, subject_kind,
+               exit_code, exit_signal
              FROM transitions WHERE id > ?1 AND (?2 IS NULL OR node = ?2) AND (?3 IS NULL OR subject_kind = ?3)
              ORDER BY id LIMIT ?4",
         )?;
@@ -382,24 +390,28 @@ impl Store {
                 [row.get::<_, String>(3)?, row.get::<_, String>(4)?, row.get::<_, String>(5)?, row.get(8)?],
                 row.get::<_, i64>(6)?,
                 row.get::<_, i64>(7)?,
+                ExitStatus { code: row.get(9)?, signal: row.get(10)? },
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, node, generation, [from, to, reason, kind], at_ms, noticed_at_ms) = row?;
+            let (id, node, generation, [from, to, reason, kind], at_ms, noticed_at_ms, exit) = row?;
             let bad = |what: &str, value: &str| {
                 StoreError::BadRow(format!("transition {id} has unknown {what} {value:?}"))
             };
+            let reason = Reason::parse(&reason).ok_or_else(|| bad("reason", &reason))?;
             out.push(TransitionRecord {
                 id,
                 kind: SubjectKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
                 generation: generation as u64,
                 from: NodeState::parse(&from).ok_or_else(|| bad("state", &from))?,
                 to: NodeState::parse(&to).ok_or_else(|| bad("state", &to))?,
-                reason: Reason::parse(&reason).ok_or_else(|| bad("reason", &reason))?,
+                reason,
                 node,
                 at_ms,
                 noticed_at_ms,
+                // Only an exit report's transition has a status, even an unknown one.
+                exit: (reason == Reason::ProcessExited).then_some(exit),
             });
         }
         Ok(out)

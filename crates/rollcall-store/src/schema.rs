@@ -110,4 +110,8 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE TABLE lease_tokens (last INTEGER NOT NULL) STRICT;
     INSERT INTO lease_tokens (last) VALUES (0);",
+    // 7: how a watched process ended, on its `down (process-exited)` transition (NULL when
+    // the agent could not tell, and on every other transition).
+    "ALTER TABLE transitions ADD COLUMN exit_code INTEGER;
+    ALTER TABLE transitions ADD COLUMN exit_signal INTEGER;",
 ];

@@ -26,6 +26,7 @@ fn transition(node: &str, from: NodeState, to: NodeState, reason: Reason) -> Wri
         reason,
         at_ms: 10,
         noticed_at_ms: 11,
+        exit: None,
     })
 }
 
@@ -266,6 +267,58 @@ fn a_version_1_store_is_migrated_in_place() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.nodes().unwrap()[0].id, "old");
     assert!(store.outbox_depth().unwrap().is_empty());
+}
+
+#[test]
+fn an_exit_status_is_stored_with_its_transition() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = ExitStatus { code: None, signal: Some(9) };
+    let failed = ExitStatus { code: Some(3), signal: None };
+    let exited = |node: &str, exit: ExitStatus| {
+        let mut write = transition(node, NodeState::Up, NodeState::Down, Reason::ProcessExited);
+        if let Write::Transition(record) = &mut write {
+            record.exit = Some(exit);
+        }
+        write
+    };
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .write(&[
+                exited("a", killed),
+                exited("b", failed),
+                exited("c", ExitStatus::default()),
+                transition("d", NodeState::Up, NodeState::Down, Reason::Phi),
+            ])
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let stored: Vec<_> = store.transitions(0, 10, TransitionFilter::default()).unwrap();
+    let exits: Vec<_> = stored.iter().map(|t| t.exit).collect();
+    assert_eq!(exits, [Some(killed), Some(failed), Some(ExitStatus::default()), None]);
+}
+
+#[test]
+fn a_version_6_store_keeps_its_exit_transitions_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let connection = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        for migration in &MIGRATIONS[..6] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        connection.pragma_update(None, "user_version", 6).unwrap();
+        connection
+            .execute(
+                "INSERT INTO transitions (node, generation, from_state, to_state, reason, at_ms, noticed_at_ms)
+                 VALUES ('old', 1, 'up', 'down', 'process-exited', 10, 11)",
+                [],
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let stored = store.recent_transitions(SubjectKind::Node, "old", 1).unwrap();
+    assert_eq!(stored[0].exit, Some(ExitStatus::default()), "an exit whose status was not kept");
 }
 
 /// A ping of `check_id` at `at_ms`, keeping the newest `keep` of its check.

@@ -41,8 +41,15 @@ function eventRow(event) {
     h('td', { class: 'time' }, new Date(event.at).toLocaleString()),
     h('td', {}, subject),
     h('td', {}, badge(event.from), ' → ', badge(event.to)),
-    h('td', {}, event.reason),
+    h('td', {}, event.reason + exitDetail(event)),
     h('td', { class: 'num' }, event.generation));
+}
+
+/** How a watched process ended, after `process-exited`: " (signal 9)", " (exit code 3)". */
+function exitDetail(event) {
+  if (event.exit_signal != null) return ` (signal ${event.exit_signal})`;
+  if (event.exit_code != null) return ` (exit code ${event.exit_code})`;
+  return '';
 }
 
 /**

@@ -615,7 +615,7 @@ fn print_event(event: &Value, json: bool) {
         return;
     }
     println!(
-        "{:>6}  {}  {:<5} {:<20} {} -> {} ({})",
+        "{:>6}  {}  {:<5} {:<20} {} -> {} ({}){}",
         text(&event["id"]),
         text(&event["at"]),
         text(&event["kind"]),
@@ -623,8 +623,16 @@ fn print_event(event: &Value, json: bool) {
         state_cell(&event["from"]),
         state_cell(&event["to"]),
         text(&event["reason"]),
+        exit_detail(event),
     );
     let _ = std::io::stdout().flush();
+}
+
+/// " (signal 9, SIGKILL)" after a `process-exited` that carries its status, else nothing.
+fn exit_detail(event: &Value) -> String {
+    let read = |key: &str| event[key].as_i64().and_then(|n| i32::try_from(n).ok());
+    let status = rollcall_core::wire::ExitStatus { code: read("exit_code"), signal: read("exit_signal") };
+    crate::alerts::build::exit_detail(&status)
 }
 
 fn print_json(value: &Value) {

@@ -428,5 +428,6 @@ pub fn transition_write(
         reason: transition.reason,
         at_ms: clock.wall_ms(transition.at),
         noticed_at_ms: clock.wall_ms(transition.noticed),
+        exit: transition.exit,
     })
 }

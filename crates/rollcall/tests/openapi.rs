@@ -152,6 +152,12 @@ fn every_operation_answers_as_documented() {
         let failed = sinks[0]["failed_attempts"].as_u64().unwrap_or(0) > 0;
         if resolved && failed { Ok(()) } else { Err(format!("{incidents}\n{sinks}")) }
     });
+    // A command that fails at once: a `process-exited` transition with its exit code.
+    let interval = Duration::from_millis(200);
+    let mut worker =
+        Agent::start_with(&sandbox, "worker-1", monitor.udp, interval, &[], &["--", "sh", "-c", "exit 3"]);
+    monitor.wait_for_state("worker-1", "down");
+    assert_eq!(worker.wait_exit().code(), Some(3));
 
     monitor_endpoints(&api);
     node_endpoints(&api);
@@ -285,6 +291,9 @@ fn event_endpoints(api: &Api) {
     assert!(events.len() >= 3, "{events:?}");
     let page = api.get("/v1/events", "/v1/events?since=1&limit=2&kind=node&node=web-1", 200).json();
     assert_eq!(page.as_array().map(Vec::len), Some(2));
+    let exited = api.get("/v1/events", "/v1/events?node=worker-1", 200).json();
+    let down = exited.as_array().and_then(|events| events.last()).expect("worker-1 has transitions");
+    assert_eq!((&down["reason"], &down["exit_code"]), (&json!("process-exited"), &json!(3)), "{exited}");
     let bad = api.get("/v1/events", "/v1/events?kind=bogus", 400);
     assert_eq!(bad.json()["code"], "bad_request");
     let unparsed = api.get("/v1/events", "/v1/events?since=yesterday", 400);

@@ -72,6 +72,11 @@ fn a_killed_command_is_down_within_a_second_and_pages() {
 
     let page = wait_for_firing(&monitor, &receiver, "api-1");
     assert_eq!(page["transition"]["reason"], "process-exited", "{page:#}");
+    // How it ended travels with the page and stays in the node's history.
+    assert_eq!(page["transition"]["exit_signal"], 9, "{page:#}");
+    assert_eq!(page["summary"], "node api-1 is down: process exited (signal 9, SIGKILL)", "{page:#}");
+    let down = latest_in_history(&monitor, "api-1");
+    assert_eq!((&down["exit_signal"], &down["exit_code"]), (&Value::from(9), &Value::Null), "{down:#}");
     // Without --restart the agent stops with the command's status, as a shell reports it.
     let status = agent.wait_exit();
     assert_eq!(status.code(), Some(128 + 9), "the agent exits 128 + SIGKILL, got {status}");
@@ -89,6 +94,16 @@ fn a_command_that_fails_at_once_is_reported_with_its_status() {
     let events = monitor.wait_for_events("job-1", 2);
     assert_eq!(history(&events), ["new -> up (first-heartbeat)", "up -> down (process-exited)"]);
     assert_eq!(agent.wait_exit().code(), Some(3), "the agent exits with the command's code");
+    let page = wait_for_firing(&monitor, &receiver, "job-1");
+    assert_eq!(page["transition"]["exit_code"], 3, "{page:#}");
+    assert_eq!(page["summary"], "node job-1 is down: process exited (exit code 3)", "{page:#}");
+    assert_eq!(latest_in_history(&monitor, "job-1")["exit_code"], 3);
+
+    // The status is stored with the transition: a restarted monitor still shows it.
+    monitor.stop(Signal::SIGTERM);
+    let monitor = Monitor::start(&sandbox, &config(PATIENT, &receiver));
+    let down = latest_in_history(&monitor, "job-1");
+    assert_eq!((&down["reason"], &down["exit_code"]), (&Value::from("process-exited"), &Value::from(3)));
 }
 
 #[test]
@@ -372,6 +387,13 @@ fn wait_for_firing(monitor: &Monitor, receiver: &Receiver, node: &str) -> Value 
             .cloned()
             .ok_or_else(|| format!("{} alerts", alerts.len()))
     })
+}
+
+/// The newest transition in `/v1/nodes/{node}`'s history.
+fn latest_in_history(monitor: &Monitor, node: &str) -> Value {
+    let (status, mut detail) = monitor.get_json(&format!("/v1/nodes/{node}"));
+    assert_eq!(status, 200, "{detail}");
+    detail["history"][0].take()
 }
 
 fn parse_time(text: &str) -> SystemTime {

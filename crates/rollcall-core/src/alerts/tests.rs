@@ -38,6 +38,7 @@ impl Harness {
             reason,
             at: self.now,
             noticed: self.now,
+            exit: None,
         };
         self.alerter.handle_transition(kind, &t, self.now);
         self.drain();
@@ -439,6 +440,7 @@ fn stored_down(node: &str, at: Instant) -> Transition {
         reason: Reason::Phi,
         at,
         noticed: at,
+        exit: None,
     }
 }
 

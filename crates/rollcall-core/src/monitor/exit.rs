@@ -5,6 +5,7 @@
 //! that is stronger evidence than any silence, so the node goes `down` at once: no
 //! suspicion, no confirmation round.
 
+use super::node::Node;
 use super::{Monitor, MonitorEvent, NodeState, Reason};
 use crate::Instant;
 use crate::wire::{ExitStatus, Message};
@@ -17,33 +18,37 @@ impl Monitor {
     /// restarted node down again; only heartbeats of a newer generation bring it back up.
     pub(super) fn accept_exit(&mut self, index: u32, message: &Message<'_>, from: SocketAddr, now: Instant) {
         self.stats.exits += 1;
-        let node = self.nodes.get_mut(index);
-        node.addr = Some(from);
-        if message.generation > node.generation {
-            node.generation = message.generation;
-            let id = node.id.clone();
-            self.events.push_back(MonitorEvent::NodeChanged { node: id });
-        }
-        let node = self.nodes.get_mut(index);
-        node.sequence = message.sequence;
-        // A recovery in progress is over: the process it was counting heartbeats of is gone.
-        node.rise_count = 0;
-        node.restarted = false;
+        let node = self.note_last_word(index, message, from);
         match node.state {
             NodeState::New | NodeState::Up | NodeState::Suspect => {
                 let status = ExitStatus::from_labels(&message.labels);
-                let event = MonitorEvent::ProcessExited {
-                    node: node.id.clone(),
-                    generation: node.generation,
-                    status,
-                };
-                self.transition(index, NodeState::Down, Reason::ProcessExited, now, now);
-                self.events.push_back(event);
+                self.transition_with(index, NodeState::Down, Reason::ProcessExited, now, now, Some(status));
             }
             // Already down (the agent repeats its report, since UDP may lose one); in
             // maintenance, where nothing is judged; or gone on purpose, so nobody is paged.
             NodeState::Down | NodeState::Paused | NodeState::Left => {}
         }
         self.schedule(index);
+    }
+
+    /// The bookkeeping of a node's last word (a goodbye or an exit report, both already found
+    /// fresh): where it came from, its generation (a newer one is persisted) and sequence. A
+    /// recovery in progress is over: the process whose heartbeats it was counting is gone.
+    pub(super) fn note_last_word(
+        &mut self,
+        index: u32,
+        message: &Message<'_>,
+        from: SocketAddr,
+    ) -> &mut Node {
+        let node = self.nodes.get_mut(index);
+        node.addr = Some(from);
+        if message.generation > node.generation {
+            node.generation = message.generation;
+            self.events.push_back(MonitorEvent::NodeChanged { node: node.id.clone() });
+        }
+        node.sequence = message.sequence;
+        node.rise_count = 0;
+        node.restarted = false;
+        node
     }
 }

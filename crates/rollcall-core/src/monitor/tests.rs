@@ -592,8 +592,8 @@ fn an_exit_report_takes_the_node_down_at_once() {
     let down = h.transitions.last().unwrap();
     assert_eq!((down.at, down.noticed), (h.now, h.now), "no suspicion, no waiting");
     let status = crate::wire::ExitStatus { code: None, signal: Some(9) };
-    assert!(h.other_events.iter().any(|e| matches!(e,
-        MonitorEvent::ProcessExited { node, generation: 7, status: s } if &**node == "web-1" && *s == status)));
+    assert_eq!((down.generation, down.exit), (7, Some(status)), "the report's status is on the transition");
+    assert_eq!(h.transitions[0].exit, None, "only an exit report carries a status");
     assert_eq!(h.monitor.node("web-1", h.now).unwrap().deadline, None);
     // The agent repeats its report (UDP may lose one): counted, nothing more happens.
     h.deliver(&exit_report("web-1", 7, 7, &[("signal", "9")]));

@@ -152,6 +152,9 @@ pub struct Transition {
     pub at: Instant,
     /// When the monitor handled it. `noticed - at` is the detection lag.
     pub noticed: Instant,
+    /// How the watched process ended, for a `down (process-exited)` (its code or signal when
+    /// the agent could read them); `None` for every other transition.
+    pub exit: Option<ExitStatus>,
 }
 
 /// What the shell must act on, in order.
@@ -168,9 +171,6 @@ pub enum MonitorEvent {
     /// The monitor's own loop ran late by `stalled`: it was paused or starved. Every node
     /// silent since before `resumed` gets a fresh grace period from `resumed`.
     SelfPause { stalled: Duration, resumed: Instant },
-    /// The node's watched process exited, as its agent reported: follows the node's
-    /// transition to `down (process-exited)`, with the status the report carried (for logs).
-    ProcessExited { node: Arc<str>, generation: u64, status: ExitStatus },
 }
 
 /// Why an input datagram was dropped. Every variant is the sender's doing (or an

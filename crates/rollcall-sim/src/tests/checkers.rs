@@ -20,6 +20,7 @@ fn truth(id: &str) -> NodeTruth {
     NodeTruth {
         id: Arc::from(id),
         dead: vec![],
+        reported: vec![],
         restarts: vec![],
         paused: vec![],
         cut: vec![],
@@ -42,6 +43,7 @@ fn observed(from: NodeState, to: NodeState, when: f64, cause: Cause, silence_fro
             reason,
             at: at(when),
             noticed: at(when),
+            exit: None,
         },
         cause,
         silence_from: Some(at(silence_from)),

@@ -4,12 +4,13 @@ use super::super::*;
 use super::runs::outcome;
 use core::time::Duration;
 
-const SHIPPED: [(&str, &str); 5] = [
+const SHIPPED: [(&str, &str); 6] = [
     ("lan", include_str!("../../../../scenarios/lan.toml")),
     ("wan", include_str!("../../../../scenarios/wan.toml")),
     ("lossy", include_str!("../../../../scenarios/lossy.toml")),
     ("gc-pauses", include_str!("../../../../scenarios/gc-pauses.toml")),
     ("partition", include_str!("../../../../scenarios/partition.toml")),
+    ("process-crash", include_str!("../../../../scenarios/process-crash.toml")),
 ];
 
 #[test]

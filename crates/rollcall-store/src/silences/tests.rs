@@ -13,6 +13,7 @@ fn transition(node: &str) -> Write {
         reason: Reason::Phi,
         at_ms: 10,
         noticed_at_ms: 11,
+        exit: None,
     })
 }
 

@@ -7,6 +7,8 @@ use super::model::{
 use super::sinks::SinkConfig;
 use crate::clock::{Clock, rfc3339_ms};
 use rollcall_core::alerts::{self as core, Admission, Notification, NotificationKind};
+use rollcall_core::monitor::Transition;
+use rollcall_core::wire::ExitStatus;
 use rollcall_store::{IncidentChangeRecord, IncidentRecord, OutboxEntry, Write};
 use std::collections::BTreeMap;
 
@@ -28,6 +30,19 @@ fn group_who(members: &[String]) -> String {
     }
 }
 
+/// How a watched process ended, for people: " (signal 9, SIGKILL)", " (exit code 3)", or
+/// nothing when the agent could not tell (a pid watched through a pidfd).
+pub fn exit_detail(exit: &ExitStatus) -> String {
+    match (exit.code, exit.signal) {
+        (_, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(name) => format!(" (signal {signal}, {})", name.as_str()),
+            Err(_) => format!(" (signal {signal})"),
+        },
+        (Some(code), None) => format!(" (exit code {code})"),
+        (None, None) => String::new(),
+    }
+}
+
 /// The alert document for a notification. `labels` are the subject's labels (for a group:
 /// those its members share).
 pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, clock: &Clock) -> Alert {
@@ -42,6 +57,9 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
     };
     let summary = match notification.kind {
         NotificationKind::Firing => match &notification.transition {
+            Some(Transition { exit: Some(exit), .. }) => {
+                format!("{who} is down: process exited{}", exit_detail(exit))
+            }
             Some(t) => format!("{who} is down ({})", t.reason.as_str()),
             None if notification.subject_kind == core::SubjectKind::Group => {
                 format!("{who} down at once: a correlated failure, or trouble on the monitor's side")
@@ -87,6 +105,8 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
             to: t.to.as_str().to_string(),
             reason: t.reason.as_str().to_string(),
             at: rfc3339_ms(clock.wall_ms(t.at)),
+            exit_code: t.exit.and_then(|exit| exit.code),
+            exit_signal: t.exit.and_then(|exit| exit.signal),
         }),
         summary,
         fencing_token: None,

@@ -90,6 +90,12 @@ pub struct TransitionInfo {
     pub reason: String,
     /// RFC 3339: when it should have happened (the computed deadline).
     pub at: String,
+    /// For `process-exited`: the watched process's exit code, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// For `process-exited`: the signal that killed the watched process, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_signal: Option<i32>,
 }
 
 /// An incident as the API (`/v1/incidents`) and the event stream show it.

@@ -446,9 +446,6 @@ impl Owner {
                         "the monitor itself stalled; every silent node gets a fresh grace period"
                     );
                 }
-                MonitorEvent::ProcessExited { node, generation, status } => {
-                    tracing::warn!(node = %node, generation, code = status.code, signal = status.signal, "watched process exited");
-                }
                 // The core's events are `#[non_exhaustive]` for embedders; here, one it adds
                 // before this loop learns it is at least seen.
                 other => tracing::warn!(event = ?other, "an event of the core this owner does not act on"),
@@ -703,10 +700,11 @@ impl Owner {
 
 fn log_transition(kind: &str, t: &Transition) {
     let lag_ms = (t.noticed - t.at).as_millis() as u64;
+    let exit = t.exit.as_ref().map(crate::alerts::build::exit_detail).unwrap_or_default();
     tracing::info!(
         kind, node = %t.node, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason.as_str(),
         generation = t.generation, lag_ms,
-        "{} {} -> {} ({})", t.node, t.from.as_str(), t.to.as_str(), t.reason.as_str()
+        "{} {} -> {} ({}){exit}", t.node, t.from.as_str(), t.to.as_str(), t.reason.as_str()
     );
 }
 
@@ -729,6 +727,7 @@ fn restored_down(
             reason: record.reason,
             at: clock.instant_at_wall_ms(record.at_ms),
             noticed: clock.instant_at_wall_ms(record.noticed_at_ms),
+            exit: record.exit,
         },
         None => Transition {
             node: id.into(),
@@ -738,6 +737,7 @@ fn restored_down(
             reason: Reason::Timeout,
             at: now,
             noticed: now,
+            exit: None,
         },
     }
 }

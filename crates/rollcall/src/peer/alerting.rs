@@ -137,6 +137,7 @@ impl Alerts {
             // SWIM has no deadline to report: the transition is stamped when it was noticed.
             at,
             noticed: at,
+            exit: None,
         };
         let restored_down = from.is_none() && to == MemberState::Down && self.covered(member);
         if !restored_down {

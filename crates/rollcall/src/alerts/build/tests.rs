@@ -39,3 +39,40 @@ fn a_small_group_is_listed_whole() {
         alert.summary
     );
 }
+
+/// A node's page for a `down (process-exited)` with `exit`.
+fn exited(exit: ExitStatus) -> Alert {
+    let transition = Transition {
+        node: "api-1".into(),
+        generation: 4,
+        from: rollcall_core::monitor::NodeState::Up,
+        to: rollcall_core::monitor::NodeState::Down,
+        reason: rollcall_core::monitor::Reason::ProcessExited,
+        at: Instant::ZERO,
+        noticed: Instant::ZERO,
+        exit: Some(exit),
+    };
+    let notification = Notification {
+        subject_kind: core::SubjectKind::Node,
+        subject: "api-1".to_string(),
+        members: vec!["api-1".to_string()],
+        transition: Some(transition),
+        ..group_firing(1)
+    };
+    alert(&notification, BTreeMap::new(), &Clock::start())
+}
+
+#[test]
+fn a_crashed_process_page_says_how_it_ended() {
+    let killed = exited(ExitStatus { code: None, signal: Some(9) });
+    assert_eq!(killed.summary, "node api-1 is down: process exited (signal 9, SIGKILL)");
+    let transition = killed.transition.expect("a transition");
+    assert_eq!((transition.exit_code, transition.exit_signal), (None, Some(9)));
+    let failed = exited(ExitStatus { code: Some(3), signal: None });
+    assert_eq!(failed.summary, "node api-1 is down: process exited (exit code 3)");
+    assert_eq!(exited(ExitStatus::default()).summary, "node api-1 is down: process exited");
+    // Only a status that is known appears in the document.
+    let body = serde_json::to_value(&failed).expect("an alert serializes");
+    assert_eq!(body["transition"]["exit_code"], 3);
+    assert!(body["transition"].get("exit_signal").is_none(), "{body:#}");
+}

@@ -181,6 +181,15 @@ pub fn postable(opened: &Alert, latest: &Alert, ends_at: Option<&str>) -> Value 
     if let Some(ends_at) = ends_at {
         value["endsAt"] = Value::from(ends_at);
     }
+    // The exit status of a crashed process, as separate annotations for templates and routes.
+    if let Some(transition) = &latest.transition {
+        if let Some(code) = transition.exit_code {
+            value["annotations"]["exit_code"] = Value::from(code.to_string());
+        }
+        if let Some(signal) = transition.exit_signal {
+            value["annotations"]["exit_signal"] = Value::from(signal.to_string());
+        }
+    }
     if let Some(token) = latest.fencing_token {
         value["annotations"]["fencing_token"] = Value::from(token.to_string());
     }

@@ -41,6 +41,8 @@ fn alert(kind: AlertKind, incident: u64) -> Alert {
             to: if resolved { "up" } else { "down" }.to_owned(),
             reason: "missed-heartbeats".to_owned(),
             at: if resolved { "2026-03-01T12:05:30Z" } else { "2026-03-01T12:00:00Z" }.to_owned(),
+            exit_code: None,
+            exit_signal: None,
         }),
         summary: format!("web-1: {kind:?}"),
         fencing_token: None,

@@ -53,6 +53,12 @@ pub struct EventJson {
     at: String,
     /// When the monitor noticed it, RFC 3339.
     noticed_at: String,
+    /// For `process-exited`: the watched process's exit code, when it exited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    /// For `process-exited`: the signal that killed it, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_signal: Option<i32>,
 }
 
 impl From<TransitionRecord> for EventJson {
@@ -67,6 +73,8 @@ impl From<TransitionRecord> for EventJson {
             reason: row.reason.as_str(),
             at: rfc3339_ms(row.at_ms),
             noticed_at: rfc3339_ms(row.noticed_at_ms),
+            exit_code: row.exit.and_then(|exit| exit.code),
+            exit_signal: row.exit.and_then(|exit| exit.signal),
         }
     }
 }

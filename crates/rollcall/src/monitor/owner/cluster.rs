@@ -157,7 +157,7 @@ fn agreed_transition(
         NodeState::Down => Reason::parse(reason).unwrap_or(Reason::Timeout),
         _ => Reason::Heartbeat,
     };
-    Transition { node: node.into(), generation, from, to, reason, at: now, noticed: now }
+    Transition { node: node.into(), generation, from, to, reason, at: now, noticed: now, exit: None }
 }
 
 fn restored(doc: &IncidentDoc, clock: &Clock) -> Option<OpenIncident> {

@@ -188,3 +188,15 @@ async fn a_failed_resend_is_an_error() {
     sink.restore_firing(vec![alert(AlertKind::Firing, 1)]);
     assert!(matches!(sink.resend_firing().await, Err(DeliveryError::Io(_))));
 }
+
+#[test]
+fn a_crashed_process_has_its_exit_status_as_annotations() {
+    let mut killed = alert(AlertKind::Firing, 1);
+    let transition = killed.transition.as_mut().expect("a firing alert has its transition");
+    transition.reason = "process-exited".to_owned();
+    transition.exit_signal = Some(9);
+    let posted = crate::alerts::sinks::alertmanager::postable(&killed, &killed, None);
+    check_postable(&postable_alerts_schema(), &json!([posted]));
+    assert_eq!(posted["annotations"]["exit_signal"], "9");
+    assert!(posted["annotations"].get("exit_code").is_none(), "{posted:#}");
+}
