@@ -18,7 +18,6 @@
 pub mod apply;
 
 use super::explain::{self, Goals};
-use crate::monitor::owner::node_json;
 use rollcall_core::monitor::NodeState;
 use rollcall_core::{Instant, Monitor};
 use std::collections::BTreeMap;
@@ -67,7 +66,6 @@ impl Advisor {
         if self.cursor >= core.len() {
             self.cursor = 0;
         }
-        let detector = core.config().detector.name();
         let mut samples: BTreeMap<Option<String>, Sample> = BTreeMap::new();
         let mut visited = 0;
         for view in core.nodes_from(self.cursor, now).take(VISIT) {
@@ -75,8 +73,8 @@ impl Advisor {
             if view.state != NodeState::Up {
                 continue;
             }
-            let node = node_json(&view, now, detector);
-            let scope = node.labels.get("group").filter(|group| goals.groups.contains_key(*group)).cloned();
+            let group = view.labels().into_iter().find_map(|(key, value)| (key == "group").then_some(value));
+            let scope = group.filter(|group| goals.groups.contains_key(*group)).map(str::to_owned);
             if scope.is_none() && goals.fleet.is_none() {
                 continue;
             }
@@ -84,7 +82,9 @@ impl Advisor {
             if sample.intervals.len() >= SAMPLE {
                 continue;
             }
-            let Some(explanation) = explain::explain(core, node, goals, &self.sources) else { continue };
+            let Some(explanation) = explain::explain(core, &view, now, goals, &self.sources) else {
+                continue;
+            };
             if goals.apply
                 && let Some((_, wanted)) = goals.for_labels(&explanation.node.labels)
             {

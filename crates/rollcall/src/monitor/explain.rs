@@ -5,9 +5,9 @@
 //! they are kept on this node's network and, if not, what settings would keep them.
 
 use super::advice::apply::Sources;
-use crate::monitor::owner::NodeJson;
-use rollcall_core::Monitor;
-use rollcall_core::monitor::{ConfirmConfig, DetectorConfig, GroupSettings};
+use crate::monitor::owner::{NodeJson, node_json};
+use rollcall_core::monitor::{ConfirmConfig, DetectorConfig, GroupSettings, NodeView};
+use rollcall_core::{Instant, Monitor};
 use rollcall_detect::qos::{self, Goal, Observed, Round};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -224,9 +224,18 @@ fn settings_json(group: Option<String>, settings: &GroupSettings, sources: &Sour
     }
 }
 
-/// Explains node `id` (`None` if unknown). `node` is the node as the API shows it.
-pub fn explain(core: &Monitor, node: NodeJson, goals: &Goals, sources: &Sources) -> Option<Explanation> {
-    let facts = core.detector_facts(&node.id)?;
+/// Explains the node `view` shows, as the core sees it at `now` (`None` if the core has no
+/// detector facts for it).
+pub fn explain(
+    core: &Monitor,
+    view: &NodeView<'_>,
+    now: Instant,
+    goals: &Goals,
+    sources: &Sources,
+) -> Option<Explanation> {
+    let facts = core.detector_facts(view.id)?;
+    // The node as the API shows it, which the explanation carries.
+    let node = node_json(view, now, core.config().detector.name());
     let (group, config) = settings_of(core, &node.labels);
     let rise = core.config().rise;
     let declared = Duration::from_millis(node.interval_ms.max(1));
