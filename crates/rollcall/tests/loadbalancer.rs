@@ -85,12 +85,10 @@ impl Drop for Reaped {
     }
 }
 
+/// Waits up to 30 s until `done`.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let probe = || if done() { Ok(()) } else { Err("not yet".to_owned()) };
+    support::wait_until(Duration::from_secs(30), what, probe, String::new);
 }
 
 #[test]

@@ -25,8 +25,6 @@ use support::{DEADLINE, PeerProcess, Sandbox, bin, promtool_check};
 /// partition is noticed within about a second.
 const TIMING: [&str; 6] =
     ["--probe-interval", "200ms", "--sync-interval", "1s", "--reconnect-interval", "500ms"];
-/// How often the views are read again while waiting.
-const POLL: Duration = Duration::from_millis(100);
 /// The nftables table holding the partition's rules (inside the namespace).
 const PARTITION_TABLE: &str = "rollcall_partition";
 
@@ -397,26 +395,21 @@ impl Cluster {
         mut probe: impl FnMut(&Views) -> Result<(), String>,
     ) -> Duration {
         let started = Instant::now();
-        loop {
-            let views = self.views();
-            let seen = match probe(&views) {
-                Ok(()) => return started.elapsed(),
-                Err(seen) => seen,
-            };
-            if started.elapsed() > deadline {
+        support::wait_until(
+            deadline,
+            what,
+            || probe(&self.views()),
+            || {
                 let tails: Vec<String> = self
                     .peers
                     .iter()
                     .flatten()
                     .map(|peer| format!("--- {} stderr ---\n{}", peer.name, peer.stderr_tail()))
                     .collect();
-                panic!(
-                    "timed out after {deadline:?} waiting until {what}\nlast observed: {seen}\nviews: {views:#?}\n{}",
-                    tails.join("\n")
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+                format!("views: {:#?}\n{}", self.views(), tails.join("\n"))
+            },
+        );
+        started.elapsed()
     }
 
     /// Polls peer `index`'s `/metrics` until `probe` accepts them; returns them.
@@ -425,19 +418,18 @@ impl Cluster {
         index: usize,
         mut probe: impl FnMut(&BTreeMap<String, f64>) -> Result<(), String>,
     ) -> BTreeMap<String, f64> {
-        let started = Instant::now();
-        loop {
-            let (status, body) = self.net.get(self.peer(index).http, "/metrics");
-            assert_eq!(status, 200, "GET /metrics: {body}");
-            let metrics = parse_metrics(&body);
-            match probe(&metrics) {
-                Ok(()) => return metrics,
-                Err(seen) if started.elapsed() > DEADLINE => {
-                    panic!("timed out waiting for p{}'s metrics: {seen}\n{body}", index + 1)
-                }
-                Err(_) => std::thread::sleep(POLL),
-            }
-        }
+        let what = format!("p{}'s metrics are as expected", index + 1);
+        support::wait_until(
+            DEADLINE,
+            &what,
+            || {
+                let (status, body) = self.net.get(self.peer(index).http, "/metrics");
+                assert_eq!(status, 200, "GET /metrics: {body}");
+                let metrics = parse_metrics(&body);
+                probe(&metrics).map(|()| metrics).map_err(|seen| format!("{seen}\n{body}"))
+            },
+            String::new,
+        )
     }
 
     /// The incarnation at which `observer` sees `member`.

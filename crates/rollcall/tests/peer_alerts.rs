@@ -16,15 +16,13 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{PeerProcess, Sandbox, bin, promtool_check};
 
 /// How long any condition may take: detection (a few probe intervals), the incident layer's
 /// `group_wait` (5 s by default, kept on purpose: its timer is part of what is tested) and a
 /// delivery. A passing test never waits this long.
 const PATIENCE: Duration = Duration::from_secs(30);
-/// How often a condition is checked again.
-const POLL: Duration = Duration::from_millis(50);
 /// SWIM timing for the test, as in tests/peer.rs.
 const TIMING: [&str; 6] =
     ["--probe-interval", "200ms", "--sync-interval", "1s", "--reconnect-interval", "500ms"];
@@ -182,17 +180,8 @@ fn find(receiver: &Receiver, kind: &str, subject: &str) -> Option<receiver::Requ
 }
 
 /// Polls `probe` until it returns a value, for at most [`PATIENCE`].
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let started = Instant::now();
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(seen) if started.elapsed() > PATIENCE => {
-                panic!("timed out after {PATIENCE:?} waiting for {what}; last seen: {seen}")
-            }
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
+fn wait_for<T>(what: &str, probe: impl FnMut() -> Result<T, String>) -> T {
+    support::wait_until(PATIENCE, what, probe, String::new)
 }
 
 /// A client of the peers' HTTP APIs.

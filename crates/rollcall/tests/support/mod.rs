@@ -13,6 +13,11 @@ mod lease_run;
 #[allow(unused_imports)] // only tests/leases.rs runs `lease run`
 pub use lease_run::LeaseRun;
 
+pub mod wait;
+
+#[allow(unused_imports)] // not every test file waits outside a `Monitor`
+pub use wait::{POLL, wait_until};
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rollcall_core::KeyRing;
@@ -29,8 +34,6 @@ use std::time::{Duration, Instant};
 /// How long any condition may take. Generous on purpose: CI machines are shared and noisy,
 /// and a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(20);
-/// How often [`Monitor::wait_until`] looks again.
-const POLL: Duration = Duration::from_millis(50);
 /// How many lines of a process's stderr a failure shows.
 const TAIL_LINES: usize = 40;
 
@@ -406,27 +409,15 @@ impl Monitor {
         &self,
         deadline: Duration,
         what: &str,
-        mut probe: impl FnMut() -> Result<T, String>,
+        probe: impl FnMut() -> Result<T, String>,
     ) -> T {
-        let started = Instant::now();
-        loop {
-            let seen = match probe() {
-                Ok(value) => return value,
-                Err(seen) => seen,
+        wait::wait_until(deadline, what, probe, || {
+            let nodes = match self.try_get("/v1/nodes") {
+                Ok((_, body)) => body,
+                Err(error) => format!("(unavailable: {error})"),
             };
-            if started.elapsed() > deadline {
-                let nodes = match self.try_get("/v1/nodes") {
-                    Ok((_, body)) => body,
-                    Err(error) => format!("(unavailable: {error})"),
-                };
-                panic!(
-                    "timed out after {deadline:?} waiting until {what}\nlast observed: {seen}\n\
-                     nodes: {nodes}\nmonitor stderr (last {TAIL_LINES} lines):\n{}",
-                    self.stderr_tail()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+            format!("nodes: {nodes}\nmonitor stderr (last {TAIL_LINES} lines):\n{}", self.stderr_tail())
+        })
     }
 
     /// Waits until node `id` is `state` (and returns it).
