@@ -54,7 +54,9 @@ fn main() -> ExitCode {
 type Result = std::result::Result<(), String>;
 
 /// Debian packages the tests run for real, installed when missing.
-const PACKAGES: [(&str, &str); 13] = [
+const PACKAGES: [(&str, &str); 14] = [
+    // Peer and partition tests run in network namespaces of their own (`ip netns`).
+    ("iproute2", "/bin/ip"),
     // The alert sink's end-to-end test posts to a real Alertmanager.
     ("prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
     // `promtool check metrics` lints the real /metrics output.
@@ -89,12 +91,9 @@ fn test() -> Result {
     step("cargo fmt --check", || cargo(&["fmt", "--all", "--", "--check"]))?;
     step("cargo clippy", || cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     step("core purity", core_purity)?;
-    step("cargo test", || {
-        run(Command::new(env!("CARGO"))
-            .args(["test", "--workspace", "--all-targets"])
-            // Tests that need a real tool fail (rather than skip) when it is missing.
-            .env("ROLLCALL_REAL_ALERTMANAGER", "1"))
-    })?;
+    // Tests that need a real tool fail, naming its package, when it is missing: the
+    // packages step above installs every one.
+    step("cargo test", || cargo(&["test", "--workspace", "--all-targets"]))?;
     step("doc tests", || cargo(&["test", "--workspace", "--doc"]))?;
     step("cargo doc", || {
         run(Command::new(env!("CARGO"))

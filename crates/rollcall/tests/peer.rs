@@ -4,9 +4,8 @@
 //! each on its own loopback address (`127.0.0.11` to `127.0.0.15`), so that a partition is
 //! an nftables drop rule between two sets of addresses that touches nothing outside the
 //! namespace. The test reads the peers' HTTP APIs through a tiny client (bash's `/dev/tcp`)
-//! run with `ip netns exec`. Where namespaces are not available (not root, no `ip`), the
-//! peers run on the same loopback addresses in the host's namespace and the partition
-//! scenario is skipped, with a note on stderr.
+//! run with `ip netns exec`. Without namespaces (not root, no `ip`) the test fails with a
+//! message naming what it needs, like every test that needs a tool.
 //!
 //! Every step waits for a condition with a deadline; nothing sleeps to let things settle.
 
@@ -37,11 +36,7 @@ fn five_peers_detect_a_crash_a_partition_and_a_leave() {
     });
     eprintln!("all five up after {took:?}");
     crash_and_restart(&mut cluster);
-    if cluster.net.namespace.is_some() {
-        partition_and_heal(&cluster);
-    } else {
-        eprintln!("note: no network namespace (needs root and iproute2): partition scenario skipped");
-    }
+    partition_and_heal(&cluster);
     hostile_input(&sandbox, &cluster);
     // A graceful leave: exit 0, and the others see `left`, not `down`.
     let status = cluster.peers[0].take().expect("p1 runs").stop(Signal::SIGTERM);
@@ -190,13 +185,14 @@ struct Net {
 }
 
 impl Net {
-    /// A new namespace with its loopback up, or the host's when namespaces are unavailable.
+    /// A new namespace with its loopback up.
     fn create() -> Net {
         let name = format!("rollcall-peer-{}", std::process::id());
         let added = Command::new("ip").args(["netns", "add", &name]).stderr(Stdio::null()).status();
-        if !added.is_ok_and(|status| status.success()) {
-            return Net { namespace: None };
-        }
+        assert!(
+            added.is_ok_and(|status| status.success()),
+            "cannot create a network namespace with `ip netns add`: this test needs root and iproute2 (`apt-get install -y iproute2`)"
+        );
         let net = Net { namespace: Some(name) };
         let up = net.command("ip").args(["link", "set", "lo", "up"]).status().expect("run ip link");
         assert!(up.success(), "cannot bring lo up in the namespace");
