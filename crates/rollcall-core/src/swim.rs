@@ -68,7 +68,9 @@ pub struct SwimConfig {
     /// `α` in the suspicion timeout (rollcall: 1; memberlist's LAN profile: 4). See
     /// docs/PEER.md for why rollcall can afford a shorter one.
     pub suspicion_mult: u32,
-    /// `β`: the longest suspicion timeout is `β × min` (rollcall: 12; memberlist: 6).
+    /// `β`: the longest suspicion timeout is `β × min` (rollcall: 24, so that a suspicion
+    /// nobody confirms lasts as long as under memberlist's profile; memberlist: 6, on a minimum
+    /// four times longer).
     pub suspicion_max_mult: u32,
     /// `k`: independent confirmations that shrink a suspicion to its minimum (rollcall: 2;
     /// memberlist: `α - 2`, which is 2 at its LAN profile).
@@ -108,7 +110,7 @@ impl Default for SwimConfig {
             indirect_probes: 3,
             retransmit_mult: 4,
             suspicion_mult: 1,
-            suspicion_max_mult: 12,
+            suspicion_max_mult: 24,
             suspicion_confirmations: 2,
             max_health: 8,
             sync_interval: Duration::from_secs(30),
