@@ -268,23 +268,8 @@ impl Engine<'_> {
         let cut = span_at(&truth.cut, now).is_some();
         let slow = truth.slow.iter().find(|(span, _)| span.contains(now)).map(|(_, delay)| *delay);
         let drift = truth.drift;
-        let mut bytes = self.spare.pop().unwrap_or_default();
+        let (mut bytes, generation, sequence) = self.sign(node, Kind::Heartbeat, &[]);
         let agent = &mut self.agents[node as usize];
-        agent.sequence += 1;
-        let (generation, sequence) = (agent.generation, agent.sequence);
-        let message = Outgoing {
-            follows_advice: false,
-            kind: Kind::Heartbeat,
-            node: &self.trace.nodes[node as usize].id,
-            generation,
-            sequence,
-            interval_ms: self.interval_ms,
-            labels: &[],
-        };
-        encode(&message, &self.ring, &mut bytes)
-            .expect("simulated node ids and labels are within the codec's bounds");
-        self.trace.net.sent += 1;
-        self.trace.net.bytes += bytes.len() as u64;
         let network = &self.scenario.network;
         let copies = agent.path.copies(network);
         self.trace.net.duplicated += u64::from(copies - 1);
@@ -339,6 +324,29 @@ impl Engine<'_> {
         self.drain(Some((Cause::Datagram { sent, new }, silence_from)), now);
     }
 
+    /// The node's next datagram of `kind`, signed, with the agent's next sequence number,
+    /// counted as sent: what a heartbeat and an exit report share.
+    fn sign(&mut self, node: u32, kind: Kind, labels: &[(&str, &str)]) -> (Vec<u8>, u64, u64) {
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        let agent = &mut self.agents[node as usize];
+        agent.sequence += 1;
+        let (generation, sequence) = (agent.generation, agent.sequence);
+        let message = Outgoing {
+            follows_advice: false,
+            kind,
+            node: &self.trace.nodes[node as usize].id,
+            generation,
+            sequence,
+            interval_ms: self.interval_ms,
+            labels,
+        };
+        encode(&message, &self.ring, &mut bytes)
+            .expect("simulated node ids and labels are within the codec's bounds");
+        self.trace.net.sent += 1;
+        self.trace.net.bytes += bytes.len() as u64;
+        (bytes, generation, sequence)
+    }
+
     /// A node's agent reports that the process it watched died (killed by SIGKILL): an exit
     /// report with the next sequence, on the node's path like a heartbeat (lost, delayed or
     /// cut alike; not duplicated: a copy would be refused as a replay anyway).
@@ -347,25 +355,9 @@ impl Engine<'_> {
         if agent.alive || agent.epoch != epoch {
             return;
         }
-        let truth = &self.trace.nodes[node as usize];
-        let cut = span_at(&truth.cut, now).is_some();
-        let mut bytes = self.spare.pop().unwrap_or_default();
+        let cut = span_at(&self.trace.nodes[node as usize].cut, now).is_some();
+        let (bytes, generation, sequence) = self.sign(node, Kind::Exit, &[("signal", "9")]);
         let agent = &mut self.agents[node as usize];
-        agent.sequence += 1;
-        let (generation, sequence) = (agent.generation, agent.sequence);
-        let message = Outgoing {
-            follows_advice: false,
-            kind: Kind::Exit,
-            node: &truth.id,
-            generation,
-            sequence,
-            interval_ms: self.interval_ms,
-            labels: &[("signal", "9")],
-        };
-        encode(&message, &self.ring, &mut bytes)
-            .expect("simulated node ids and labels are within the codec's bounds");
-        self.trace.net.sent += 1;
-        self.trace.net.bytes += bytes.len() as u64;
         if cut {
             self.trace.net.cut += 1;
             return self.spare.push(bytes);
