@@ -174,7 +174,8 @@ pub struct SwimStats {
     /// Probes whose direct ping timed out (ping-reqs were sent).
     pub indirect_rounds: u64,
     pub refutes: u64,
-    /// Acks for no open probe (late, or duplicated by the network).
+    /// Acks for no open probe: late, duplicated by the network, or answering the accuser's
+    /// recheck of its own suspect (those pings belong to no probe).
     pub late_acks: u64,
     /// Updates about new members dropped because the table was full.
     pub members_refused: u64,

@@ -60,7 +60,11 @@ pub fn render(
             core.indirect_rounds,
         ),
         ("rollcall_peer_refutes_total", "Times this peer refuted a suspicion of itself", core.refutes),
-        ("rollcall_peer_late_acks_total", "Acks for no open probe (late, or duplicated)", core.late_acks),
+        (
+            "rollcall_peer_late_acks_total",
+            "Acks for no open probe (late, duplicated, or answering a recheck of a suspect)",
+            core.late_acks,
+        ),
         (
             "rollcall_peer_members_refused_total",
             "Updates about new members dropped because the table was full",
