@@ -21,7 +21,16 @@ const OPENSSL: &str = "/usr/bin/openssl";
 
 pub struct Etcd {
     members: Vec<Member>,
+    /// The members' data directories; removed when the cluster is dropped.
+    _data: tempfile::TempDir,
 }
+
+/// How many times a cluster is started on fresh ports before the test fails.
+const START_ATTEMPTS: usize = 3;
+/// How long a started cluster has to report healthy.
+const HEALTHY_DEADLINE: Duration = Duration::from_secs(45);
+/// How much of each member's log a failure message shows.
+const LOG_TAIL_LINES: usize = 8;
 
 struct Member {
     name: String,
@@ -31,6 +40,7 @@ struct Member {
     health: String,
     process: Option<Child>,
     command: Vec<String>,
+    log: PathBuf,
 }
 
 /// A port the OS says is free now (the member binds it a moment later).
@@ -55,10 +65,33 @@ impl Etcd {
             Path::new(ETCD).exists(),
             "{ETCD} is missing: install Debian's etcd-server (cargo xtask test does)"
         );
+        // A member that cannot bind its port (another process took it between `free_port`
+        // and the member's bind) or a cluster that does not elect within the deadline on a
+        // loaded machine is started again, on fresh ports and fresh data directories.
+        let mut failures = Vec::new();
+        for attempt in 0..START_ATTEMPTS {
+            let etcd = Etcd::launch(dir, tls, attempt);
+            match etcd.healthy_within(&[0, 1, 2], HEALTHY_DEADLINE) {
+                Ok(()) => return etcd,
+                Err(failure) => failures.push(format!("attempt {}: {failure}", attempt + 1)),
+            }
+        }
+        panic!("etcd did not start in {START_ATTEMPTS} attempts:\n{}", failures.join("\n"));
+    }
+
+    /// Spawns three members on fresh ports, without waiting for them.
+    fn launch(dir: &Path, tls: Option<&Certs>, attempt: usize) -> Etcd {
+        // The members' data lives on tmpfs when there is one: etcd fsyncs its log on every
+        // write, and a shared CI disk can stall an fsync for seconds, long enough to lose
+        // elections. What the tests kill and restart are processes; the data survives those.
+        let data = tempfile::Builder::new()
+            .prefix("rollcall-etcd-")
+            .tempdir_in(if Path::new("/dev/shm").is_dir() { Path::new("/dev/shm") } else { dir })
+            .expect("a directory for etcd's data");
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}")).collect();
-        let token = format!("rollcall-test-{}", std::process::id());
+        let token = format!("rollcall-test-{}-{attempt}", std::process::id());
         let members = ports
             .iter()
             .enumerate()
@@ -66,9 +99,10 @@ impl Etcd {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 let client = format!("{scheme}://127.0.0.1:{client}");
                 let peer = format!("http://127.0.0.1:{peer}");
+                let log = dir.join(format!("etcd-{i}-attempt-{attempt}.log"));
                 let mut command = vec![
                     format!("--name=e{i}"),
-                    format!("--data-dir={}", dir.join(format!("etcd-{i}")).display()),
+                    format!("--data-dir={}", data.path().join(format!("etcd-{i}")).display()),
                     format!("--listen-client-urls={client}"),
                     format!("--advertise-client-urls={client}"),
                     format!("--listen-peer-urls={peer}"),
@@ -79,7 +113,7 @@ impl Etcd {
                     "--heartbeat-interval=100".to_string(),
                     "--election-timeout=1000".to_string(),
                     "--logger=zap".to_string(),
-                    format!("--log-outputs={}", dir.join(format!("etcd-{i}.log")).display()),
+                    format!("--log-outputs={}", log.display()),
                 ];
                 let health = match tls {
                     None => format!("{client}/health"),
@@ -95,14 +129,13 @@ impl Etcd {
                         format!("{metrics}/health")
                     }
                 };
-                Member { name: format!("e{i}"), client, health, process: None, command }
+                Member { name: format!("e{i}"), client, health, process: None, command, log }
             })
             .collect();
-        let mut etcd = Etcd { members };
+        let mut etcd = Etcd { members, _data: data };
         for index in 0..3 {
             etcd.start_member(index);
         }
-        etcd.wait_healthy(&[0, 1, 2]);
         etcd
     }
 
@@ -122,11 +155,18 @@ impl Etcd {
     /// Starts a member again on its data directory.
     pub fn start_member(&mut self, index: usize) {
         let member = &mut self.members[index];
+        // etcd's log goes to `--log-outputs`; what it says before its logger starts (a flag
+        // it refuses, a port it cannot bind) goes to stderr, kept beside the log.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(member.log.with_extension("stderr"))
+            .expect("a file for etcd's stderr");
         let process = Command::new(ETCD)
             .args(&member.command)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|error| panic!("start etcd member {}: {error}", member.name));
         member.process = Some(process);
@@ -134,6 +174,14 @@ impl Etcd {
 
     /// Waits until each of `members` answers `/health` with a healthy cluster.
     pub fn wait_healthy(&self, members: &[usize]) {
+        if let Err(failure) = self.healthy_within(members, HEALTHY_DEADLINE) {
+            panic!("{failure}");
+        }
+    }
+
+    /// Polls `/health` of each of `members` until it reports a healthy cluster; fails early
+    /// when a member's process has exited, with the end of each member's log.
+    fn healthy_within(&self, members: &[usize], deadline: Duration) -> Result<(), String> {
         let client: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(2)))
@@ -152,14 +200,55 @@ impl Etcd {
                 if healthy {
                     break;
                 }
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "etcd member {index} is not healthy after 30 s"
-                );
+                if let Some(exited) = self.exited_member() {
+                    return Err(format!("etcd member {exited} exited\n{}", self.log_tails()));
+                }
+                if started.elapsed() >= deadline {
+                    return Err(format!(
+                        "etcd member {index} is not healthy after {} s\n{}",
+                        deadline.as_secs(),
+                        self.log_tails()
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        Ok(())
     }
+
+    /// The index of a member whose process was started and has exited since.
+    fn exited_member(&self) -> Option<usize> {
+        self.members.iter().position(|member| {
+            // `try_wait` needs `&mut`; a status read through `/proc` needs no lock.
+            member.process.as_ref().is_some_and(|process| !process_alive(process.id()))
+        })
+    }
+
+    /// The last lines of each member's log, for a failure message.
+    fn log_tails(&self) -> String {
+        self.members
+            .iter()
+            .map(|member| {
+                let tail = |path: &Path| {
+                    let text = std::fs::read_to_string(path).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+                };
+                let (log, stderr) = (tail(&member.log), tail(&member.log.with_extension("stderr")));
+                format!("--- {} ({}):\n{stderr}\n{log}", member.name, member.log.display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Whether a child process is still running (a zombie counts as exited).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        // The state is the field after the command name, which is in parentheses.
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(|c| c != 'Z')))
+        .unwrap_or(false)
 }
 
 impl Drop for Etcd {
