@@ -193,7 +193,7 @@ impl ConnectionCounters {
 }
 
 /// Serves `router` on `listener` until `stop` turns true: then stops accepting, lets open
-/// requests finish (at most [`DRAIN`]), and drops what is left. Handlers can extract
+/// requests finish (at most `DRAIN`), and drops what is left. Handlers can extract
 /// `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,

@@ -2,29 +2,8 @@
 //! hands over to the subcommand; see ARCHITECTURE.md for the map.
 
 use clap::Parser;
+use rollcall::{agent, bench, cli, client, demo, keygen, lease, monitor, peer, sim, upstreams};
 use std::process::ExitCode;
-
-mod agent;
-mod alerts;
-mod bench;
-mod checks;
-mod cli;
-mod client;
-mod clock;
-mod cluster;
-mod crash_point;
-mod demo;
-mod http_error;
-mod http_server;
-mod keygen;
-mod lease;
-mod monitor;
-mod peer;
-mod settings;
-mod shutdown;
-mod sim;
-mod store_thread;
-mod upstreams;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -282,7 +282,7 @@ impl Persist {
 
     /// One step of the checkpoint being written: when the store has room, visits the nodes
     /// from the cursor (`nodes_from(cursor)` yields them in the table's order) until a chunk
-    /// is full, [`VISIT_PER_STEP`] nodes are visited or the table ends, and queues the chunk
+    /// is full, `VISIT_PER_STEP` nodes are visited or the table ends, and queues the chunk
     /// when it is full or the table has ended. Returns the rows written once the checkpoint
     /// is complete, `None` while it goes on (or when there is none, or no room).
     pub fn advance_checkpoint<'a, I>(
