@@ -24,8 +24,8 @@ mod spec;
 mod types;
 
 pub use spec::{
-    CheckSpec, MAX_CRON_EXPRESSION, MAX_DESCRIPTION, MAX_SLUG, MAX_SPAN, MAX_TOKEN_LEN, MIN_SPAN,
-    MIN_TOKEN_LEN, Schedule, validate_slug,
+    CheckField, CheckSpec, CheckSpecError, MAX_CRON_EXPRESSION, MAX_DESCRIPTION, MAX_SLUG, MAX_SPAN,
+    MAX_TOKEN_LEN, MIN_SPAN, MIN_TOKEN_LEN, Schedule, validate_slug,
 };
 pub use types::{
     CheckError, CheckEvent, CheckRecord, CheckView, ChecksConfig, ChecksStats, MAX_RID, Outcome, Ping,
@@ -286,7 +286,9 @@ impl Checks {
     ) -> Result<(), CheckError> {
         let Some(&index) = self.by_id.get(id) else { return Err(CheckError::UnknownCheck(id.into())) };
         if spec.id != id {
-            return Err(CheckError::Invalid(format!("check {id:?}: a check's id cannot change")));
+            return Err(CheckError::Invalid(
+                CheckSpecError::new(CheckField::Id, "a check's id cannot change").of(id),
+            ));
         }
         spec.validate().map_err(CheckError::Invalid)?;
         let old_key = token_key(&self.get(index).spec.token);
@@ -299,7 +301,7 @@ impl Checks {
         {
             return Err(CheckError::DuplicateSlug(slug.into()));
         }
-        let schedule = spec.schedule.compile().map_err(CheckError::Invalid)?;
+        let schedule = spec.schedule.compile().map_err(|error| CheckError::Invalid(error.of(id)))?;
         self.by_token.remove(&old_key);
         self.by_token.insert(new_key, index);
         if let Some(old_slug) = self.get(index).spec.slug() {
@@ -390,12 +392,12 @@ impl Checks {
         let id = &record.spec.id;
         if matches!(record.state, NodeState::Suspect | NodeState::Left) {
             let state = record.state.as_str();
-            return Err(CheckError::Invalid(format!("check {id:?}: a check is never {state}")));
+            let problem = format!("a check is never {state}");
+            return Err(CheckError::Invalid(CheckSpecError::new(CheckField::State, problem).of(id)));
         }
         if record.paused_until_wall_ms.is_some() && record.state != NodeState::Paused {
-            return Err(CheckError::Invalid(format!(
-                "check {id:?}: only a paused check has a maintenance end"
-            )));
+            let problem = "only a paused check has a maintenance end";
+            return Err(CheckError::Invalid(CheckSpecError::new(CheckField::State, problem).of(id)));
         }
         let schedule = self.admit(&record.spec)?;
         let index = self.insert(record.spec, schedule, record.state, now, wall_ms);
@@ -495,7 +497,7 @@ impl Checks {
             self.stats.capacity_refused += 1;
             return Err(CheckError::Capacity(self.config.max_checks));
         }
-        spec.schedule.compile().map_err(CheckError::Invalid)
+        spec.schedule.compile().map_err(|error| CheckError::Invalid(error.of(&spec.id)))
     }
 
     /// Adds an admitted check without a deadline; returns its index.

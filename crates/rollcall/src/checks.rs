@@ -76,7 +76,7 @@ impl CheckInput {
             labels: self.labels.unwrap_or_default(),
             description: self.description.unwrap_or_default(),
         };
-        spec.validate()?;
+        spec.validate().map_err(|error| error.to_string())?;
         Ok(spec)
     }
 

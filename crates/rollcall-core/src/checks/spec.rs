@@ -7,7 +7,9 @@ use chrono_tz::Tz;
 use core::time::Duration;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// Shortest token: 22 characters of a 64-letter alphabet carry 132 bits, at least the
 /// 128 bits the brief asks for (16 random bytes in unpadded base64url).
@@ -42,30 +44,37 @@ impl Schedule {
         }
     }
 
-    /// Checks the schedule; the error is one sentence naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the schedule; the error names the field and the problem (its check is not
+    /// known here: [`CheckSpec::validate`] names it).
+    pub fn validate(&self) -> Result<(), CheckSpecError> {
         self.compile().map(|_| ())
     }
 
     /// The schedule in the form the check table evaluates.
-    pub(crate) fn compile(&self) -> Result<Compiled, String> {
-        check_span("grace", self.grace())?;
+    pub(crate) fn compile(&self) -> Result<Compiled, CheckSpecError> {
+        check_span(CheckField::Grace, self.grace())?;
         match self {
             Schedule::Period { period, grace } => {
-                check_span("period", *period)?;
+                check_span(CheckField::Period, *period)?;
                 Ok(Compiled::Period { period: *period, grace: *grace })
             }
             Schedule::Cron { expression, timezone, grace } => {
                 let cron = parse_cron(expression)?;
                 let tz: Tz = timezone.parse().map_err(|_| {
-                    format!("unknown time zone {timezone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")")
+                    CheckSpecError::new(
+                        CheckField::Timezone,
+                        format!("unknown time zone {timezone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")"),
+                    )
                 })?;
                 let compiled = Compiled::Cron { cron: Box::new(cron), tz, grace: *grace };
                 // A pattern such as `0 0 30 2 *` parses but never matches: refuse it now rather
                 // than have a check that can never be late. 2000-01-01 is an arbitrary fixed
                 // start, so validation is a pure function of the expression.
                 if compiled.next_tick_after(946_684_800_000).is_none() {
-                    return Err(format!("the cron expression {expression:?} never matches a date"));
+                    return Err(CheckSpecError::new(
+                        CheckField::Cron,
+                        format!("the cron expression {expression:?} never matches a date"),
+                    ));
                 }
                 Ok(compiled)
             }
@@ -102,36 +111,109 @@ impl CheckSpec {
         }
     }
 
-    /// Checks every field; the error is one sentence naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every field; the error names the check, the field and the problem, and reads
+    /// as one sentence.
+    pub fn validate(&self) -> Result<(), CheckSpecError> {
         validate_id(&self.id)?;
-        let id = &self.id;
-        validate_token(&self.token).map_err(|error| format!("check {id:?}: {error}"))?;
+        let id = self.id.as_str();
+        validate_token(&self.token).map_err(|error| error.of(id))?;
         if let Some(slug) = &self.slug {
-            validate_slug(slug).map_err(|error| format!("check {id:?}: {error}"))?;
+            validate_slug(slug).map_err(|error| error.of(id))?;
         }
-        self.schedule.validate().map_err(|error| format!("check {id:?}: {error}"))?;
+        self.schedule.validate().map_err(|error| error.of(id))?;
         let labels: Vec<(&str, &str)> = self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        wire::encode_labels(&labels, &mut Vec::new()).map_err(|error| match error {
-            wire::EncodeError::Label { index, reason } => {
-                format!("check {id:?}: label {:?}: {reason}", labels[index].0)
-            }
-            other => format!("check {id:?}: {other}"),
+        wire::encode_labels(&labels, &mut Vec::new()).map_err(|error| {
+            let problem = match error {
+                wire::EncodeError::Label { index, reason } => {
+                    format!("label {:?}: {reason}", labels[index].0)
+                }
+                other => other.to_string(),
+            };
+            CheckSpecError::new(CheckField::Labels, problem).of(id)
         })?;
         if self.description.len() > MAX_DESCRIPTION {
-            return Err(format!("check {id:?}: the description is longer than {MAX_DESCRIPTION} bytes"));
+            return Err(CheckSpecError::new(
+                CheckField::Description,
+                format!("the description is longer than {MAX_DESCRIPTION} bytes"),
+            )
+            .of(id));
         }
         Ok(())
     }
 }
 
+/// The part of a check's definition (or of its stored record) that is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CheckField {
+    Id,
+    Token,
+    Slug,
+    Period,
+    Grace,
+    Cron,
+    Timezone,
+    Labels,
+    Description,
+    /// A stored record's state or maintenance end (see `Checks::restore`).
+    State,
+}
+
+/// Why a check's definition or record is refused: which check, which field, and the
+/// problem. `Display` is one sentence: `check "backup": the grace is zero`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckSpecError {
+    check: Option<String>,
+    field: CheckField,
+    problem: Cow<'static, str>,
+}
+
+impl CheckSpecError {
+    /// A refused `field`; `problem` is the sentence without the check's name.
+    pub fn new(field: CheckField, problem: impl Into<Cow<'static, str>>) -> CheckSpecError {
+        CheckSpecError { check: None, field, problem: problem.into() }
+    }
+
+    /// The same error, about the check `id`.
+    pub fn of(self, id: &str) -> CheckSpecError {
+        CheckSpecError { check: Some(id.to_owned()), ..self }
+    }
+
+    /// The check's id, when the error is about a whole check.
+    pub fn check(&self) -> Option<&str> {
+        self.check.as_deref()
+    }
+
+    /// The refused field.
+    pub fn field(&self) -> CheckField {
+        self.field
+    }
+
+    /// The problem, without the check's name.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+}
+
+impl fmt::Display for CheckSpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.check {
+            Some(check) => write!(f, "check {check:?}: {}", self.problem),
+            None => f.write_str(&self.problem),
+        }
+    }
+}
+
+impl std::error::Error for CheckSpecError {}
+
 /// Node id rules: 1 to 64 bytes, no control character, no whitespace.
-pub(crate) fn validate_id(id: &str) -> Result<(), String> {
+pub(crate) fn validate_id(id: &str) -> Result<(), CheckSpecError> {
+    let refuse = |problem: String| Err(CheckSpecError::new(CheckField::Id, problem));
     if id.is_empty() || id.len() > MAX_NODE_ID {
-        return Err(format!("the check id {id:?} must be 1 to {MAX_NODE_ID} bytes long"));
+        return refuse(format!("the check id {id:?} must be 1 to {MAX_NODE_ID} bytes long"));
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!("the check id {id:?} contains whitespace or a control character"));
+        return refuse(format!("the check id {id:?} contains whitespace or a control character"));
     }
     Ok(())
 }
@@ -140,54 +222,71 @@ pub(crate) fn validate_id(id: &str) -> Result<(), String> {
 pub const MAX_SLUG: usize = MAX_NODE_ID;
 
 /// Healthchecks' slug grammar: 1 to 64 characters of `a-z 0-9 - _`.
-pub fn validate_slug(slug: &str) -> Result<(), String> {
+pub fn validate_slug(slug: &str) -> Result<(), CheckSpecError> {
+    let refuse = |problem: String| Err(CheckSpecError::new(CheckField::Slug, problem));
     if slug.is_empty() || slug.len() > MAX_SLUG {
-        return Err(format!("the slug {slug:?} must be 1 to {MAX_SLUG} characters long"));
+        return refuse(format!("the slug {slug:?} must be 1 to {MAX_SLUG} characters long"));
     }
     if !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
-        return Err(format!("the slug {slug:?} may only contain a-z, 0-9, `-` and `_`"));
+        return refuse(format!("the slug {slug:?} may only contain a-z, 0-9, `-` and `_`"));
     }
     Ok(())
 }
 
-fn validate_token(token: &str) -> Result<(), String> {
+fn validate_token(token: &str) -> Result<(), CheckSpecError> {
     if token.len() < MIN_TOKEN_LEN || token.len() > MAX_TOKEN_LEN {
-        return Err(format!(
-            "the token must be {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} characters long (at least 128 bits), not {}",
-            token.len()
+        return Err(CheckSpecError::new(
+            CheckField::Token,
+            format!(
+                "the token must be {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} characters long (at least 128 bits), not {}",
+                token.len()
+            ),
         ));
     }
     if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err("the token may only contain A-Z, a-z, 0-9, `_` and `-`".into());
+        return Err(CheckSpecError::new(
+            CheckField::Token,
+            "the token may only contain A-Z, a-z, 0-9, `_` and `-`",
+        ));
     }
     Ok(())
 }
 
-fn check_span(name: &str, span: Duration) -> Result<(), String> {
+fn check_span(field: CheckField, span: Duration) -> Result<(), CheckSpecError> {
+    let name = if field == CheckField::Grace { "grace" } else { "period" };
+    let refuse = |problem: String| Err(CheckSpecError::new(field, problem));
     if span.is_zero() {
-        return Err(format!("the {name} is zero"));
+        return refuse(format!("the {name} is zero"));
     }
     if span < MIN_SPAN {
-        return Err(format!("the {name} is shorter than 1 s"));
+        return refuse(format!("the {name} is shorter than 1 s"));
     }
     if span > MAX_SPAN {
-        return Err(format!("the {name} is longer than 366 days"));
+        return refuse(format!("the {name} is longer than 366 days"));
     }
     Ok(())
 }
 
 /// Parses the five-field grammar of Healthchecks.io: no seconds field, no year field, and
 /// Vixie cron's rule that a restricted day of month and day of week match either.
-fn parse_cron(expression: &str) -> Result<Cron, String> {
+fn parse_cron(expression: &str) -> Result<Cron, CheckSpecError> {
     if expression.len() > MAX_CRON_EXPRESSION {
-        return Err(format!("the cron expression is longer than {MAX_CRON_EXPRESSION} bytes"));
+        return Err(CheckSpecError::new(
+            CheckField::Cron,
+            format!("the cron expression is longer than {MAX_CRON_EXPRESSION} bytes"),
+        ));
     }
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
         .parse(expression)
-        .map_err(|error| format!("the cron expression {expression:?} does not parse: {error}"))
+        .map_err(|error| {
+            CheckSpecError::new(
+                CheckField::Cron,
+                format!("the cron expression {expression:?} does not parse: {error}"),
+            )
+        })
 }
 
 /// A validated schedule, ready to evaluate.

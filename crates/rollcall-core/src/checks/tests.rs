@@ -499,12 +499,17 @@ fn unknown_tokens_and_bad_input_change_nothing_but_counters() {
 
 // ---- the table ----
 
-fn check_invalid(change: impl FnOnce(&mut CheckSpec), expected: &str) {
+fn check_invalid(change: impl FnOnce(&mut CheckSpec), field: CheckField, expected: &str) {
     let mut spec = spec("job", period(60, 30));
     change(&mut spec);
     let error = spec.validate().unwrap_err();
-    assert!(error.contains(expected), "{error:?} should contain {expected:?}");
-    assert!(!error.contains('\n'));
+    let sentence = error.to_string();
+    assert!(sentence.contains(expected), "{sentence:?} should contain {expected:?}");
+    assert!(!sentence.contains('\n'));
+    assert_eq!(error.field(), field, "{sentence}");
+    if field != CheckField::Id {
+        assert_eq!(error.check(), Some("job"), "the error names its check: {sentence}");
+    }
     let mut checks = Checks::new(ChecksConfig::default()).unwrap();
     assert_eq!(checks.add(spec, START, WALL0), Err(CheckError::Invalid(error)));
     assert!(checks.is_empty());
@@ -512,28 +517,45 @@ fn check_invalid(change: impl FnOnce(&mut CheckSpec), expected: &str) {
 
 #[test]
 fn specs_are_validated_with_one_sentence() {
-    check_invalid(|s| s.schedule = period(60, 0), "the grace is zero");
+    check_invalid(|s| s.schedule = period(60, 0), CheckField::Grace, "the grace is zero");
     check_invalid(
         |s| s.schedule = Schedule::Period { period: Duration::from_millis(500), grace: secs(1) },
+        CheckField::Period,
         "shorter than 1 s",
     );
-    check_invalid(|s| s.schedule = period(400 * 86_400, 1), "longer than 366 days");
+    check_invalid(|s| s.schedule = period(400 * 86_400, 1), CheckField::Period, "longer than 366 days");
     let cron = |expression: &str, timezone: &str| Schedule::Cron {
         expression: expression.into(),
         timezone: timezone.into(),
         grace: secs(60),
     };
-    check_invalid(|s| s.schedule = cron("61 * * * *", "UTC"), "does not parse: Component error");
-    check_invalid(|s| s.schedule = cron("0 0 * * * *", "UTC"), "Pattern must have 5 fields");
-    check_invalid(|s| s.schedule = cron("0 3 * * *", "Mars/Olympus"), "unknown time zone \"Mars/Olympus\"");
-    check_invalid(|s| s.schedule = cron("0 0 30 2 *", "UTC"), "never matches");
-    check_invalid(|s| s.token = "tooShort123".into(), "at least 128 bits");
-    check_invalid(|s| s.token = "a".repeat(21) + "!", "may only contain");
-    check_invalid(|s| s.id = String::new(), "1 to 64 bytes");
-    check_invalid(|s| s.id = "has space".into(), "whitespace");
-    check_invalid(|s| s.id = "x".repeat(65), "1 to 64 bytes");
-    check_invalid(|s| _ = s.labels.insert("bad key".into(), "v".into()), "label \"bad key\"");
-    check_invalid(|s| s.description = "d".repeat(1025), "description");
+    check_invalid(
+        |s| s.schedule = cron("61 * * * *", "UTC"),
+        CheckField::Cron,
+        "does not parse: Component error",
+    );
+    check_invalid(
+        |s| s.schedule = cron("0 0 * * * *", "UTC"),
+        CheckField::Cron,
+        "Pattern must have 5 fields",
+    );
+    check_invalid(
+        |s| s.schedule = cron("0 3 * * *", "Mars/Olympus"),
+        CheckField::Timezone,
+        "unknown time zone \"Mars/Olympus\"",
+    );
+    check_invalid(|s| s.schedule = cron("0 0 30 2 *", "UTC"), CheckField::Cron, "never matches");
+    check_invalid(|s| s.token = "tooShort123".into(), CheckField::Token, "at least 128 bits");
+    check_invalid(|s| s.token = "a".repeat(21) + "!", CheckField::Token, "may only contain");
+    check_invalid(|s| s.id = String::new(), CheckField::Id, "1 to 64 bytes");
+    check_invalid(|s| s.id = "has space".into(), CheckField::Id, "whitespace");
+    check_invalid(|s| s.id = "x".repeat(65), CheckField::Id, "1 to 64 bytes");
+    check_invalid(
+        |s| _ = s.labels.insert("bad key".into(), "v".into()),
+        CheckField::Labels,
+        "label \"bad key\"",
+    );
+    check_invalid(|s| s.description = "d".repeat(1025), CheckField::Description, "description");
     assert_eq!(spec("job", cron("@daily", "Europe/Berlin")).validate(), Ok(()));
 }
 

@@ -1,7 +1,7 @@
 //! The values the check table takes from and hands to its shell: signals, pings, errors,
 //! events, records for the store, counters.
 
-use super::spec::CheckSpec;
+use super::spec::{CheckSpec, CheckSpecError};
 use crate::monitor::{NodeState, Transition};
 use crate::{ConfigError, Instant};
 use core::time::Duration;
@@ -195,9 +195,9 @@ impl PingError {
 /// config file's) doing, and the table is left as it was.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CheckError {
-    /// The spec or record is invalid; the sentence names the problem.
+    /// The spec or record is invalid: which check, which field, and the problem.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(CheckSpecError),
     /// Another check has this id.
     #[error("a check with id {0:?} already exists")]
     DuplicateId(String),

@@ -33,11 +33,13 @@ fn slugs_are_validated_and_unique() {
     let clash = with_slug("nightly-db", None);
     assert_eq!(h.checks.add(clash, h.now, h.wall()), Err(CheckError::DuplicateSlug("nightly-db".into())));
     let bad = with_slug("bad", Some("Has.Dots"));
+    let Err(CheckError::Invalid(error)) = h.checks.add(bad, h.now, h.wall()) else {
+        panic!("a slug with dots is refused as invalid")
+    };
+    assert_eq!((error.check(), error.field()), (Some("bad"), CheckField::Slug));
     assert_eq!(
-        h.checks.add(bad, h.now, h.wall()),
-        Err(CheckError::Invalid(
-            "check \"bad\": the slug \"Has.Dots\" may only contain a-z, 0-9, `-` and `_`".into()
-        ))
+        error.to_string(),
+        "check \"bad\": the slug \"Has.Dots\" may only contain a-z, 0-9, `-` and `_`"
     );
 
     // Renaming the slug frees the old one; removing the check frees its slug.
