@@ -281,15 +281,7 @@ impl Report {
                 self.events, self.transitions, self.trace_hash
             ),
         );
-        if self.violations.is_empty() {
-            row("checks", "completeness, no resurrection, convergence: all passed".into());
-        } else {
-            row("checks", format!("{} FAILED", self.violations.len()));
-            for violation in self.violations.iter().take(10) {
-                let _ = writeln!(out, "  {violation}");
-            }
-            let _ = writeln!(out, "  rerun with ROLLCALL_SEED={}", self.seed);
-        }
+        write_checks(&mut out, &self.violations, self.seed);
         out
     }
 
@@ -363,4 +355,18 @@ pub fn sweep(
         });
     }
     Ok(points)
+}
+
+/// The table's last row: the checkers' verdict, and the first violations with the seed that
+/// reproduces them (both modes' reports end with it).
+pub(crate) fn write_checks(out: &mut String, violations: &[String], seed: u64) {
+    if violations.is_empty() {
+        let _ = writeln!(out, "{:<13} completeness, no resurrection, convergence: all passed", "checks");
+        return;
+    }
+    let _ = writeln!(out, "{:<13} {} FAILED", "checks", violations.len());
+    for violation in violations.iter().take(10) {
+        let _ = writeln!(out, "  {violation}");
+    }
+    let _ = writeln!(out, "  rerun with ROLLCALL_SEED={seed}");
 }

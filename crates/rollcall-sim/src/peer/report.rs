@@ -5,7 +5,7 @@ use super::PeerSettings;
 use super::check::PeerFindings;
 use super::engine::PeerTrace;
 use crate::qos::{self, QosReport};
-use crate::report::quantile;
+use crate::report::{quantile, write_checks};
 use crate::scenario::{Scenario, format_duration};
 use core::time::Duration;
 use serde::Serialize;
@@ -232,15 +232,7 @@ impl PeerReport {
                 self.events, self.view_changes, self.trace_hash
             ),
         );
-        if self.violations.is_empty() {
-            row("checks", "completeness, no resurrection, convergence: all passed".into());
-        } else {
-            row("checks", format!("{} FAILED", self.violations.len()));
-            for violation in self.violations.iter().take(10) {
-                let _ = writeln!(out, "  {violation}");
-            }
-            let _ = writeln!(out, "  rerun with ROLLCALL_SEED={}", self.seed);
-        }
+        write_checks(&mut out, &self.violations, self.seed);
         out
     }
 }
