@@ -95,9 +95,7 @@ pub fn deserialize_probe_order<'de, D: Deserializer<'de>>(deserializer: D) -> Re
     match String::deserialize(deserializer)?.as_str() {
         "round-robin" => Ok(ProbeOrder::RoundRobin),
         "uniform" => Ok(ProbeOrder::Uniform),
-        other => Err(serde::de::Error::custom(format!(
-            "probe_order must be \"round-robin\" or \"uniform\", not {other:?}"
-        ))),
+        other => Err(serde::de::Error::custom(format!("{other:?} is not \"round-robin\" or \"uniform\""))),
     }
 }
 

@@ -392,25 +392,11 @@ impl Fault {
     }
 }
 
-/// Parses a span: a number followed by `ns`, `us`, `ms`, `s`, `m` or `h` (`1.5s`, `250ms`,
-/// `10m`). Negative and unitless numbers are refused.
+/// Parses a span in the one grammar of every settings file
+/// ([`rollcall_core::settings::parse_duration`]): `1.5s`, `250ms`, `10m`, `1h 30m`. Negative
+/// and unitless numbers are refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("{text:?} is not a duration (a number with ns, us, ms, s, m or h)")),
-    };
-    match number.parse::<f64>() {
-        Ok(value) if value.is_finite() && value * scale < 1e9 => Ok(Duration::from_secs_f64(value * scale)),
-        _ => Err(format!("{text:?} is not a duration (a number with ns, us, ms, s, m or h)")),
-    }
+    rollcall_core::settings::parse_duration(text).map_err(|error| error.to_string())
 }
 
 /// A span in the largest unit that keeps it short: `1.5s`, `250ms`, `10m`.
