@@ -117,6 +117,21 @@ pub struct ConfirmSection {
 }
 
 impl ConfirmSection {
+    /// The keys set here, and `base`'s where this leaves them out (a group's section over
+    /// the fleet's).
+    pub fn over(&self, base: &ConfirmSection) -> ConfirmSection {
+        ConfirmSection {
+            enabled: self.enabled.or(base.enabled),
+            probes: self.probes.or(base.probes),
+            probe_interval: self.probe_interval.clone().or_else(|| base.probe_interval.clone()),
+            indirect: self.indirect.or(base.indirect),
+            indirect_timeout: self.indirect_timeout.clone().or_else(|| base.indirect_timeout.clone()),
+            recheck: self.recheck.clone().or_else(|| base.recheck.clone()),
+            max_probes_per_sec: self.max_probes_per_sec.or(base.max_probes_per_sec),
+            probe_burst: self.probe_burst.or(base.probe_burst),
+        }
+    }
+
     /// The keys given on top of [`ConfirmConfig::default`], not yet validated. `section`
     /// names the section in a duration's error (`confirm`, `group.db.confirm`).
     pub fn resolve(&self, section: &str) -> Result<ConfirmConfig, ConfigError> {
@@ -151,6 +166,20 @@ pub struct PhiSection {
 }
 
 impl PhiSection {
+    /// The keys set here, and `base`'s where this leaves them out.
+    pub fn over(&self, base: &PhiSection) -> PhiSection {
+        PhiSection {
+            threshold: self.threshold.or(base.threshold),
+            suspect_threshold: self.suspect_threshold.or(base.suspect_threshold),
+            min_std_deviation: self.min_std_deviation.clone().or_else(|| base.min_std_deviation.clone()),
+            acceptable_pause: self.acceptable_pause.clone().or_else(|| base.acceptable_pause.clone()),
+            first_heartbeat_estimate: self
+                .first_heartbeat_estimate
+                .clone()
+                .or_else(|| base.first_heartbeat_estimate.clone()),
+        }
+    }
+
     /// The keys given on top of [`PhiAccrualConfig::default`], not yet validated. `section`
     /// names the section in a duration's error.
     pub fn resolve(&self, section: &str) -> Result<PhiAccrualConfig, ConfigError> {
@@ -180,6 +209,14 @@ pub struct FixedSection {
 }
 
 impl FixedSection {
+    /// The keys set here, and `base`'s where this leaves them out.
+    pub fn over(&self, base: &FixedSection) -> FixedSection {
+        FixedSection {
+            multiplier: self.multiplier.or(base.multiplier),
+            grace: self.grace.clone().or_else(|| base.grace.clone()),
+        }
+    }
+
     /// The keys given on top of [`FixedTimeoutConfig::default`], not yet validated.
     /// `section` names the section in a duration's error.
     pub fn resolve(&self, section: &str) -> Result<FixedTimeoutConfig, ConfigError> {
