@@ -2,15 +2,14 @@
 //! wrong). Two stages, as for the daemon's configuration: a raw form that mirrors the file,
 //! then the checked data the simulator runs.
 
-use crate::scenario::{
-    Burst, DetectorSpec, Direction, Fault, Latency, Network, Scenario, Selector, When, parse_duration,
-};
+use crate::scenario::{Burst, Direction, Fault, Latency, Network, Scenario, Selector, When, parse_duration};
 use core::time::Duration;
-use rollcall_core::monitor::ConfirmConfig;
+use rollcall_core::monitor::{ConfirmConfig, DetectorConfig};
 use rollcall_core::settings::{ConfirmSection, FixedSection, PhiSection};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl Scenario {
     /// Reads a scenario file's text. Anything left out takes [`Scenario::default`]'s value,
@@ -50,8 +49,8 @@ impl Scenario {
             return Err("rise must be at least 1".into());
         }
         match &self.detector {
-            DetectorSpec::Phi(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
-            DetectorSpec::Fixed(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
+            DetectorConfig::Phi(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
+            DetectorConfig::Fixed(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
         }
         self.network.validate()?;
         for (name, selector) in &self.groups {
@@ -255,7 +254,7 @@ impl RawScenario {
             jitter: self.jitter.unwrap_or(defaults.jitter),
             rise: self.rise.unwrap_or(defaults.rise),
             detector: match self.detector {
-                Some(table) => detector_spec(table)?,
+                Some(table) => detector_config(table)?,
                 None => defaults.detector,
             },
             confirm: self.confirm.map(confirm_config).transpose()?.flatten(),
@@ -271,7 +270,7 @@ impl RawScenario {
 
 /// `[detector]`: `kind = "phi"` or `"fixed"`, and that detector's keys, read by the same
 /// sections as the monitor's `[phi]` and `[fixed]`.
-fn detector_spec(mut table: toml::Table) -> Result<DetectorSpec, String> {
+fn detector_config(mut table: toml::Table) -> Result<DetectorConfig, String> {
     const PHI_ONLY: [&str; 5] = [
         "threshold",
         "suspect_threshold",
@@ -294,11 +293,11 @@ fn detector_spec(mut table: toml::Table) -> Result<DetectorSpec, String> {
         }
         "phi" => {
             let section: PhiSection = section("detector", table)?;
-            DetectorSpec::Phi(section.resolve("detector").map_err(|e| e.to_string())?)
+            DetectorConfig::Phi(Arc::new(section.resolve("detector").map_err(|e| e.to_string())?))
         }
         "fixed" => {
             let section: FixedSection = section("detector", table)?;
-            DetectorSpec::Fixed(section.resolve("detector").map_err(|e| e.to_string())?)
+            DetectorConfig::Fixed(Arc::new(section.resolve("detector").map_err(|e| e.to_string())?))
         }
         other => return Err(format!("detector.kind must be \"phi\" or \"fixed\", got {other:?}")),
     };

@@ -3,6 +3,8 @@
 use super::super::*;
 use super::runs::outcome;
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
+use std::sync::Arc;
 
 const SHIPPED: [(&str, &str); 6] = [
     ("lan", include_str!("../../../../scenarios/lan.toml")),
@@ -35,7 +37,7 @@ fn every_shipped_scenario_parses_and_runs_at_a_reduced_size_with_both_detectors(
         );
         // Faults scheduled up to 9 minutes in still land inside 2 minutes when scaled.
         let small = Scenario { nodes: 50, duration: Duration::from_secs(120), ..scenario.clone() };
-        for detector in [small.detector.clone(), DetectorSpec::Fixed(Default::default())] {
+        for detector in [small.detector.clone(), DetectorConfig::Fixed(Arc::new(Default::default()))] {
             let out = outcome(&Scenario { detector, ..small.clone() });
             if let Err(message) = out.findings.verdict(out.report.seed, false) {
                 panic!("{name}:\n{}\n{message}", out.report.table());
@@ -149,7 +151,7 @@ fn every_field_of_the_format_is_read() {
     let s = Scenario::from_toml(text).unwrap();
     assert_eq!((s.seed, s.nodes, s.rise, s.jitter), (42, 12, 3, 0.1));
     assert_eq!((s.duration, s.interval), (Duration::from_secs(90), Duration::from_millis(500)));
-    assert_eq!(s.detector.to_string(), "fixed (multiplier 3, grace 250ms)");
+    assert_eq!(s.detector.describe(), "fixed (multiplier 3, grace 250ms)");
     assert_eq!(s.network.latency, Latency::Pareto { scale: Duration::from_millis(1), shape: 1.5 });
     assert_eq!(s.network.burst.unwrap().loss, 0.9);
     assert_eq!(s.groups, [("rack".to_string(), Selector::List(vec![0, 1, 2]))]);
@@ -217,7 +219,7 @@ fn confirm_and_detector_sections_read_like_the_monitors() {
         first_heartbeat_estimate: Some(Duration::from_secs(2)),
         ..Default::default()
     };
-    assert_eq!(phi, DetectorSpec::Phi(want));
+    assert_eq!(phi, DetectorConfig::Phi(Arc::new(want)));
 }
 
 #[test]

@@ -278,8 +278,7 @@ fn the_monitor_and_the_simulator_read_confirm_and_the_detector_alike() {
     ))
     .unwrap();
     assert_eq!(monitor.core.confirm, scenario.confirm);
-    let rollcall_sim::DetectorSpec::Phi(simulated) = scenario.detector else { panic!("phi") };
-    assert_eq!(monitor.core.detector, DetectorConfig::Phi(Arc::new(simulated)));
+    assert_eq!(monitor.core.detector, scenario.detector);
     // One duration grammar: the same text is refused by both, naming the setting the same way.
     let refused = check("[confirm]\nrecheck = \"soon\"").unwrap_err();
     let simulated = rollcall_sim::Scenario::from_toml("[confirm]\nrecheck = \"soon\"").unwrap_err();
