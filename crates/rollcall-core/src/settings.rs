@@ -6,7 +6,8 @@
 //! these sections from it, and words errors with the section's place in that file. Start at
 //! [`parse_duration`] (the one duration grammar), then [`ConfirmSection`], [`PhiSection`] and
 //! [`FixedSection`]. [`SwimConfig`](crate::swim::SwimConfig) deserializes directly, with the
-//! helpers below for its durations and probe order.
+//! `serde_*` helpers below for its durations (`gossip_interval` may also be `"off"`) and its
+//! probe order (`"round-robin"` or `"uniform"`); unknown keys are refused.
 //!
 //! The sections are read in two stages, like the files around them: a raw form whose keys
 //! are all optional, then `resolve`, which puts the keys given on top of the config type's
@@ -72,13 +73,13 @@ impl std::error::Error for DurationError {}
 
 /// `deserialize_with` for a duration field, in the grammar of [`parse_duration`]. Serde does
 /// not tell a field its name, so the error names the text; the caller adds the key.
-pub fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub fn serde_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// `deserialize_with` for a span that can be switched off: a duration, or `"off"` (`None`).
-pub fn deserialize_duration_or_off<'de, D: Deserializer<'de>>(
+pub fn serde_duration_or_off<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
@@ -91,7 +92,7 @@ pub fn deserialize_duration_or_off<'de, D: Deserializer<'de>>(
 }
 
 /// `deserialize_with` for [`ProbeOrder`]: `"round-robin"` or `"uniform"`.
-pub fn deserialize_probe_order<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ProbeOrder, D::Error> {
+pub fn serde_probe_order<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ProbeOrder, D::Error> {
     match String::deserialize(deserializer)?.as_str() {
         "round-robin" => Ok(ProbeOrder::RoundRobin),
         "uniform" => Ok(ProbeOrder::Uniform),
