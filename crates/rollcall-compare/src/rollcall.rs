@@ -16,23 +16,23 @@ const KEY_FILE: &str = "1:73696d756c61746f722d6b65792d6e6f742d666f722d70726f6475
 /// The SWIM settings of a row: rollcall's defaults (a 1 s period), with the suspicion
 /// multiplier `alpha` if one is given (the default is 1; memberlist's is 4).
 pub fn config(nodes: u32, alpha: Option<u32>) -> SwimConfig {
-    let defaults = PeerSettings::default();
-    let settings = PeerSettings { suspicion_mult: alpha.unwrap_or(defaults.suspicion_mult), ..defaults };
-    settings.swim_config(Duration::from_secs(1), nodes)
+    let defaults = SwimConfig::default();
+    let swim = SwimConfig { suspicion_mult: alpha.unwrap_or(defaults.suspicion_mult), ..defaults };
+    PeerSettings { swim, ..PeerSettings::default() }.swim_config(Duration::from_secs(1), nodes)
 }
 
 /// memberlist's `DefaultLANConfig` on rollcall's peer, as in scenarios/peer-memberlist.toml:
 /// α = 4, β = 6, two confirmations, gossip rounds every 200 ms to 3 members.
 pub fn memberlist_config(nodes: u32) -> SwimConfig {
-    let settings = PeerSettings {
+    let swim = SwimConfig {
         suspicion_mult: 4,
         suspicion_max_mult: 6,
         suspicion_confirmations: 2,
         gossip_interval: Some(Duration::from_millis(200)),
         gossip_fanout: 3,
-        ..PeerSettings::default()
+        ..SwimConfig::default()
     };
-    settings.swim_config(Duration::from_secs(1), nodes)
+    PeerSettings { swim, ..PeerSettings::default() }.swim_config(Duration::from_secs(1), nodes)
 }
 
 /// Builds node `index` of `nodes`, warm: it knows every other member at incarnation 0.

@@ -18,6 +18,8 @@ pub mod monitor;
 pub mod ratelimit;
 pub mod responder;
 pub mod rng;
+#[cfg(feature = "serde")]
+pub mod settings;
 pub mod swim;
 pub mod timer;
 pub mod wire;

@@ -51,15 +51,19 @@ use sync::Page;
 use wire::{Body, Datagram, Update, Writer};
 
 /// A peer's settings. [`SwimConfig::default`] is memberlist's LAN profile where SWIM and
-/// memberlist agree, and says so where it differs.
+/// memberlist agree, and says so where it differs. With the feature `serde` it reads from a
+/// settings file on top of its defaults (the simulator's `[peer]`; see the `settings` module).
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(default, deny_unknown_fields))]
 pub struct SwimConfig {
     /// The cluster's name: peers of another cluster are rejected (and counted) even if they
     /// share a key.
     pub cluster: String,
     /// SWIM's protocol period: one probe per period (memberlist: 1 s).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::settings::serde_duration"))]
     pub probe_interval: Duration,
     /// How long the direct ping waits before indirect probes are sent (memberlist: 500 ms).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::settings::serde_duration"))]
     pub probe_timeout: Duration,
     /// `K`: members asked to probe indirectly (memberlist: 3).
     pub indirect_probes: u32,
@@ -80,11 +84,14 @@ pub struct SwimConfig {
     pub max_health: u32,
     /// How often a page of the member table is exchanged with a random member (push-pull;
     /// memberlist exchanges its whole state over TCP every 30 s).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::settings::serde_duration"))]
     pub sync_interval: Duration,
     /// How often one random member believed down is contacted (a sync page that tells it
     /// what we believe, so that it refutes if it is alive: partitions heal).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::settings::serde_duration"))]
     pub reconnect_interval: Duration,
     /// Randomised round-robin (SWIM's improvement, the default) or uniform random targets.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::settings::serde_probe_order"))]
     pub probe_order: ProbeOrder,
     /// Most members the table holds; updates about further members are counted and dropped.
     pub max_members: usize,
@@ -96,6 +103,7 @@ pub struct SwimConfig {
     /// [`SwimConfig::gossip_fanout`] random members this often, on top of piggybacking them
     /// on pings and acks (rollcall: 500 ms; memberlist's `GossipInterval`: 200 ms). `None`:
     /// piggybacking only.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::settings::serde_duration_or_off"))]
     pub gossip_interval: Option<Duration>,
     /// Members per gossip round (rollcall: 2; memberlist's `GossipNodes`: 3).
     pub gossip_fanout: u32,

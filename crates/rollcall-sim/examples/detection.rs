@@ -9,10 +9,12 @@
 //! node-days).
 
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
 use rollcall_core::monitor::ConfirmConfig;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
 use rollcall_sim::qos::{format_accuracy, format_recurrence};
-use rollcall_sim::{DetectorSpec, Scenario, simulate};
+use rollcall_sim::{Scenario, simulate};
+use std::sync::Arc;
 
 const SHIPPED: [&str; 5] = [
     include_str!("../../../scenarios/lan.toml"),
@@ -23,14 +25,14 @@ const SHIPPED: [&str; 5] = [
 ];
 
 /// The three detectors compared, by name.
-pub fn contenders() -> Vec<(&'static str, DetectorSpec, Option<ConfirmConfig>)> {
+pub fn contenders() -> Vec<(&'static str, DetectorConfig, Option<ConfirmConfig>)> {
     // With confirmation the detector only decides when to start asking: suspect early (no
     // acceptable pause), and let the probes decide.
     let eager = PhiAccrualConfig { acceptable_pause: Duration::ZERO, ..PhiAccrualConfig::default() };
     vec![
-        ("fixed (x2 + 1s)", DetectorSpec::Fixed(FixedTimeoutConfig::default()), None),
-        ("phi (Akka)", DetectorSpec::Phi(PhiAccrualConfig::default()), None),
-        ("phi + confirm", DetectorSpec::Phi(eager), Some(ConfirmConfig::default())),
+        ("fixed (x2 + 1s)", DetectorConfig::Fixed(Arc::new(FixedTimeoutConfig::default())), None),
+        ("phi (Akka)", DetectorConfig::Phi(Arc::new(PhiAccrualConfig::default())), None),
+        ("phi + confirm", DetectorConfig::Phi(Arc::new(eager)), Some(ConfirmConfig::default())),
     ]
 }
 

@@ -3,7 +3,9 @@
 //!
 //! `cargo run --release -p rollcall-sim --example tables [NODES]` (default 1000 nodes).
 
-use rollcall_sim::{DetectorSpec, Report, Scenario, simulate};
+use rollcall_core::DetectorConfig;
+use rollcall_sim::{Report, Scenario, simulate};
+use std::sync::Arc;
 
 const SHIPPED: [&str; 5] = [
     include_str!("../../../scenarios/lan.toml"),
@@ -20,7 +22,7 @@ fn main() -> Result<(), String> {
     for text in SHIPPED {
         let scenario = Scenario::from_toml(text)?;
         let scenario = Scenario { nodes: nodes.unwrap_or(scenario.nodes), ..scenario };
-        for detector in [scenario.detector.clone(), DetectorSpec::Fixed(Default::default())] {
+        for detector in [scenario.detector.clone(), DetectorConfig::Fixed(Arc::new(Default::default()))] {
             let outcome = simulate(&Scenario { detector, ..scenario.clone() }, &mut |_| {})?;
             println!("{}", outcome.report.markdown_row());
         }

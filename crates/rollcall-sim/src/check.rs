@@ -12,10 +12,10 @@
 //! - **Convergence**: a node cut off by a partition comes back up after the partition
 //!   heals, unless it died or was cut off again first.
 
-use crate::scenario::DetectorSpec;
 use crate::trace::{Cause, Observed, Trace, state_after, state_before};
 use core::fmt;
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
 use rollcall_core::Instant;
 use rollcall_core::monitor::{NodeState, Reason};
 use rollcall_detect::PhiAccrualConfig;
@@ -140,10 +140,10 @@ impl Findings {
 /// in docs/PROTOCOL.md: `interval * multiplier + grace` for the fixed timeout;
 /// `mean + acceptable_pause + y(threshold) * max(std dev, min std dev)` for phi, with the
 /// window's mean and standard deviation and `y` the inverse of Akka's logistic phi.
-pub fn silence_bound(detector: &DetectorSpec, interval: Duration, window: (f64, f64)) -> Duration {
+pub fn silence_bound(detector: &DetectorConfig, interval: Duration, window: (f64, f64)) -> Duration {
     match detector {
-        DetectorSpec::Fixed(c) => interval.mul_f64(c.multiplier) + c.grace,
-        DetectorSpec::Phi(c) => {
+        DetectorConfig::Fixed(c) => interval.mul_f64(c.multiplier) + c.grace,
+        DetectorConfig::Phi(c) => {
             let (mean, std) = window;
             let sigma = std.max(c.min_std_deviation.as_secs_f64());
             let seconds = mean + c.acceptable_pause.as_secs_f64() + logistic_y(c.threshold) * sigma;
@@ -154,12 +154,13 @@ pub fn silence_bound(detector: &DetectorSpec, interval: Duration, window: (f64, 
 
 /// The longest silence before a node must be suspect: [`silence_bound`] at the suspect
 /// level (`interval * multiplier` for the fixed timeout, phi's `suspect_threshold`).
-pub fn suspect_silence_bound(detector: &DetectorSpec, interval: Duration, window: (f64, f64)) -> Duration {
+pub fn suspect_silence_bound(detector: &DetectorConfig, interval: Duration, window: (f64, f64)) -> Duration {
     match detector {
-        DetectorSpec::Fixed(c) => interval.mul_f64(c.multiplier),
-        DetectorSpec::Phi(c) => {
-            let at_suspect = PhiAccrualConfig { threshold: c.suspect_threshold, ..c.clone() };
-            silence_bound(&DetectorSpec::Phi(at_suspect), interval, window)
+        DetectorConfig::Fixed(c) => interval.mul_f64(c.multiplier),
+        DetectorConfig::Phi(c) => {
+            let at_suspect =
+                PhiAccrualConfig { threshold: c.suspect_threshold, ..PhiAccrualConfig::clone(c) };
+            silence_bound(&DetectorConfig::Phi(at_suspect.into()), interval, window)
         }
     }
 }
@@ -181,7 +182,7 @@ pub fn logistic_y(phi: f64) -> f64 {
 }
 
 /// Runs every checker over `trace`, for a monitor that ran `detector`.
-pub fn check(trace: &Trace, detector: &DetectorSpec) -> Findings {
+pub fn check(trace: &Trace, detector: &DetectorConfig) -> Findings {
     let mut findings = Findings::default();
     let mut by_node: Vec<Vec<&Observed>> = vec![Vec::new(); trace.nodes.len()];
     for observed in &trace.transitions {
@@ -220,7 +221,12 @@ pub fn check(trace: &Trace, detector: &DetectorSpec) -> Findings {
     findings
 }
 
-fn completeness(trace: &Trace, detector: &DetectorSpec, by_node: &[Vec<&Observed>], findings: &mut Findings) {
+fn completeness(
+    trace: &Trace,
+    detector: &DetectorConfig,
+    by_node: &[Vec<&Observed>],
+    findings: &mut Findings,
+) {
     for crash in &trace.crashes {
         let Some(last) = crash.arrivals.last else {
             // Never heard from: the monitor has nothing to declare down.

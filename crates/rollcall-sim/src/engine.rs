@@ -113,7 +113,7 @@ struct Engine<'a> {
 pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Trace, String> {
     scenario.validate()?;
     let ring = KeyRing::parse(KEY_FILE).map_err(|e| format!("the simulator's key: {e}"))?;
-    let config = scenario.detector.monitor_config(scenario.rise, scenario.nodes, scenario.confirm.clone());
+    let config = scenario.monitor_config();
     let tick = config.tick;
     let mut monitor = Monitor::new(config, ring.clone(), Instant::ZERO).map_err(|error| error.to_string())?;
     monitor.set_probe_epoch(scenario.seed);

@@ -2,14 +2,14 @@
 //! wrong). Two stages, as for the daemon's configuration: a raw form that mirrors the file,
 //! then the checked data the simulator runs.
 
-use crate::scenario::{
-    Burst, DetectorSpec, Direction, Fault, Latency, Network, Scenario, Selector, When, parse_duration,
-};
+use crate::scenario::{Burst, Direction, Fault, Latency, Network, Scenario, Selector, When, parse_duration};
 use core::time::Duration;
-use rollcall_core::monitor::ConfirmConfig;
-use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
+use rollcall_core::monitor::{ConfirmConfig, DetectorConfig};
+use rollcall_core::settings::{ConfirmSection, FixedSection, PhiSection};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl Scenario {
     /// Reads a scenario file's text. Anything left out takes [`Scenario::default`]'s value,
@@ -49,8 +49,8 @@ impl Scenario {
             return Err("rise must be at least 1".into());
         }
         match &self.detector {
-            DetectorSpec::Phi(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
-            DetectorSpec::Fixed(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
+            DetectorConfig::Phi(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
+            DetectorConfig::Fixed(config) => config.validate().map_err(|e| format!("detector: {e}"))?,
         }
         self.network.validate()?;
         for (name, selector) in &self.groups {
@@ -135,8 +135,9 @@ struct RawScenario {
     interval: Option<String>,
     jitter: Option<f64>,
     rise: Option<u8>,
-    detector: Option<RawDetector>,
-    confirm: Option<RawConfirm>,
+    /// `kind`, then the keys of the monitor's `[phi]` or `[fixed]` section.
+    detector: Option<toml::Table>,
+    confirm: Option<ConfirmSection>,
     network: Option<RawNetwork>,
     #[serde(default)]
     groups: BTreeMap<String, RawSelector>,
@@ -144,51 +145,12 @@ struct RawScenario {
     faults: Vec<RawFault>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDetector {
-    kind: String,
-    threshold: Option<f64>,
-    suspect_threshold: Option<f64>,
-    min_std_deviation: Option<String>,
-    acceptable_pause: Option<String>,
-    multiplier: Option<f64>,
-    grace: Option<String>,
-}
-
-/// `[confirm]`: its presence turns confirmation on; absent keys take the monitor's defaults.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfirm {
-    probes: Option<u8>,
-    probe_interval: Option<String>,
-    indirect: Option<u8>,
-    indirect_timeout: Option<String>,
-    recheck: Option<String>,
-    max_probes_per_sec: Option<u32>,
-    probe_burst: Option<u32>,
-}
-
-impl RawConfirm {
-    fn into_config(self) -> Result<ConfirmConfig, String> {
-        let d = ConfirmConfig::default();
-        let field = |name: &str, value: Option<&String>| {
-            duration_field(name, value).map_err(|e| format!("confirm.{e}"))
-        };
-        let config = ConfirmConfig {
-            probes: self.probes.unwrap_or(d.probes),
-            probe_interval: field("probe_interval", self.probe_interval.as_ref())?
-                .unwrap_or(d.probe_interval),
-            indirect: self.indirect.unwrap_or(d.indirect),
-            indirect_timeout: field("indirect_timeout", self.indirect_timeout.as_ref())?
-                .unwrap_or(d.indirect_timeout),
-            recheck: field("recheck", self.recheck.as_ref())?.unwrap_or(d.recheck),
-            max_probes_per_sec: self.max_probes_per_sec.unwrap_or(d.max_probes_per_sec),
-            probe_burst: self.probe_burst.unwrap_or(d.probe_burst),
-        };
-        config.validate().map_err(|error| error.to_string())?;
-        Ok(config)
-    }
+/// `[confirm]`, as the monitor's config file reads it, except that here its presence turns
+/// confirmation on (`enabled = false` turns it off again).
+fn confirm_config(section: ConfirmSection) -> Result<Option<ConfirmConfig>, String> {
+    let config = section.resolve("confirm").map_err(|error| error.to_string())?;
+    config.validate().map_err(|error| error.to_string())?;
+    Ok(section.enabled.unwrap_or(true).then_some(config))
 }
 
 #[derive(Deserialize)]
@@ -240,6 +202,21 @@ fn duration_field(name: &str, value: Option<&String>) -> Result<Option<Duration>
     value.map(|text| parse_duration(text).map_err(|e| format!("{name}: {e}"))).transpose()
 }
 
+/// `table` (the section `name` of a file) read as a `T`. Serde does not tell a value's
+/// deserializer its key, so when the table is refused its keys are read one at a time to
+/// name the one at fault.
+pub(crate) fn section<T: DeserializeOwned>(name: &str, table: toml::Table) -> Result<T, String> {
+    let read = |table: toml::Table| toml::Value::Table(table).try_into::<T>();
+    read(table.clone()).map_err(|error| {
+        let alone =
+            |key: &String, value: &toml::Value| read(toml::Table::from_iter([(key.clone(), value.clone())]));
+        match table.iter().find(|(key, value)| alone(key, value).is_err()) {
+            Some((key, _)) => format!("{name}.{key}: {}", error.message().trim()),
+            None => format!("[{name}]: {}", error.message().trim()),
+        }
+    })
+}
+
 fn required<T>(name: &str, value: Option<T>) -> Result<T, String> {
     value.ok_or_else(|| format!("{name} is required"))
 }
@@ -277,10 +254,10 @@ impl RawScenario {
             jitter: self.jitter.unwrap_or(defaults.jitter),
             rise: self.rise.unwrap_or(defaults.rise),
             detector: match self.detector {
-                Some(raw) => raw.into_spec()?,
+                Some(table) => detector_config(table)?,
                 None => defaults.detector,
             },
-            confirm: self.confirm.map(RawConfirm::into_config).transpose()?,
+            confirm: self.confirm.map(confirm_config).transpose()?.flatten(),
             network: match self.network {
                 Some(raw) => raw.into_network()?,
                 None => defaults.network,
@@ -291,44 +268,40 @@ impl RawScenario {
     }
 }
 
-impl RawDetector {
-    fn into_spec(self) -> Result<DetectorSpec, String> {
-        let field = |name: &str, value: Option<&String>| {
-            duration_field(name, value).map_err(|e| format!("detector.{e}"))
-        };
-        match self.kind.as_str() {
-            "phi" => {
-                if self.multiplier.is_some() || self.grace.is_some() {
-                    return Err("detector: multiplier and grace belong to kind = \"fixed\"".into());
-                }
-                let d = PhiAccrualConfig::default();
-                Ok(DetectorSpec::Phi(PhiAccrualConfig {
-                    threshold: self.threshold.unwrap_or(d.threshold),
-                    suspect_threshold: self.suspect_threshold.unwrap_or(d.suspect_threshold),
-                    min_std_deviation: field("min_std_deviation", self.min_std_deviation.as_ref())?
-                        .unwrap_or(d.min_std_deviation),
-                    acceptable_pause: field("acceptable_pause", self.acceptable_pause.as_ref())?
-                        .unwrap_or(d.acceptable_pause),
-                    first_heartbeat_estimate: None,
-                }))
-            }
-            "fixed" => {
-                if self.threshold.is_some()
-                    || self.suspect_threshold.is_some()
-                    || self.min_std_deviation.is_some()
-                    || self.acceptable_pause.is_some()
-                {
-                    return Err("detector: threshold, suspect_threshold, min_std_deviation and acceptable_pause belong to kind = \"phi\"".into());
-                }
-                let d = FixedTimeoutConfig::default();
-                Ok(DetectorSpec::Fixed(FixedTimeoutConfig {
-                    multiplier: self.multiplier.unwrap_or(d.multiplier),
-                    grace: field("grace", self.grace.as_ref())?.unwrap_or(d.grace),
-                }))
-            }
-            other => Err(format!("detector.kind must be \"phi\" or \"fixed\", got {other:?}")),
+/// `[detector]`: `kind = "phi"` or `"fixed"`, and that detector's keys, read by the same
+/// sections as the monitor's `[phi]` and `[fixed]`.
+fn detector_config(mut table: toml::Table) -> Result<DetectorConfig, String> {
+    const PHI_ONLY: [&str; 5] = [
+        "threshold",
+        "suspect_threshold",
+        "min_std_deviation",
+        "acceptable_pause",
+        "first_heartbeat_estimate",
+    ];
+    const FIXED_ONLY: [&str; 2] = ["multiplier", "grace"];
+    let kind = match table.remove("kind") {
+        Some(toml::Value::String(kind)) => kind,
+        _ => return Err("detector.kind must be \"phi\" or \"fixed\"".into()),
+    };
+    let misplaced = |keys: &[&str]| keys.iter().any(|key| table.contains_key(*key));
+    let spec = match kind.as_str() {
+        "phi" if misplaced(&FIXED_ONLY) => {
+            return Err("detector: multiplier and grace belong to kind = \"fixed\"".into());
         }
-    }
+        "fixed" if misplaced(&PHI_ONLY) => {
+            return Err(format!("detector: {} belong to kind = \"phi\"", PHI_ONLY.join(", ")));
+        }
+        "phi" => {
+            let section: PhiSection = section("detector", table)?;
+            DetectorConfig::Phi(Arc::new(section.resolve("detector").map_err(|e| e.to_string())?))
+        }
+        "fixed" => {
+            let section: FixedSection = section("detector", table)?;
+            DetectorConfig::Fixed(Arc::new(section.resolve("detector").map_err(|e| e.to_string())?))
+        }
+        other => return Err(format!("detector.kind must be \"phi\" or \"fixed\", got {other:?}")),
+    };
+    Ok(spec)
 }
 
 impl RawNetwork {

@@ -37,7 +37,7 @@ pub use qos::{Qos, QosReport};
 pub use report::{Outcome, Report, SweepPoint, quantile, simulate, sweep};
 pub use rng::Rng;
 pub use scenario::{
-    Burst, DetectorSpec, Direction, Fault, Latency, Network, Scenario, Selector, When, format_duration,
+    Burst, DetectorKnob, Direction, Fault, Latency, Network, Scenario, Selector, When, format_duration,
     parse_duration,
 };
 pub use trace::{Arrivals, Cause, Crash, NetStats, NodeTruth, Observed, Span, Trace};

@@ -20,10 +20,9 @@ pub use engine::{PeerCrash, PeerTrace, Seen};
 pub use report::PeerReport;
 
 use crate::engine::Progress;
-use crate::scenario::{Scenario, parse_duration};
+use crate::scenario::Scenario;
 use core::time::Duration;
 use rollcall_core::swim::{ProbeOrder, SwimConfig};
-use serde::Deserialize;
 
 /// How peers start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,24 +36,17 @@ pub enum Start {
     Join,
 }
 
-/// The SWIM settings of a peer-mode run (the `[peer]` table). The protocol period is the
-/// scenario's `interval`.
+/// The settings of a peer-mode run: the core's [`SwimConfig`] (the `[peer]` table, read on
+/// top of [`SwimConfig::default`]) and how the simulator starts the peers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerSettings {
-    /// Defaults to half the interval (memberlist: 500 ms at 1 s).
+    /// The peers' settings. [`PeerSettings::swim_config`] sets four of them per run: the
+    /// protocol period is the scenario's `interval`, the probe timeout is
+    /// [`PeerSettings::probe_timeout`], the table holds at least every node, and the
+    /// cluster is `"sim"`.
+    pub swim: SwimConfig,
+    /// The direct ping's timeout; `None`: half the interval (memberlist: 500 ms at 1 s).
     pub probe_timeout: Option<Duration>,
-    pub indirect_probes: u32,
-    pub retransmit_mult: u32,
-    pub suspicion_mult: u32,
-    pub suspicion_max_mult: u32,
-    pub suspicion_confirmations: u32,
-    pub max_health: u32,
-    /// `None`: piggybacked gossip only.
-    pub gossip_interval: Option<Duration>,
-    pub gossip_fanout: u32,
-    pub sync_interval: Duration,
-    pub reconnect_interval: Duration,
-    pub probe_order: ProbeOrder,
     pub start: Start,
     /// Record every ping sent (instant, target) in [`PeerTrace::pings`]: for validating
     /// probe statistics against SWIM's formulas. Not a scenario-file setting.
@@ -63,20 +55,9 @@ pub struct PeerSettings {
 
 impl Default for PeerSettings {
     fn default() -> Self {
-        let swim = SwimConfig::default();
         PeerSettings {
+            swim: SwimConfig::default(),
             probe_timeout: None,
-            indirect_probes: swim.indirect_probes,
-            retransmit_mult: swim.retransmit_mult,
-            suspicion_mult: swim.suspicion_mult,
-            suspicion_max_mult: swim.suspicion_max_mult,
-            suspicion_confirmations: swim.suspicion_confirmations,
-            max_health: swim.max_health,
-            gossip_interval: swim.gossip_interval,
-            gossip_fanout: swim.gossip_fanout,
-            sync_interval: swim.sync_interval,
-            reconnect_interval: swim.reconnect_interval,
-            probe_order: swim.probe_order,
             start: Start::Warm,
             record_pings: false,
         }
@@ -90,31 +71,21 @@ impl PeerSettings {
             cluster: "sim".into(),
             probe_interval: interval,
             probe_timeout: self.probe_timeout.unwrap_or(interval / 2),
-            indirect_probes: self.indirect_probes,
-            retransmit_mult: self.retransmit_mult,
-            suspicion_mult: self.suspicion_mult,
-            suspicion_max_mult: self.suspicion_max_mult,
-            suspicion_confirmations: self.suspicion_confirmations,
-            max_health: self.max_health,
-            gossip_interval: self.gossip_interval,
-            gossip_fanout: self.gossip_fanout,
-            sync_interval: self.sync_interval,
-            reconnect_interval: self.reconnect_interval,
-            probe_order: self.probe_order,
-            max_members: (nodes as usize).max(SwimConfig::default().max_members),
-            ..SwimConfig::default()
+            max_members: (nodes as usize).max(self.swim.max_members),
+            ..self.swim.clone()
         }
     }
 
     /// One line for the table: the knobs that shape detection.
     pub fn describe(&self, interval: Duration) -> String {
-        let order = match self.probe_order {
+        let swim = &self.swim;
+        let order = match swim.probe_order {
             ProbeOrder::RoundRobin => "round-robin",
             ProbeOrder::Uniform => "uniform",
         };
-        let gossip = match self.gossip_interval {
+        let gossip = match swim.gossip_interval {
             Some(every) => {
-                format!("gossip every {} to {}", crate::format_duration(every), self.gossip_fanout)
+                format!("gossip every {} to {}", crate::format_duration(every), swim.gossip_fanout)
             }
             None => "piggybacked gossip only".to_string(),
         };
@@ -122,11 +93,11 @@ impl PeerSettings {
             "swim+lifeguard (period {}, probe timeout {}, K {}, suspicion {}x..{}x after {} confirmations, retransmit {}, {gossip}, {order})",
             crate::format_duration(interval),
             crate::format_duration(self.probe_timeout.unwrap_or(interval / 2)),
-            self.indirect_probes,
-            self.suspicion_mult,
-            self.suspicion_mult * self.suspicion_max_mult,
-            self.suspicion_confirmations,
-            self.retransmit_mult,
+            swim.indirect_probes,
+            swim.suspicion_mult,
+            swim.suspicion_mult * swim.suspicion_max_mult,
+            swim.suspicion_confirmations,
+            swim.retransmit_mult,
         )
     }
 }
@@ -165,13 +136,8 @@ pub fn split_scenario(text: &str) -> Result<(String, Option<PeerSettings>), Stri
     };
     let peer = match table.get("peer") {
         None => None,
-        Some(value) => Some(
-            value
-                .clone()
-                .try_into::<RawPeer>()
-                .map_err(|e| format!("[peer]: {}", e.message().trim()))?
-                .into_settings()?,
-        ),
+        Some(toml::Value::Table(peer)) => Some(peer_settings(peer.clone())?),
+        Some(_) => return Err("[peer] must be a table of SWIM settings".into()),
     };
     let mut kept = String::with_capacity(text.len());
     let (mut in_peer, mut before_tables) = (false, true);
@@ -204,71 +170,30 @@ pub fn split_scenario(text: &str) -> Result<(String, Option<PeerSettings>), Stri
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPeer {
-    probe_timeout: Option<String>,
-    indirect_probes: Option<u32>,
-    retransmit_mult: Option<u32>,
-    suspicion_mult: Option<u32>,
-    suspicion_max_mult: Option<u32>,
-    suspicion_confirmations: Option<u32>,
-    max_health: Option<u32>,
-    gossip_interval: Option<String>,
-    gossip_fanout: Option<u32>,
-    sync_interval: Option<String>,
-    reconnect_interval: Option<String>,
-    probe_order: Option<String>,
-    start: Option<String>,
-}
-
-impl RawPeer {
-    fn into_settings(self) -> Result<PeerSettings, String> {
-        let d = PeerSettings::default();
-        let span = |name: &str, value: Option<String>| -> Result<Option<Duration>, String> {
-            value.map(|text| parse_duration(&text).map_err(|e| format!("peer.{name}: {e}"))).transpose()
-        };
-        let probe_order = match self.probe_order.as_deref() {
-            None | Some("round-robin") => ProbeOrder::RoundRobin,
-            Some("uniform") => ProbeOrder::Uniform,
-            Some(other) => {
-                return Err(format!(
-                    "peer.probe_order must be \"round-robin\" or \"uniform\", not {other:?}"
-                ));
-            }
-        };
-        let start = match self.start.as_deref() {
-            None | Some("warm") => Start::Warm,
-            Some("join") => Start::Join,
-            Some(other) => return Err(format!("peer.start must be \"warm\" or \"join\", not {other:?}")),
-        };
-        let gossip_interval = match self.gossip_interval.as_deref() {
-            None => d.gossip_interval,
-            Some("off") => None,
-            Some(text) => {
-                Some(parse_duration(text).map_err(|e| format!("peer.gossip_interval: {e} (or \"off\")"))?)
-            }
-        };
-        let settings = PeerSettings {
-            probe_timeout: span("probe_timeout", self.probe_timeout)?,
-            indirect_probes: self.indirect_probes.unwrap_or(d.indirect_probes),
-            retransmit_mult: self.retransmit_mult.unwrap_or(d.retransmit_mult),
-            suspicion_mult: self.suspicion_mult.unwrap_or(d.suspicion_mult),
-            suspicion_max_mult: self.suspicion_max_mult.unwrap_or(d.suspicion_max_mult),
-            suspicion_confirmations: self.suspicion_confirmations.unwrap_or(d.suspicion_confirmations),
-            max_health: self.max_health.unwrap_or(d.max_health),
-            gossip_interval,
-            gossip_fanout: self.gossip_fanout.unwrap_or(d.gossip_fanout),
-            sync_interval: span("sync_interval", self.sync_interval)?.unwrap_or(d.sync_interval),
-            reconnect_interval: span("reconnect_interval", self.reconnect_interval)?
-                .unwrap_or(d.reconnect_interval),
-            probe_order,
-            start,
-            record_pings: false,
-        };
-        if settings.indirect_probes > 16 {
-            return Err("peer.indirect_probes must be at most 16".into());
+/// The `[peer]` table: `start` is the simulator's, every other key is read into a
+/// [`SwimConfig`] on top of its defaults (unknown keys refused), except those the run sets.
+fn peer_settings(mut table: toml::Table) -> Result<PeerSettings, String> {
+    let start = match table.remove("start") {
+        None => Start::Warm,
+        Some(toml::Value::String(start)) if start == "warm" => Start::Warm,
+        Some(toml::Value::String(start)) if start == "join" => Start::Join,
+        Some(toml::Value::String(other)) => {
+            return Err(format!("peer.start must be \"warm\" or \"join\", not {other:?}"));
         }
-        Ok(settings)
+        Some(_) => return Err("peer.start must be \"warm\" or \"join\"".into()),
+    };
+    if let Some(key) =
+        ["probe_interval", "cluster", "max_members"].into_iter().find(|key| table.contains_key(*key))
+    {
+        return Err(format!(
+            "peer.{key} is set by the simulator (the protocol period is the scenario's interval, the table holds every node)"
+        ));
     }
+    let probe_timeout_given = table.contains_key("probe_timeout");
+    let swim: SwimConfig = crate::format::section("peer", table)?;
+    if swim.indirect_probes > 16 {
+        return Err("peer.indirect_probes must be at most 16".into());
+    }
+    let probe_timeout = probe_timeout_given.then_some(swim.probe_timeout);
+    Ok(PeerSettings { swim, probe_timeout, start, record_pings: false })
 }

@@ -4,13 +4,15 @@
 use crate::check::{Detection, Findings, check, silence_bound};
 use crate::engine::{Progress, run};
 use crate::qos::{self, QosReport};
-use crate::scenario::{DetectorSpec, Scenario, format_duration};
+use crate::scenario::{DetectorKnob, Scenario, format_duration};
 use crate::trace::Trace;
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
 use rollcall_core::monitor::Reason;
 use rollcall_detect::PhiAccrualConfig;
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// The summary of one run. Times are in milliseconds, rates per node and per second.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -129,10 +131,10 @@ impl Report {
             duration_s: scenario.duration.as_secs_f64(),
             interval_s: regular,
             detector: match &scenario.confirm {
-                None => scenario.detector.to_string(),
+                None => scenario.detector.describe(),
                 Some(c) => format!(
                     "{} + confirm ({} probes {} apart, {} indirect for {})",
-                    scenario.detector,
+                    scenario.detector.describe(),
                     c.probes,
                     format_duration(c.probe_interval),
                     c.indirect,
@@ -335,11 +337,11 @@ pub fn sweep(
     for (index, &threshold) in thresholds.iter().enumerate() {
         let detector = match (&scenario.detector, &scenario.confirm) {
             // With confirmation the knob is where probing starts: phi's suspect level.
-            (DetectorSpec::Phi(config), Some(_)) => DetectorSpec::Phi(PhiAccrualConfig {
+            (DetectorConfig::Phi(config), Some(_)) => DetectorConfig::Phi(Arc::new(PhiAccrualConfig {
                 suspect_threshold: threshold,
                 threshold: config.threshold.max(threshold),
-                ..config.clone()
-            }),
+                ..PhiAccrualConfig::clone(config)
+            })),
             (detector, _) => detector.with_threshold(threshold),
         };
         let scenario = Scenario { detector, ..scenario.clone() };

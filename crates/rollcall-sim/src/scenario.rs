@@ -26,7 +26,8 @@ pub struct Scenario {
     /// How far each send strays from the interval, as a fraction of it (the real agent
     /// uses 0.05), uniformly either way.
     pub jitter: f64,
-    pub detector: DetectorSpec,
+    /// The monitor's detector: the core's own settings type.
+    pub detector: DetectorConfig,
     /// Probe suspects before declaring them down (the monitor's `[confirm]`); `None`: the
     /// detector alone decides.
     pub confirm: Option<ConfirmConfig>,
@@ -50,7 +51,7 @@ impl Default for Scenario {
             duration: Duration::from_secs(600),
             interval: Duration::from_secs(1),
             jitter: 0.05,
-            detector: DetectorSpec::Phi(PhiAccrualConfig::default()),
+            detector: DetectorConfig::Phi(Arc::new(PhiAccrualConfig::default())),
             confirm: None,
             rise: 2,
             network: Network::default(),
@@ -64,81 +65,73 @@ impl Default for Scenario {
     }
 }
 
-/// The detector the monitor runs, with its settings.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DetectorSpec {
-    Phi(PhiAccrualConfig),
-    Fixed(FixedTimeoutConfig),
-}
-
-impl DetectorSpec {
-    pub fn name(&self) -> &'static str {
-        match self {
-            DetectorSpec::Phi(_) => "phi",
-            DetectorSpec::Fixed(_) => "fixed",
-        }
-    }
-
-    /// The knob a sweep moves: phi's down threshold, or the fixed timeout's multiplier.
-    pub fn threshold(&self) -> f64 {
-        match self {
-            DetectorSpec::Phi(config) => config.threshold,
-            DetectorSpec::Fixed(config) => config.multiplier,
-        }
-    }
-
-    /// The same detector with its knob at `threshold`. For phi the suspect level follows
-    /// when it would exceed the new threshold.
-    pub fn with_threshold(&self, threshold: f64) -> DetectorSpec {
-        match self {
-            DetectorSpec::Phi(config) => DetectorSpec::Phi(PhiAccrualConfig {
-                threshold,
-                suspect_threshold: config.suspect_threshold.min(threshold),
-                ..config.clone()
-            }),
-            DetectorSpec::Fixed(config) => {
-                DetectorSpec::Fixed(FixedTimeoutConfig { multiplier: threshold, ..config.clone() })
-            }
-        }
-    }
-
-    /// The thresholds a sweep tries by default: phi 1 to 16, multipliers 1 to 5 by halves.
-    pub fn default_sweep(&self) -> Vec<f64> {
-        match self {
-            DetectorSpec::Phi(_) => (1..=16).map(f64::from).collect(),
-            DetectorSpec::Fixed(_) => (2..=10).map(|half| f64::from(half) / 2.0).collect(),
-        }
-    }
-
-    /// The settings of the unchanged core monitor for this detector.
-    pub fn monitor_config(&self, rise: u8, nodes: u32, confirm: Option<ConfirmConfig>) -> MonitorConfig {
-        let detector = match self {
-            DetectorSpec::Phi(config) => DetectorConfig::Phi(Arc::new(config.clone())),
-            DetectorSpec::Fixed(config) => DetectorConfig::Fixed(Arc::new(config.clone())),
-        };
+impl Scenario {
+    /// The settings of the unchanged core monitor for this scenario.
+    pub fn monitor_config(&self) -> MonitorConfig {
         MonitorConfig {
-            detector,
-            rise,
-            max_nodes: (nodes as usize).max(1),
-            confirm,
+            detector: self.detector.clone(),
+            rise: self.rise,
+            max_nodes: (self.nodes as usize).max(1),
+            confirm: self.confirm.clone(),
             ..MonitorConfig::default()
         }
     }
 }
 
-impl fmt::Display for DetectorSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// What the simulator does with the core's [`DetectorConfig`] besides running it: the knob a
+/// sweep moves, and the line the report shows.
+pub trait DetectorKnob {
+    /// The knob a sweep moves: phi's down threshold, or the fixed timeout's multiplier.
+    fn threshold(&self) -> f64;
+    /// The same detector with its knob at `threshold`. For phi the suspect level follows
+    /// when it would exceed the new threshold.
+    fn with_threshold(&self, threshold: f64) -> DetectorConfig;
+    /// The thresholds a sweep tries by default: phi 1 to 16, multipliers 1 to 5 by halves.
+    fn default_sweep(&self) -> Vec<f64>;
+    /// The detector and its settings in one line: `phi (threshold 8, suspect 3, ...)`.
+    fn describe(&self) -> String;
+}
+
+impl DetectorKnob for DetectorConfig {
+    fn threshold(&self) -> f64 {
         match self {
-            DetectorSpec::Phi(c) => write!(
-                f,
+            DetectorConfig::Phi(config) => config.threshold,
+            DetectorConfig::Fixed(config) => config.multiplier,
+        }
+    }
+
+    fn with_threshold(&self, threshold: f64) -> DetectorConfig {
+        match self {
+            DetectorConfig::Phi(config) => DetectorConfig::Phi(Arc::new(PhiAccrualConfig {
+                threshold,
+                suspect_threshold: config.suspect_threshold.min(threshold),
+                ..PhiAccrualConfig::clone(config)
+            })),
+            DetectorConfig::Fixed(config) => DetectorConfig::Fixed(Arc::new(FixedTimeoutConfig {
+                multiplier: threshold,
+                ..FixedTimeoutConfig::clone(config)
+            })),
+        }
+    }
+
+    fn default_sweep(&self) -> Vec<f64> {
+        match self {
+            DetectorConfig::Phi(_) => (1..=16).map(f64::from).collect(),
+            DetectorConfig::Fixed(_) => (2..=10).map(|half| f64::from(half) / 2.0).collect(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            DetectorConfig::Phi(c) => format!(
                 "phi (threshold {}, suspect {}, min std dev {}, acceptable pause {})",
                 c.threshold,
                 c.suspect_threshold,
                 format_duration(c.min_std_deviation),
                 format_duration(c.acceptable_pause)
             ),
-            DetectorSpec::Fixed(c) => {
-                write!(f, "fixed (multiplier {}, grace {})", c.multiplier, format_duration(c.grace))
+            DetectorConfig::Fixed(c) => {
+                format!("fixed (multiplier {}, grace {})", c.multiplier, format_duration(c.grace))
             }
         }
     }
@@ -392,25 +385,11 @@ impl Fault {
     }
 }
 
-/// Parses a span: a number followed by `ns`, `us`, `ms`, `s`, `m` or `h` (`1.5s`, `250ms`,
-/// `10m`). Negative and unitless numbers are refused.
+/// Parses a span in the one grammar of every settings file
+/// ([`rollcall_core::settings::parse_duration`]): `1.5s`, `250ms`, `10m`, `1h 30m`. Negative
+/// and unitless numbers are refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("{text:?} is not a duration (a number with ns, us, ms, s, m or h)")),
-    };
-    match number.parse::<f64>() {
-        Ok(value) if value.is_finite() && value * scale < 1e9 => Ok(Duration::from_secs_f64(value * scale)),
-        _ => Err(format!("{text:?} is not a duration (a number with ns, us, ms, s, m or h)")),
-    }
+    rollcall_core::settings::parse_duration(text).map_err(|error| error.to_string())
 }
 
 /// A span in the largest unit that keeps it short: `1.5s`, `250ms`, `10m`.

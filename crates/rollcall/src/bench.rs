@@ -29,16 +29,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub nodes: usize,
     /// Each node's heartbeat interval in the steady and detection phases.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "1s")]
     pub interval: Duration,
     /// Sending sockets (one thread each).
     #[arg(long, default_value_t = 2)]
     pub senders: usize,
     /// How long each saturation phase (raw receiver, then monitor) lasts.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "5s")]
     pub saturate: Duration,
     /// How long the steady phase lasts.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "10s")]
     pub steady: Duration,
     /// Nodes stopped mid-run to measure detection (default: 1% of the nodes, 1 to 1000).
     #[arg(long)]
@@ -55,22 +55,22 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10_000)]
     pub burst: usize,
     /// Longest wait for every node to be registered and up before the steady phase.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "300s")]
     pub register_timeout: Duration,
     /// Longest wait for the stopped nodes to be declared down.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "60s")]
     pub detection_timeout: Duration,
     /// Also measure HTTP pings with `wrk` (keep-alive) for this long, then, as long each, a
     /// minimal hyper server and rollcall's HTTP server with an empty handler (needs `wrk`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration)]
     pub wrk: Option<Duration>,
     /// Also measure etcd lease keep-alives for this long through its JSON gateway, then as
     /// long over 1, 4 and 16 gRPC streams each (needs `etcd` and `wrk`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration)]
     pub etcd: Option<Duration>,
     /// Also measure Redis `SET key 1 PX ttl` with `redis-benchmark` for about this long,
     /// without persistence, then with the append-only file (needs `redis-server`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration)]
     pub redis: Option<Duration>,
     /// SO_RCVBUF asked for by the monitor and the raw receiver.
     #[arg(long, default_value_t = 8 << 20)]

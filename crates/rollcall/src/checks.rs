@@ -127,9 +127,8 @@ impl CheckInput {
 
 fn parse_span(id: &str, field: &str, text: Option<&str>) -> Result<Option<Duration>, String> {
     text.map(|text| {
-        humantime::parse_duration(text).map_err(|error| {
-            format!("check {id:?}: `{field}` = {text:?} is not a duration ({error}); write e.g. \"1h\"")
-        })
+        rollcall_core::settings::parse_duration(text)
+            .map_err(|error| format!("check {id:?}: `{field}` = {error}"))
     })
     .transpose()
 }

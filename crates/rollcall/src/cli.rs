@@ -219,7 +219,7 @@ pub struct PauseArgs {
     pub client: ClientArgs,
     pub id: String,
     /// End the maintenance after this long (2h, 30m); without it, until resumed.
-    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long = "for", value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration)]
     pub duration: Option<Duration>,
     /// ID is a check, not a node.
     #[arg(long)]
@@ -325,10 +325,10 @@ pub struct LeaseRunArgs {
     #[arg(long)]
     pub holder: Option<String>,
     /// How long a tenure lasts without renewal (1s to 1h).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = rollcall_core::settings::parse_duration)]
     pub ttl: Duration,
     /// Time COMMAND gets between SIGTERM and SIGKILL (default: TTL/4, at most 5 s); under TTL/2.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration)]
     pub grace: Option<Duration>,
     /// With `[cluster]`: another monitor of the cluster, asked when the current one cannot
     /// be reached (repeatable; etcd holds the lease, so any monitor renews it).
@@ -445,7 +445,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub key_file: PathBuf,
     /// Heartbeat interval (200ms, 1s, 2s...).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "1s")]
     pub interval: Duration,
     /// A label to send with every heartbeat, as key=value; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -455,10 +455,10 @@ pub struct AgentArgs {
     #[arg(long)]
     pub follow_advice: bool,
     /// With --follow-advice: the shortest interval to accept.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms", requires = "follow_advice")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "100ms", requires = "follow_advice")]
     pub min_interval: Duration,
     /// With --follow-advice: the longest interval to accept.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1m", requires = "follow_advice")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "1m", requires = "follow_advice")]
     pub max_interval: Duration,
     /// Testing: lose this fraction (0 to 1) of heartbeats before they leave (all but the
     /// first), while probes are still answered: a path that drops heartbeats, or a dying
@@ -513,7 +513,7 @@ pub struct SimArgs {
     #[arg(long, value_name = "N|P%")]
     pub partition: Option<String>,
     /// Virtual time to simulate (10m, 1h...).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration)]
     pub duration: Option<Duration>,
     /// Seed of every random choice (a run is a pure function of it).
     #[arg(long, env = "ROLLCALL_SEED")]
@@ -566,11 +566,11 @@ pub struct PeerArgs {
     #[arg(long, value_name = "NAME", default_value = "rollcall")]
     pub cluster: String,
     /// SWIM's protocol period: one member is probed per period.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
+    #[arg(long, value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration, default_value = "1s")]
     pub probe_interval: Duration,
     /// How long a direct ping waits before others are asked to probe (default: half the
     /// probe interval).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration)]
     pub probe_timeout: Option<Duration>,
     /// Members asked to probe indirectly when a direct ping goes unanswered.
     #[arg(long, value_name = "K", default_value_t = 3)]
@@ -582,13 +582,13 @@ pub struct PeerArgs {
     pub suspicion_mult: u32,
     /// While there is news to spread, send it to two random members this often, besides
     /// piggybacking it on pings and acks; `0s` turns these gossip rounds off.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "500ms")]
+    #[arg(long, value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration, default_value = "500ms")]
     pub gossip_interval: Duration,
     /// How often a page of the member table is exchanged with a random member.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration, default_value = "30s")]
     pub sync_interval: Duration,
     /// How often one member believed down is contacted, so that healed partitions are noticed.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
+    #[arg(long, value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration, default_value = "2s")]
     pub reconnect_interval: Duration,
     /// Seed of the peer's random choices (default: random, logged at start), to replay an
     /// incident in the simulator.
@@ -608,10 +608,10 @@ pub struct PeerArgs {
     pub max_connections: Option<usize>,
     /// An HTTP request's head must arrive within this (idle keep-alive connections close
     /// after it too).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration, default_value = "10s")]
     pub header_timeout: Duration,
     /// An HTTP connection on which no byte moves either way for this long is closed.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, value_name = "DURATION", value_parser = rollcall_core::settings::parse_duration, default_value = "60s")]
     pub idle_timeout: Duration,
 }
 

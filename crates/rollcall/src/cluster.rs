@@ -111,8 +111,7 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
     }
     let lease_ttl = match &raw.lease_ttl {
         None => Duration::from_secs(5),
-        Some(text) => humantime::parse_duration(text)
-            .map_err(|error| anyhow::anyhow!("cluster.lease_ttl: {text:?} is not a duration ({error})"))?,
+        Some(text) => rollcall_core::settings::duration("cluster.lease_ttl", text)?,
     };
     if lease_ttl < Duration::from_secs(2)
         || lease_ttl > Duration::from_secs(60)
@@ -127,9 +126,7 @@ pub fn parse(raw: &RawCluster) -> anyhow::Result<ClusterSettings> {
     };
     let fail_open_after = match &raw.fail_open_after {
         None => Duration::from_secs(30),
-        Some(text) => humantime::parse_duration(text).map_err(|error| {
-            anyhow::anyhow!("cluster.fail_open_after: {text:?} is not a duration ({error})")
-        })?,
+        Some(text) => rollcall_core::settings::duration("cluster.fail_open_after", text)?,
     };
     if fail_open_after < Duration::from_secs(1) || fail_open_after > Duration::from_secs(3600) {
         bail!(

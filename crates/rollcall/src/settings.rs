@@ -12,6 +12,7 @@ use rollcall_core::alerts::AlertConfig;
 use rollcall_core::checks::{CheckSpec, ChecksConfig, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
 use rollcall_core::monitor::{ConfirmConfig, DetectorConfig, MonitorConfig};
 use rollcall_core::ratelimit::RateLimiter;
+use rollcall_core::settings::{ConfirmSection, FixedSection, PhiSection};
 use rollcall_detect::qos::Goal;
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
 use serde::Deserialize;
@@ -81,9 +82,9 @@ struct RawConfig {
     #[serde(default)]
     monitor: RawMonitor,
     #[serde(default)]
-    phi: RawPhi,
+    phi: PhiSection,
     #[serde(default)]
-    fixed: RawFixed,
+    fixed: FixedSection,
     #[serde(default)]
     alerts: RawAlerts,
     #[serde(default)]
@@ -97,7 +98,7 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
-    confirm: RawConfirm,
+    confirm: ConfirmSection,
     #[serde(default)]
     goals: RawGoals,
     /// `[group.NAME]`: detector and confirmation settings of one group (`settings/groups.rs`).
@@ -124,19 +125,6 @@ struct RawGoals {
 struct RawGoal {
     detect_within: Option<String>,
     max_false_downs: Option<String>,
-}
-
-#[derive(Deserialize, Default, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawConfirm {
-    enabled: Option<bool>,
-    probes: Option<u8>,
-    probe_interval: Option<String>,
-    indirect: Option<u8>,
-    indirect_timeout: Option<String>,
-    recheck: Option<String>,
-    max_probes_per_sec: Option<u32>,
-    probe_burst: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -192,23 +180,6 @@ struct RawMonitor {
     self_pause_threshold: Option<String>,
     checkpoint_interval: Option<String>,
     recv_buffer_bytes: Option<usize>,
-}
-
-#[derive(Deserialize, Default, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawPhi {
-    threshold: Option<f64>,
-    suspect_threshold: Option<f64>,
-    min_std_deviation: Option<String>,
-    acceptable_pause: Option<String>,
-    first_heartbeat_estimate: Option<String>,
-}
-
-#[derive(Deserialize, Default, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawFixed {
-    multiplier: Option<f64>,
-    grace: Option<String>,
 }
 
 pub const DEFAULT_UDP: &str = "0.0.0.0:7400";
@@ -409,30 +380,17 @@ pub fn load_key_ring(path: &Path) -> anyhow::Result<KeyRing> {
     KeyRing::parse(&text).map_err(|error| anyhow::anyhow!("key file {}: {error}", path.display()))
 }
 
+/// A duration setting, in the one grammar of every settings file
+/// ([`rollcall_core::settings::parse_duration`]).
 fn duration(name: &str, value: &Option<String>) -> anyhow::Result<Option<Duration>> {
-    value
-        .as_deref()
-        .map(|text| {
-            humantime::parse_duration(text)
-                .map_err(|error| anyhow::anyhow!("invalid configuration: {name} = {text:?} is not a duration ({error}); write e.g. \"500ms\" or \"3s\""))
-        })
-        .transpose()
+    rollcall_core::settings::optional_duration(name, value.as_deref())
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))
 }
 
 /// `[phi]`, or a group's `[group.NAME.phi]` (`section` names it in errors).
-fn phi_config(raw: &RawPhi, section: &str) -> anyhow::Result<PhiAccrualConfig> {
-    let defaults = PhiAccrualConfig::default();
-    let key = |name: &str| format!("{section}.{name}");
-    let config = PhiAccrualConfig {
-        threshold: raw.threshold.unwrap_or(defaults.threshold),
-        suspect_threshold: raw.suspect_threshold.unwrap_or(defaults.suspect_threshold),
-        min_std_deviation: duration(&key("min_std_deviation"), &raw.min_std_deviation)?
-            .unwrap_or(defaults.min_std_deviation),
-        acceptable_pause: duration(&key("acceptable_pause"), &raw.acceptable_pause)?
-            .unwrap_or(defaults.acceptable_pause),
-        first_heartbeat_estimate: duration(&key("first_heartbeat_estimate"), &raw.first_heartbeat_estimate)?
-            .or(defaults.first_heartbeat_estimate),
-    };
+fn phi_config(raw: &PhiSection, section: &str) -> anyhow::Result<PhiAccrualConfig> {
+    let config =
+        raw.resolve(section).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {section}: {problem}"))?;
     Ok(config)
 }
@@ -533,19 +491,9 @@ fn goals(raw: &RawGoals) -> anyhow::Result<Goals> {
 
 /// The `[confirm]` section, or a group's `[group.NAME.confirm]` (`section` names it in
 /// errors); `--confirm` on the command line turns it on.
-fn confirm_config(raw: &RawConfirm, flag: bool, section: &str) -> anyhow::Result<Option<ConfirmConfig>> {
-    let d = ConfirmConfig::default();
-    let key = |name: &str| format!("{section}.{name}");
-    let config = ConfirmConfig {
-        probes: raw.probes.unwrap_or(d.probes),
-        probe_interval: duration(&key("probe_interval"), &raw.probe_interval)?.unwrap_or(d.probe_interval),
-        indirect: raw.indirect.unwrap_or(d.indirect),
-        indirect_timeout: duration(&key("indirect_timeout"), &raw.indirect_timeout)?
-            .unwrap_or(d.indirect_timeout),
-        recheck: duration(&key("recheck"), &raw.recheck)?.unwrap_or(d.recheck),
-        max_probes_per_sec: raw.max_probes_per_sec.unwrap_or(d.max_probes_per_sec),
-        probe_burst: raw.probe_burst.unwrap_or(d.probe_burst),
-    };
+fn confirm_config(raw: &ConfirmSection, flag: bool, section: &str) -> anyhow::Result<Option<ConfirmConfig>> {
+    let config =
+        raw.resolve(section).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     // Checked even when off, like the detector sections: a mistake is still a mistake. The
     // core's sentences name the `[confirm]` keys; a group's section says which group.
     let prefix = section.strip_suffix(".confirm").map(|group| format!("{group}: ")).unwrap_or_default();
@@ -554,12 +502,9 @@ fn confirm_config(raw: &RawConfirm, flag: bool, section: &str) -> anyhow::Result
 }
 
 /// `[fixed]`, or a group's `[group.NAME.fixed]` (`section` names it in errors).
-fn fixed_config(raw: &RawFixed, section: &str) -> anyhow::Result<FixedTimeoutConfig> {
-    let defaults = FixedTimeoutConfig::default();
-    let config = FixedTimeoutConfig {
-        multiplier: raw.multiplier.unwrap_or(defaults.multiplier),
-        grace: duration(&format!("{section}.grace"), &raw.grace)?.unwrap_or(defaults.grace),
-    };
+fn fixed_config(raw: &FixedSection, section: &str) -> anyhow::Result<FixedTimeoutConfig> {
+    let config =
+        raw.resolve(section).map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     config.validate().map_err(|problem| anyhow::anyhow!("invalid configuration: {section}: {problem}"))?;
     Ok(config)
 }

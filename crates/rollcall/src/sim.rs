@@ -6,10 +6,12 @@
 
 use crate::cli::{DetectorKind, SimArgs};
 use anyhow::{Context, bail};
+use rollcall_core::DetectorConfig;
 use rollcall_sim::peer::PeerSettings;
-use rollcall_sim::{DetectorSpec, Fault, Latency, Progress, Scenario, Selector, SweepPoint, When, svg};
+use rollcall_sim::{DetectorKnob, Fault, Latency, Progress, Scenario, Selector, SweepPoint, When, svg};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Runs longer than this (wall time) get a progress line on stderr.
@@ -118,8 +120,8 @@ fn scenario(args: &SimArgs) -> anyhow::Result<(Scenario, Option<PeerSettings>)> 
         && kind_of(&scenario.detector) != kind
     {
         scenario.detector = match kind {
-            DetectorKind::Phi => DetectorSpec::Phi(Default::default()),
-            DetectorKind::Fixed => DetectorSpec::Fixed(Default::default()),
+            DetectorKind::Phi => DetectorConfig::Phi(Arc::new(Default::default())),
+            DetectorKind::Fixed => DetectorConfig::Fixed(Arc::new(Default::default())),
         };
     }
     if let Some(threshold) = args.threshold {
@@ -145,10 +147,10 @@ fn scenario(args: &SimArgs) -> anyhow::Result<(Scenario, Option<PeerSettings>)> 
     Ok((scenario, peer))
 }
 
-fn kind_of(detector: &DetectorSpec) -> DetectorKind {
+fn kind_of(detector: &DetectorConfig) -> DetectorKind {
     match detector {
-        DetectorSpec::Phi(_) => DetectorKind::Phi,
-        DetectorSpec::Fixed(_) => DetectorKind::Fixed,
+        DetectorConfig::Phi(_) => DetectorKind::Phi,
+        DetectorConfig::Fixed(_) => DetectorKind::Fixed,
     }
 }
 
@@ -166,8 +168,8 @@ fn parse_fraction(text: &str) -> anyhow::Result<f64> {
 
 fn print_sweep(scenario: &Scenario, points: &[SweepPoint]) {
     let knob = match scenario.detector {
-        DetectorSpec::Phi(_) => "threshold",
-        DetectorSpec::Fixed(_) => "multiplier",
+        DetectorConfig::Phi(_) => "threshold",
+        DetectorConfig::Fixed(_) => "multiplier",
     };
     let seconds = |ms: Option<f64>| ms.map_or("-".to_string(), |ms| format!("{:.2}s", ms / 1e3));
     println!("\nsweep ({}, seed {}):", scenario.detector.name(), scenario.seed);
@@ -209,9 +211,9 @@ fn write_outputs(
     if let Some(points) = sweep {
         let knob = match (&scenario.detector, &scenario.confirm) {
             // With confirmation the sweep moves where probing starts (see `rollcall_sim::sweep`).
-            (DetectorSpec::Phi(_), Some(_)) => "phi suspect level (then probes)",
-            (DetectorSpec::Phi(_), None) => "phi threshold",
-            (DetectorSpec::Fixed(_), _) => "fixed multiplier",
+            (DetectorConfig::Phi(_), Some(_)) => "phi suspect level (then probes)",
+            (DetectorConfig::Phi(_), None) => "phi threshold",
+            (DetectorConfig::Fixed(_), _) => "fixed multiplier",
         };
         let title = format!("{}: detection p99 vs false downs as the {knob} moves", scenario.name);
         write("tradeoff.svg", &svg::tradeoff(points, knob, &title))?;

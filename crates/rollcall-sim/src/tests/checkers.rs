@@ -3,6 +3,7 @@
 use super::super::*;
 use crate::check::{SLACK, logistic_y, silence_bound};
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
 use rollcall_core::Instant;
 use rollcall_core::monitor::{NodeState, Reason, Transition};
 use rollcall_detect::{Detector, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
@@ -77,8 +78,8 @@ fn trace(node: NodeTruth, transitions: Vec<Observed>, crashes: Vec<Crash>) -> Tr
     }
 }
 
-fn phi() -> DetectorSpec {
-    DetectorSpec::Phi(PhiAccrualConfig::default())
+fn phi() -> DetectorConfig {
+    DetectorConfig::Phi(Arc::new(PhiAccrualConfig::default()))
 }
 
 const UP: NodeState = NodeState::Up;
@@ -104,7 +105,7 @@ fn the_bound_is_akkas_four_and_a_half_seconds_and_agrees_with_the_detector() {
     let expected = detector.crossing(8.0).unwrap();
     let ours = at(7.0) + silence_bound(&phi(), Duration::from_secs(1), window.moments());
     assert!(expected.max(ours) - expected.min(ours) < Duration::from_micros(10), "{expected:?} vs {ours:?}");
-    let fixed = DetectorSpec::Fixed(FixedTimeoutConfig::default());
+    let fixed = DetectorConfig::Fixed(Arc::new(FixedTimeoutConfig::default()));
     assert_eq!(silence_bound(&fixed, Duration::from_secs(2), (9.0, 9.0)), Duration::from_secs(5));
     assert!((logistic_y(8.0) - 5.22).abs() < 0.01);
 }

@@ -6,8 +6,10 @@
 use super::super::*;
 use super::runs::outcome;
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
 use rollcall_core::monitor::ConfirmConfig;
 use rollcall_detect::PhiAccrualConfig;
+use std::sync::Arc;
 
 const SHIPPED: [&str; 5] = [
     include_str!("../../../../scenarios/lan.toml"),
@@ -18,8 +20,11 @@ const SHIPPED: [&str; 5] = [
 ];
 
 /// Suspect early (no acceptable pause): the probes decide.
-fn eager() -> DetectorSpec {
-    DetectorSpec::Phi(PhiAccrualConfig { acceptable_pause: Duration::ZERO, ..PhiAccrualConfig::default() })
+fn eager() -> DetectorConfig {
+    DetectorConfig::Phi(Arc::new(PhiAccrualConfig {
+        acceptable_pause: Duration::ZERO,
+        ..PhiAccrualConfig::default()
+    }))
 }
 
 #[test]

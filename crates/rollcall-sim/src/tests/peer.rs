@@ -4,7 +4,7 @@
 use crate::peer::{PeerOutcome, PeerSettings, simulate, split_scenario};
 use crate::*;
 use core::time::Duration;
-use rollcall_core::swim::{MemberState, ProbeOrder};
+use rollcall_core::swim::{MemberState, ProbeOrder, SwimConfig};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -161,9 +161,20 @@ fn peer_settings_in_files_are_checked() {
     let check = |text: &str| split_scenario(text).map(|(_, peer)| peer);
     assert_eq!(check("mode = \"peer\"\n").unwrap(), Some(PeerSettings::default()));
     let uniform = check("mode = \"peer\"\n[peer]\nprobe_order = \"uniform\"\n").unwrap().unwrap();
-    assert_eq!(uniform.probe_order, rollcall_core::swim::ProbeOrder::Uniform);
+    assert_eq!(uniform.swim.probe_order, ProbeOrder::Uniform);
     assert!(check("mode = \"swim\"\n").unwrap_err().contains("central"));
     assert!(check("mode = \"peer\"\n[peer]\nprobes = 3\n").unwrap_err().contains("probes"));
+    // The section is the core's SwimConfig: its keys, its defaults, the one duration grammar.
+    let read =
+        check("mode = \"peer\"\n[peer]\ngossip_interval = \"off\"\nmax_datagram = 1200\n").unwrap().unwrap();
+    let swim = SwimConfig { gossip_interval: None, max_datagram: 1200, ..SwimConfig::default() };
+    assert_eq!(read, PeerSettings { swim, ..PeerSettings::default() });
+    let error = check("mode = \"peer\"\n[peer]\nsync_interval = \"often\"\n").unwrap_err();
+    assert!(error.starts_with("peer.sync_interval: \"often\" is not a duration"), "{error}");
+    let error = check("mode = \"peer\"\n[peer]\nprobe_interval = \"2s\"\n").unwrap_err();
+    assert!(error.contains("peer.probe_interval is set by the simulator"), "{error}");
+    let error = check("mode = \"peer\"\n[peer]\nstart = \"cold\"\n").unwrap_err();
+    assert!(error.contains("peer.start must be"), "{error}");
     assert!(check("mode = \"central\"\n[peer]\n").unwrap_err().contains("mode"));
     assert!(
         check("[network]\nmode = \"peer\"\n").is_ok(),
@@ -182,7 +193,8 @@ fn peer_settings_in_files_are_checked() {
 /// in any window of one period a given member is pinged with probability
 /// `1 - (1 - 1/(n-1))^(n-1)` (SWIM, section 3.1).
 fn probed_fraction(nodes: u32, order: ProbeOrder, seconds: u64) -> (f64, usize) {
-    let settings = PeerSettings { probe_order: order, record_pings: true, ..PeerSettings::default() };
+    let swim = SwimConfig { probe_order: order, ..SwimConfig::default() };
+    let settings = PeerSettings { swim, record_pings: true, ..PeerSettings::default() };
     let outcome = run(&quiet(nodes, secs(seconds)), &settings);
     assert_eq!(outcome.report.failed_probes, 0, "no loss, no failure: every probe is acked");
     let (start, windows) = (10u64, seconds - 20);
@@ -236,7 +248,8 @@ fn first_detection_periods(order: ProbeOrder, seeds: &[u64]) -> Vec<f64> {
             }],
             ..quiet(100, secs(600))
         };
-        let settings = PeerSettings { probe_order: order, ..PeerSettings::default() };
+        let swim = SwimConfig { probe_order: order, ..SwimConfig::default() };
+        let settings = PeerSettings { swim, ..PeerSettings::default() };
         let outcome = run(&scenario, &settings);
         for first in &outcome.findings.first_suspicions {
             let sent = first.saturating_sub(secs(1)).as_secs_f64();

@@ -4,7 +4,9 @@
 use super::super::*;
 use crate::qos::{Mistakes, alive_spans, format_accuracy, intersect};
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
 use rollcall_core::Instant;
+use std::sync::Arc;
 
 fn at(seconds: f64) -> Instant {
     Instant::ZERO + Duration::from_secs_f64(seconds)
@@ -92,7 +94,7 @@ fn a_lossy_run_keeps_the_papers_identity() {
         nodes: 50,
         duration: Duration::from_secs(300),
         network: Network { loss: 0.2, ..Network::default() },
-        detector: DetectorSpec::Fixed(rollcall_detect::FixedTimeoutConfig::default()),
+        detector: DetectorConfig::Fixed(Arc::new(rollcall_detect::FixedTimeoutConfig::default())),
         seed: seed_from_env(3).expect("ROLLCALL_SEED is a number when set"),
         ..Scenario::default()
     };

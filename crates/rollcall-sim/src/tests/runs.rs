@@ -2,8 +2,10 @@
 
 use super::super::*;
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
 use rollcall_core::monitor::{NodeState, Reason};
 use rollcall_detect::{FixedTimeoutConfig, PhiAccrualConfig};
+use std::sync::Arc;
 
 pub(super) fn outcome(scenario: &Scenario) -> Outcome {
     simulate(scenario, &mut |_| {}).expect("the test scenarios are valid")
@@ -88,7 +90,7 @@ fn the_shipped_lan_with_its_loss_and_tail_has_no_false_down_with_phi() {
 #[test]
 fn a_tight_fixed_timeout_on_a_lossy_network_raises_false_downs_and_a_loose_one_fewer() {
     let lossy = |multiplier: f64| Scenario {
-        detector: DetectorSpec::Fixed(FixedTimeoutConfig { multiplier, grace: Duration::ZERO }),
+        detector: DetectorConfig::Fixed(Arc::new(FixedTimeoutConfig { multiplier, grace: Duration::ZERO })),
         network: Network { loss: 0.05, ..Network::default() },
         faults: vec![],
         ..lan(100, secs(300))
@@ -241,7 +243,7 @@ fn changing_the_number_of_crashes_leaves_every_other_nodes_rhythm_alone() {
 #[test]
 fn a_sweep_trades_detection_time_for_false_downs() {
     let scenario = Scenario {
-        detector: DetectorSpec::Phi(PhiAccrualConfig::default()),
+        detector: DetectorConfig::Phi(Arc::new(PhiAccrualConfig::default())),
         network: Network { loss: 0.05, ..Network::default() },
         faults: vec![crash(Selector::Percent(10.0), 30, 200)],
         ..lan(60, secs(240))
@@ -265,7 +267,7 @@ fn progress_is_reported_in_virtual_time_up_to_the_end() {
 
 #[test]
 fn a_drifting_clock_is_judged_by_what_it_declares_and_phi_learns_its_real_rhythm() {
-    let drifting = |detector: DetectorSpec| Scenario {
+    let drifting = |detector: DetectorConfig| Scenario {
         detector,
         faults: vec![Fault::Drift { nodes: Selector::List(vec![0, 1]), factor: 3.5 }],
         network: Network { loss: 0.0, ..Network::default() },
@@ -274,14 +276,14 @@ fn a_drifting_clock_is_judged_by_what_it_declares_and_phi_learns_its_real_rhythm
     // Every 3.5 s against a declared 1 s: past the fixed timeout's 3 s at every beat, so
     // both are declared down, and stay down (no two heartbeats ever come within the rise
     // deadline).
-    let fixed = outcome(&drifting(DetectorSpec::Fixed(FixedTimeoutConfig::default())));
+    let fixed = outcome(&drifting(DetectorConfig::Fixed(Arc::new(FixedTimeoutConfig::default()))));
     assert_passes(&fixed, false);
     let mut flagged: Vec<u32> =
         fixed.findings.false_downs.iter().map(|&i| fixed.trace.transitions[i].node).collect();
     flagged.sort_unstable();
     assert_eq!(flagged, [0, 1]);
     // Phi's window fills with 3.5 s intervals within a few beats and stops complaining.
-    let phi = outcome(&drifting(DetectorSpec::Phi(PhiAccrualConfig::default())));
+    let phi = outcome(&drifting(DetectorConfig::Phi(Arc::new(PhiAccrualConfig::default()))));
     assert_passes(&phi, false);
     assert!(phi.report.false_downs <= 2, "{}", phi.report.table());
 }

@@ -3,6 +3,8 @@
 use super::super::*;
 use super::runs::outcome;
 use core::time::Duration;
+use rollcall_core::DetectorConfig;
+use std::sync::Arc;
 
 const SHIPPED: [(&str, &str); 6] = [
     ("lan", include_str!("../../../../scenarios/lan.toml")),
@@ -35,13 +37,48 @@ fn every_shipped_scenario_parses_and_runs_at_a_reduced_size_with_both_detectors(
         );
         // Faults scheduled up to 9 minutes in still land inside 2 minutes when scaled.
         let small = Scenario { nodes: 50, duration: Duration::from_secs(120), ..scenario.clone() };
-        for detector in [small.detector.clone(), DetectorSpec::Fixed(Default::default())] {
+        for detector in [small.detector.clone(), DetectorConfig::Fixed(Arc::new(Default::default()))] {
             let out = outcome(&Scenario { detector, ..small.clone() });
             if let Err(message) = out.findings.verdict(out.report.seed, false) {
                 panic!("{name}:\n{}\n{message}", out.report.table());
             }
         }
     }
+}
+
+#[test]
+fn every_file_in_scenarios_loads_in_its_mode() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (central, peer) = peer::split_scenario(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let scenario = Scenario::from_toml(&central).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(scenario.name, name);
+        assert_eq!(peer.is_some(), name.starts_with("peer-"), "{name}: the file name says its mode");
+        if let Some(peer) = peer {
+            let config = peer.swim_config(scenario.interval, scenario.nodes);
+            assert_eq!(config.probe_interval, scenario.interval, "{name}: the period is the interval");
+        }
+        loaded += 1;
+    }
+    assert!(loaded >= 11, "only {loaded} files in {dir}");
+    // The memberlist profile, as docs/PEER-COMPARISON.md and rollcall-compare describe it.
+    let text = include_str!("../../../../scenarios/peer-memberlist.toml");
+    let swim = peer::split_scenario(text).unwrap().1.unwrap().swim;
+    let want = (4, 6, 2, Some(Duration::from_millis(200)), 3);
+    assert_eq!(
+        (
+            swim.suspicion_mult,
+            swim.suspicion_max_mult,
+            swim.suspicion_confirmations,
+            swim.gossip_interval,
+            swim.gossip_fanout
+        ),
+        want
+    );
 }
 
 #[test]
@@ -114,7 +151,7 @@ fn every_field_of_the_format_is_read() {
     let s = Scenario::from_toml(text).unwrap();
     assert_eq!((s.seed, s.nodes, s.rise, s.jitter), (42, 12, 3, 0.1));
     assert_eq!((s.duration, s.interval), (Duration::from_secs(90), Duration::from_millis(500)));
-    assert_eq!(s.detector.to_string(), "fixed (multiplier 3, grace 250ms)");
+    assert_eq!(s.detector.describe(), "fixed (multiplier 3, grace 250ms)");
     assert_eq!(s.network.latency, Latency::Pareto { scale: Duration::from_millis(1), shape: 1.5 });
     assert_eq!(s.network.burst.unwrap().loss, 0.9);
     assert_eq!(s.groups, [("rack".to_string(), Selector::List(vec![0, 1, 2]))]);
@@ -157,6 +194,32 @@ fn a_bad_file_fails_with_one_sentence_naming_the_problem() {
         "from must be before to",
     );
     check("[[faults]]\nkind = \"crash\"\nnodes = \"120%\"\nat = \"1s\"", "not a percentage");
+}
+
+#[test]
+fn confirm_and_detector_sections_read_like_the_monitors() {
+    use rollcall_core::monitor::ConfirmConfig;
+    let read = |text: &str| Scenario::from_toml(text);
+    let confirm = read("[confirm]\nprobes = 2\nrecheck = \"1m\"").unwrap().confirm;
+    let want = ConfirmConfig { probes: 2, recheck: Duration::from_secs(60), ..ConfirmConfig::default() };
+    assert_eq!(confirm, Some(want), "present: on, with the monitor's defaults for what is left out");
+    assert_eq!(read("[confirm]\nenabled = false").unwrap().confirm, None);
+    assert_eq!(read("").unwrap().confirm, None);
+    for (text, expected) in [
+        ("[confirm]\nprobe_interval = \"soon\"", "confirm.probe_interval = \"soon\" is not a duration"),
+        ("[confirm]\nprobes = 0", "confirm.probes must be at least 1"),
+        ("[detector]\nkind = \"fixed\"\ngrace = \"later\"", "detector.grace = \"later\" is not a duration"),
+        ("[detector]\nkind = \"phi\"\nthreshold = \"high\"", "detector.threshold: invalid type"),
+    ] {
+        let error = read(text).unwrap_err();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+    let phi = read("[detector]\nkind = \"phi\"\nfirst_heartbeat_estimate = \"2s\"").unwrap().detector;
+    let want = rollcall_detect::PhiAccrualConfig {
+        first_heartbeat_estimate: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    assert_eq!(phi, DetectorConfig::Phi(Arc::new(want)));
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub struct LoadgenArgs {
     #[arg(long, default_value_t = 1000)]
     pub nodes: usize,
     /// Each node's heartbeat interval (with `--saturate`, only what the nodes declare).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "1s")]
     pub interval: Duration,
     /// Send as fast as the sockets take them instead of once per interval per node.
     #[arg(long)]
@@ -44,7 +44,7 @@ pub struct LoadgenArgs {
     #[arg(long)]
     pub generation: Option<u64>,
     /// How long to run.
-    #[arg(long = "for", value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long = "for", value_parser = rollcall_core::settings::parse_duration, default_value = "60s")]
     pub duration: Duration,
 }
 

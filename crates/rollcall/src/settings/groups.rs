@@ -3,11 +3,12 @@
 //! `[confirm]`, read by the same functions; each key it does not set is the fleet's.
 //! The detector's kind and the probe budget stay fleet-wide.
 
-use super::{RawConfig, RawConfirm, RawFixed, RawPhi, confirm_config, fixed_config, phi_config};
+use super::{RawConfig, confirm_config, fixed_config, phi_config};
 use crate::cli::DetectorKind;
 use crate::monitor::explain::Goals;
 use anyhow::bail;
 use rollcall_core::monitor::{DetectorConfig, GroupSettings};
+use rollcall_core::settings::{ConfirmSection, FixedSection, PhiSection};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,9 +20,9 @@ pub(super) struct RawGroup {
     /// Refused with a sentence saying why (the kind is the fleet's), rather than as an
     /// unknown key.
     detector: Option<DetectorKind>,
-    phi: Option<RawPhi>,
-    fixed: Option<RawFixed>,
-    confirm: Option<RawConfirm>,
+    phi: Option<PhiSection>,
+    fixed: Option<FixedSection>,
+    confirm: Option<ConfirmSection>,
 }
 
 /// The groups' settings, for `MonitorConfig::groups`: each `[group.NAME]`, and, when goals
@@ -53,14 +54,15 @@ pub(super) fn parse(
                 if group.fixed.is_some() {
                     bail!("invalid configuration: [{section}.fixed] is set but the detector is phi");
                 }
-                let merged = merge_phi(group.phi.as_ref(), &raw.phi);
+                let merged = group.phi.as_ref().map_or_else(|| raw.phi.clone(), |own| own.over(&raw.phi));
                 DetectorConfig::Phi(Arc::new(phi_config(&merged, &format!("{section}.phi"))?))
             }
             DetectorConfig::Fixed(_) => {
                 if group.phi.is_some() {
                     bail!("invalid configuration: [{section}.phi] is set but the detector is fixed");
                 }
-                let merged = merge_fixed(group.fixed.as_ref(), &raw.fixed);
+                let merged =
+                    group.fixed.as_ref().map_or_else(|| raw.fixed.clone(), |own| own.over(&raw.fixed));
                 DetectorConfig::Fixed(Arc::new(fixed_config(&merged, &format!("{section}.fixed"))?))
             }
         };
@@ -88,41 +90,13 @@ pub(super) fn parse(
     Ok(groups)
 }
 
-/// A group's `[phi]` keys over the fleet's.
-fn merge_phi(own: Option<&RawPhi>, fleet: &RawPhi) -> RawPhi {
-    let Some(own) = own else { return fleet.clone() };
-    RawPhi {
-        threshold: own.threshold.or(fleet.threshold),
-        suspect_threshold: own.suspect_threshold.or(fleet.suspect_threshold),
-        min_std_deviation: own.min_std_deviation.clone().or_else(|| fleet.min_std_deviation.clone()),
-        acceptable_pause: own.acceptable_pause.clone().or_else(|| fleet.acceptable_pause.clone()),
-        first_heartbeat_estimate: own
-            .first_heartbeat_estimate
-            .clone()
-            .or_else(|| fleet.first_heartbeat_estimate.clone()),
-    }
-}
-
-/// A group's `[fixed]` keys over the fleet's.
-fn merge_fixed(own: Option<&RawFixed>, fleet: &RawFixed) -> RawFixed {
-    let Some(own) = own else { return fleet.clone() };
-    RawFixed {
-        multiplier: own.multiplier.or(fleet.multiplier),
-        grace: own.grace.clone().or_else(|| fleet.grace.clone()),
-    }
-}
-
 /// A group's `[confirm]` keys over the fleet's; `enabled` defaults to whether the fleet
-/// confirms (its section or `--confirm`).
-fn merge_confirm(own: &RawConfirm, fleet: &RawConfirm, fleet_enabled: bool) -> RawConfirm {
-    RawConfirm {
+/// confirms (its section or `--confirm`), and the probe budget is the fleet's.
+fn merge_confirm(own: &ConfirmSection, fleet: &ConfirmSection, fleet_enabled: bool) -> ConfirmSection {
+    ConfirmSection {
         enabled: Some(own.enabled.unwrap_or(fleet_enabled)),
-        probes: own.probes.or(fleet.probes),
-        probe_interval: own.probe_interval.clone().or_else(|| fleet.probe_interval.clone()),
-        indirect: own.indirect.or(fleet.indirect),
-        indirect_timeout: own.indirect_timeout.clone().or_else(|| fleet.indirect_timeout.clone()),
-        recheck: own.recheck.clone().or_else(|| fleet.recheck.clone()),
         max_probes_per_sec: fleet.max_probes_per_sec,
         probe_burst: fleet.probe_burst,
+        ..own.over(fleet)
     }
 }

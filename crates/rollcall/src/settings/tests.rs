@@ -267,3 +267,21 @@ fn group_sections_take_the_fleets_keys_they_do_not_set_and_name_their_mistakes()
         assert!(error.contains(words), "{config:?}: {error}");
     }
 }
+
+#[test]
+fn the_monitor_and_the_simulator_read_confirm_and_the_detector_alike() {
+    let confirm = "probes = 2\nprobe_interval = \"150ms\"\nindirect = 1\nrecheck = \"1.5s\"";
+    let phi = "threshold = 10\nmin_std_deviation = \"250ms\"\nacceptable_pause = \"2s\"";
+    let monitor = check(&format!("[confirm]\nenabled = true\n{confirm}\n[phi]\n{phi}\n")).unwrap();
+    let scenario = rollcall_sim::Scenario::from_toml(&format!(
+        "[confirm]\n{confirm}\n[detector]\nkind = \"phi\"\n{phi}\n"
+    ))
+    .unwrap();
+    assert_eq!(monitor.core.confirm, scenario.confirm);
+    assert_eq!(monitor.core.detector, scenario.detector);
+    // One duration grammar: the same text is refused by both, naming the setting the same way.
+    let refused = check("[confirm]\nrecheck = \"soon\"").unwrap_err();
+    let simulated = rollcall_sim::Scenario::from_toml("[confirm]\nrecheck = \"soon\"").unwrap_err();
+    let sentence = "confirm.recheck = \"soon\" is not a duration";
+    assert!(refused.contains(sentence) && simulated.contains(sentence), "{refused}\n{simulated}");
+}

@@ -306,9 +306,8 @@ fn parse_sink(index: usize, raw: RawSink) -> Result<SinkConfig, String> {
 /// A positive duration such as "10s"; `None` when the field is absent.
 fn duration(name: &str, field: &str, text: Option<&str>) -> Result<Option<Duration>, String> {
     let Some(text) = text else { return Ok(None) };
-    let value = humantime::parse_duration(text).map_err(|error| {
-        format!("sink {name:?}: {field} = {text:?} is not a duration ({error}); write e.g. \"10s\" or \"1m\"")
-    })?;
+    let value = rollcall_core::settings::parse_duration(text)
+        .map_err(|error| format!("sink {name:?}: {field} = {error}"))?;
     if value.is_zero() {
         return Err(format!("sink {name:?}: {field} is zero; it must be positive, e.g. \"10s\""));
     }

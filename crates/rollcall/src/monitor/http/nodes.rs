@@ -104,7 +104,7 @@ impl PauseBody {
         match (self.for_, self.until) {
             (Some(_), Some(_)) => Err(ApiError::bad_request("give `for` or `until`, not both".into())),
             (Some(span), None) => {
-                let span = humantime::parse_duration(&span)
+                let span = rollcall_core::settings::parse_duration(&span)
                     .map_err(|error| ApiError::bad_request(format!("field `for`: {error}")))?;
                 Ok(Some(now_ms + span.as_millis() as i64))
             }

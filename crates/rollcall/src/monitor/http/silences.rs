@@ -59,7 +59,7 @@ pub async fn create(
             return Err(ApiError::bad_request("field `for` or `until`: a silence needs an end".into()));
         }
         (Some(span), None) => {
-            let span = humantime::parse_duration(&span)
+            let span = rollcall_core::settings::parse_duration(&span)
                 .map_err(|error| ApiError::bad_request(format!("field `for`: {error}")))?;
             if span.is_zero() {
                 return Err(ApiError::bad_request("field `for`: must be positive".into()));
