@@ -646,7 +646,7 @@ impl Peer {
     /// The end of a protocol period: judge the probe that ran in it, start the next one.
     fn probe_period(&mut self, now: Instant) {
         // Before judging this period's probe: a suspicion it starts was just told.
-        self.recheck_own_suspects();
+        self.recheck_suspects(now);
         self.finish_probe(now);
         if let Some(target) = self.members.next_target(self.config.probe_order, &mut self.rng) {
             let seq = self.take_seq();
