@@ -174,8 +174,9 @@ pub struct SwimStats {
     /// Probes whose direct ping timed out (ping-reqs were sent).
     pub indirect_rounds: u64,
     pub refutes: u64,
-    /// Acks for no open probe: late, duplicated by the network, or answering the accuser's
-    /// recheck of its own suspect (those pings belong to no probe).
+    /// Acks for no open probe: late, duplicated by the network, or answering a recheck of a
+    /// suspect (by its accuser, or by a peer that held the suspicion past its minimum
+    /// timeout: those pings belong to no probe).
     pub late_acks: u64,
     /// Updates about new members dropped because the table was full.
     pub members_refused: u64,
