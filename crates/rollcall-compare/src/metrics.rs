@@ -152,8 +152,9 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// For each false-down episode of `run` (as [`summarise`] counts them), the subject's
-/// timeline: every view any observer took of it from 60 s before the first false `down`
-/// to 10 s after the last, one line each, so that a false down can be traced (who
+/// timeline: every view any observer took of it from 120 s before the first false `down`
+/// (longer than the longest suspicion timeout of the sweep, 72 s at 1,000 peers) to 10 s
+/// after the last, one line each, so that a false down can be traced (who
 /// suspected first, who heard the refutation, who did not).
 pub fn false_down_timelines(plan: &Plan, run: &Run) -> Vec<String> {
     let crash_at: BTreeMap<u32, Instant> = plan.crashes.iter().copied().collect();
@@ -174,7 +175,7 @@ pub fn false_down_timelines(plan: &Plan, run: &Run) -> Vec<String> {
     }
     let mut out = Vec::new();
     for ((subject, episode), (first, last)) in episodes {
-        let from = secs(first) - 60.0;
+        let from = secs(first) - 120.0;
         let until = secs(last) + 10.0;
         out.push(format!("false down of n{subject} at episode {episode}, first at {:.3} s:", secs(first)));
         for view in run.views.iter().filter(|v| v.subject == subject) {
