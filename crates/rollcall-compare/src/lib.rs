@@ -21,7 +21,7 @@ mod rollcall;
 mod sansio;
 pub mod sweep;
 
-pub use metrics::{Kind, Run, Summary, View, summarise};
+pub use metrics::{Kind, Run, Summary, View, false_down_timelines, summarise};
 pub use model::{Cell, Plan};
 
 use core::time::Duration;
@@ -101,4 +101,12 @@ pub fn compare(implementation: Impl, cell: &Cell, progress: &mut dyn FnMut(Durat
     let plan = Plan::new(cell);
     let run = run(implementation, cell, &plan, progress);
     summarise(&plan, cell.nodes, &run)
+}
+
+/// Runs one (implementation, cell) and traces its false downs: each episode's timeline of
+/// views (see [`false_down_timelines`]). The run is the one [`compare`] judges.
+pub fn trace(implementation: Impl, cell: &Cell) -> Vec<String> {
+    let plan = Plan::new(cell);
+    let run = run(implementation, cell, &plan, &mut |_| {});
+    false_down_timelines(&plan, &run)
 }

@@ -19,12 +19,13 @@ use std::io::Write;
 use std::time::Instant as WallInstant;
 
 const USAGE: &str = "usage: compare [--nodes 50,200,1000] [--loss 0,1,5] [--slow no,yes] \
-[--impl rollcall,foca,chitchat] [--minutes 10] [--seed 1] [--json]
+[--impl rollcall,foca,chitchat] [--minutes 10] [--seed 1] [--json] [--trace]
        compare --sweep [--node-hours 100] [--seeds N] [--minutes M] [--nodes ..] [--loss ..] [--impl ..] [--seed 1] [--json]
   --loss is in percent; --impl also takes rollcall-a<N> (suspicion multiplier N) and memberlist
   (rollcall's peer with memberlist's LAN profile). --sweep defaults to --nodes 5,10,20,50,100,200,1000
   --loss 0,1,5,10 --slow no --impl rollcall,foca,memberlist, and picks minutes and seeds per size
-  for about --node-hours of judged time per cell unless --minutes or --seeds say otherwise.";
+  for about --node-hours of judged time per cell unless --minutes or --seeds say otherwise.
+  --trace (without --sweep) prints to stderr, for each false down, every view of its subject around it.";
 
 struct Options {
     nodes: Vec<u32>,
@@ -35,6 +36,7 @@ struct Options {
     seed: u64,
     json: bool,
     sweep: bool,
+    trace: bool,
     seeds: Option<u32>,
     node_hours: f64,
 }
@@ -77,6 +79,11 @@ fn main() {
                 };
                 for &implementation in &options.impls {
                     rows.push(one(implementation, &cell));
+                    if options.trace {
+                        for line in rollcall_compare::trace(implementation, &cell) {
+                            eprintln!("{line}");
+                        }
+                    }
                     if !options.json {
                         // Print as we go: a long matrix shows its rows before it ends.
                         if rows.len() == 1 {
@@ -229,6 +236,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
         seed: 1,
         json: false,
         sweep: false,
+        trace: false,
         seeds: None,
         node_hours: 100.0,
     };
@@ -241,8 +249,9 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
     }
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
-        if flag == "--json" || flag == "--sweep" {
+        if flag == "--json" || flag == "--sweep" || flag == "--trace" {
             options.json |= flag == "--json";
+            options.trace |= flag == "--trace";
             continue;
         }
         if flag == "--help" || flag == "-h" {

@@ -150,3 +150,40 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }
+
+/// For each false-down episode of `run` (as [`summarise`] counts them), the subject's
+/// timeline: every view any observer took of it from 120 s before the first false `down`
+/// (longer than the longest suspicion timeout of the sweep, 72 s at 1,000 peers) to 10 s
+/// after the last, one line each, so that a false down can be traced (who
+/// suspected first, who heard the refutation, who did not).
+pub fn false_down_timelines(plan: &Plan, run: &Run) -> Vec<String> {
+    let crash_at: BTreeMap<u32, Instant> = plan.crashes.iter().copied().collect();
+    let healthy = |subject: u32, at: Instant| {
+        !plan.slow[subject as usize] && crash_at.get(&subject).is_none_or(|crash| at < *crash)
+    };
+    // (subject, episode) → the first and last false `down` of it.
+    let mut episodes: BTreeMap<(u32, u64), (Instant, Instant)> = BTreeMap::new();
+    for view in &run.views {
+        if view.kind == Kind::Down
+            && view.at >= plan.warmup
+            && view.observer != view.subject
+            && healthy(view.subject, view.at)
+        {
+            let span = episodes.entry((view.subject, view.episode)).or_insert((view.at, view.at));
+            span.1 = view.at;
+        }
+    }
+    let mut out = Vec::new();
+    for ((subject, episode), (first, last)) in episodes {
+        let from = secs(first) - 120.0;
+        let until = secs(last) + 10.0;
+        out.push(format!("false down of n{subject} at episode {episode}, first at {:.3} s:", secs(first)));
+        for view in run.views.iter().filter(|v| v.subject == subject) {
+            let at = secs(view.at);
+            if (from..=until).contains(&at) {
+                out.push(format!("  {at:10.3} s  n{:<5} {:?} {}", view.observer, view.kind, view.episode));
+            }
+        }
+    }
+    out
+}

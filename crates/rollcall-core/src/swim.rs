@@ -182,8 +182,9 @@ pub struct SwimStats {
     /// Probes whose direct ping timed out (ping-reqs were sent).
     pub indirect_rounds: u64,
     pub refutes: u64,
-    /// Acks for no open probe: late, duplicated by the network, or answering the accuser's
-    /// recheck of its own suspect (those pings belong to no probe).
+    /// Acks for no open probe: late, duplicated by the network, or answering a recheck of a
+    /// suspect (by its accuser, or by a peer that held the suspicion past its minimum
+    /// timeout: those pings belong to no probe).
     pub late_acks: u64,
     /// Updates about new members dropped because the table was full.
     pub members_refused: u64,
@@ -654,7 +655,7 @@ impl Peer {
     /// The end of a protocol period: judge the probe that ran in it, start the next one.
     fn probe_period(&mut self, now: Instant) {
         // Before judging this period's probe: a suspicion it starts was just told.
-        self.recheck_own_suspects();
+        self.recheck_suspects(now);
         self.finish_probe(now);
         if let Some(target) = self.members.next_target(self.config.probe_order, &mut self.rng) {
             let seq = self.take_seq();

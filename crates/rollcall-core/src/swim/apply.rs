@@ -240,25 +240,36 @@ impl Peer {
         self.changed(now, index, Some(MemberState::Suspect), Some(me), false);
     }
 
-    /// The accuser asks again: each protocol period, this peer pings every member whose open
-    /// suspicion it started with its own failed probe (the first [`MAX_RECHECKS`] of
-    /// them), the suspicion first in the datagram (the buddy rule). A live suspect acks,
-    /// and the ack's header carries its new incarnation, which ends the suspicion here.
-    /// Without it the accuser, the first to suspect and the last to give up, depended on
-    /// the suspect's direct refutation (one datagram) or gossip: under 10 % loss a
-    /// refutation's gossip sometimes reached every peer but the accuser, which then
-    /// declared a live member down at the end of the longest timeout. Acks to these pings
-    /// are counted as late acks (they belong to no probe).
-    pub(super) fn recheck_own_suspects(&mut self) {
+    /// Asking the suspect: each protocol period, this peer pings every member whose open
+    /// suspicion it started with its own failed probe, or that it has held longer than the
+    /// suspicion's minimum timeout (the first [`MAX_RECHECKS`] of them), the suspicion
+    /// first in the datagram (the buddy rule). A live suspect acks, and the ack's header
+    /// carries its new incarnation, which ends the suspicion here. Acks to these pings are
+    /// counted as late acks (they belong to no probe).
+    ///
+    /// Why the accuser: the first to suspect and the last to give up, it depended on the
+    /// suspect's direct refutation (one datagram) or gossip, and under 10 % loss a
+    /// refutation's gossip sometimes reached every peer but the accuser.
+    /// Why any peer after the minimum: a real failure is confirmed by others' probes and
+    /// declared down around its minimum timeout, so a suspicion still open after it is
+    /// most often a refuted one whose refutation missed this peer (it heard the suspicion
+    /// late, after the refutation's gossip had run its course). Nothing else would reach it
+    /// before the longest, unconfirmed timeout ran out: the suspect's own datagrams come
+    /// once per round-robin round (200 periods at 200 peers), and a sync page names a
+    /// fraction of the table. The sweep in docs/PEER.md traced its last false down to this.
+    pub(super) fn recheck_suspects(&mut self, now: Instant) {
         let me = self.name();
-        let mine: Vec<u32> = self
+        let due: Vec<u32> = self
             .suspicions
             .iter()
-            .filter(|(_, suspicion)| suspicion.accusers.first().is_some_and(|first| &**first == me))
+            .filter(|(_, suspicion)| {
+                suspicion.accusers.first().is_some_and(|first| &**first == me)
+                    || now >= suspicion.started + suspicion.min
+            })
             .map(|(&index, _)| index)
             .take(MAX_RECHECKS)
             .collect();
-        for index in mine {
+        for index in due {
             let id = self.members.slot(index).id.clone();
             let seq = self.take_seq();
             let note = self.suspect_note(index);

@@ -338,6 +338,67 @@ fn the_accuser_pings_its_suspect_again_and_the_ack_refutes() {
     assert_eq!(view, Some((MemberState::Up, 1)), "refuted within one more probe period");
 }
 
+/// A peer that heard a suspicion late, after the suspect's refutation had gone round (no
+/// gossip brings it again), asks the suspect itself once the suspicion has outlived its
+/// minimum timeout, and the ack's header ends it. Without that nothing reached it before
+/// the longest timeout ran out, and it declared a live member down: the last false down of
+/// the sweep in docs/PEER.md (200 peers, 10 % loss).
+#[test]
+fn a_suspicion_held_past_its_minimum_is_checked_with_the_suspect() {
+    let config = SwimConfig::default();
+    // 1,000 members, so that the round-robin order is unlikely to bring the suspect up as a
+    // probe target before the suspicion runs out (this seed does not): only the new rule
+    // makes `a` ask it. Members other than peer-1 never answer.
+    let far = |i: u32| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8), 7946));
+    let mut a = Peer::new(config.clone(), &name(0), addr(0), keys(1, 7), 0, 1, Instant::ZERO).unwrap();
+    a.add_known([(MemberId::new(&name(1), addr(1)), 0)]);
+    a.add_known((2..1000).map(|i| (MemberId::new(&name(i as usize), far(i)), 0)));
+    // peer-2 gossips its suspicion of peer-1 at incarnation 0; peer-1 has refuted already.
+    let (suspect, accuser) = (name(1), name(2));
+    let suspicion = Update {
+        state: MemberState::Suspect,
+        incarnation: 0,
+        name: &suspect,
+        addr: None,
+        accuser: Some(&accuser),
+    };
+    let mut bytes = Vec::new();
+    let cluster = crate::swim::wire::cluster_id(&config.cluster);
+    let limit = crate::swim::wire::MAX_DATAGRAM;
+    let mut writer = Writer::new(&mut bytes, limit, cluster, 1, &accuser, 0, &Body::Gossip);
+    writer.begin_updates();
+    assert!(writer.push(&suspicion));
+    writer.finish(&keys(1, 7));
+    a.handle_datagram(Instant::ZERO, far(2), &bytes);
+    assert_eq!(a.member(&name(1)).map(|m| m.state), Some(MemberState::Suspect));
+    let (min, max) = suspicion_bounds(&config, 1000);
+    // peer-1, alive at incarnation 1, answers whatever reaches it and sends nothing of its
+    // own (its own probe of `a` would refute by its header alone).
+    let mut b = Peer::new(config, &name(1), addr(1), keys(1, 7), 1, 2, Instant::ZERO).unwrap();
+    b.add_known([(MemberId::new(&name(0), addr(0)), 0)]);
+    let mut now = Instant::ZERO;
+    for _ in 0..1000 {
+        if now > Instant::ZERO + max || a.member(&name(1)).is_some_and(|m| m.state != MemberState::Suspect) {
+            break;
+        }
+        now = a.poll_timeout().expect("a peer always has a timer");
+        a.handle_timeout(now);
+        while let Some(Transmit { to, payload }) = a.poll_transmit() {
+            if to == addr(1) {
+                b.handle_datagram(now, addr(0), &payload);
+                while let Some(Transmit { to: back, payload: reply }) = b.poll_transmit() {
+                    if back == addr(0) {
+                        a.handle_datagram(now, addr(1), &reply);
+                    }
+                }
+            }
+        }
+    }
+    let view = a.member(&name(1)).map(|m| (m.state, m.incarnation));
+    assert_eq!(view, Some((MemberState::Up, 1)), "the suspect's ack refuted the suspicion");
+    assert!(now >= Instant::ZERO + min, "not asked before the minimum: {now:?}");
+}
+
 #[test]
 fn peers_of_another_cluster_or_key_are_rejected_and_counted() {
     let config = SwimConfig::default();
