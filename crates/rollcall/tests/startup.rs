@@ -78,6 +78,9 @@ fn a_second_monitor_on_a_live_data_dir_is_refused_and_the_first_is_untouched() {
     let first = Monitor::start(&sandbox, PATIENT);
     let _agent = Agent::start(&sandbox, "web-1", first.udp, Duration::from_millis(200), &[]);
     first.wait_for_state("web-1", "up");
+    // The state shows before its transition is committed: wait for the row, so that what
+    // is compared below is the store at rest, not a commit still on its way.
+    first.wait_for_events("web-1", 1);
     let events_before = first.all_events();
 
     let config = sandbox.write_file("second", "toml", "");
