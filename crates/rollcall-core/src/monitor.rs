@@ -24,7 +24,7 @@ use crate::wire::{self, ExitStatus, Kind, Labels, Message};
 use crate::{ConfigError, Instant};
 use confirm::Confirmer;
 use core::time::Duration;
-use node::{Node, NodeTable};
+use node::{Marks, Node, NodeTable};
 use rollcall_detect::Detector;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -405,16 +405,13 @@ impl Monitor {
             labels: restored.labels_raw.into_boxed_slice(),
             detector: self.groups.get(group).detector.build(interval),
             group,
-            stamp: self.groups.stamp_of(group),
             generation: restored.generation,
             sequence: restored.sequence,
             watch_from: now,
             addr: None,
             interval_ms: restored.interval_ms,
             state: restored.state,
-            rise_count: 0,
-            restarted: false,
-            answered: false,
+            marks: Marks::default(),
         });
         self.stats.nodes_by_state[restored.state.index()] += 1;
         self.schedule(index);
@@ -456,7 +453,7 @@ impl Monitor {
         // is not judged, and `resume` sets it again.
         let node = self.nodes.get_mut(index);
         node.watch_from = until.map_or(Instant::MAX, |until| until.max(now));
-        node.answered = false;
+        node.marks.set_answered(false);
         self.schedule(index);
         true
     }
@@ -553,7 +550,7 @@ impl Monitor {
         let node = self.nodes.get_mut(index);
         if node.state == NodeState::Paused {
             node.watch_from = at;
-            node.answered = false;
+            node.marks.set_answered(false);
             let to = if node.detector.last_arrival().is_some() { NodeState::Up } else { NodeState::New };
             self.transition(index, to, Reason::Resume, at, now);
             self.schedule(index);
@@ -596,16 +593,13 @@ impl Monitor {
             labels: message.labels.as_bytes().into(),
             detector: self.groups.get(group).detector.build(interval),
             group,
-            stamp: self.groups.stamp_of(group),
             generation: message.generation,
             sequence: message.sequence,
             watch_from: now,
             addr: None,
             interval_ms: message.interval_ms,
             state: NodeState::New,
-            rise_count: 0,
-            restarted: false,
-            answered: false,
+            marks: Marks::default(),
         });
         self.stats.nodes_by_state[NodeState::New.index()] += 1;
         Ok(index)
@@ -680,10 +674,10 @@ impl Monitor {
         // crash, a partition) says nothing about the node's rhythm: start the history over.
         // Kept, such a gap would inflate the phi window for its next 32 heartbeats, and a
         // crash in that time would take many times longer to detect.
-        let watched_from = if node.answered { floor } else { floor.max(node.watch_from) };
+        let watched_from = if node.marks.answered() { floor } else { floor.max(node.watch_from) };
         let gap = node.detector.last_arrival().is_some_and(|last| last < watched_from)
-            || (node.state == NodeState::Down && node.rise_count == 0);
-        node.answered = false;
+            || (node.state == NodeState::Down && node.marks.rise_count() == 0);
+        node.marks.set_answered(false);
         if node.interval_ms != message.interval_ms || restart || gap {
             changed |= node.interval_ms != message.interval_ms;
             node.interval_ms = message.interval_ms;
@@ -704,12 +698,10 @@ impl Monitor {
             NodeState::Down => {
                 let rise = self.config.rise;
                 let node = self.nodes.get_mut(index);
-                node.rise_count = node.rise_count.saturating_add(1);
-                node.restarted |= restart;
-                if node.rise_count >= rise {
-                    let reason = if node.restarted { Reason::Restart } else { Reason::Heartbeat };
-                    node.rise_count = 0;
-                    node.restarted = false;
+                node.marks.count_rise(restart);
+                if node.marks.rise_count() >= rise {
+                    let reason = if node.marks.restarted() { Reason::Restart } else { Reason::Heartbeat };
+                    node.marks.reset_rise();
                     self.transition(index, NodeState::Up, reason, now, now);
                 }
             }
@@ -758,8 +750,7 @@ impl Monitor {
                 NodeState::Down => {
                     // A recovering node went quiet again: its rise starts over.
                     let node = self.nodes.get_mut(index);
-                    node.rise_count = 0;
-                    node.restarted = false;
+                    node.marks.reset_rise();
                     return;
                 }
                 NodeState::Paused => {
@@ -795,7 +786,7 @@ impl Monitor {
         let level = match node.state {
             NodeState::Up => Some(node.detector.suspect_level()),
             NodeState::Suspect => Some(node.detector.down_level()),
-            NodeState::Down if node.rise_count > 0 => Some(node.detector.suspect_level()),
+            NodeState::Down if node.marks.rise_count() > 0 => Some(node.detector.suspect_level()),
             // The end of maintenance, if it has one.
             NodeState::Paused if node.watch_from != Instant::MAX => {
                 let end = node.watch_from;

@@ -2,6 +2,7 @@
 
 use super::confirm::ConfirmConfig;
 use super::groups::{GroupSettings, GroupTable};
+use super::node::MAX_RISE;
 use core::time::Duration;
 use rollcall_detect::ConfigError;
 use rollcall_detect::{AnyDetector, FixedTimeout, FixedTimeoutConfig, PhiAccrual, PhiAccrualConfig};
@@ -42,7 +43,8 @@ impl DetectorConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MonitorConfig {
     pub detector: DetectorConfig,
-    /// Consecutive heartbeats needed to bring a `down` node back `up` (HAProxy's `rise`).
+    /// Consecutive heartbeats needed to bring a `down` node back `up` (HAProxy's `rise`), 1 to
+    /// 63 (the node record counts them in six bits).
     pub rise: u8,
     /// Most nodes the monitor tracks; registrations beyond it are refused and counted.
     pub max_nodes: usize,
@@ -90,8 +92,8 @@ impl MonitorConfig {
             DetectorConfig::Fixed(config) => config.validate()?,
             DetectorConfig::Phi(config) => config.validate()?,
         }
-        if self.rise == 0 {
-            return Err(ConfigError::new("rise", "must be at least 1 heartbeat"));
+        if self.rise == 0 || self.rise > MAX_RISE {
+            return Err(ConfigError::new("rise", format!("must be 1 to {MAX_RISE} heartbeats")));
         }
         if self.max_nodes == 0 || self.max_nodes > u32::MAX as usize - 1 {
             return Err(ConfigError::new("max_nodes", format!("must be between 1 and {}", u32::MAX - 1)));

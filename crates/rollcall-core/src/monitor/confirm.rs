@@ -341,7 +341,7 @@ impl Monitor {
                 // The answer is a sign of life: the next deadline counts from it.
                 let node = self.nodes.get_mut(index);
                 node.watch_from = now;
-                node.answered = true;
+                node.marks.set_answered(true);
                 self.transition(index, NodeState::Up, Reason::ProbeAnswered, now, now);
                 self.schedule(index);
             }

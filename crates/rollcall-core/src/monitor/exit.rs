@@ -47,8 +47,7 @@ impl Monitor {
             self.events.push_back(MonitorEvent::NodeChanged { node: node.id.clone() });
         }
         node.sequence = message.sequence;
-        node.rise_count = 0;
-        node.restarted = false;
+        node.marks.reset_rise();
         node
     }
 }

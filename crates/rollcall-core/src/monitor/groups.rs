@@ -18,6 +18,7 @@ use crate::wire::Labels;
 use crate::{ConfigError, Instant};
 use rollcall_detect::{AnyDetector, Detector};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How the nodes of one group are judged.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,17 +58,12 @@ impl GroupSettings {
 }
 
 /// Groups with settings of their own, by index; index 0 is the fleet's settings.
+///
+/// Settings are replaced, never changed in place: a change is a new `Arc` of detector
+/// settings, which is how a node's detector knows it is stale (`runs_on`).
 pub(crate) struct GroupTable {
-    entries: Vec<Entry>,
+    entries: Vec<GroupSettings>,
     by_name: BTreeMap<Box<str>, u16>,
-    /// The next stamp to hand out: every settings change gets one never used before, so a
-    /// node compares one number to know whether its detector is current.
-    next_stamp: u32,
-}
-
-struct Entry {
-    settings: GroupSettings,
-    stamp: u32,
 }
 
 /// The index of the fleet's settings.
@@ -79,7 +75,7 @@ impl GroupTable {
 
     pub fn new(config: &MonitorConfig) -> GroupTable {
         debug_assert!(config.groups.len() < Self::MAX_GROUPS, "MonitorConfig::validate bounds the groups");
-        let mut table = GroupTable { entries: Vec::new(), by_name: BTreeMap::new(), next_stamp: 0 };
+        let mut table = GroupTable { entries: Vec::new(), by_name: BTreeMap::new() };
         table.push(GroupSettings { detector: config.detector.clone(), confirm: config.confirm.clone() });
         for (name, settings) in &config.groups {
             let index = table.push(settings.clone());
@@ -90,17 +86,8 @@ impl GroupTable {
 
     fn push(&mut self, settings: GroupSettings) -> u16 {
         let index = u16::try_from(self.entries.len()).expect("bounded by MAX_GROUPS");
-        let stamp = self.stamp();
-        self.entries.push(Entry { settings, stamp });
+        self.entries.push(settings);
         index
-    }
-
-    fn stamp(&mut self) -> u32 {
-        let stamp = self.next_stamp;
-        // Wrapping would take four billion changes; a stale node would then keep its
-        // settings until its group changes again, which is harmless.
-        self.next_stamp = self.next_stamp.wrapping_add(1);
-        stamp
     }
 
     /// The entry for a node with these labels: its group's, else the fleet's.
@@ -119,16 +106,11 @@ impl GroupTable {
     }
 
     pub fn get(&self, index: u16) -> &GroupSettings {
-        &self.entries[usize::from(index)].settings
-    }
-
-    pub fn stamp_of(&self, index: u16) -> u32 {
-        self.entries[usize::from(index)].stamp
+        &self.entries[usize::from(index)]
     }
 
     pub fn set(&mut self, index: u16, settings: GroupSettings) {
-        let stamp = self.stamp();
-        self.entries[usize::from(index)] = Entry { settings, stamp };
+        self.entries[usize::from(index)] = settings;
     }
 
     /// The named groups, in name order.
@@ -153,6 +135,19 @@ pub(crate) fn reason_of(detector: &AnyDetector) -> Reason {
 }
 
 /// Gives `detector` new settings of the same kind, keeping what it has seen.
+/// Whether `detector` runs on exactly these settings: the same allocation. Settings are
+/// replaced, never changed in place, and a detector keeps its own alive, so an equal
+/// pointer cannot be a freed one reused.
+fn runs_on(detector: &AnyDetector, config: &DetectorConfig) -> bool {
+    match (detector, config) {
+        (AnyDetector::Phi(detector), DetectorConfig::Phi(config)) => Arc::ptr_eq(detector.config(), config),
+        (AnyDetector::Fixed(detector), DetectorConfig::Fixed(config)) => {
+            Arc::ptr_eq(detector.config(), config)
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn reconfigure(detector: &mut AnyDetector, config: &DetectorConfig) {
     match (detector, config) {
         (AnyDetector::Phi(detector), DetectorConfig::Phi(config)) => detector.set_config(config.clone()),
@@ -220,10 +215,9 @@ impl Monitor {
     /// Brings node `index`'s detector to its group's current settings, if they changed.
     pub(super) fn sync_settings(&mut self, index: u32) {
         let node = self.nodes.get_mut(index);
-        let stamp = self.groups.stamp_of(node.group);
-        if node.stamp != stamp {
-            reconfigure(&mut node.detector, &self.groups.get(node.group).detector);
-            node.stamp = stamp;
+        let current = &self.groups.get(node.group).detector;
+        if !runs_on(&node.detector, current) {
+            reconfigure(&mut node.detector, current);
         }
     }
 

@@ -32,17 +32,68 @@ pub(crate) struct Node {
     pub addr: Option<SocketAddr>,
     pub interval_ms: u32,
     pub state: NodeState,
-    /// Heartbeats received since the node went down (recovery needs `rise` of them).
-    pub rise_count: u8,
-    /// Whether a restart was seen since the node went down, so the recovery says why.
-    pub restarted: bool,
+    /// Recovery bookkeeping and the answered-probe flag, in one byte.
+    pub marks: Marks,
     /// The node's entry in the group table (`monitor/groups.rs`), from its `group` label.
+    /// Whether its detector runs on the group's current settings is a pointer comparison
+    /// (`groups::runs_on`), so the record needs no stamp.
     pub group: u16,
-    /// The stamp of the group settings its detector was built with.
-    pub stamp: u32,
-    /// `watch_from` was set by an answered probe, not by a gap in observation: deadlines
-    /// count from the answer, but the heartbeat history is still good.
-    pub answered: bool,
+}
+
+/// Most heartbeats `rise` may ask for: the count is kept in six bits of [`Marks`].
+pub const MAX_RISE: u8 = 63;
+
+/// Three small facts about a node in one byte, so that the record stays 272 bytes (its
+/// 4-byte-aligned tail, the address, interval, state and group, has no room for three more
+/// bytes; at a million nodes 8 bytes more per record cost 8 MB and, measured, CPU per
+/// heartbeat: docs/BENCHMARKS.md, session 8):
+/// - heartbeats received since the node went down (recovery needs `rise` of them), at most
+///   [`MAX_RISE`];
+/// - whether a restart was seen since the node went down, so the recovery says why;
+/// - whether `watch_from` was set by an answered probe, not by a gap in observation:
+///   deadlines count from the answer, but the heartbeat history is still good.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks(u8);
+
+const RISE_COUNT: u8 = 0b0011_1111;
+const RESTARTED: u8 = 0b0100_0000;
+const ANSWERED: u8 = 0b1000_0000;
+
+impl Marks {
+    pub fn rise_count(self) -> u8 {
+        self.0 & RISE_COUNT
+    }
+
+    /// One more heartbeat towards `rise` (saturating at [`MAX_RISE`]), after a restart if
+    /// `restart`.
+    pub fn count_rise(&mut self, restart: bool) {
+        let count = (self.rise_count() + 1).min(MAX_RISE);
+        self.0 = (self.0 & !RISE_COUNT) | count;
+        if restart {
+            self.0 |= RESTARTED;
+        }
+    }
+
+    pub fn restarted(self) -> bool {
+        self.0 & RESTARTED != 0
+    }
+
+    /// Forgets a recovery in progress: no heartbeat counted, no restart seen.
+    pub fn reset_rise(&mut self) {
+        self.0 &= ANSWERED;
+    }
+
+    pub fn answered(self) -> bool {
+        self.0 & ANSWERED != 0
+    }
+
+    pub fn set_answered(&mut self, answered: bool) {
+        if answered {
+            self.0 |= ANSWERED;
+        } else {
+            self.0 &= !ANSWERED;
+        }
+    }
 }
 
 /// Every node, by dense index and by id.
