@@ -1,5 +1,6 @@
 //! The canonical alert document: what the outbox stores and what every sink renders from.
-//! The webhook sink posts it as is; its fields are documented in docs/ALERTS.md.
+//! The webhook sink posts the stored bytes as they are ([`StoredAlert`]); the fields are
+//! documented in docs/ALERTS.md.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,6 +37,25 @@ pub struct Alert {
     /// saw can refuse an alert from a leader that was replaced (docs/HA.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fencing_token: Option<i64>,
+}
+
+/// An alert document as the outbox holds it: the committed bytes, and the document parsed
+/// from them once. The webhook sink posts and signs `payload` itself: parsing and serialising
+/// again could change what receivers get (a document queued by an older version would gain
+/// the fields it lacked, with their defaults), and the body must be what was committed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAlert {
+    pub alert: Alert,
+    /// The document's JSON, byte for byte as stored.
+    pub payload: String,
+}
+
+impl StoredAlert {
+    /// Reads a document from the outbox; fails if `payload` is not an alert document.
+    pub fn parse(payload: String) -> Result<StoredAlert, serde_json::Error> {
+        let alert = serde_json::from_str(&payload)?;
+        Ok(StoredAlert { alert, payload })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //! attempt) kills everything it started with SIGKILL, not only the first process.
 
 use super::{DeliveryError, SinkConfig, SinkTarget};
-use crate::alerts::model::{Alert, AlertKind, Severity, SubjectKind};
+use crate::alerts::model::{AlertKind, Severity, StoredAlert, SubjectKind};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::os::unix::process::ExitStatusExt;
@@ -40,7 +40,7 @@ impl ExecSink {
     }
 
     /// Runs the command once; it must exit 0 within the timeout.
-    pub async fn deliver(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    pub async fn deliver(&self, stored: &StoredAlert) -> Result<(), DeliveryError> {
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let mut command = Command::new(&self.command[0]);
         command
@@ -56,7 +56,7 @@ impl ExecSink {
                 command.env_remove(key);
             }
         }
-        command.envs(environment(alert));
+        command.envs(environment(stored));
         let mut child =
             command.spawn().map_err(|error| DeliveryError::Spawn(format!("{}: {error}", self.command[0])))?;
         let mut group = GroupGuard(child.id());
@@ -94,8 +94,10 @@ impl ExecSink {
     }
 }
 
-/// The environment variables describing `alert` (documented in docs/ALERTS.md).
-pub fn environment(alert: &Alert) -> Vec<(String, String)> {
+/// The environment variables describing an alert (documented in docs/ALERTS.md);
+/// `ROLLCALL_ALERT_JSON` holds the stored document as it is, like the webhook's body.
+pub fn environment(stored: &StoredAlert) -> Vec<(String, String)> {
+    let alert = &stored.alert;
     let transition = alert.transition.as_ref();
     let field = |value: Option<&String>| value.cloned().unwrap_or_default();
     let mut vars = vec![
@@ -121,8 +123,7 @@ pub fn environment(alert: &Alert) -> Vec<(String, String)> {
     for (key, value) in &alert.labels {
         vars.push((label_variable(key), value.clone()));
     }
-    let json = serde_json::to_string(alert).expect("an Alert serialises: plain data with string map keys");
-    vars.push(("ROLLCALL_ALERT_JSON".to_owned(), json));
+    vars.push(("ROLLCALL_ALERT_JSON".to_owned(), stored.payload.clone()));
     // A NUL byte cannot be passed in the environment; dropping it beats failing every retry.
     for (_, value) in &mut vars {
         value.retain(|c| c != '\0');

@@ -49,6 +49,11 @@ fn alert(kind: AlertKind, incident: u64) -> Alert {
     }
 }
 
+/// `alert` as the outbox would hold it.
+fn stored(alert: &Alert) -> StoredAlert {
+    StoredAlert { alert: alert.clone(), payload: serde_json::to_string(alert).expect("serialises") }
+}
+
 /// The sinks in `toml` (a sequence of `[[sink]]` tables), validated.
 fn configs(toml: &str) -> Result<Vec<SinkConfig>, String> {
     #[derive(Deserialize)]

@@ -93,7 +93,7 @@ async fn every_posted_payload_matches_the_published_schema() {
         group_resolved,
     ];
     for alert in &sequence {
-        sink.deliver(alert).await.expect("delivered");
+        sink.deliver(&stored(alert)).await.expect("delivered");
     }
     let posts = posted(&receiver);
     assert_eq!(posts.len(), sequence.len());
