@@ -104,6 +104,17 @@ pub enum NotificationKind {
 }
 
 impl NotificationKind {
+    pub const ALL: [NotificationKind; 4] = [
+        NotificationKind::Firing,
+        NotificationKind::Reminder,
+        NotificationKind::Resolved,
+        NotificationKind::Flapping,
+    ];
+
+    pub fn parse(text: &str) -> Option<NotificationKind> {
+        NotificationKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotificationKind::Firing => "firing",

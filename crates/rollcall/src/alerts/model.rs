@@ -142,9 +142,9 @@ impl From<&rollcall_store::IncidentRecord> for IncidentJson {
         use crate::clock::rfc3339_ms;
         IncidentJson {
             id: row.id,
-            kind: row.kind.clone(),
-            severity: row.severity.clone(),
-            subject_kind: row.subject_kind.clone(),
+            kind: row.kind.as_str().to_string(),
+            severity: row.severity.as_str().to_string(),
+            subject_kind: row.subject_kind.as_str().to_string(),
             subject: row.subject.clone(),
             members: row.members.clone(),
             started_at: rfc3339_ms(row.started_at_ms),

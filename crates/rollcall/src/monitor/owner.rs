@@ -130,10 +130,7 @@ impl Owner {
             if record.id >= crate::cluster::link::INCIDENT_ID_BASE {
                 continue;
             }
-            let Some(incident) = build::restored_incident(record, &clock) else {
-                tracing::warn!(incident = record.id, "stored incident is unreadable; left as it is");
-                continue;
-            };
+            let incident = build::restored_incident(record, &clock);
             let is_check = incident.subject_kind == SubjectKind::Check;
             alerter.restore(incident, |member| {
                 let state = if is_check {
