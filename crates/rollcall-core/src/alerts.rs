@@ -71,6 +71,7 @@ impl AlertConfig {
 
 /// What an incident is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum SubjectKind {
     Node,
     Check,
@@ -96,6 +97,7 @@ impl SubjectKind {
 pub const GROUP_SUBJECT: &str = "correlated-failure";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum NotificationKind {
     Firing,
     Reminder,
@@ -126,6 +128,7 @@ impl NotificationKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum Severity {
     Info,
     Warning,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 /// Where a node stands, as the monitor sees it (DESIGN.md section 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum NodeState {
     /// Registered (allow list, or restored) but no heartbeat seen yet.
     New,
@@ -51,6 +52,7 @@ impl NodeState {
 
 /// Why a transition happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum Reason {
     /// The first heartbeat of a node the monitor had not heard from.

@@ -1,8 +1,6 @@
 //! Turns the core's notifications into alert documents and outbox rows.
 
-use super::model::{
-    ALERT_VERSION, Alert, AlertKind, IncidentInfo, Severity, Subject, SubjectKind, TransitionInfo,
-};
+use super::model::{ALERT_VERSION, Alert, IncidentInfo, Subject, TransitionInfo};
 use super::sinks::SinkConfig;
 use crate::clock::{Clock, rfc3339_ms};
 use rollcall_core::alerts::{self as core, Admission, Notification, NotificationKind};
@@ -72,37 +70,21 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
     Alert {
         version: ALERT_VERSION,
         idempotency_key: notification.idempotency_key(),
-        kind: match notification.kind {
-            NotificationKind::Firing => AlertKind::Firing,
-            NotificationKind::Reminder => AlertKind::Reminder,
-            NotificationKind::Resolved => AlertKind::Resolved,
-            NotificationKind::Flapping => AlertKind::Flapping,
-        },
-        severity: match notification.severity {
-            core::Severity::Info => Severity::Info,
-            core::Severity::Warning => Severity::Warning,
-            core::Severity::Critical => Severity::Critical,
-        },
+        kind: notification.kind,
+        severity: notification.severity,
         incident: IncidentInfo {
             id: notification.incident,
             started_at: rfc3339_ms(clock.wall_ms(notification.started_at)),
             resolved_at: notification.resolved_at.map(|at| rfc3339_ms(clock.wall_ms(at))),
         },
-        subject: Subject {
-            kind: match notification.subject_kind {
-                core::SubjectKind::Node => SubjectKind::Node,
-                core::SubjectKind::Check => SubjectKind::Check,
-                core::SubjectKind::Group => SubjectKind::Group,
-            },
-            id: notification.subject.clone(),
-        },
+        subject: Subject { kind: notification.subject_kind, id: notification.subject.clone() },
         nodes: notification.members.iter().take(NODES_IN_ALERT).cloned().collect(),
         node_count: notification.members.len(),
         labels,
         transition: notification.transition.as_ref().map(|t| TransitionInfo {
-            from: t.from.as_str().to_string(),
-            to: t.to.as_str().to_string(),
-            reason: t.reason.as_str().to_string(),
+            from: t.from,
+            to: t.to,
+            reason: t.reason,
             at: rfc3339_ms(clock.wall_ms(t.at)),
             exit_code: t.exit.and_then(|exit| exit.code),
             exit_signal: t.exit.and_then(|exit| exit.signal),

@@ -2,8 +2,14 @@
 //! The webhook sink posts the stored bytes as they are ([`StoredAlert`]); the fields are
 //! documented in docs/ALERTS.md.
 
+pub use rollcall_core::alerts::{Severity, SubjectKind};
+use rollcall_core::monitor::{NodeState, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+// The document's words (`kind`, `severity`, `subject.kind`, `transition.from`, `.to`,
+// `.reason`) are the core's types, serialised (feature `serde`) as their `as_str`: one type
+// per concept, no copy to keep in step.
 
 /// Version of the alert document; bumped on incompatible changes.
 pub const ALERT_VERSION: u32 = 1;
@@ -58,26 +64,9 @@ impl StoredAlert {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertKind {
-    /// A node or check went down: an incident opens.
-    Firing,
-    /// The incident is still open after the repeat interval.
-    Reminder,
-    /// The node or check recovered (or left): the incident closes.
-    Resolved,
-    /// The subject changes state too often; its alerts are held until it settles.
-    Flapping,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
+/// The document's `kind`: the kind of the notification (`firing`, `reminder`, `resolved`,
+/// `flapping`), the core's type under the name the document gives it.
+pub type AlertKind = rollcall_core::alerts::NotificationKind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentInfo {
@@ -95,19 +84,11 @@ pub struct Subject {
     pub id: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SubjectKind {
-    Node,
-    Check,
-    Group,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransitionInfo {
-    pub from: String,
-    pub to: String,
-    pub reason: String,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: Reason,
     /// RFC 3339: when it should have happened (the computed deadline).
     pub at: String,
     /// For `process-exited`: the watched process's exit code, when it exited.
@@ -155,3 +136,6 @@ impl From<&rollcall_store::IncidentRecord> for IncidentJson {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
