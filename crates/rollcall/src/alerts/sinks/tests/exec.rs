@@ -55,7 +55,7 @@ async fn the_command_gets_every_documented_variable() {
     check(&environment, "ROLLCALL_IDEMPOTENCY_KEY", "rollcall-42-3");
     check(&environment, "ROLLCALL_FROM", "down");
     check(&environment, "ROLLCALL_TO", "up");
-    check(&environment, "ROLLCALL_REASON", "phi");
+    check(&environment, "ROLLCALL_REASON", "heartbeat");
     check(&environment, "ROLLCALL_AT", "2026-03-01T12:05:30Z");
     check(&environment, "ROLLCALL_STARTED_AT", "2026-03-01T12:00:00Z");
     check(&environment, "ROLLCALL_RESOLVED_AT", "2026-03-01T12:05:30Z");
