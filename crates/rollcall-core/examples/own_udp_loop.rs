@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             monitor.handle_timeout(now());
         }
         while let Some(event) = monitor.poll_event() {
-            if let MonitorEvent::Transition(transition) = event {
+            if let MonitorEvent::Transition { transition, .. } = event {
                 let at = transition.at.saturating_duration_since(Instant::ZERO);
                 println!(
                     "{:>6.3} s  {} {} -> {} ({})",

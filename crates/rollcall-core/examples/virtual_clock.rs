@@ -56,7 +56,7 @@ fn run(seed: u64) -> Run {
             monitor.handle_timeout(now);
         }
         while let Some(event) = monitor.poll_event() {
-            let MonitorEvent::Transition(transition) = event else { continue };
+            let MonitorEvent::Transition { transition, .. } = event else { continue };
             if transition.to != NodeState::Down {
                 continue;
             }

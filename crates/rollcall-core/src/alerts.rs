@@ -71,6 +71,7 @@ impl AlertConfig {
 
 /// What an incident is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum SubjectKind {
     Node,
     Check,
@@ -96,6 +97,7 @@ impl SubjectKind {
 pub const GROUP_SUBJECT: &str = "correlated-failure";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum NotificationKind {
     Firing,
     Reminder,
@@ -104,6 +106,17 @@ pub enum NotificationKind {
 }
 
 impl NotificationKind {
+    pub const ALL: [NotificationKind; 4] = [
+        NotificationKind::Firing,
+        NotificationKind::Reminder,
+        NotificationKind::Resolved,
+        NotificationKind::Flapping,
+    ];
+
+    pub fn parse(text: &str) -> Option<NotificationKind> {
+        NotificationKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotificationKind::Firing => "firing",
@@ -115,6 +128,7 @@ impl NotificationKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum Severity {
     Info,
     Warning,

@@ -15,7 +15,9 @@ pub use advice::ADVICE_EVERY;
 pub use config::{DetectorConfig, MonitorConfig};
 pub use confirm::{ConfirmConfig, ConfirmStats};
 pub use groups::GroupSettings;
-pub use types::{MonitorEvent, MonitorStats, NodeState, Reason, Rejection, RestoreError, Transition};
+pub use types::{
+    MonitorEvent, MonitorStats, NodeRow, NodeState, Reason, Rejection, RestoreError, Transition,
+};
 
 use crate::Transmit;
 use crate::keyring::KeyRing;
@@ -74,7 +76,7 @@ use std::sync::Arc;
 ///     let Some(now) = monitor.poll_timeout() else { break };
 ///     monitor.handle_timeout(now);
 ///     while let Some(event) = monitor.poll_event() {
-///         if let MonitorEvent::Transition(transition) = event
+///         if let MonitorEvent::Transition { transition, .. } = event
 ///             && transition.to == NodeState::Down
 ///         {
 ///             downs.push(transition.at);
@@ -844,6 +846,11 @@ impl Monitor {
         let node = self.nodes.get_mut(index);
         let from = node.state;
         node.state = to;
+        let row = NodeRow {
+            sequence: node.sequence,
+            interval: Duration::from_millis(u64::from(node.interval_ms)),
+            labels_raw: node.labels.clone(),
+        };
         let transition = Transition {
             node: node.id.clone(),
             generation: node.generation,
@@ -857,7 +864,7 @@ impl Monitor {
         self.stats.nodes_by_state[from.index()] -= 1;
         self.stats.nodes_by_state[to.index()] += 1;
         *self.stats.transitions.entry((from, to)).or_default() += 1;
-        self.events.push_back(MonitorEvent::Transition(transition));
+        self.events.push_back(MonitorEvent::Transition { transition, row });
     }
 }
 

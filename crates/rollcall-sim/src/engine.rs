@@ -429,7 +429,7 @@ impl Engine<'_> {
         self.send_probes(now);
         while let Some(event) = self.monitor.poll_event() {
             match event {
-                MonitorEvent::Transition(transition) => {
+                MonitorEvent::Transition { transition, .. } => {
                     let node =
                         *self.index.get(&transition.node).expect("the monitor only knows simulated nodes");
                     let (cause, silence_from) = match delivered {

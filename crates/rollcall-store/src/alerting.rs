@@ -1,16 +1,20 @@
 //! Incidents, the alert outbox, checks and pings: the rows of the alerting layers.
 
 use super::{Store, StoreError, Write};
+use rollcall_core::alerts::{NotificationKind, Severity, SubjectKind};
 use rollcall_core::monitor::NodeState;
-use rusqlite::{Transaction, params};
+use rusqlite::{Row, Transaction, params};
 
-/// An incident as stored. `members` is kept as newline-separated ids.
+/// An incident as stored, in the core's words (like a transition). `members` is kept as
+/// newline-separated ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IncidentRecord {
     pub id: u64,
-    pub kind: String,
-    pub severity: String,
-    pub subject_kind: String,
+    /// The kind of the notification that opened it (`Firing` or `Flapping`): an update
+    /// keeps the stored one.
+    pub kind: NotificationKind,
+    pub severity: Severity,
+    pub subject_kind: SubjectKind,
     pub subject: String,
     pub members: Vec<String>,
     pub started_at_ms: i64,
@@ -21,6 +25,70 @@ pub struct IncidentRecord {
     pub silenced_by: Option<u64>,
     /// Whether any notification of the incident was sent (a resolution follows only then).
     pub notified: bool,
+}
+
+/// The columns an incident is read from by [`RawIncident::read`], after its id.
+pub(crate) const INCIDENT_COLUMNS: &str = "kind, severity, subject_kind, subject, members, started_at_ms,
+    resolved_at_ms, next_sequence, last_notified_at_ms, silenced_by, notified";
+
+/// An incident's columns as read, before its words are parsed (a closure of rusqlite's
+/// cannot return a [`StoreError`]).
+pub(crate) struct RawIncident {
+    id: i64,
+    kind: String,
+    severity: String,
+    subject_kind: String,
+    subject: String,
+    members: String,
+    started_at_ms: i64,
+    resolved_at_ms: Option<i64>,
+    next_sequence: u32,
+    last_notified_at_ms: i64,
+    silenced_by: Option<i64>,
+    notified: bool,
+}
+
+impl RawIncident {
+    /// Reads the id at `at`, then [`INCIDENT_COLUMNS`].
+    pub(crate) fn read(row: &Row<'_>, at: usize) -> rusqlite::Result<RawIncident> {
+        Ok(RawIncident {
+            id: row.get(at)?,
+            kind: row.get(at + 1)?,
+            severity: row.get(at + 2)?,
+            subject_kind: row.get(at + 3)?,
+            subject: row.get(at + 4)?,
+            members: row.get(at + 5)?,
+            started_at_ms: row.get(at + 6)?,
+            resolved_at_ms: row.get(at + 7)?,
+            next_sequence: row.get(at + 8)?,
+            last_notified_at_ms: row.get(at + 9)?,
+            silenced_by: row.get(at + 10)?,
+            notified: row.get(at + 11)?,
+        })
+    }
+
+    /// The record, or which stored word this version does not know (a hand-edited row).
+    pub(crate) fn parse(self) -> Result<IncidentRecord, StoreError> {
+        let id = self.id;
+        let bad = |what: &str, value: &str| {
+            StoreError::BadRow(format!("incident {id} has unknown {what} {value:?}"))
+        };
+        Ok(IncidentRecord {
+            id: id as u64,
+            kind: NotificationKind::parse(&self.kind).ok_or_else(|| bad("kind", &self.kind))?,
+            severity: Severity::parse(&self.severity).ok_or_else(|| bad("severity", &self.severity))?,
+            subject_kind: SubjectKind::parse(&self.subject_kind)
+                .ok_or_else(|| bad("subject kind", &self.subject_kind))?,
+            subject: self.subject,
+            members: self.members.split('\n').filter(|m| !m.is_empty()).map(str::to_string).collect(),
+            started_at_ms: self.started_at_ms,
+            resolved_at_ms: self.resolved_at_ms,
+            next_sequence: self.next_sequence,
+            last_notified_at_ms: self.last_notified_at_ms,
+            silenced_by: self.silenced_by.map(|id| id as u64),
+            notified: self.notified,
+        })
+    }
 }
 
 /// An alert to queue for one sink.
@@ -121,9 +189,9 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
             )?
             .execute(params![
                 i.id as i64,
-                i.kind,
-                i.severity,
-                i.subject_kind,
+                i.kind.as_str(),
+                i.severity.as_str(),
+                i.subject_kind.as_str(),
                 i.subject,
                 i.members.join("\n"),
                 i.started_at_ms,
@@ -228,29 +296,10 @@ impl Store {
         tail: &str,
         params: P,
     ) -> Result<Vec<IncidentRecord>, StoreError> {
-        let sql = format!(
-            "SELECT id, kind, severity, subject_kind, subject, members, started_at_ms, resolved_at_ms,
-               next_sequence, last_notified_at_ms, silenced_by, notified FROM incidents {tail}"
-        );
+        let sql = format!("SELECT id, {INCIDENT_COLUMNS} FROM incidents {tail}");
         let mut statement = self.connection.prepare_cached(&sql)?;
-        let rows = statement.query_map(params, |row| {
-            let members: String = row.get(5)?;
-            Ok(IncidentRecord {
-                id: row.get::<_, i64>(0)? as u64,
-                kind: row.get(1)?,
-                severity: row.get(2)?,
-                subject_kind: row.get(3)?,
-                subject: row.get(4)?,
-                members: members.split('\n').filter(|m| !m.is_empty()).map(str::to_string).collect(),
-                started_at_ms: row.get(6)?,
-                resolved_at_ms: row.get(7)?,
-                next_sequence: row.get(8)?,
-                last_notified_at_ms: row.get(9)?,
-                silenced_by: row.get::<_, Option<i64>>(10)?.map(|id| id as u64),
-                notified: row.get(11)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = statement.query_map(params, |row| RawIncident::read(row, 0))?;
+        rows.map(|row| row?.parse()).collect()
     }
 
     /// The oldest undelivered alert of `sink` with an id above `after`.

@@ -114,4 +114,46 @@ pub const MIGRATIONS: &[&str] = &[
     // the agent could not tell, and on every other transition).
     "ALTER TABLE transitions ADD COLUMN exit_code INTEGER;
     ALTER TABLE transitions ADD COLUMN exit_signal INTEGER;",
+    // 8: an incident change holds the incident as it was in columns, like `incidents`, not
+    // as the JSON the API shows (`detail`); existing rows are converted. Times go from RFC
+    // 3339 back to milliseconds (exact: they were written from milliseconds); `notified` was
+    // not in the JSON and is taken from the incident's row. A row whose `detail` is not JSON
+    // (never written so; only a hand edit makes one) had no incident to show and is dropped.
+    "CREATE TABLE incident_changes_typed (
+        id INTEGER PRIMARY KEY,
+        incident INTEGER NOT NULL,
+        change TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        subject_kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        members TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        resolved_at_ms INTEGER,
+        next_sequence INTEGER NOT NULL,
+        last_notified_at_ms INTEGER NOT NULL,
+        silenced_by INTEGER,
+        notified INTEGER NOT NULL,
+        sent INTEGER NOT NULL,
+        summary TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO incident_changes_typed
+    SELECT c.id, c.incident, c.change, c.at_ms,
+        json_extract(c.detail, '$.incident.kind'),
+        json_extract(c.detail, '$.incident.severity'),
+        json_extract(c.detail, '$.incident.subject_kind'),
+        json_extract(c.detail, '$.incident.subject'),
+        coalesce((SELECT group_concat(m.value, char(10)) FROM json_each(c.detail, '$.incident.members') m), ''),
+        CAST(round((julianday(json_extract(c.detail, '$.incident.started_at')) - 2440587.5) * 86400000) AS INTEGER),
+        CAST(round((julianday(json_extract(c.detail, '$.incident.resolved_at')) - 2440587.5) * 86400000) AS INTEGER),
+        json_extract(c.detail, '$.incident.notifications'),
+        CAST(round((julianday(json_extract(c.detail, '$.incident.last_notified_at')) - 2440587.5) * 86400000) AS INTEGER),
+        json_extract(c.detail, '$.incident.silenced_by'),
+        coalesce((SELECT i.notified FROM incidents i WHERE i.id = c.incident), 1),
+        coalesce(json_extract(c.detail, '$.sent'), 1),
+        coalesce(json_extract(c.detail, '$.summary'), '')
+    FROM incident_changes c WHERE json_valid(c.detail);
+    DROP TABLE incident_changes;
+    ALTER TABLE incident_changes_typed RENAME TO incident_changes;",
 ];

@@ -6,20 +6,24 @@
 //! reader that remembers the last id it saw (an SSE client's `Last-Event-ID`) resumes
 //! without missing or repeating an event of either kind.
 
+use super::alerting::{INCIDENT_COLUMNS, IncidentRecord, RawIncident};
 use super::{Store, StoreError, Write};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-/// A change of an incident, as stored. `detail` is the incident as the API shows it at that
-/// moment (JSON written by the daemon), so a replay shows what was true then.
+/// A change of an incident, as stored: the incident as it was just after the change (typed,
+/// as in its own table), so a replay shows what was true then.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IncidentChangeRecord {
     /// Assigned by the store (ignored on write); shared sequence with transitions.
     pub id: i64,
-    pub incident: u64,
+    pub incident: IncidentRecord,
     /// `opened`, `notified`, `reminded`, `flapping`, `resolved`.
     pub change: String,
     pub at_ms: i64,
-    pub detail: String,
+    /// Whether the change's notification was sent (false when a silence held it).
+    pub sent: bool,
+    /// The notification's one sentence.
+    pub summary: String,
 }
 
 /// A silence: notifications of matching incidents are held until `ends_at_ms`.
@@ -37,10 +41,30 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
     match write {
         Write::IncidentChange(change) => {
             let id = next_event_id(tx)?;
-            tx.prepare_cached(
-                "INSERT INTO incident_changes (id, incident, change, at_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![id, change.incident as i64, change.change, change.at_ms, change.detail])?;
+            let i = &change.incident;
+            tx.prepare_cached(&format!(
+                "INSERT INTO incident_changes (id, change, at_ms, sent, summary, incident, {INCIDENT_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            ))?
+            .execute(params![
+                id,
+                change.change,
+                change.at_ms,
+                change.sent,
+                change.summary,
+                i.id as i64,
+                i.kind.as_str(),
+                i.severity.as_str(),
+                i.subject_kind.as_str(),
+                i.subject,
+                i.members.join("\n"),
+                i.started_at_ms,
+                i.resolved_at_ms,
+                i.next_sequence,
+                i.last_notified_at_ms,
+                i.silenced_by.map(|id| id as i64),
+                i.notified,
+            ])?;
         }
         Write::Silence(silence) => {
             let matchers: Vec<String> = silence.matchers.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -90,19 +114,19 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<IncidentChangeRecord>, StoreError> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT id, incident, change, at_ms, detail FROM incident_changes WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT id, change, at_ms, sent, summary, incident, {INCIDENT_COLUMNS}
+             FROM incident_changes WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?;
         let rows = statement.query_map(params![after, limit as i64], |row| {
-            Ok(IncidentChangeRecord {
-                id: row.get(0)?,
-                incident: row.get::<_, i64>(1)? as u64,
-                change: row.get(2)?,
-                at_ms: row.get(3)?,
-                detail: row.get(4)?,
-            })
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, RawIncident::read(row, 5)?))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, change, at_ms, sent, summary, incident) = row?;
+            out.push(IncidentChangeRecord { id, incident: incident.parse()?, change, at_ms, sent, summary });
+        }
+        Ok(out)
     }
 
     /// The latest id of the event sequence (transitions and incident changes; 0 if none).

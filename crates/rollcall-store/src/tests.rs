@@ -1,5 +1,5 @@
 use super::*;
-use rollcall_core::alerts::SubjectKind;
+use rollcall_core::alerts::{NotificationKind, Severity, SubjectKind};
 
 fn node(id: &str, generation: u64, sequence: u64, state: NodeState) -> Write {
     Write::Node {
@@ -168,9 +168,9 @@ fn incidents_open_and_resolve() {
     let mut store = Store::open(dir.path()).unwrap();
     let mut incident = IncidentRecord {
         id: 3,
-        kind: "firing".into(),
-        severity: "critical".into(),
-        subject_kind: "group".into(),
+        kind: NotificationKind::Firing,
+        severity: Severity::Critical,
+        subject_kind: SubjectKind::Group,
         subject: "correlated-failure".into(),
         members: vec!["a".into(), "b".into()],
         started_at_ms: 1,

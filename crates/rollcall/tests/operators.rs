@@ -193,18 +193,16 @@ fn stored_events(sandbox: &Sandbox, about: Option<&str>) -> Vec<i64> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .unwrap();
-    let like = about.map(|node| format!("%\"{node}\"%")).unwrap_or_else(|| "%".into());
+    // An incident change is about a node when the node is among its members (one per line).
     let mut statement = db
         .prepare(
             "SELECT id FROM transitions WHERE ?1 IS NULL OR node = ?1
-             UNION ALL SELECT id FROM incident_changes WHERE detail LIKE ?2 ORDER BY id",
+             UNION ALL SELECT id FROM incident_changes
+               WHERE ?1 IS NULL OR instr(char(10) || members || char(10), char(10) || ?1 || char(10)) > 0
+             ORDER BY id",
         )
         .unwrap();
-    statement
-        .query_map(rusqlite::params![about, like], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    statement.query_map(rusqlite::params![about], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
 }
 
 #[test]

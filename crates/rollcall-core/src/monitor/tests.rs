@@ -17,6 +17,8 @@ struct Harness {
     monitor: Monitor,
     now: Instant,
     transitions: Vec<Transition>,
+    /// The node row each transition carried, in the same order.
+    rows: Vec<NodeRow>,
     other_events: Vec<MonitorEvent>,
 }
 
@@ -31,6 +33,7 @@ impl Harness {
             monitor: Monitor::new(config, ring(), now).unwrap(),
             now,
             transitions: vec![],
+            rows: vec![],
             other_events: vec![],
         }
     }
@@ -71,7 +74,10 @@ impl Harness {
     fn drain(&mut self) {
         while let Some(event) = self.monitor.poll_event() {
             match event {
-                MonitorEvent::Transition(transition) => self.transitions.push(transition),
+                MonitorEvent::Transition { transition, row } => {
+                    self.transitions.push(transition);
+                    self.rows.push(row);
+                }
                 other => self.other_events.push(other),
             }
         }
@@ -166,6 +172,21 @@ fn silence_goes_suspect_then_down_at_the_computed_deadlines() {
     assert!(h.transitions[1].at < down.at);
     assert_eq!(h.state("web-1"), NodeState::Down);
     assert_eq!(h.monitor.node("web-1", h.now).unwrap().deadline, None, "a down node has no deadline");
+}
+
+#[test]
+fn a_transition_carries_the_node_row_as_it_stood() {
+    let mut h = Harness::phi();
+    h.beat("web-1", 4, 1, 5, secs(1.0));
+    h.run_for(secs(10.0));
+    let view = h.monitor.node("web-1", h.now).unwrap();
+    let row = NodeRow { sequence: 5, interval: secs(1.0), labels_raw: view.labels_raw.into() };
+    // The first heartbeat's row, then the down's, which read the node back no fresher.
+    assert_eq!(h.rows.first(), Some(&NodeRow { sequence: 1, ..row.clone() }));
+    assert_eq!(h.rows.last(), Some(&row));
+    assert_eq!((view.sequence, view.interval), (row.sequence, row.interval));
+    let down = h.transitions.last().unwrap();
+    assert_eq!((down.generation, down.to), (view.generation, view.state), "the rest of the row");
 }
 
 #[test]

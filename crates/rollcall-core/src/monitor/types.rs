@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 /// Where a node stands, as the monitor sees it (DESIGN.md section 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum NodeState {
     /// Registered (allow list, or restored) but no heartbeat seen yet.
     New,
@@ -51,6 +52,7 @@ impl NodeState {
 
 /// Why a transition happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum Reason {
     /// The first heartbeat of a node the monitor had not heard from.
@@ -157,12 +159,24 @@ pub struct Transition {
     pub exit: Option<ExitStatus>,
 }
 
+/// What a shell persists of a node (with its id, generation and state, which the
+/// transition carries), as it stood when the transition was queued: the shell writes the
+/// node's row from it without reading the node back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRow {
+    pub sequence: u64,
+    pub interval: Duration,
+    /// The raw label block (see [`crate::wire::Labels`]).
+    pub labels_raw: Box<[u8]>,
+}
+
 /// What the shell must act on, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MonitorEvent {
-    /// Record it durably, then react (log, alert).
-    Transition(Transition),
+    /// Record it durably (the transition, and the node's row from `transition` and `row`),
+    /// then react (log, alert).
+    Transition { transition: Transition, row: NodeRow },
     /// A node was registered, restarted (new generation) or changed its labels or interval:
     /// persist its record so the next monitor start knows it.
     NodeChanged { node: Arc<str> },

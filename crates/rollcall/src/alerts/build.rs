@@ -1,9 +1,6 @@
 //! Turns the core's notifications into alert documents and outbox rows.
 
-use super::model::{
-    ALERT_VERSION, Alert, AlertKind, IncidentInfo, IncidentJson, Severity, Subject, SubjectKind,
-    TransitionInfo,
-};
+use super::model::{ALERT_VERSION, Alert, IncidentInfo, Subject, TransitionInfo};
 use super::sinks::SinkConfig;
 use crate::clock::{Clock, rfc3339_ms};
 use rollcall_core::alerts::{self as core, Admission, Notification, NotificationKind};
@@ -73,37 +70,21 @@ pub fn alert(notification: &Notification, labels: BTreeMap<String, String>, cloc
     Alert {
         version: ALERT_VERSION,
         idempotency_key: notification.idempotency_key(),
-        kind: match notification.kind {
-            NotificationKind::Firing => AlertKind::Firing,
-            NotificationKind::Reminder => AlertKind::Reminder,
-            NotificationKind::Resolved => AlertKind::Resolved,
-            NotificationKind::Flapping => AlertKind::Flapping,
-        },
-        severity: match notification.severity {
-            core::Severity::Info => Severity::Info,
-            core::Severity::Warning => Severity::Warning,
-            core::Severity::Critical => Severity::Critical,
-        },
+        kind: notification.kind,
+        severity: notification.severity,
         incident: IncidentInfo {
             id: notification.incident,
             started_at: rfc3339_ms(clock.wall_ms(notification.started_at)),
             resolved_at: notification.resolved_at.map(|at| rfc3339_ms(clock.wall_ms(at))),
         },
-        subject: Subject {
-            kind: match notification.subject_kind {
-                core::SubjectKind::Node => SubjectKind::Node,
-                core::SubjectKind::Check => SubjectKind::Check,
-                core::SubjectKind::Group => SubjectKind::Group,
-            },
-            id: notification.subject.clone(),
-        },
+        subject: Subject { kind: notification.subject_kind, id: notification.subject.clone() },
         nodes: notification.members.iter().take(NODES_IN_ALERT).cloned().collect(),
         node_count: notification.members.len(),
         labels,
         transition: notification.transition.as_ref().map(|t| TransitionInfo {
-            from: t.from.as_str().to_string(),
-            to: t.to.as_str().to_string(),
-            reason: t.reason.as_str().to_string(),
+            from: t.from,
+            to: t.to,
+            reason: t.reason,
             at: rfc3339_ms(clock.wall_ms(t.at)),
             exit_code: t.exit.and_then(|exit| exit.code),
             exit_signal: t.exit.and_then(|exit| exit.signal),
@@ -127,9 +108,9 @@ pub fn writes(
     let now_ms = clock.wall_ms(clock.now());
     let record = IncidentRecord {
         id: notification.incident,
-        kind: notification.kind.as_str().to_string(),
-        severity: notification.severity.as_str().to_string(),
-        subject_kind: notification.subject_kind.as_str().to_string(),
+        kind: notification.kind,
+        severity: notification.severity,
+        subject_kind: notification.subject_kind,
         subject: notification.subject.clone(),
         members: notification.members.clone(),
         started_at_ms: clock.wall_ms(notification.started_at),
@@ -149,18 +130,14 @@ pub fn writes(
         NotificationKind::Flapping => "flapping",
         NotificationKind::Resolved => "resolved",
     };
-    let detail = serde_json::json!({
-        "incident": IncidentJson::from(&record),
-        "sent": admission == Admission::Deliver,
-        "summary": alert.summary,
-    });
-    out.push(Write::Incident(record));
+    out.push(Write::Incident(record.clone()));
     out.push(Write::IncidentChange(IncidentChangeRecord {
         id: 0,
-        incident: notification.incident,
+        incident: record,
         change: change.to_string(),
         at_ms: now_ms,
-        detail: detail.to_string(),
+        sent: admission == Admission::Deliver,
+        summary: alert.summary.clone(),
     }));
     if admission != Admission::Deliver {
         return;
@@ -192,21 +169,22 @@ pub fn outbox_rows(
 }
 
 /// An open incident read from the store, on the current clock.
-pub fn restored_incident(record: &IncidentRecord, clock: &Clock) -> Option<core::OpenIncident> {
-    Some(core::OpenIncident {
+pub fn restored_incident(record: &IncidentRecord, clock: &Clock) -> core::OpenIncident {
+    core::OpenIncident {
         id: record.id,
-        kind: match record.kind.as_str() {
-            "flapping" => NotificationKind::Flapping,
+        // An open incident was opened by a firing or a flapping notification.
+        kind: match record.kind {
+            NotificationKind::Flapping => NotificationKind::Flapping,
             _ => NotificationKind::Firing,
         },
-        severity: core::Severity::parse(&record.severity)?,
-        subject_kind: core::SubjectKind::parse(&record.subject_kind)?,
+        severity: record.severity,
+        subject_kind: record.subject_kind,
         subject: record.subject.clone(),
         members: record.members.clone(),
         started_at: clock.instant_at_wall_ms(record.started_at_ms),
         next_sequence: record.next_sequence,
         last_notified: clock.instant_at_wall_ms(record.last_notified_at_ms),
-    })
+    }
 }
 
 #[cfg(test)]

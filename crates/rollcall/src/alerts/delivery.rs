@@ -7,7 +7,7 @@
 //! exactly where delivery stood (an alert sent but not yet marked may be sent again: that is
 //! what the idempotency key is for).
 
-use super::model::Alert;
+use super::model::{Alert, StoredAlert};
 use super::sinks::{DeliveryError, Sink};
 use crate::clock::Clock;
 use crate::cluster::link::Link;
@@ -148,7 +148,7 @@ impl Worker {
                 }
                 continue;
             };
-            let Ok(alert) = serde_json::from_str::<Alert>(&row.entry.payload) else {
+            let Ok(stored) = StoredAlert::parse(row.entry.payload) else {
                 tracing::error!(
                     sink = self.sink.name(),
                     outbox_id = row.id,
@@ -159,6 +159,7 @@ impl Worker {
                 cursor = row.id;
                 continue;
             };
+            let alert = &stored.alert;
             if let Some(token) = alert.fencing_token
                 && let Some(link) = &self.cluster
                 && !link.gate().allows(token, std::time::Instant::now())
@@ -174,7 +175,7 @@ impl Worker {
                 cursor = row.id;
                 continue;
             }
-            match self.sink.deliver(&alert).await {
+            match self.sink.deliver(&stored).await {
                 Ok(()) => {
                     if let (Some(link), Some(_)) = (&self.cluster, alert.fencing_token) {
                         link.delivered(&alert.idempotency_key);
@@ -190,7 +191,7 @@ impl Worker {
                     backoff = FIRST_BACKOFF;
                 }
                 Err(error) => {
-                    self.fail(&row, &error, backoff);
+                    self.fail(row.id, &alert.idempotency_key, &error, backoff);
                     tokio::select! {
                         _ = self.stop.changed() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -211,8 +212,8 @@ impl Worker {
         Ok(row)
     }
 
-    fn fail(&self, row: &OutboxRow, error: &DeliveryError, backoff: Duration) {
-        self.record(row.id, Some(error.to_string()));
+    fn fail(&self, outbox_id: i64, key: &str, error: &DeliveryError, backoff: Duration) {
+        self.record(outbox_id, Some(error.to_string()));
         self.update(|h| {
             h.failed_attempts += 1;
             h.consecutive_failures += 1;
@@ -220,7 +221,7 @@ impl Worker {
             h.last_error = Some(error.to_string());
         });
         tracing::warn!(
-            sink = self.sink.name(), key = %row.entry.idempotency_key, %error,
+            sink = self.sink.name(), key = %key, %error,
             retry_in = %humantime::format_duration(backoff), "alert delivery failed"
         );
     }

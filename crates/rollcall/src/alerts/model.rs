@@ -1,8 +1,15 @@
 //! The canonical alert document: what the outbox stores and what every sink renders from.
-//! The webhook sink posts it as is; its fields are documented in docs/ALERTS.md.
+//! The webhook sink posts the stored bytes as they are ([`StoredAlert`]); the fields are
+//! documented in docs/ALERTS.md.
 
+pub use rollcall_core::alerts::{Severity, SubjectKind};
+use rollcall_core::monitor::{NodeState, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+// The document's words (`kind`, `severity`, `subject.kind`, `transition.from`, `.to`,
+// `.reason`) are the core's types, serialised (feature `serde`) as their `as_str`: one type
+// per concept, no copy to keep in step.
 
 /// Version of the alert document; bumped on incompatible changes.
 pub const ALERT_VERSION: u32 = 1;
@@ -38,26 +45,28 @@ pub struct Alert {
     pub fencing_token: Option<i64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertKind {
-    /// A node or check went down: an incident opens.
-    Firing,
-    /// The incident is still open after the repeat interval.
-    Reminder,
-    /// The node or check recovered (or left): the incident closes.
-    Resolved,
-    /// The subject changes state too often; its alerts are held until it settles.
-    Flapping,
+/// An alert document as the outbox holds it: the committed bytes, and the document parsed
+/// from them once. The webhook sink posts and signs `payload` itself: parsing and serialising
+/// again could change what receivers get (a document queued by an older version would gain
+/// the fields it lacked, with their defaults), and the body must be what was committed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAlert {
+    pub alert: Alert,
+    /// The document's JSON, byte for byte as stored.
+    pub payload: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
+impl StoredAlert {
+    /// Reads a document from the outbox; fails if `payload` is not an alert document.
+    pub fn parse(payload: String) -> Result<StoredAlert, serde_json::Error> {
+        let alert = serde_json::from_str(&payload)?;
+        Ok(StoredAlert { alert, payload })
+    }
 }
+
+/// The document's `kind`: the kind of the notification (`firing`, `reminder`, `resolved`,
+/// `flapping`), the core's type under the name the document gives it.
+pub type AlertKind = rollcall_core::alerts::NotificationKind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentInfo {
@@ -75,19 +84,11 @@ pub struct Subject {
     pub id: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SubjectKind {
-    Node,
-    Check,
-    Group,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransitionInfo {
-    pub from: String,
-    pub to: String,
-    pub reason: String,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: Reason,
     /// RFC 3339: when it should have happened (the computed deadline).
     pub at: String,
     /// For `process-exited`: the watched process's exit code, when it exited.
@@ -122,9 +123,9 @@ impl From<&rollcall_store::IncidentRecord> for IncidentJson {
         use crate::clock::rfc3339_ms;
         IncidentJson {
             id: row.id,
-            kind: row.kind.clone(),
-            severity: row.severity.clone(),
-            subject_kind: row.subject_kind.clone(),
+            kind: row.kind.as_str().to_string(),
+            severity: row.severity.as_str().to_string(),
+            subject_kind: row.subject_kind.as_str().to_string(),
             subject: row.subject.clone(),
             members: row.members.clone(),
             started_at: rfc3339_ms(row.started_at_ms),
@@ -135,3 +136,6 @@ impl From<&rollcall_store::IncidentRecord> for IncidentJson {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

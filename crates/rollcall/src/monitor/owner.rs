@@ -130,10 +130,7 @@ impl Owner {
             if record.id >= crate::cluster::link::INCIDENT_ID_BASE {
                 continue;
             }
-            let Some(incident) = build::restored_incident(record, &clock) else {
-                tracing::warn!(incident = record.id, "stored incident is unreadable; left as it is");
-                continue;
-            };
+            let incident = build::restored_incident(record, &clock);
             let is_check = incident.subject_kind == SubjectKind::Check;
             alerter.restore(incident, |member| {
                 let state = if is_check {
@@ -294,7 +291,7 @@ impl Owner {
         let mut batch = Vec::new();
         while let Some(event) = self.core.poll_event() {
             match event {
-                MonitorEvent::Transition(transition) => {
+                MonitorEvent::Transition { transition, row } => {
                     log_transition("node", &transition);
                     if matches!(transition.reason, Reason::Phi | Reason::Timeout | Reason::ProbesUnanswered) {
                         self.detection_lag.observe((transition.noticed - transition.at).as_secs_f64());
@@ -302,12 +299,19 @@ impl Owner {
                     if !self.publish_verdict(&transition) {
                         self.alerter.handle_transition(SubjectKind::Node, &transition, transition.noticed);
                     }
-                    if let Some(record) = self.record(&transition.node) {
-                        batch.push(Write::Node {
-                            record,
-                            updated_at_ms: self.clock.wall_ms(transition.noticed),
-                        });
-                    }
+                    // The row as the core had it at the transition, not read back: the event
+                    // carries it.
+                    batch.push(Write::Node {
+                        record: NodeRecord {
+                            id: transition.node.to_string(),
+                            generation: transition.generation,
+                            sequence: row.sequence,
+                            interval_ms: row.interval.as_millis() as u32,
+                            state: transition.to,
+                            labels_raw: row.labels_raw.into_vec(),
+                        },
+                        updated_at_ms: self.clock.wall_ms(transition.noticed),
+                    });
                     batch.push(transition_write(SubjectKind::Node, &transition, &self.clock));
                     if matches!(transition.to, NodeState::Down | NodeState::Left) {
                         self.release_node_leases(&transition.node);

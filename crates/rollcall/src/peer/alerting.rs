@@ -83,10 +83,7 @@ pub fn start(
     alerter.reserve_ids_through(store.max_incident_id().context("cannot read incidents from the store")?);
     let open = store.open_incidents().context("cannot read incidents from the store")?;
     for record in &open {
-        let Some(incident) = build::restored_incident(record, &clock) else {
-            tracing::warn!(incident = record.id, "stored incident is unreadable; left as it is");
-            continue;
-        };
+        let incident = build::restored_incident(record, &clock);
         // A restarted peer's view starts empty: a member with an open incident counts as
         // down until this peer hears of it again. Up (or left) resolves the incident; down
         // finds it already open and opens no second one.

@@ -111,7 +111,9 @@ pub fn write_bytes(write: &Write) -> u64 {
         Write::Delivery { error, .. } => error.as_ref().map_or(0, String::len),
         Write::Check(record) => record.spec_json.len() + record.id.len(),
         Write::Ping { record, .. } => record.body.len() + record.check_id.len(),
-        Write::IncidentChange(record) => record.detail.len(),
+        Write::IncidentChange(record) => {
+            record.incident.members.iter().map(String::len).sum::<usize>() + record.summary.len()
+        }
         _ => 0,
     };
     (std::mem::size_of::<Write>() + carried) as u64

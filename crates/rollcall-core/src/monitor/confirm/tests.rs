@@ -111,7 +111,7 @@ impl Net {
 
     fn drain_monitor(&mut self) {
         while let Some(event) = self.monitor.poll_event() {
-            if let MonitorEvent::Transition(transition) = event {
+            if let MonitorEvent::Transition { transition, .. } = event {
                 self.transitions.push(transition);
             }
         }

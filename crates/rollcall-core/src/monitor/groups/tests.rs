@@ -72,7 +72,7 @@ impl Fleet {
 
     fn drain(&mut self) {
         while let Some(event) = self.monitor.poll_event() {
-            if let MonitorEvent::Transition(t) = event
+            if let MonitorEvent::Transition { transition: t, .. } = event
                 && t.to == NodeState::Down
             {
                 self.downs.push((t.node.to_string(), t.at));

@@ -7,7 +7,6 @@
 //! Alertmanager tells alerts apart by their label set, so the labels are a pure function of the
 //! alert that opened them, and a resolution re-uses the labels that were posted while firing.
 
-use super::exec::{kind_word, severity_word, subject_kind_word};
 use super::{DeliveryError, SinkConfig, SinkTarget, http};
 use crate::alerts::model::{Alert, AlertKind, Severity, SubjectKind};
 use serde_json::{Value, json};
@@ -219,7 +218,7 @@ pub fn labels(alert: &Alert) -> BTreeMap<String, String> {
         SubjectKind::Group => None,
     };
     let severity = if alert.kind == AlertKind::Flapping { Severity::Warning } else { alert.severity };
-    labels.insert("severity".to_owned(), severity_word(severity).to_owned());
+    labels.insert("severity".to_owned(), severity.as_str().to_owned());
     labels.insert("incident".to_owned(), alert.incident.id.to_string());
     labels.retain(|_, value| !value.is_empty());
     labels
@@ -236,10 +235,10 @@ pub fn label_name(key: &str) -> String {
 }
 
 fn description(alert: &Alert) -> String {
-    let subject = format!("{} {}", subject_kind_word(alert.subject.kind), alert.subject.id);
+    let subject = format!("{} {}", alert.subject.kind.as_str(), alert.subject.id);
     let mut text = format!(
         "{}: {} (incident {}, started {}).",
-        kind_word(alert.kind),
+        alert.kind.as_str(),
         subject,
         alert.incident.id,
         alert.incident.started_at
@@ -247,7 +246,10 @@ fn description(alert: &Alert) -> String {
     if let Some(transition) = &alert.transition {
         text.push_str(&format!(
             " Last transition: {} to {} at {} ({}).",
-            transition.from, transition.to, transition.at, transition.reason
+            transition.from.as_str(),
+            transition.to.as_str(),
+            transition.at,
+            transition.reason.as_str()
         ));
     }
     text

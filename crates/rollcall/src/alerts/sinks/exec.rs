@@ -5,7 +5,7 @@
 //! attempt) kills everything it started with SIGKILL, not only the first process.
 
 use super::{DeliveryError, SinkConfig, SinkTarget};
-use crate::alerts::model::{Alert, AlertKind, Severity, SubjectKind};
+use crate::alerts::model::StoredAlert;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::os::unix::process::ExitStatusExt;
@@ -40,7 +40,7 @@ impl ExecSink {
     }
 
     /// Runs the command once; it must exit 0 within the timeout.
-    pub async fn deliver(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    pub async fn deliver(&self, stored: &StoredAlert) -> Result<(), DeliveryError> {
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let mut command = Command::new(&self.command[0]);
         command
@@ -56,7 +56,7 @@ impl ExecSink {
                 command.env_remove(key);
             }
         }
-        command.envs(environment(alert));
+        command.envs(environment(stored));
         let mut child =
             command.spawn().map_err(|error| DeliveryError::Spawn(format!("{}: {error}", self.command[0])))?;
         let mut group = GroupGuard(child.id());
@@ -94,22 +94,25 @@ impl ExecSink {
     }
 }
 
-/// The environment variables describing `alert` (documented in docs/ALERTS.md).
-pub fn environment(alert: &Alert) -> Vec<(String, String)> {
+/// The environment variables describing an alert (documented in docs/ALERTS.md);
+/// `ROLLCALL_ALERT_JSON` holds the stored document as it is, like the webhook's body.
+pub fn environment(stored: &StoredAlert) -> Vec<(String, String)> {
+    let alert = &stored.alert;
     let transition = alert.transition.as_ref();
     let field = |value: Option<&String>| value.cloned().unwrap_or_default();
+    let word = |value: Option<&str>| value.unwrap_or_default().to_owned();
     let mut vars = vec![
-        ("ROLLCALL_KIND".to_owned(), kind_word(alert.kind).to_owned()),
-        ("ROLLCALL_SEVERITY".to_owned(), severity_word(alert.severity).to_owned()),
-        ("ROLLCALL_SUBJECT_KIND".to_owned(), subject_kind_word(alert.subject.kind).to_owned()),
+        ("ROLLCALL_KIND".to_owned(), alert.kind.as_str().to_owned()),
+        ("ROLLCALL_SEVERITY".to_owned(), alert.severity.as_str().to_owned()),
+        ("ROLLCALL_SUBJECT_KIND".to_owned(), alert.subject.kind.as_str().to_owned()),
         ("ROLLCALL_SUBJECT".to_owned(), alert.subject.id.clone()),
         ("ROLLCALL_NODES".to_owned(), alert.nodes.join(",")),
         ("ROLLCALL_NODE_COUNT".to_owned(), alert.node_count.to_string()),
         ("ROLLCALL_INCIDENT".to_owned(), alert.incident.id.to_string()),
         ("ROLLCALL_IDEMPOTENCY_KEY".to_owned(), alert.idempotency_key.clone()),
-        ("ROLLCALL_FROM".to_owned(), field(transition.map(|t| &t.from))),
-        ("ROLLCALL_TO".to_owned(), field(transition.map(|t| &t.to))),
-        ("ROLLCALL_REASON".to_owned(), field(transition.map(|t| &t.reason))),
+        ("ROLLCALL_FROM".to_owned(), word(transition.map(|t| t.from.as_str()))),
+        ("ROLLCALL_TO".to_owned(), word(transition.map(|t| t.to.as_str()))),
+        ("ROLLCALL_REASON".to_owned(), word(transition.map(|t| t.reason.as_str()))),
         ("ROLLCALL_AT".to_owned(), field(transition.map(|t| &t.at))),
         ("ROLLCALL_STARTED_AT".to_owned(), alert.incident.started_at.clone()),
         ("ROLLCALL_RESOLVED_AT".to_owned(), field(alert.incident.resolved_at.as_ref())),
@@ -121,8 +124,7 @@ pub fn environment(alert: &Alert) -> Vec<(String, String)> {
     for (key, value) in &alert.labels {
         vars.push((label_variable(key), value.clone()));
     }
-    let json = serde_json::to_string(alert).expect("an Alert serialises: plain data with string map keys");
-    vars.push(("ROLLCALL_ALERT_JSON".to_owned(), json));
+    vars.push(("ROLLCALL_ALERT_JSON".to_owned(), stored.payload.clone()));
     // A NUL byte cannot be passed in the environment; dropping it beats failing every retry.
     for (_, value) in &mut vars {
         value.retain(|c| c != '\0');
@@ -136,31 +138,6 @@ pub fn label_variable(key: &str) -> String {
     let key: String =
         key.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     format!("ROLLCALL_LABEL_{key}")
-}
-
-pub fn kind_word(kind: AlertKind) -> &'static str {
-    match kind {
-        AlertKind::Firing => "firing",
-        AlertKind::Reminder => "reminder",
-        AlertKind::Resolved => "resolved",
-        AlertKind::Flapping => "flapping",
-    }
-}
-
-pub fn severity_word(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
-}
-
-pub fn subject_kind_word(kind: SubjectKind) -> &'static str {
-    match kind {
-        SubjectKind::Node => "node",
-        SubjectKind::Check => "check",
-        SubjectKind::Group => "group",
-    }
 }
 
 /// Kills the command's whole process group with SIGKILL when dropped armed, which covers an

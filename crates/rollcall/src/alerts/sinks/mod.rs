@@ -17,7 +17,7 @@ pub use alertmanager::AlertmanagerSink;
 pub use exec::ExecSink;
 pub use webhook::WebhookSink;
 
-use crate::alerts::model::{Alert, Severity};
+use crate::alerts::model::{Alert, Severity, StoredAlert};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -194,13 +194,14 @@ impl Sink {
         }
     }
 
-    /// Makes one attempt to deliver `alert`, within the sink's timeout. Routing is not checked
-    /// here: the caller has decided that the alert goes to this sink.
-    pub async fn deliver(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    /// Makes one attempt to deliver `stored`, within the sink's timeout. Routing is not checked
+    /// here: the caller has decided that the alert goes to this sink. The webhook and exec sinks
+    /// pass the stored bytes on as they are; Alertmanager's renders from the parsed document.
+    pub async fn deliver(&self, stored: &StoredAlert) -> Result<(), DeliveryError> {
         match self {
-            Sink::Webhook(sink) => sink.deliver(alert).await,
-            Sink::Exec(sink) => sink.deliver(alert).await,
-            Sink::Alertmanager(sink) => sink.deliver(alert).await,
+            Sink::Webhook(sink) => sink.deliver(stored).await,
+            Sink::Exec(sink) => sink.deliver(stored).await,
+            Sink::Alertmanager(sink) => sink.deliver(&stored.alert).await,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::alerts::model::{
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use rollcall_core::monitor::{NodeState, Reason};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -37,9 +38,9 @@ fn alert(kind: AlertKind, incident: u64) -> Alert {
             ("dc-name".to_owned(), "eu 1".to_owned()),
         ]),
         transition: (kind != AlertKind::Reminder).then(|| TransitionInfo {
-            from: if resolved { "down" } else { "up" }.to_owned(),
-            to: if resolved { "up" } else { "down" }.to_owned(),
-            reason: "missed-heartbeats".to_owned(),
+            from: if resolved { NodeState::Down } else { NodeState::Up },
+            to: if resolved { NodeState::Up } else { NodeState::Down },
+            reason: if resolved { Reason::Heartbeat } else { Reason::Phi },
             at: if resolved { "2026-03-01T12:05:30Z" } else { "2026-03-01T12:00:00Z" }.to_owned(),
             exit_code: None,
             exit_signal: None,
@@ -47,6 +48,11 @@ fn alert(kind: AlertKind, incident: u64) -> Alert {
         summary: format!("web-1: {kind:?}"),
         fencing_token: None,
     }
+}
+
+/// `alert` as the outbox would hold it.
+fn stored(alert: &Alert) -> StoredAlert {
+    StoredAlert { alert: alert.clone(), payload: serde_json::to_string(alert).expect("serialises") }
 }
 
 /// The sinks in `toml` (a sequence of `[[sink]]` tables), validated.

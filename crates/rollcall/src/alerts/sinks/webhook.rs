@@ -1,7 +1,8 @@
-//! The webhook sink: POST of the alert document as JSON, optionally signed with HMAC-SHA256.
+//! The webhook sink: POST of the alert document as JSON, the bytes the outbox holds, optionally
+//! signed with HMAC-SHA256.
 
 use super::{DeliveryError, Secret, SinkConfig, SinkTarget, http};
-use crate::alerts::model::Alert;
+use crate::alerts::model::StoredAlert;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -32,10 +33,11 @@ impl WebhookSink {
         &self.config
     }
 
-    /// POSTs the alert; a 2xx answer means delivered.
-    pub async fn deliver(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let body = serde_json::to_vec(alert).expect("an Alert serialises: plain data with string map keys");
-        let mut headers = vec![(IDEMPOTENCY_HEADER, alert.idempotency_key.clone())];
+    /// POSTs the stored document, byte for byte as committed (and signs those bytes); a 2xx
+    /// answer means delivered.
+    pub async fn deliver(&self, stored: &StoredAlert) -> Result<(), DeliveryError> {
+        let body = stored.payload.as_bytes().to_vec();
+        let mut headers = vec![(IDEMPOTENCY_HEADER, stored.alert.idempotency_key.clone())];
         if let Some(Secret(secret)) = &self.secret {
             headers.push((SIGNATURE_HEADER, format!("sha256={}", signature(secret.as_bytes(), &body))));
         }

@@ -8,6 +8,7 @@
 //! client that reconnects with `Last-Event-ID` gets exactly what it missed, of both kinds.
 
 use super::{ApiError, ApiQuery, AppState};
+use crate::alerts::model::IncidentJson;
 use crate::clock::rfc3339_ms;
 use axum::Json;
 use axum::extract::State;
@@ -124,14 +125,17 @@ pub struct IncidentChangeJson {
 
 impl From<IncidentChangeRecord> for IncidentChangeJson {
     fn from(row: IncidentChangeRecord) -> IncidentChangeJson {
-        let mut detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
+        // Through a `Value`, as when the change was stored as JSON: the fields keep the
+        // order the stream has always sent them in.
+        let incident = serde_json::to_value(IncidentJson::from(&row.incident))
+            .expect("an incident serialises: plain data with string map keys");
         IncidentChangeJson {
             id: row.id,
             change: row.change,
             at: rfc3339_ms(row.at_ms),
-            incident: detail["incident"].take(),
-            sent: detail["sent"].as_bool().unwrap_or(true),
-            summary: detail["summary"].as_str().unwrap_or_default().to_string(),
+            incident,
+            sent: row.sent,
+            summary: row.summary,
         }
     }
 }
@@ -248,20 +252,13 @@ impl Cursor {
     /// An incident change passes the filters when its subject kind is the one asked for, and
     /// one of its members is the node asked for, or belongs to the group asked for.
     async fn wanted_incident(&mut self, change: &IncidentChangeRecord) -> bool {
-        let detail: serde_json::Value = serde_json::from_str(&change.detail).unwrap_or_default();
-        let incident = &detail["incident"];
-        let is_check = incident["subject_kind"].as_str() == Some("check");
+        let is_check = change.incident.subject_kind == SubjectKind::Check;
         if let Some(kind) = self.kind
             && (kind == SubjectKind::Check) != is_check
         {
             return false;
         }
-        let members: Vec<String> = incident["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|member| member.as_str().map(str::to_string))
-            .collect();
+        let members = &change.incident.members;
         if let Some(node) = &self.node
             && !members.contains(node)
         {
@@ -271,7 +268,7 @@ impl Cursor {
         if is_check {
             return false;
         }
-        for member in &members {
+        for member in members {
             if self.in_group(member, &group).await {
                 return true;
             }

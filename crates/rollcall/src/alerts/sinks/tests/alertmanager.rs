@@ -93,7 +93,7 @@ async fn every_posted_payload_matches_the_published_schema() {
         group_resolved,
     ];
     for alert in &sequence {
-        sink.deliver(alert).await.expect("delivered");
+        sink.deliver(&stored(alert)).await.expect("delivered");
     }
     let posts = posted(&receiver);
     assert_eq!(posts.len(), sequence.len());
@@ -193,7 +193,7 @@ async fn a_failed_resend_is_an_error() {
 fn a_crashed_process_has_its_exit_status_as_annotations() {
     let mut killed = alert(AlertKind::Firing, 1);
     let transition = killed.transition.as_mut().expect("a firing alert has its transition");
-    transition.reason = "process-exited".to_owned();
+    transition.reason = Reason::ProcessExited;
     transition.exit_signal = Some(9);
     let posted = crate::alerts::sinks::alertmanager::postable(&killed, &killed, None);
     check_postable(&postable_alerts_schema(), &json!([posted]));

@@ -42,7 +42,7 @@ async fn the_command_gets_every_documented_variable() {
     alert.nodes = vec!["web-1".to_owned(), "web-2".to_owned()];
     alert.node_count = 2;
     alert.summary = "web-1 is back: it's \"up\"\nsecond line".to_owned();
-    sink.deliver(&alert).await.expect("exit 0 is delivered");
+    sink.deliver(&stored(&alert)).await.expect("exit 0 is delivered");
 
     let environment = read_environment(&dump);
     check(&environment, "ROLLCALL_KIND", "resolved");
@@ -55,7 +55,7 @@ async fn the_command_gets_every_documented_variable() {
     check(&environment, "ROLLCALL_IDEMPOTENCY_KEY", "rollcall-42-3");
     check(&environment, "ROLLCALL_FROM", "down");
     check(&environment, "ROLLCALL_TO", "up");
-    check(&environment, "ROLLCALL_REASON", "missed-heartbeats");
+    check(&environment, "ROLLCALL_REASON", "heartbeat");
     check(&environment, "ROLLCALL_AT", "2026-03-01T12:05:30Z");
     check(&environment, "ROLLCALL_STARTED_AT", "2026-03-01T12:00:00Z");
     check(&environment, "ROLLCALL_RESOLVED_AT", "2026-03-01T12:05:30Z");
@@ -75,7 +75,7 @@ async fn a_reminder_has_empty_transition_variables() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dump = dir.path().join("environment");
     let sink = script_sink(dir.path(), "cat /proc/$$/environ > \"$1\"\n", &[&dump], "10s");
-    sink.deliver(&alert(AlertKind::Reminder, 5)).await.expect("delivered");
+    sink.deliver(&stored(&alert(AlertKind::Reminder, 5))).await.expect("delivered");
     let environment = read_environment(&dump);
     check(&environment, "ROLLCALL_KIND", "reminder");
     for variable in ["ROLLCALL_FROM", "ROLLCALL_TO", "ROLLCALL_REASON", "ROLLCALL_AT", "ROLLCALL_RESOLVED_AT"]
@@ -88,7 +88,7 @@ async fn a_reminder_has_empty_transition_variables() {
 async fn a_non_zero_exit_is_an_error_with_the_output() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sink = script_sink(dir.path(), "echo paging failed >&2\necho some output\nexit 1\n", &[], "10s");
-    let error = sink.deliver(&alert(AlertKind::Firing, 1)).await.expect_err("exit 1 fails");
+    let error = sink.deliver(&stored(&alert(AlertKind::Firing, 1))).await.expect_err("exit 1 fails");
     match error {
         DeliveryError::ExitStatus(1, output) => {
             assert!(output.contains("paging failed") && output.contains("some output"), "output: {output}");
@@ -100,7 +100,7 @@ async fn a_non_zero_exit_is_an_error_with_the_output() {
 #[tokio::test]
 async fn a_missing_program_is_a_spawn_error() {
     let sink = sink("[[sink]]\nname = \"pager\"\nkind = \"exec\"\ncommand = [\"/nonexistent/page\"]");
-    let error = sink.deliver(&alert(AlertKind::Firing, 1)).await.expect_err("cannot start");
+    let error = sink.deliver(&stored(&alert(AlertKind::Firing, 1))).await.expect_err("cannot start");
     assert!(
         matches!(&error, DeliveryError::Spawn(message) if message.contains("/nonexistent/page")),
         "{error:?}"
@@ -118,7 +118,7 @@ async fn a_hung_command_is_killed_and_reaped_at_its_timeout() {
         let (shell_pid, sleep_pid) = (dir.path().join("shell.pid"), dir.path().join("sleep.pid"));
         let sink =
             script_sink(dir.path(), script, &[&shell_pid, &sleep_pid], &format!("{}ms", timeout.as_millis()));
-        let error = sink.deliver(&alert(AlertKind::Firing, 1)).await.expect_err("it hangs");
+        let error = sink.deliver(&stored(&alert(AlertKind::Firing, 1))).await.expect_err("it hangs");
         assert_eq!(error, DeliveryError::Timeout(timeout));
 
         let (Some(shell), Some(sleep)) = (read_pid(&shell_pid), read_pid(&sleep_pid)) else {

@@ -45,7 +45,7 @@ async fn the_real_alertmanager_accepts_and_resolves_our_alerts() {
     let now = SystemTime::now();
     let mut firing = alert(AlertKind::Firing, 4242);
     firing.incident.started_at = humantime::format_rfc3339_seconds(now - Duration::from_secs(60)).to_string();
-    sink.deliver(&firing)
+    sink.deliver(&stored(&firing))
         .await
         .unwrap_or_else(|error| panic!("Alertmanager refused the alert: {error}\n{}", log()));
     let seen = wait_for("the alert to be listed", Duration::from_secs(10), || ours(&base)).await;
@@ -57,7 +57,7 @@ async fn the_real_alertmanager_accepts_and_resolves_our_alerts() {
     let mut resolved = alert(AlertKind::Resolved, 4242);
     resolved.incident.started_at = firing.incident.started_at.clone();
     resolved.incident.resolved_at = Some(humantime::format_rfc3339_seconds(now).to_string());
-    sink.deliver(&resolved)
+    sink.deliver(&stored(&resolved))
         .await
         .unwrap_or_else(|error| panic!("Alertmanager refused the resolution: {error}"));
     wait_for("the alert to be resolved", Duration::from_secs(10), || ours(&base).is_none().then_some(()))
