@@ -8,9 +8,9 @@
 //! monitor is [`rollcall_core::Monitor`] itself, stepped at every arrival and at every
 //! instant it asks to be woken.
 //!
-//! What it deliberately does not do (yet): peer mode (SWIM), monitor-side stalls, traffic
-//! from the monitor to the agents. It reads no files and draws no plots on screen: the shell
-//! (`rollcall sim`) loads scenario files and writes the outputs.
+//! Peer mode runs the core's SWIM `Peer`s the same way ([`peer`]). What it deliberately does
+//! not do (yet): monitor-side stalls. It reads no files and draws no plots on screen: the
+//! shell (`rollcall sim`) loads scenario files and writes the outputs.
 //!
 //! Start reading at [`simulate`] (run, check, summarise), then [`Scenario`] (the input),
 //! `engine.rs` (the event loop), [`Trace`] (what a run leaves), [`check`](mod@check) (the checkers),
