@@ -3,6 +3,7 @@
 use super::{Store, StoreError, Write};
 use rollcall_core::alerts::{NotificationKind, Severity, SubjectKind};
 use rollcall_core::monitor::NodeState;
+use rusqlite::types::Value;
 use rusqlite::{Row, Transaction, params};
 
 /// An incident as stored, in the core's words (like a transition). `members` is kept as
@@ -177,6 +178,25 @@ pub(crate) fn insert_ping(tx: &Transaction<'_>, p: &PingRecord) -> Result<i64, S
     Ok(tx.last_insert_rowid())
 }
 
+/// An incident's id and [`INCIDENT_COLUMNS`], as both tables bind them (`incidents`, and
+/// `incident_changes` after its own columns); the read side is [`RawIncident::read`].
+pub(crate) fn incident_values(i: &IncidentRecord) -> [Value; 12] {
+    [
+        Value::Integer(i.id as i64),
+        Value::Text(i.kind.as_str().into()),
+        Value::Text(i.severity.as_str().into()),
+        Value::Text(i.subject_kind.as_str().into()),
+        Value::Text(i.subject.clone()),
+        Value::Text(i.members.join("\n")),
+        Value::Integer(i.started_at_ms),
+        i.resolved_at_ms.map_or(Value::Null, Value::Integer),
+        Value::Integer(i64::from(i.next_sequence)),
+        Value::Integer(i.last_notified_at_ms),
+        i.silenced_by.map_or(Value::Null, |id| Value::Integer(id as i64)),
+        Value::Integer(i64::from(i.notified)),
+    ]
+}
+
 pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
     match write {
         Write::Incident(i) => {
@@ -187,20 +207,7 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
                  ON CONFLICT (id) DO UPDATE SET members = ?6, resolved_at_ms = ?8, next_sequence = ?9,
                    last_notified_at_ms = ?10, silenced_by = ?11, notified = max(notified, ?12)",
             )?
-            .execute(params![
-                i.id as i64,
-                i.kind.as_str(),
-                i.severity.as_str(),
-                i.subject_kind.as_str(),
-                i.subject,
-                i.members.join("\n"),
-                i.started_at_ms,
-                i.resolved_at_ms,
-                i.next_sequence,
-                i.last_notified_at_ms,
-                i.silenced_by.map(|id| id as i64),
-                i.notified,
-            ])?;
+            .execute(rusqlite::params_from_iter(incident_values(i)))?;
         }
         Write::Outbox(o) => {
             tx.prepare_cached(

@@ -6,9 +6,9 @@
 //! reader that remembers the last id it saw (an SSE client's `Last-Event-ID`) resumes
 //! without missing or repeating an event of either kind.
 
-use super::alerting::{INCIDENT_COLUMNS, IncidentRecord, RawIncident};
+use super::alerting::{INCIDENT_COLUMNS, IncidentRecord, RawIncident, incident_values};
 use super::{Store, StoreError, Write};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, ToSql, Transaction, params};
 
 /// A change of an incident, as stored: the incident as it was just after the change (typed,
 /// as in its own table), so a replay shows what was true then.
@@ -42,29 +42,14 @@ pub(crate) fn write(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreErro
         Write::IncidentChange(change) => {
             let id = next_event_id(tx)?;
             let i = &change.incident;
-            tx.prepare_cached(&format!(
+            let mut statement = tx.prepare_cached(&format!(
                 "INSERT INTO incident_changes (id, change, at_ms, sent, summary, incident, {INCIDENT_COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-            ))?
-            .execute(params![
-                id,
-                change.change,
-                change.at_ms,
-                change.sent,
-                change.summary,
-                i.id as i64,
-                i.kind.as_str(),
-                i.severity.as_str(),
-                i.subject_kind.as_str(),
-                i.subject,
-                i.members.join("\n"),
-                i.started_at_ms,
-                i.resolved_at_ms,
-                i.next_sequence,
-                i.last_notified_at_ms,
-                i.silenced_by.map(|id| id as i64),
-                i.notified,
-            ])?;
+            ))?;
+            let incident = incident_values(i);
+            let own: [&dyn ToSql; 5] = [&id, &change.change, &change.at_ms, &change.sent, &change.summary];
+            let values = own.into_iter().chain(incident.iter().map(|value| value as &dyn ToSql));
+            statement.execute(rusqlite::params_from_iter(values))?;
         }
         Write::Silence(silence) => {
             let matchers: Vec<String> = silence.matchers.iter().map(|(k, v)| format!("{k}={v}")).collect();
