@@ -318,6 +318,10 @@ impl Monitor {
     /// A heartbeat, goodbye or exit report, authenticated: the node's generation and
     /// sequence decide whether it is fresh, then its kind what it changes. `from` is `None`
     /// for a heartbeat handed over by [`Monitor::handle_heartbeat`].
+    ///
+    /// Inlined into both callers: on the saturated path a call here cost measurably more
+    /// than the function's own first branches (docs/BENCHMARKS.md, session 9).
+    #[inline]
     fn accept_report(
         &mut self,
         message: &Message<'_>,
@@ -667,10 +671,10 @@ impl Monitor {
             // Another group may mean other settings, taken like a change of the group's.
             node.group = self.groups.index_for(&message.labels);
         }
-        let group = node.group;
-        self.sync_settings(index);
-        let detector_config = &self.groups.get(group).detector;
-        let node = self.nodes.get_mut(index);
+        // The detector follows its group's current settings (a reload may have changed them
+        // since its last heartbeat). Borrowed field by field: no second lookup of the node.
+        let detector_config = &self.groups.get(node.group).detector;
+        groups::sync_detector(&mut node.detector, detector_config);
         // A silence that overlaps a gap in observation (a stall of the monitor, a restore,
         // a resume), a restart, or the first heartbeat after the node was declared down (a
         // crash, a partition) says nothing about the node's rhythm: start the history over.

@@ -134,7 +134,14 @@ pub(crate) fn reason_of(detector: &AnyDetector) -> Reason {
     }
 }
 
-/// Gives `detector` new settings of the same kind, keeping what it has seen.
+/// Brings `detector` to `current`, its group's settings, if they changed since it last ran.
+#[inline]
+pub(super) fn sync_detector(detector: &mut AnyDetector, current: &DetectorConfig) {
+    if !runs_on(detector, current) {
+        reconfigure(detector, current);
+    }
+}
+
 /// Whether `detector` runs on exactly these settings: the same allocation. Settings are
 /// replaced, never changed in place, and a detector keeps its own alive, so an equal
 /// pointer cannot be a freed one reused.
@@ -148,6 +155,7 @@ fn runs_on(detector: &AnyDetector, config: &DetectorConfig) -> bool {
     }
 }
 
+/// Gives `detector` new settings of the same kind, keeping what it has seen.
 pub(crate) fn reconfigure(detector: &mut AnyDetector, config: &DetectorConfig) {
     match (detector, config) {
         (AnyDetector::Phi(detector), DetectorConfig::Phi(config)) => detector.set_config(config.clone()),
@@ -210,15 +218,6 @@ impl Monitor {
         }
         self.groups.set(index, settings);
         Ok(())
-    }
-
-    /// Brings node `index`'s detector to its group's current settings, if they changed.
-    pub(super) fn sync_settings(&mut self, index: u32) {
-        let node = self.nodes.get_mut(index);
-        let current = &self.groups.get(node.group).detector;
-        if !runs_on(&node.detector, current) {
-            reconfigure(&mut node.detector, current);
-        }
     }
 
     /// The settings node `index`'s confirmation rounds follow: its group's, else the

@@ -224,6 +224,28 @@ fn node_id_refuses_whitespace_and_control_characters() {
     }
 }
 
+/// The byte loop `check_node` runs on ASCII ids says what the character check says, for
+/// every ASCII byte and for ids mixing ASCII with other characters.
+#[test]
+fn the_ascii_id_check_agrees_with_the_character_check() {
+    let by_chars = |node: &str| !node.chars().any(|c| c.is_control() || c.is_whitespace());
+    for byte in 0u8..=0x7f {
+        let node = format!("a{}b", byte as char);
+        assert_eq!(node_chars_allowed(&node), by_chars(&node), "byte {byte:#04x}");
+    }
+    for node in ["node-1", "a\u{a0}b", "é", "a\u{2028}", "日本", "x\u{200b}y"] {
+        assert_eq!(node_chars_allowed(node), by_chars(node), "{node:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn prop_ascii_id_check_agrees(node in ".{0,12}|[\\x00-\\x7f]{0,16}") {
+        let by_chars = !node.chars().any(|c| c.is_control() || c.is_whitespace());
+        prop_assert_eq!(node_chars_allowed(&node), by_chars);
+    }
+}
+
 #[test]
 fn metadata_length_boundaries() {
     round_trip(&Outgoing { follows_advice: false, labels: &[], ..EXAMPLE });
