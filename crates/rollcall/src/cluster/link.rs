@@ -10,6 +10,7 @@
 
 use super::agree::{Opinion, Vote};
 use crate::alerts::model::Alert;
+use rollcall_core::alerts::{NotificationKind, Severity, SubjectKind};
 use rollcall_store::Write;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -26,9 +27,11 @@ pub const INCIDENT_ID_BASE: u64 = 1 << 40;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct IncidentDoc {
     pub id: u64,
-    pub kind: String,
-    pub severity: String,
-    pub subject_kind: String,
+    /// The core's own types, stored as their words (`firing`, `critical`, `node`...): the
+    /// document's bytes are those of every earlier version.
+    pub kind: NotificationKind,
+    pub severity: Severity,
+    pub subject_kind: SubjectKind,
     pub subject: String,
     pub members: Vec<String>,
     pub started_at_ms: i64,
@@ -253,6 +256,24 @@ mod tests {
             again[0].1.as_ref().map(|vote| vote.paged.clone()),
             Some(None),
             "a new failure is not the paged one"
+        );
+    }
+
+    /// The incident document in etcd is read by every monitor of the cluster, of whatever
+    /// version: typed fields keep the words the strings held.
+    #[test]
+    fn an_incident_document_keeps_its_words_in_etcd() {
+        let stored = r#"{"id":1099511627777,"kind":"flapping","severity":"warning","subject_kind":"group","subject":"web","members":["web-1","web-2"],"started_at_ms":1,"next_sequence":2,"last_notified_at_ms":3,"resolved":false,"notified_sequence":1,"delivered_sequence":null,"last_alert":null,"token":7}"#;
+        let doc: IncidentDoc = serde_json::from_str(stored).expect("an earlier version's document reads");
+        assert_eq!(
+            (doc.kind, doc.severity, doc.subject_kind),
+            (NotificationKind::Flapping, Severity::Warning, SubjectKind::Group)
+        );
+        assert_eq!(serde_json::to_string(&doc).expect("serialises"), stored, "written back byte for byte");
+        let unknown = stored.replace(r#""severity":"warning""#, r#""severity":"apocalyptic""#);
+        assert!(
+            serde_json::from_str::<IncidentDoc>(&unknown).is_err(),
+            "an unknown word is refused, not guessed"
         );
     }
 }

@@ -62,8 +62,20 @@ impl Leading {
         key: Vec<u8>,
     ) -> Result<(Leading, Inherited), etcd_client::Error> {
         let stored = client.get(incidents_prefix(settings), Some(GetOptions::new().with_prefix())).await?;
-        let docs: Vec<IncidentDoc> =
-            stored.kvs().iter().filter_map(|kv| serde_json::from_slice(kv.value()).ok()).collect();
+        let docs: Vec<IncidentDoc> = stored
+            .kvs()
+            .iter()
+            .filter_map(|kv| match serde_json::from_slice(kv.value()) {
+                Ok(doc) => Some(doc),
+                Err(error) => {
+                    // Another version's record, or a damaged one: not this leader's to page
+                    // or to overwrite; said, so that an operator can look at it.
+                    let key = String::from_utf8_lossy(kv.key());
+                    tracing::warn!(%key, %error, "unreadable incident record in etcd; left as it is");
+                    None
+                }
+            })
+            .collect();
         let counter = client.get(counter_key(settings), None).await?;
         let counted =
             counter.kvs().first().and_then(|kv| kv.value_str().ok()?.parse::<u64>().ok()).unwrap_or(0);

@@ -114,9 +114,9 @@ impl ClusterPaging {
         tracing::info!(incident = id, node, "adopted a failure paged while failing open: not paged again");
         let doc = IncidentDoc {
             id,
-            kind: "firing".into(),
-            severity: "critical".into(),
-            subject_kind: "node".into(),
+            kind: NotificationKind::Firing,
+            severity: rollcall_core::alerts::Severity::Critical,
+            subject_kind: SubjectKind::Node,
             subject: node.to_string(),
             members: vec![node.to_string()],
             started_at_ms: now_ms,
@@ -160,18 +160,24 @@ fn agreed_transition(
     Transition { node: node.into(), generation, from, to, reason, at: now, noticed: now, exit: None }
 }
 
-fn restored(doc: &IncidentDoc, clock: &Clock) -> Option<OpenIncident> {
-    Some(OpenIncident {
+fn restored(doc: &IncidentDoc, clock: &Clock) -> OpenIncident {
+    OpenIncident {
         id: doc.id,
-        kind: if doc.kind == "flapping" { NotificationKind::Flapping } else { NotificationKind::Firing },
-        severity: rollcall_core::alerts::Severity::parse(&doc.severity)?,
-        subject_kind: SubjectKind::parse(&doc.subject_kind)?,
+        // An open incident fires or flaps; the kind of its last notification may also be a
+        // reminder or an escalation.
+        kind: if doc.kind == NotificationKind::Flapping {
+            NotificationKind::Flapping
+        } else {
+            NotificationKind::Firing
+        },
+        severity: doc.severity,
+        subject_kind: doc.subject_kind,
         subject: doc.subject.clone(),
         members: doc.members.clone(),
         started_at: clock.instant_at_wall_ms(doc.started_at_ms),
         next_sequence: doc.next_sequence,
         last_notified: clock.instant_at_wall_ms(doc.last_notified_at_ms),
-    })
+    }
 }
 
 impl Owner {
@@ -212,14 +218,8 @@ impl Owner {
                 // recovered while no monitor led: it is restored down, then recovers at once.
                 let mut recovered = Vec::new();
                 for doc in docs.iter().filter(|doc| !doc.resolved) {
-                    let single = doc.subject_kind == SubjectKind::Node.as_str();
-                    match restored(doc, &self.clock) {
-                        Some(incident) => alerter.restore(incident, |member| single || down.contains(member)),
-                        None => tracing::warn!(
-                            incident = doc.id,
-                            "unreadable incident record in etcd; left as it is"
-                        ),
-                    }
+                    let single = doc.subject_kind == SubjectKind::Node;
+                    alerter.restore(restored(doc, &self.clock), |member| single || down.contains(member));
                     if single && !down.contains(doc.subject.as_str()) {
                         recovered.push(doc.subject.clone());
                     }
@@ -466,9 +466,9 @@ impl Owner {
             let now_ms = self.clock.wall_ms(self.clock.now());
             let doc = IncidentDoc {
                 id: notification.incident,
-                kind: notification.kind.as_str().to_string(),
-                severity: notification.severity.as_str().to_string(),
-                subject_kind: notification.subject_kind.as_str().to_string(),
+                kind: notification.kind,
+                severity: notification.severity,
+                subject_kind: notification.subject_kind,
                 subject: notification.subject.clone(),
                 members: notification.members.clone(),
                 started_at_ms: self.clock.wall_ms(notification.started_at),
