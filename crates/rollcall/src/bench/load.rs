@@ -289,7 +289,7 @@ pub struct RawReceiver {
 impl RawReceiver {
     /// Binds `127.0.0.1:0` with the monitor's receive buffer size and starts counting.
     pub fn start(recv_buffer_bytes: usize) -> anyhow::Result<RawReceiver> {
-        let socket = crate::monitor::udp::bind("127.0.0.1:0".parse()?, recv_buffer_bytes)?;
+        let socket = crate::monitor::udp::bind("127.0.0.1:0".parse()?, recv_buffer_bytes, false)?;
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let addr = socket.local_addr()?;
         let received = Arc::new(AtomicU64::new(0));

@@ -92,6 +92,8 @@ pub struct StatsSnapshot {
     pub uptime: Duration,
     pub recv_buffer_bytes: usize,
     pub receive: crate::monitor::udp::ReceiveStats,
+    /// Each receive thread's counters (empty when the owner reads the socket itself).
+    pub receive_threads: Vec<crate::monitor::udp::ThreadStats>,
     pub store_commit_seconds: Histogram,
     /// From each deadline to the transition it caused (shares its counts with the owner).
     pub detection_lag: Histogram,
@@ -225,7 +227,11 @@ impl Owner {
                     store: self.persist.health().snapshot(),
                     uptime: now - self.started,
                     recv_buffer_bytes: self.recv_buffer_bytes,
-                    receive: self.receiver.stats(&self.udp),
+                    receive: match &self.threads {
+                        Some(threads) => crate::monitor::udp::total(&threads.stats()),
+                        None => self.receiver.stats(&self.udp),
+                    },
+                    receive_threads: self.threads.as_ref().map(|threads| threads.stats()).unwrap_or_default(),
                     store_commit_seconds: self.persist.commit_seconds(),
                     detection_lag: self.detection_lag.clone(),
                     per_node: self.per_node_series(now),
