@@ -23,9 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
-/// Batches each thread may have queued for the owner. A full queue drops the new batch
-/// and counts it, as a full socket buffer does: the owner's pace bounds the memory.
-const QUEUE_PER_THREAD: usize = 64;
+/// Batches each thread may have queued for the owner (at most `BATCH` datagrams each). A
+/// full queue drops the new batch and counts it, as a full socket buffer does: the owner's
+/// pace bounds the memory. Sized to hold about what the default 8 MiB socket buffer holds
+/// (tens of thousands of small datagrams): with 64 batches, a burst the single socket
+/// absorbed was dropped here instead (docs/BENCHMARKS.md, session 9).
+const QUEUE_PER_THREAD: usize = 512;
 /// How long a thread waits for a datagram before it looks at the stop flag again: the
 /// bound on how long shutdown waits for an idle thread.
 const POLL_MS: u16 = 100;
