@@ -280,6 +280,8 @@ impl Owner {
                 next_advice = now + advise_every;
             }
         }
+        // Blocks this task while the threads notice the stop (each within its 100 ms poll):
+        // bounded, and only once, at shutdown.
         if let Some(threads) = self.threads.take() {
             threads.stop();
         }
