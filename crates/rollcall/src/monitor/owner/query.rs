@@ -215,6 +215,9 @@ impl Owner {
             }
             Command::Stats { reply } => {
                 let (store_batches, store_errors) = self.persist.counters();
+                // Read once: the threads go on counting, and the total must be their sum.
+                let receive_threads =
+                    self.threads.as_ref().map(|threads| threads.stats()).unwrap_or_default();
                 let _ = reply.send(StatsSnapshot {
                     core: self.core.stats().clone(),
                     alerts: self.alerter.stats().clone(),
@@ -228,10 +231,10 @@ impl Owner {
                     uptime: now - self.started,
                     recv_buffer_bytes: self.recv_buffer_bytes,
                     receive: match &self.threads {
-                        Some(threads) => crate::monitor::udp::total(&threads.stats()),
+                        Some(_) => crate::monitor::udp::total(&receive_threads),
                         None => self.receiver.stats(&self.udp),
                     },
-                    receive_threads: self.threads.as_ref().map(|threads| threads.stats()).unwrap_or_default(),
+                    receive_threads,
                     store_commit_seconds: self.persist.commit_seconds(),
                     detection_lag: self.detection_lag.clone(),
                     per_node: self.per_node_series(now),
