@@ -9,12 +9,14 @@ mod confirm;
 mod exit;
 mod groups;
 mod node;
+mod receive;
 mod types;
 
 pub use advice::ADVICE_EVERY;
 pub use config::{DetectorConfig, MonitorConfig};
 pub use confirm::{ConfirmConfig, ConfirmStats};
 pub use groups::GroupSettings;
+pub use receive::VerifiedBatch;
 pub use types::{
     MonitorEvent, MonitorStats, NodeRow, NodeState, Reason, Rejection, RestoreError, Transition,
 };
@@ -36,7 +38,9 @@ use std::sync::Arc;
 ///
 /// A shell drives it like this, forever:
 /// 1. feed every received datagram to [`Monitor::handle_datagram`] with the instant it was
-///    received (the monitor's own monotonic clock, never a sender's timestamp);
+///    received (the monitor's own monotonic clock, never a sender's timestamp), or, when
+///    other threads authenticate and decode, each of their [`VerifiedBatch`]es to
+///    [`Monitor::handle_verified`] with the instant it is handed over;
 /// 2. when the instant returned by [`Monitor::poll_timeout`] has come, call
 ///    [`Monitor::handle_timeout`];
 /// 3. after each `handle_*` call or command ([`Monitor::pause`], [`Monitor::resume`]),
@@ -254,114 +258,6 @@ impl Monitor {
     }
 
     // ---- inputs ----
-
-    /// Handles one received datagram. Bad input is counted by reason and dropped: it never
-    /// changes a node.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        self.observe_clock(now);
-        let message = match wire::decode(datagram, &self.ring) {
-            Ok(message) => message,
-            Err(error) => return self.reject(Rejection::Decode(error)),
-        };
-        match message.kind {
-            Kind::Heartbeat | Kind::Goodbye | Kind::Exit => {
-                // Counted in the stats like any rejection; a datagram's sender hears nothing.
-                let _ = self.accept_report(&message, Some(from), now);
-            }
-            Kind::Ack | Kind::IndirectAck => self.accept_ack(&message, now),
-            Kind::Probe | Kind::ProbeRequest | Kind::Advice => self.reject(Rejection::UnexpectedKind),
-        }
-    }
-
-    /// Handles one heartbeat that the caller has already received and authenticated its own
-    /// way (its own transport, its own keys): [`Monitor::handle_datagram`] is this, behind
-    /// rollcall's decoder and authentication.
-    ///
-    /// The same rules apply as to a datagram: a `generation` older than the node's, or a
-    /// `sequence` not above the last accepted one in the same generation, is refused (the
-    /// caller's transport may reorder or repeat); a node id must be 1 to
-    /// [`wire::MAX_NODE_ID`] bytes without whitespace or control characters. Labels are a
-    /// block built with [`wire::encode_labels`] and read back with [`Labels::from_bytes`].
-    /// The node has no address, so a confirmation round cannot probe it: with `confirm`
-    /// set, its silence is judged by the detector alone.
-    ///
-    /// A refusal is counted in [`Monitor::stats`] and changes nothing.
-    pub fn handle_heartbeat(
-        &mut self,
-        now: Instant,
-        node: &str,
-        generation: u64,
-        sequence: u64,
-        interval: Duration,
-        labels: Labels<'_>,
-    ) -> Result<(), Rejection> {
-        self.observe_clock(now);
-        if wire::check_node(node).is_err() {
-            let rejection = Rejection::Decode(wire::DecodeError::Malformed);
-            self.reject(rejection);
-            return Err(rejection);
-        }
-        let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX).max(1);
-        let heartbeat = Message {
-            kind: Kind::Heartbeat,
-            key_id: 0,
-            node,
-            generation,
-            sequence,
-            interval_ms,
-            labels,
-            follows_advice: false,
-        };
-        self.accept_report(&heartbeat, None, now)
-    }
-
-    /// A heartbeat, goodbye or exit report, authenticated: the node's generation and
-    /// sequence decide whether it is fresh, then its kind what it changes. `from` is `None`
-    /// for a heartbeat handed over by [`Monitor::handle_heartbeat`].
-    ///
-    /// Inlined into both callers: on the saturated path a call here cost measurably more
-    /// than the function's own first branches (docs/BENCHMARKS.md, session 9).
-    #[inline]
-    fn accept_report(
-        &mut self,
-        message: &Message<'_>,
-        from: Option<SocketAddr>,
-        now: Instant,
-    ) -> Result<(), Rejection> {
-        let refuse = |monitor: &mut Monitor, rejection: Rejection| {
-            monitor.reject(rejection);
-            Err(rejection)
-        };
-        let (index, registered) = match self.nodes.index_of(message.node) {
-            Some(index) => (index, false),
-            // A goodbye or an exit report from a stranger says nothing worth a table entry.
-            None if message.kind != Kind::Heartbeat => return refuse(self, Rejection::UnknownNode),
-            None => match self.register(message, now) {
-                Ok(index) => (index, true),
-                Err(rejection) => return refuse(self, rejection),
-            },
-        };
-        if !registered {
-            let node = self.nodes.get(index);
-            if message.generation < node.generation {
-                return refuse(self, Rejection::OldGeneration);
-            }
-            if message.generation == node.generation && message.sequence <= node.sequence {
-                return refuse(self, Rejection::Replay);
-            }
-        }
-        match (message.kind, from) {
-            (Kind::Goodbye, Some(from)) => self.accept_goodbye(index, message, from, now),
-            (Kind::Exit, Some(from)) => self.accept_exit(index, message, from, now),
-            _ => {
-                self.accept_heartbeat(index, message, from, registered, now);
-                if let Some(from) = from {
-                    self.advise(message, from);
-                }
-            }
-        }
-        Ok(())
-    }
 
     /// Sets the heartbeat interval advised to the nodes whose `group` label is `group`
     /// (`None`: every node not in an advised group), or stops advising them (`interval`

@@ -420,6 +420,12 @@ impl<'a> Labels<'a> {
         Ok(Labels { raw })
     }
 
+    /// A block that [`decode`] already validated, kept as bytes and read back on another
+    /// thread (`monitor::VerifiedBatch`): validating it again would only repeat that work.
+    pub(crate) const fn verified(raw: &'a [u8]) -> Labels<'a> {
+        Labels { raw }
+    }
+
     /// Iterates over `(key, value)` pairs in wire order.
     pub fn iter(&self) -> LabelIter<'a> {
         LabelIter { rest: self.raw }

@@ -75,6 +75,19 @@ pub struct BenchArgs {
     /// SO_RCVBUF asked for by the monitor and the raw receiver.
     #[arg(long, default_value_t = 8 << 20)]
     pub recv_buffer_bytes: usize,
+    /// The monitor's `monitor.receive_threads`: SO_REUSEPORT sockets, each read and verified
+    /// by its own thread (1: the owner reads the one socket).
+    #[arg(long, default_value_t = 1)]
+    pub receive_threads: usize,
+    /// Signs this many heartbeats ahead of each saturated phase (raw receiver and monitor),
+    /// so that the generator only calls `sendmmsg` while it is measured; the phase ends when
+    /// they are sent or at `--saturate`.
+    #[arg(long, value_name = "DATAGRAMS")]
+    pub presign: Option<usize>,
+    /// Runs the monitor under `taskset -c CPUS` (e.g. `1`, or `0-1`); run the benchmark itself
+    /// under `taskset` to pin the generator.
+    #[arg(long, value_name = "CPUS")]
+    pub monitor_cpus: Option<String>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

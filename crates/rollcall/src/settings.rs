@@ -34,6 +34,9 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     /// The UDP socket's receive buffer (SO_RCVBUF) request, in bytes.
     pub recv_buffer_bytes: usize,
+    /// Threads that read, authenticate and decode heartbeats, each on its own SO_REUSEPORT
+    /// socket (1: the owner task reads the one socket itself).
+    pub receive_threads: usize,
     pub alerts: AlertConfig,
     pub sinks: Vec<SinkConfig>,
     /// Bearer token for the API's write endpoints; without one they are refused.
@@ -180,11 +183,15 @@ struct RawMonitor {
     self_pause_threshold: Option<String>,
     checkpoint_interval: Option<String>,
     recv_buffer_bytes: Option<usize>,
+    receive_threads: Option<usize>,
 }
 
 pub const DEFAULT_UDP: &str = "0.0.0.0:7400";
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7401";
 pub const DEFAULT_DATA_DIR: &str = "./rollcall-data";
+/// Bound on `monitor.receive_threads`: far more than the cores one owner can take heartbeats
+/// from (docs/BENCHMARKS.md, session 9).
+pub const MAX_RECEIVE_THREADS: usize = 64;
 
 impl Settings {
     /// Reads the config file named by the flags (if any), lets the flags override it, and
@@ -237,6 +244,12 @@ impl Settings {
             .unwrap_or(Duration::from_secs(30));
         if checkpoint_interval < Duration::from_secs(1) {
             bail!("invalid configuration: monitor.checkpoint_interval must be at least 1s");
+        }
+        let receive_threads = m.receive_threads.unwrap_or(1);
+        if !(1..=MAX_RECEIVE_THREADS).contains(&receive_threads) {
+            bail!(
+                "invalid configuration: monitor.receive_threads must be between 1 and {MAX_RECEIVE_THREADS}"
+            );
         }
         let alerts = alert_config(&raw.alerts)?;
         let sinks =
@@ -293,6 +306,7 @@ impl Settings {
             core,
             checkpoint_interval,
             recv_buffer_bytes: m.recv_buffer_bytes.unwrap_or(8 << 20),
+            receive_threads,
         })
     }
 }

@@ -19,6 +19,16 @@ fn unknown_key_in_a_table_is_named() {
 }
 
 #[test]
+fn receive_threads_out_of_bounds_are_named() {
+    for value in [0, 65] {
+        check_config_refused(
+            &format!("[monitor]\nreceive_threads = {value}\n"),
+            &["monitor.receive_threads must be between 1 and 64"],
+        );
+    }
+}
+
+#[test]
 fn bad_duration_is_named_with_its_value() {
     check_config_refused("[monitor]\ntick = \"fast\"\n", &["monitor.tick", "fast", "not a duration"]);
     check_config_refused("[phi]\nacceptable_pause = \"3 parsecs\"\n", &["phi.acceptable_pause", "3 parsecs"]);

@@ -50,6 +50,15 @@ pub struct Sent {
 struct Shard {
     nodes: Vec<Node>,
     cursor: usize,
+    /// Heartbeats signed ahead (see [`Fleet::presign`]), sent by the next saturated run.
+    pool: Option<Pool>,
+}
+
+/// Signed datagrams, one after another in one buffer, sent in order.
+struct Pool {
+    bytes: Vec<u8>,
+    /// Where each datagram ends in `bytes`.
+    ends: Vec<usize>,
 }
 
 /// N nodes, split into one shard per sending socket (and thread).
@@ -66,7 +75,7 @@ impl Fleet {
     pub fn new(ring: KeyRing, nodes: usize, senders: usize, interval: Duration, generation: u64) -> Fleet {
         let senders = senders.clamp(1, nodes.max(1));
         let mut shards: Vec<Shard> = (0..senders)
-            .map(|_| Shard { nodes: Vec::with_capacity(nodes / senders + 1), cursor: 0 })
+            .map(|_| Shard { nodes: Vec::with_capacity(nodes / senders + 1), cursor: 0, pool: None })
             .collect();
         for index in 0..nodes {
             let node = Node { id: node_id(index), sequence: 0, stopped: false, idle: false };
@@ -74,6 +83,25 @@ impl Fleet {
         }
         let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX).max(1);
         Fleet { ring, generation, interval_ms, shards }
+    }
+
+    /// Signs about `datagrams` heartbeats ahead, the next ones of every running node in
+    /// round-robin order (each node's sequences ascending), so that the next saturated run
+    /// sends them with `sendmmsg` and does nothing else; it ends when they are sent (or at
+    /// its duration; the sequences it did not send are a gap, which the monitor counts as
+    /// missed). One thread per shard; not part of any measured time.
+    pub fn presign(&mut self, datagrams: usize) -> anyhow::Result<()> {
+        let shards = self.shards.len();
+        let (ring, generation, interval_ms) = (&self.ring, self.generation, self.interval_ms);
+        std::thread::scope(|scope| {
+            for shard in &mut self.shards {
+                scope.spawn(move || shard.presign(datagrams / shards, ring, generation, interval_ms));
+            }
+        });
+        if self.shards.iter().any(|shard| shard.pool.is_none()) {
+            anyhow::bail!("the generator could not sign its heartbeats ahead");
+        }
+        Ok(())
     }
 
     /// Lets only the first `count` nodes send (by index); the others stay silent until a
@@ -159,6 +187,38 @@ impl Fleet {
     }
 }
 
+impl Shard {
+    fn presign(&mut self, datagrams: usize, ring: &KeyRing, generation: u64, interval_ms: u32) {
+        let running: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| !self.nodes[i].stopped && !self.nodes[i].idle).collect();
+        let rounds = datagrams.div_ceil(running.len().max(1)).max(1);
+        let count = rounds * running.len();
+        let mut pool = Pool { bytes: Vec::with_capacity(count * 80), ends: Vec::with_capacity(count) };
+        let mut datagram = Vec::with_capacity(128);
+        for _ in 0..rounds {
+            for &index in &running {
+                let node = &mut self.nodes[index];
+                node.sequence += 1;
+                let message = Outgoing {
+                    follows_advice: false,
+                    kind: Kind::Heartbeat,
+                    node: &node.id,
+                    generation,
+                    sequence: node.sequence,
+                    interval_ms,
+                    labels: &[],
+                };
+                if encode(&message, ring, &mut datagram).is_err() {
+                    return;
+                }
+                pool.bytes.extend_from_slice(&datagram);
+                pool.ends.push(pool.bytes.len());
+            }
+        }
+        self.pool = Some(pool);
+    }
+}
+
 /// The id of the node at `index`: fixed width, so every datagram has the same size.
 pub fn node_id(index: usize) -> String {
     format!("bench-{index:07}")
@@ -200,6 +260,12 @@ impl ShardSender<'_> {
         }
         let running = shard.nodes.iter().filter(|node| !node.stopped && !node.idle).count();
         if running == 0 {
+            return sent;
+        }
+        if pace == Pace::Saturate
+            && let Some(pool) = shard.pool.take()
+        {
+            self.send_pool(&socket, &addresses, &pool, (deadline, stop), progress, &mut sent);
             return sent;
         }
         let per_second = match pace {
@@ -247,8 +313,9 @@ impl ShardSender<'_> {
                 filled += 1;
             }
             beats += filled as u64;
+            let batch: Vec<&[u8]> = buffers[..filled].iter().map(Vec::as_slice).collect();
             for &address in &addresses {
-                match send_batch(&socket, &buffers[..filled], address) {
+                match send_batch(&socket, &batch, address) {
                     Ok(count) => {
                         sent.datagrams += count as u64;
                         progress.fetch_add(count as u64, Ordering::Relaxed);
@@ -264,7 +331,46 @@ impl ShardSender<'_> {
     }
 }
 
-fn send_batch(socket: &UdpSocket, buffers: &[Vec<u8>], address: Option<SockaddrIn>) -> nix::Result<usize> {
+impl ShardSender<'_> {
+    /// Sends a pool of signed datagrams to every target, as fast as the socket takes them.
+    fn send_pool(
+        &self,
+        socket: &UdpSocket,
+        addresses: &[Option<SockaddrIn>],
+        pool: &Pool,
+        (deadline, stop): (Instant, &AtomicBool),
+        progress: &AtomicU64,
+        sent: &mut Sent,
+    ) {
+        let mut start = 0;
+        // Bounded by the pool's length, and in time by `deadline` (or `stop`).
+        for ends in pool.ends.chunks(SEND_BATCH) {
+            if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let batch: Vec<&[u8]> = ends
+                .iter()
+                .map(|&end| {
+                    let datagram = &pool.bytes[start..end];
+                    start = end;
+                    datagram
+                })
+                .collect();
+            for &address in addresses {
+                match send_batch(socket, &batch, address) {
+                    Ok(count) => {
+                        sent.datagrams += count as u64;
+                        progress.fetch_add(count as u64, Ordering::Relaxed);
+                        sent.errors += (batch.len() - count) as u64;
+                    }
+                    Err(_) => sent.errors += batch.len() as u64,
+                }
+            }
+        }
+    }
+}
+
+fn send_batch(socket: &UdpSocket, buffers: &[&[u8]], address: Option<SockaddrIn>) -> nix::Result<usize> {
     let slices: Vec<[IoSlice<'_>; 1]> = buffers.iter().map(|buffer| [IoSlice::new(buffer)]).collect();
     let addresses = vec![address; buffers.len()];
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(buffers.len(), None);
@@ -289,7 +395,7 @@ pub struct RawReceiver {
 impl RawReceiver {
     /// Binds `127.0.0.1:0` with the monitor's receive buffer size and starts counting.
     pub fn start(recv_buffer_bytes: usize) -> anyhow::Result<RawReceiver> {
-        let socket = crate::monitor::udp::bind("127.0.0.1:0".parse()?, recv_buffer_bytes)?;
+        let socket = crate::monitor::udp::bind("127.0.0.1:0".parse()?, recv_buffer_bytes, false)?;
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let addr = socket.local_addr()?;
         let received = Arc::new(AtomicU64::new(0));

@@ -46,15 +46,24 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             steady_s: args.steady.as_secs_f64(),
             stopped: stopped_count,
             datagram_bytes: rollcall_core::wire::encoded_len(node_id(0).len(), 0),
+            receive_threads: args.receive_threads,
+            presign: args.presign,
+            monitor_cpus: args.monitor_cpus.clone(),
         },
         ..Report::default()
     };
 
     progress.phase("baseline: raw receiver");
     let raw = RawReceiver::start(args.recv_buffer_bytes)?;
+    if let Some(datagrams) = args.presign {
+        fleet.presign(datagrams)?;
+    }
     let raw_cpu_before = raw.cpu_seconds();
-    let sent = fleet.run(raw.addr, Pace::Saturate, args.saturate, &progress.count);
-    let received = settle(|| Some(raw.received() as f64))? as u64;
+    let started = Instant::now();
+    let mut sent = fleet.run(raw.addr, Pace::Saturate, args.saturate, &progress.count);
+    let (received, drained) = settle_timed(|| Some(raw.received() as f64))?;
+    let received = received as u64;
+    stretch(&mut sent, args.presign, drained - started);
     let raw_cpu = raw.cpu_seconds().zip(raw_cpu_before).map(|(after, before)| after - before);
     report.baseline = throughput(sent, received, raw.kernel_drops());
     report.baseline.cpu_seconds = raw_cpu;
@@ -62,7 +71,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     drop(raw);
 
     progress.phase("starting the monitor");
-    let monitor = MonitorProcess::start(&config, &dir.join("monitor-1.log"))?;
+    let monitor = MonitorProcess::start(&config, &dir.join("monitor-1.log"), args.monitor_cpus.as_deref())?;
     let api = Api::new(monitor.http);
     let pid = monitor.pid();
     let (rss_empty, _) = probe::rss_bytes(pid).unwrap_or_default();
@@ -173,19 +182,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     };
 
     progress.phase("throughput: saturated monitor");
+    if let Some(datagrams) = args.presign {
+        fleet.presign(datagrams)?;
+    }
     let accepted_before = accepted(&api)?;
     let rejected_before = api.metric("rollcall_heartbeats_rejected_total{")?;
+    const HANDOFF: &str = "rollcall_udp_thread_handoff_dropped_total{";
+    let handoff_before = api.metric(HANDOFF)?;
     let cpu_before = probe::cpu_seconds(pid).unwrap_or(0.0);
     let threads_before = probe::cpu_seconds_by_thread(pid);
     let drops_before = probe::udp_drops_by_port(monitor.udp.port());
-    let sent = fleet.run(monitor.udp, Pace::Saturate, args.saturate, &progress.count);
-    let total = settle(|| accepted(&api).ok().map(|v| v as f64))? as u64;
+    let started = Instant::now();
+    let mut sent = fleet.run(monitor.udp, Pace::Saturate, args.saturate, &progress.count);
+    let (total, drained) = settle_timed(|| accepted(&api).ok().map(|v| v as f64))?;
+    let total = total as u64;
+    stretch(&mut sent, args.presign, drained - started);
     let cpu = probe::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     let threads = probe::cpu_seconds_by_thread(pid);
     let drops = delta(drops_before, probe::udp_drops_by_port(monitor.udp.port()));
     report.throughput = throughput(sent, total - accepted_before, drops);
     report.throughput.rejected =
         Some((api.metric("rollcall_heartbeats_rejected_total{")? - rejected_before) as u64);
+    report.throughput.handoff_dropped =
+        (args.receive_threads > 1).then(|| (api.metric(HANDOFF).unwrap_or(0.0) - handoff_before) as u64);
     report.throughput.cpu_seconds = Some(cpu);
     report.throughput.cpu_seconds_per_million = Some(per_million(cpu, total - accepted_before));
     report.throughput.cpu_seconds_per_million_by_thread = threads
@@ -224,7 +243,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     events.close();
     report.restart.shutdown_s = monitor.stop()?.as_secs_f64();
     let started = Instant::now();
-    let monitor = MonitorProcess::start(&config, &dir.join("monitor-2.log"))?;
+    let monitor = MonitorProcess::start(&config, &dir.join("monitor-2.log"), args.monitor_cpus.as_deref())?;
     report.restart.ready_s = monitor.ready_after.as_secs_f64();
     let api = Api::new(monitor.http);
     let serving_deadline = started + Duration::from_secs(120);
@@ -271,6 +290,7 @@ detector = "{detector}"
 [monitor]
 max_nodes = {max_nodes}
 recv_buffer_bytes = {recv}
+receive_threads = {threads}
 
 [alerts]
 group_wait = "0s"
@@ -299,6 +319,7 @@ per_node_series = 0
         key = dir.join("bench.key").display(),
         max_nodes = args.nodes.max(1000),
         recv = args.recv_buffer_bytes,
+        threads = args.receive_threads,
     )
 }
 
@@ -309,17 +330,34 @@ fn accepted(api: &Api) -> anyhow::Result<u64> {
 /// Reads a growing counter until it stops growing (what was queued has been handled),
 /// bounded in time.
 fn settle(read: impl Fn() -> Option<f64>) -> anyhow::Result<f64> {
+    settle_timed(read).map(|(value, _)| value)
+}
+
+/// [`settle`], and when the counter was last seen growing (within its 200 ms polls).
+fn settle_timed(read: impl Fn() -> Option<f64>) -> anyhow::Result<(f64, Instant)> {
     let mut last = read().context("cannot read a counter")?;
+    let mut grown = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
         let now = read().context("cannot read a counter")?;
         if now == last {
-            return Ok(now);
+            return Ok((now, grown));
         }
         last = now;
+        grown = Instant::now();
     }
-    Ok(last)
+    Ok((last, grown))
+}
+
+/// With `--presign`, the generator sends its pool faster than the receiver takes it, and
+/// the receiver goes on reading its queue after the last send: the rate is then counted over
+/// the time until the counter stopped growing (to within settle's 200 ms polls), not over
+/// the sending alone.
+fn stretch(sent: &mut Sent, presign: Option<usize>, until_drained: Duration) {
+    if presign.is_some() {
+        sent.elapsed = sent.elapsed.max(until_drained);
+    }
 }
 
 fn throughput(sent: Sent, accepted: u64, kernel_drops: Option<u64>) -> Throughput {

@@ -25,12 +25,22 @@ pub struct MonitorProcess {
 }
 
 impl MonitorProcess {
-    /// Starts `rollcall monitor --config CONFIG` and waits (bounded) for its ready line.
-    pub fn start(config: &Path, stderr: &Path) -> anyhow::Result<MonitorProcess> {
+    /// Starts `rollcall monitor --config CONFIG` (under `taskset -c CPUS` when `cpus` is
+    /// given: `taskset` execs it, so the PID is the monitor's) and waits (bounded) for its
+    /// ready line.
+    pub fn start(config: &Path, stderr: &Path, cpus: Option<&str>) -> anyhow::Result<MonitorProcess> {
         let started = Instant::now();
         let exe = std::env::current_exe().context("cannot find the rollcall binary")?;
         let log = std::fs::File::create(stderr).context("cannot create the monitor's log file")?;
-        let mut child = Command::new(exe)
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", cpus]).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .arg("monitor")
             .arg("--config")
             .arg(config)
@@ -149,17 +159,24 @@ pub fn rss_bytes(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// The kernel's drop count of the UDP socket bound to `port` (loopback benchmarks bind
-/// ports the OS chose, so a port names one socket).
+/// The kernel's drop count of the UDP sockets bound to `port` (loopback benchmarks bind
+/// ports the OS chose, so a port names one socket, or the monitor's SO_REUSEPORT group).
 pub fn udp_drops_by_port(port: u16) -> Option<u64> {
     let local = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|table| {
-        let text = std::fs::read_to_string(table).ok()?;
-        text.lines().skip(1).find_map(|line| {
+    // Every socket bound to the port counts: the monitor's receive threads each have one.
+    let mut found = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(1)?.ends_with(&local)).then(|| fields.last()?.parse().ok()).flatten()
-        })
-    })
+            if fields.get(1).is_some_and(|address| address.ends_with(&local))
+                && let Some(drops) = fields.last().and_then(|drops| drops.parse::<u64>().ok())
+            {
+                found = Some(found.unwrap_or(0) + drops);
+            }
+        }
+    }
+    found
 }
 
 /// An HTTP client for the monitor's API.

@@ -57,6 +57,11 @@ pub struct Config {
     pub steady_s: f64,
     pub stopped: usize,
     pub datagram_bytes: usize,
+    pub receive_threads: usize,
+    /// Heartbeats signed ahead of each saturated phase (`--presign`).
+    pub presign: Option<usize>,
+    /// The CPUs the monitor ran on (`--monitor-cpus`; `None`: any).
+    pub monitor_cpus: Option<String>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -70,6 +75,9 @@ pub struct Throughput {
     pub kernel_drops: Option<u64>,
     /// Monitor only: datagrams refused (replays, ...).
     pub rejected: Option<u64>,
+    /// Monitor with receive threads only: verified datagrams dropped because the owner's
+    /// queue was full (the owner, not the receive path, was the limit).
+    pub handoff_dropped: Option<u64>,
     /// CPU used (the monitor's process; the raw receiver's thread) and CPU per million
     /// (heartbeats accepted; datagrams counted).
     pub cpu_seconds: Option<f64>,

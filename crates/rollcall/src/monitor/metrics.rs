@@ -382,10 +382,42 @@ fn render_receive_path(registry: &mut Registry, stats: &StatsSnapshot) {
             dropped,
         );
     }
+    render_receive_threads(registry, &stats.receive_threads);
     registry.register(
         "store_commit_seconds",
         "From queueing a batch of writes to its commit in the store",
         stats.store_commit_seconds.clone(),
+    );
+}
+
+/// `monitor.receive_threads` > 1: each thread's share (the totals above are their sums).
+fn render_receive_threads(registry: &mut Registry, threads: &[crate::monitor::udp::ThreadStats]) {
+    if threads.is_empty() {
+        return;
+    }
+    let datagrams = Family::<OwnedLabels, Counter>::default();
+    let verified = Family::<OwnedLabels, Counter>::default();
+    let dropped = Family::<OwnedLabels, Counter>::default();
+    for (index, thread) in threads.iter().enumerate() {
+        let label = vec![("thread", index.to_string())];
+        datagrams.get_or_create(&label).inc_by(thread.receive.datagrams);
+        verified.get_or_create(&label).inc_by(thread.verified);
+        dropped.get_or_create(&label).inc_by(thread.handoff_dropped);
+    }
+    registry.register(
+        "udp_thread_datagrams_read",
+        "Datagrams read by each receive thread (monitor.receive_threads), before any check",
+        datagrams,
+    );
+    registry.register(
+        "udp_thread_datagrams_verified",
+        "Datagrams each receive thread authenticated and decoded, for the owner",
+        verified,
+    );
+    registry.register(
+        "udp_thread_handoff_dropped",
+        "Verified datagrams a receive thread dropped because the owner's queue was full",
+        dropped,
     );
 }
 

@@ -34,7 +34,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both sockets, with a large receive buffer for synchronised bursts.
     pub fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
-        let udp = udp::bind(settings.udp, settings.recv_buffer_bytes)
+        let udp = udp::bind(settings.udp, settings.recv_buffer_bytes, settings.receive_threads > 1)
             .with_context(|| format!("cannot bind UDP {}", settings.udp))?;
         let http = TcpListener::bind(settings.http)
             .with_context(|| format!("cannot bind HTTP {}", settings.http))?;
@@ -69,6 +69,16 @@ pub async fn run(
     let (http_limits, open_files) = http_limits(&settings)?;
     let udp_addr = listeners.udp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
+    // Started before the socket is handed to tokio: the first thread reads a duplicate of it.
+    let threads = match settings.receive_threads {
+        1 => None,
+        count => Some(udp::ReceiveThreads::start(
+            &listeners.udp,
+            count,
+            settings.recv_buffer_bytes,
+            &settings.key_ring,
+        )?),
+    };
     listeners.udp.set_nonblocking(true)?;
     listeners.http.set_nonblocking(true)?;
     let udp = tokio::net::UdpSocket::from_std(listeners.udp)?;
@@ -131,7 +141,8 @@ pub async fn run(
     });
     // Only with a cluster: the store's shutdown waits for every handle to be dropped.
     let persist_for_cluster = settings.cluster.as_ref().map(|_| persist.handle());
-    let (owner, commands) = owner::Owner::new(&settings, clock.clone(), udp, persist, restored, paging)?;
+    let (owner, commands) =
+        owner::Owner::new(&settings, clock.clone(), (udp, threads), persist, restored, paging)?;
     let mut lease_channels = http::LeaseChannels::new(owner.lease_channels());
     if let Some(cluster) = &settings.cluster {
         // etcd holds the cluster's leases; this monitor follows them for its watch streams.

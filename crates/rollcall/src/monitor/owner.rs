@@ -73,6 +73,9 @@ pub struct Owner {
     clock: Clock,
     udp: tokio::net::UdpSocket,
     receiver: super::udp::Receiver,
+    /// `monitor.receive_threads` > 1: the threads that read and verify instead of the owner
+    /// (which then only sends from `udp`).
+    threads: Option<super::udp::ReceiveThreads>,
     commands: mpsc::Receiver<Command>,
     persist: Persist,
     checkpoint_interval: Duration,
@@ -91,7 +94,7 @@ impl Owner {
     pub fn new(
         settings: &Settings,
         clock: Clock,
-        udp: tokio::net::UdpSocket,
+        (udp, threads): (tokio::net::UdpSocket, Option<super::udp::ReceiveThreads>),
         persist: Persist,
         restored: Restored,
         cluster: Option<ClusterPaging>,
@@ -171,6 +174,7 @@ impl Owner {
             clock,
             udp,
             receiver: super::udp::Receiver::new(),
+            threads,
             commands: rx,
             persist,
             checkpoint_interval: settings.checkpoint_interval,
@@ -216,7 +220,7 @@ impl Owner {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
-                ready = self.udp.readable() => {
+                ready = self.udp.readable(), if self.threads.is_none() => {
                     if ready.is_ok() {
                         let (core, clock) = (&mut self.core, &self.clock);
                         self.receiver.drain(&self.udp, RECV_BATCH, || clock.now(), |now, from, bytes| {
@@ -225,6 +229,12 @@ impl Owner {
                     }
                     // Datagrams come first, but a saturated socket must not starve the API:
                     // a few queued commands are answered after every batch.
+                    if let Ok(command) = self.commands.try_recv() {
+                        self.answer_queued(command, COMMAND_BATCH_UNDER_LOAD);
+                    }
+                }
+                Some(batch) = next_batch(self.threads.as_mut()) => {
+                    self.handle_verified(batch);
                     if let Ok(command) = self.commands.try_recv() {
                         self.answer_queued(command, COMMAND_BATCH_UNDER_LOAD);
                     }
@@ -270,6 +280,11 @@ impl Owner {
                 next_advice = now + advise_every;
             }
         }
+        // Blocks this task while the threads notice the stop (each within its 100 ms poll):
+        // bounded, and only once, at shutdown.
+        if let Some(threads) = self.threads.take() {
+            threads.stop();
+        }
         self.drain_events();
         // Everything heard from since the previous checkpoint, paced like any other.
         self.persist.restart_checkpoint(self.clock.now());
@@ -284,6 +299,22 @@ impl Owner {
             self.advance_checkpoint();
         }
         Ok(self.persist)
+    }
+
+    /// Hands a batch the receive threads verified to the core, then whatever else they have
+    /// queued, up to about `RECV_BATCH` datagrams: as many as one wake-up of the owner's own
+    /// socket reads.
+    fn handle_verified(&mut self, first: rollcall_core::monitor::VerifiedBatch) {
+        let now = self.clock.now();
+        self.core.handle_verified(now, &first);
+        let mut handled = first.len().max(1);
+        while handled < RECV_BATCH {
+            let Some(batch) = self.threads.as_mut().and_then(super::udp::ReceiveThreads::try_recv) else {
+                break;
+            };
+            self.core.handle_verified(now, &batch);
+            handled += batch.len().max(1);
+        }
     }
 
     fn drain_events(&mut self) {
@@ -446,6 +477,16 @@ impl Owner {
             self.persist.write(vec![Write::Node { record, updated_at_ms: self.clock.wall_ms(now) }]);
         }
         found
+    }
+}
+
+/// The receive threads' next batch; never, without threads (a disabled `select!` branch).
+async fn next_batch(
+    threads: Option<&mut super::udp::ReceiveThreads>,
+) -> Option<rollcall_core::monitor::VerifiedBatch> {
+    match threads {
+        Some(threads) => threads.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -3,9 +3,13 @@
 //!
 //! The socket stays an ordinary tokio `UdpSocket` owned by the owner task, so the same socket
 //! can also send (probes); this module only reads from it, and only when the owner asks.
-//! One socket is enough here: the core runs on one task, so more sockets (SO_REUSEPORT) would
-//! only move the queueing from one kernel buffer to several without adding a consumer (see
-//! docs/BENCHMARKS.md).
+//! With `monitor.receive_threads` above 1, `threads.rs` reads instead: several SO_REUSEPORT
+//! sockets, each with a thread that authenticates and decodes before the owner sees anything
+//! (docs/BENCHMARKS.md, session 9).
+
+mod threads;
+
+pub use threads::{ReceiveThreads, ThreadStats, total};
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use rollcall_core::Instant;
@@ -19,14 +23,18 @@ const DATAGRAM_BUFFER: usize = rollcall_core::wire::MAX_DATAGRAM + 1;
 /// Datagrams read by one `recvmmsg` call.
 pub const BATCH: usize = 64;
 
-/// Binds the heartbeat socket and asks for a receive buffer of `recv_buffer_bytes`.
+/// Binds the heartbeat socket and asks for a receive buffer of `recv_buffer_bytes`; with
+/// `reuse_port`, other sockets may bind the same address (the receive threads' sockets).
 ///
 /// The kernel caps SO_RCVBUF at `net.core.rmem_max`; a privileged monitor (CAP_NET_ADMIN)
 /// goes past the cap with SO_RCVBUFFORCE. What was granted is logged, with the sysctl to run
 /// when it falls short, and exported as `rollcall_udp_receive_buffer_bytes`.
-pub fn bind(addr: SocketAddr, recv_buffer_bytes: usize) -> std::io::Result<UdpSocket> {
+pub fn bind(addr: SocketAddr, recv_buffer_bytes: usize, reuse_port: bool) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReusePort, &true)?;
+    }
     if let Err(error) = socket.set_recv_buffer_size(recv_buffer_bytes) {
         tracing::warn!(%error, "could not set the UDP receive buffer");
     }

@@ -92,6 +92,8 @@ pub struct StatsSnapshot {
     pub uptime: Duration,
     pub recv_buffer_bytes: usize,
     pub receive: crate::monitor::udp::ReceiveStats,
+    /// Each receive thread's counters (empty when the owner reads the socket itself).
+    pub receive_threads: Vec<crate::monitor::udp::ThreadStats>,
     pub store_commit_seconds: Histogram,
     /// From each deadline to the transition it caused (shares its counts with the owner).
     pub detection_lag: Histogram,
@@ -213,6 +215,9 @@ impl Owner {
             }
             Command::Stats { reply } => {
                 let (store_batches, store_errors) = self.persist.counters();
+                // Read once: the threads go on counting, and the total must be their sum.
+                let receive_threads =
+                    self.threads.as_ref().map(|threads| threads.stats()).unwrap_or_default();
                 let _ = reply.send(StatsSnapshot {
                     core: self.core.stats().clone(),
                     alerts: self.alerter.stats().clone(),
@@ -225,7 +230,11 @@ impl Owner {
                     store: self.persist.health().snapshot(),
                     uptime: now - self.started,
                     recv_buffer_bytes: self.recv_buffer_bytes,
-                    receive: self.receiver.stats(&self.udp),
+                    receive: match &self.threads {
+                        Some(_) => crate::monitor::udp::total(&receive_threads),
+                        None => self.receiver.stats(&self.udp),
+                    },
+                    receive_threads,
                     store_commit_seconds: self.persist.commit_seconds(),
                     detection_lag: self.detection_lag.clone(),
                     per_node: self.per_node_series(now),
