@@ -142,7 +142,7 @@ impl Peer {
             // incarnation bump, meant for those who know the member) is dropped here; the
             // member reaches us with its address in a sync page or through its own datagrams.
             let Some(addr) = update.addr else { return };
-            if self.members.len() >= self.config.max_members {
+            if self.members.full(self.config.max_members) {
                 self.stats.members_refused += 1;
                 return;
             }
