@@ -169,6 +169,9 @@ pub enum SwimEvent {
     Refuted { incarnation: u32, at: Instant },
 }
 
+/// Most buffers a peer keeps for reuse: see [`Peer::recycle`].
+pub const SPARE_BUFFERS: usize = 2;
+
 /// Counters, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SwimStats {
@@ -315,6 +318,8 @@ pub struct Peer {
     stats: SwimStats,
     /// Spent buffer reused for encoding.
     scratch: Vec<u8>,
+    /// Buffers the shell gave back ([`Peer::recycle`]), written into before allocating.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Peer {
@@ -364,6 +369,7 @@ impl Peer {
             events: VecDeque::new(),
             stats: SwimStats::default(),
             scratch: Vec::with_capacity(wire::MAX_DATAGRAM),
+            spare: Vec::new(),
         })
     }
 
@@ -538,6 +544,17 @@ impl Peer {
         self.events.pop_front()
     }
 
+    /// Gives back a buffer the shell is done with (a sent [`Transmit`]'s payload, or a
+    /// received datagram's): a later datagram is written into it instead of a new
+    /// allocation. Optional; at most [`SPARE_BUFFERS`] are kept, the rest dropped. The
+    /// simulator does it for every datagram it delivers: a freshly read buffer is cheap to
+    /// reuse, and an old one expensive to free.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buffer);
+        }
+    }
+
     // ----- helpers -----
 
     fn reject(&mut self, reason: Rejection) {
@@ -556,9 +573,10 @@ impl Peer {
         // is a stale copy): its accusations of others are ignored until it refutes, but
         // what it says of itself and of us, and any `up`, still counts. Without this rule
         // a healed partition floods each side with suspicions of its own live members.
-        let trusted = self.members.find(datagram.sender).is_some_and(|index| {
-            matches!(self.members.slot(index).state, MemberState::Up | MemberState::Suspect)
-        });
+        let trusted = self
+            .members
+            .find(datagram.sender)
+            .is_some_and(|index| matches!(self.members.state(index), MemberState::Up | MemberState::Suspect));
         // Piggybacked news first, so that a refutation rides on the ack sent below.
         for update in datagram.updates.iter() {
             self.apply_from(now, &update, trusted);
@@ -731,7 +749,7 @@ impl Peer {
             // Tell the suspect at once (the buddy rule without waiting for our next ping to
             // it): if it lives, its refutation starts one round trip behind the suspicion
             // instead of whenever gossip happens to reach it.
-            if was_up && self.members.slot(probe.target).state == MemberState::Suspect {
+            if was_up && self.members.state(probe.target) == MemberState::Suspect {
                 let note = self.suspect_note(probe.target);
                 self.send(target.addr, &Body::Gossip, note);
             }
@@ -782,7 +800,7 @@ impl Peer {
     fn queue(&mut self, to: SocketAddr, out: Vec<u8>) {
         self.stats.sent += 1;
         self.stats.sent_bytes += out.len() as u64;
-        self.scratch = Vec::with_capacity(wire::MAX_DATAGRAM);
+        self.scratch = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(wire::MAX_DATAGRAM));
         self.outbox.push_back(Transmit { to, payload: out });
     }
 

@@ -328,7 +328,7 @@ impl Members {
         }
     }
 
-    fn state(&self, index: u32) -> MemberState {
+    pub fn state(&self, index: u32) -> MemberState {
         self.slots[index as usize].state()
     }
 

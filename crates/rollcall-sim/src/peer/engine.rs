@@ -334,6 +334,7 @@ impl Engine<'_> {
         }
         let peer = self.nodes[to as usize].peer.as_mut().expect("checked above");
         peer.handle_datagram(now, address(from), &bytes);
+        peer.recycle(bytes);
         self.flush(to, now);
     }
 
@@ -366,6 +367,7 @@ impl Engine<'_> {
         let Some(peer) = node.peer.as_mut() else { return };
         for (from, bytes) in buffered {
             peer.handle_datagram(now, address(from), &bytes);
+            peer.recycle(bytes);
         }
         peer.handle_timeout(now);
         self.flush(index, now);
