@@ -575,3 +575,29 @@ fn a_roster_builds_the_table_add_known_builds() {
 fn a_slot_is_eight_bytes() {
     assert_eq!(core::mem::size_of::<members::Slot>(), 8);
 }
+
+/// A buffer given back with `recycle` (whatever it holds) is written over: the peer sends
+/// the bytes it would have sent into a fresh one.
+#[test]
+fn a_recycled_buffer_changes_no_datagram() {
+    let config = SwimConfig::default();
+    let ids: Vec<Arc<MemberId>> = (0..4).map(|i| MemberId::new(&name(i), addr(i))).collect();
+    let mut sent = Vec::new();
+    for recycle in [false, true] {
+        let mut peer = Peer::new(config.clone(), &name(0), addr(0), keys(1, 7), 0, 9, Instant::ZERO).unwrap();
+        peer.add_known(ids.iter().map(|id| (id.clone(), 0)));
+        let mut payloads = Vec::new();
+        for step in 1..=20 {
+            if recycle {
+                peer.recycle(vec![0xee; 3000]);
+            }
+            peer.handle_timeout(Instant::from_millis(step * 500));
+            while let Some(transmit) = peer.poll_transmit() {
+                payloads.push(transmit);
+            }
+        }
+        sent.push(payloads);
+    }
+    assert!(!sent[0].is_empty());
+    assert_eq!(sent[0], sent[1]);
+}
