@@ -32,7 +32,7 @@ mod suspicion;
 mod sync;
 pub mod wire;
 
-pub use members::{MemberId, ProbeOrder};
+pub use members::{MemberId, ProbeOrder, Roster};
 pub use suspicion::{expected_confirmations, suspicion_bounds, suspicion_timeout};
 pub use wire::{MemberState, Rejection};
 
@@ -168,6 +168,9 @@ pub enum SwimEvent {
     /// Someone suspected (or declared down) this peer; it raised its incarnation to refute.
     Refuted { incarnation: u32, at: Instant },
 }
+
+/// Most buffers a peer keeps for reuse: see [`Peer::recycle`].
+pub const SPARE_BUFFERS: usize = 2;
 
 /// Counters, for metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -315,6 +318,8 @@ pub struct Peer {
     stats: SwimStats,
     /// Spent buffer reused for encoding.
     scratch: Vec<u8>,
+    /// Buffers the shell gave back ([`Peer::recycle`]), written into before allocating.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Peer {
@@ -364,6 +369,7 @@ impl Peer {
             events: VecDeque::new(),
             stats: SwimStats::default(),
             scratch: Vec::with_capacity(wire::MAX_DATAGRAM),
+            spare: Vec::new(),
         })
     }
 
@@ -407,10 +413,9 @@ impl Peer {
 
     /// Every other member this peer has heard of, in the order it first heard of them.
     pub fn members(&self) -> impl Iterator<Item = MemberView> + '_ {
-        self.members.slots()[1..].iter().map(|slot| MemberView {
-            id: slot.id.clone(),
-            state: slot.state,
-            incarnation: slot.incarnation,
+        (1..self.members.len() as u32).map(|index| {
+            let slot = self.members.slot(index);
+            MemberView { id: slot.id.clone(), state: slot.state, incarnation: slot.incarnation }
         })
     }
 
@@ -448,9 +453,24 @@ impl Peer {
         let members = members.into_iter();
         self.members.reserve(members.size_hint().0.min(self.config.max_members));
         for (id, incarnation) in members {
-            if self.members.find(&id.name).is_none() && self.members.len() < self.config.max_members {
+            if self.members.find(&id.name).is_none() && !self.members.full(self.config.max_members) {
                 self.members.insert(id, incarnation, MemberState::Up, &mut self.rng);
             }
+        }
+    }
+
+    /// [`Peer::add_known`] for every member of `roster` at incarnation 0, this peer's own
+    /// name skipped: the same table, slots and random draws. Called first (on a table that
+    /// holds only this peer), the table shares the roster's identities and finds its members
+    /// through the roster's index, so it costs 12 bytes per member instead of about 50:
+    /// what lets one process simulate 10,000 peers that all know each other. Called later,
+    /// it is `add_known`.
+    pub fn add_roster(&mut self, roster: &Arc<Roster>) {
+        if self.members.len() == 1 && self.count(MemberState::Up) == 1 {
+            let room = self.config.max_members.min(Roster::MAX).saturating_sub(1);
+            self.members.seed(roster, room, &mut self.rng);
+        } else {
+            self.add_known(roster.ids().map(|id| (id.clone(), 0)));
         }
     }
 
@@ -462,15 +482,10 @@ impl Peer {
             return;
         }
         self.leaving = true;
-        let me = self.members.slot(0).clone();
-        self.members.set(0, MemberState::Left, me.incarnation, None, &mut self.rng);
-        let update = Owned {
-            state: MemberState::Left,
-            incarnation: me.incarnation,
-            id: me.id,
-            accuser: None,
-            addr: false,
-        };
+        let me = self.members.slot(0);
+        let (id, incarnation) = (me.id.clone(), me.incarnation);
+        self.members.set(0, MemberState::Left, incarnation, None, &mut self.rng);
+        let update = Owned { state: MemberState::Left, incarnation, id, accuser: None, addr: false };
         self.gossip.push(0, update);
         self.timers.clear();
         self.probe = None;
@@ -529,6 +544,17 @@ impl Peer {
         self.events.pop_front()
     }
 
+    /// Gives back a buffer the shell is done with (a sent [`Transmit`]'s payload, or a
+    /// received datagram's): a later datagram is written into it instead of a new
+    /// allocation. Optional; at most [`SPARE_BUFFERS`] are kept, the rest dropped. The
+    /// simulator does it for every datagram it delivers: a freshly read buffer is cheap to
+    /// reuse, and an old one expensive to free.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buffer);
+        }
+    }
+
     // ----- helpers -----
 
     fn reject(&mut self, reason: Rejection) {
@@ -547,9 +573,10 @@ impl Peer {
         // is a stale copy): its accusations of others are ignored until it refutes, but
         // what it says of itself and of us, and any `up`, still counts. Without this rule
         // a healed partition floods each side with suspicions of its own live members.
-        let trusted = self.members.find(datagram.sender).is_some_and(|index| {
-            matches!(self.members.slot(index).state, MemberState::Up | MemberState::Suspect)
-        });
+        let trusted = self
+            .members
+            .find(datagram.sender)
+            .is_some_and(|index| matches!(self.members.state(index), MemberState::Up | MemberState::Suspect));
         // Piggybacked news first, so that a refutation rides on the ack sent below.
         for update in datagram.updates.iter() {
             self.apply_from(now, &update, trusted);
@@ -722,7 +749,7 @@ impl Peer {
             // Tell the suspect at once (the buddy rule without waiting for our next ping to
             // it): if it lives, its refutation starts one round trip behind the suspicion
             // instead of whenever gossip happens to reach it.
-            if was_up && self.members.slot(probe.target).state == MemberState::Suspect {
+            if was_up && self.members.state(probe.target) == MemberState::Suspect {
                 let note = self.suspect_note(probe.target);
                 self.send(target.addr, &Body::Gossip, note);
             }
@@ -773,7 +800,7 @@ impl Peer {
     fn queue(&mut self, to: SocketAddr, out: Vec<u8>) {
         self.stats.sent += 1;
         self.stats.sent_bytes += out.len() as u64;
-        self.scratch = Vec::with_capacity(wire::MAX_DATAGRAM);
+        self.scratch = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(wire::MAX_DATAGRAM));
         self.outbox.push_back(Transmit { to, payload: out });
     }
 

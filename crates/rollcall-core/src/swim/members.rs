@@ -1,8 +1,13 @@
 //! The member table: one compact slot per member ever heard of, an index by name, the probe
 //! order, and the list of members believed down (for rate-limited reconnects).
 //!
-//! Sizes matter: a simulation of 10,000 peers holds 10^8 slots. A slot is 16 bytes (a shared
-//! identity, an incarnation, a state, two flags); the index costs about 20 bytes per member.
+//! Sizes matter: a simulation of 10,000 peers holds 10^8 slots. A slot is 8 bytes (an
+//! identity number, an incarnation, a state and two flags packed in the number's top bits).
+//! Identities live apart from the slots: those of a [`Roster`] (the members every peer
+//! starts with, shared by every peer of a process) cost a peer nothing more, and a roster
+//! member is found by name through the roster's own index, so a table seeded from a roster
+//! costs 12 bytes per member (its slot and its place in the probe ring). Members heard of
+//! otherwise have an identity and an index entry of their own (about 40 bytes more).
 //! Nothing here scans the table per tick: probe targets come from a shuffled ring walked by a
 //! cursor, random members from random positions in it.
 
@@ -41,15 +46,116 @@ pub enum ProbeOrder {
     Uniform,
 }
 
-#[derive(Clone, Debug)]
+/// The members a table may start with (a static cluster file, or the simulator's cluster),
+/// in order, with an index by name. Shared (`Arc`) by every peer of a process that starts
+/// from it: see [`Peer::add_roster`](super::Peer::add_roster). A later duplicate of a name
+/// is dropped, as [`Peer::add_known`](super::Peer::add_known) would drop it.
+#[derive(Debug)]
+pub struct Roster {
+    ids: Vec<Arc<MemberId>>,
+    index: HashMap<NameKey, u32, BuildHasherDefault<Fnv>>,
+    /// Each member's share of a table digest when it is `up` at incarnation 0, computed once
+    /// here rather than once per peer and member.
+    shares: Vec<u64>,
+}
+
+impl Roster {
+    /// A roster of `ids`, in their order; at most [`Roster::MAX`] of them are kept.
+    pub fn new(ids: impl IntoIterator<Item = Arc<MemberId>>) -> Arc<Roster> {
+        let mut roster = Roster { ids: Vec::new(), index: HashMap::default(), shares: Vec::new() };
+        for id in ids {
+            if roster.ids.len() >= Roster::MAX {
+                break;
+            }
+            if roster.index.contains_key(&*id.name) {
+                continue;
+            }
+            let number = roster.ids.len() as u32;
+            roster.index.insert(NameKey(id.clone()), number);
+            roster.shares.push(contribution(&id, 0, MemberState::Up));
+            roster.ids.push(id);
+        }
+        Arc::new(roster)
+    }
+
+    /// The most members a roster (and a table) holds: identity numbers have 27 bits.
+    pub const MAX: usize = IDENTITY_NUMBER as usize;
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The members, in the roster's order.
+    pub fn ids(&self) -> impl Iterator<Item = &Arc<MemberId>> + '_ {
+        self.ids.iter()
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+}
+
+/// A slot's identity number: below this bit, a roster member's; with it, the table's own.
+const OWN: u32 = 1 << 27;
+const IDENTITY_NUMBER: u32 = OWN - 1;
+const STATE_SHIFT: u32 = 28;
+const IN_RING: u32 = 1 << 30;
+const IN_DOWN: u32 = 1 << 31;
+
+/// One member in 8 bytes: `packed` holds the identity (27 bits of number and the [`OWN`]
+/// bit), the state (2 bits) and the two flags; see [`Members::slot`] for the readable view.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Slot {
-    pub id: Arc<MemberId>,
+    packed: u32,
+    incarnation: u32,
+}
+
+impl Slot {
+    fn new(identity: u32, incarnation: u32, state: MemberState) -> Slot {
+        debug_assert_eq!(identity & !(OWN | IDENTITY_NUMBER), 0, "identities have 28 bits");
+        Slot { packed: identity | (state as u32) << STATE_SHIFT, incarnation }
+    }
+
+    fn identity(self) -> u32 {
+        self.packed & (OWN | IDENTITY_NUMBER)
+    }
+
+    fn state(self) -> MemberState {
+        match (self.packed >> STATE_SHIFT) & 3 {
+            0 => MemberState::Up,
+            1 => MemberState::Suspect,
+            2 => MemberState::Down,
+            _ => MemberState::Left,
+        }
+    }
+
+    fn set_state(&mut self, state: MemberState) {
+        self.packed = (self.packed & !(3 << STATE_SHIFT)) | (state as u32) << STATE_SHIFT;
+    }
+
+    fn flag(self, flag: u32) -> bool {
+        self.packed & flag != 0
+    }
+
+    fn set_flag(&mut self, flag: u32, on: bool) {
+        if on {
+            self.packed |= flag;
+        } else {
+            self.packed &= !flag;
+        }
+    }
+}
+
+/// What the rest of the core reads of a slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotView<'a> {
+    pub id: &'a Arc<MemberId>,
     pub incarnation: u32,
     pub state: MemberState,
-    /// Whether the slot's index sits in the probe ring (removal is lazy).
-    pub in_ring: bool,
-    /// Whether the slot's index sits in the list of down members (removal is lazy).
-    pub in_down: bool,
 }
 
 /// `Arc<MemberId>` keyed by its name, so the index can be searched with a `&str`.
@@ -95,6 +201,13 @@ impl Hasher for Fnv {
 pub(crate) struct Members {
     /// Slot 0 is this peer itself.
     slots: Vec<Slot>,
+    /// The roster the table was seeded from, if any: identities without the [`OWN`] bit.
+    roster: Option<Arc<Roster>>,
+    /// How the roster's members sit in the table: see [`Seeded`].
+    seeded: Seeded,
+    /// Identities with the [`OWN`] bit: each belongs to one slot (a new address replaces it).
+    own: Vec<Arc<MemberId>>,
+    /// Slots of members not found through the roster, by name.
     index: HashMap<NameKey, u32, BuildHasherDefault<Fnv>>,
     /// Indices of members to probe, shuffled once per round; may hold stale entries (members
     /// now down or left), skipped when met and dropped at the next shuffle.
@@ -108,10 +221,33 @@ pub(crate) struct Members {
     digest: u64,
 }
 
+/// A roster seeded into a table holding only this peer: slots `1..=len` are the roster's
+/// first members in order, but for `skip` (this peer's own name, if the roster has it). So
+/// a roster member's slot is a function of its roster number, and needs no index entry.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seeded {
+    len: u32,
+    skip: Option<u32>,
+}
+
+impl Seeded {
+    fn slot(self, number: u32) -> Option<u32> {
+        let slot = match self.skip {
+            Some(skip) if number == skip => return None,
+            Some(skip) if number > skip => number,
+            _ => number + 1,
+        };
+        (slot <= self.len).then_some(slot)
+    }
+}
+
 impl Members {
     pub fn new(me: Arc<MemberId>, incarnation: u32) -> Members {
         let mut members = Members {
             slots: Vec::new(),
+            roster: None,
+            seeded: Seeded::default(),
+            own: Vec::new(),
             index: HashMap::default(),
             ring: Vec::new(),
             cursor: 0,
@@ -119,40 +255,81 @@ impl Members {
             counts: [0; 4],
             digest: 0,
         };
+        members.digest = contribution(&me, incarnation, MemberState::Up);
         members.index.insert(NameKey(me.clone()), 0);
-        members.slots.push(Slot {
-            id: me,
-            incarnation,
-            state: MemberState::Up,
-            in_ring: false,
-            in_down: false,
-        });
+        members.own.push(me);
+        members.slots.push(Slot::new(OWN, incarnation, MemberState::Up));
         members.counts[0] = 1;
-        members.digest = contribution(&members.slots[0]);
         members
     }
 
     /// Makes room for `more` members at once (a warm start), so the table grows once.
     pub fn reserve(&mut self, more: usize) {
         self.slots.reserve_exact(more);
+        self.own.reserve_exact(more);
         self.index.reserve(more);
         self.ring.reserve_exact(more);
+    }
+
+    /// Adds the first `room` members of `roster` but this peer, `up` at incarnation 0, in
+    /// the roster's order: as [`Members::insert`] would one by one (the same slots, ring
+    /// and random draws), without an identity or index entry per member. The table must
+    /// hold only this peer.
+    pub fn seed(&mut self, roster: &Arc<Roster>, room: usize, rng: &mut Rng) {
+        assert!(
+            self.slots.len() == 1 && self.roster.is_none(),
+            "a roster seeds a table holding only its owner"
+        );
+        let skip = roster.find(&self.own[0].name);
+        let len = (roster.len() - usize::from(skip.is_some())).min(room);
+        self.slots.reserve_exact(len);
+        self.ring.reserve_exact(len);
+        let numbers = (0..roster.len() as u32).filter(|&number| Some(number) != skip).take(len);
+        for number in numbers {
+            let index = self.slots.len() as u32;
+            self.slots.push(Slot::new(number, 0, MemberState::Up));
+            self.digest ^= roster.shares[number as usize];
+            self.track(index, rng);
+        }
+        self.counts[MemberState::Up as usize] += len as u32;
+        self.seeded = Seeded { len: len as u32, skip };
+        self.roster = Some(roster.clone());
     }
 
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
+    /// Whether the table holds `max` members, or as many as identities can number.
+    pub fn full(&self, max: usize) -> bool {
+        self.slots.len() >= max.min(Roster::MAX)
+    }
+
     pub fn find(&self, name: &str) -> Option<u32> {
+        if let Some(roster) = &self.roster
+            && let Some(slot) = roster.find(name).and_then(|number| self.seeded.slot(number))
+        {
+            return Some(slot);
+        }
         self.index.get(name).copied()
     }
 
-    pub fn slot(&self, index: u32) -> &Slot {
-        &self.slots[index as usize]
+    pub fn slot(&self, index: u32) -> SlotView<'_> {
+        let slot = self.slots[index as usize];
+        SlotView { id: self.identity(slot.identity()), incarnation: slot.incarnation, state: slot.state() }
     }
 
-    pub fn slots(&self) -> &[Slot] {
-        &self.slots
+    fn identity(&self, identity: u32) -> &Arc<MemberId> {
+        if identity & OWN != 0 {
+            &self.own[(identity & IDENTITY_NUMBER) as usize]
+        } else {
+            let roster = self.roster.as_ref().expect("roster identities come with a roster");
+            &roster.ids[identity as usize]
+        }
+    }
+
+    pub fn state(&self, index: u32) -> MemberState {
+        self.slots[index as usize].state()
     }
 
     /// Members up or suspect, self included: SWIM's `n`.
@@ -172,12 +349,16 @@ impl Members {
         self.digest
     }
 
-    /// Adds a member (the caller checked it is unknown and the table has room).
+    /// Adds a member (the caller checked it is unknown and the table is not [`full`]).
+    ///
+    /// [`full`]: Members::full
     pub fn insert(&mut self, id: Arc<MemberId>, incarnation: u32, state: MemberState, rng: &mut Rng) -> u32 {
-        let index = u32::try_from(self.slots.len()).expect("the table is capped far below u32::MAX");
+        assert!(self.own.len() < Roster::MAX, "the caller checks that the table is not full");
+        let index = self.slots.len() as u32;
+        self.digest ^= contribution(&id, incarnation, state);
         self.index.insert(NameKey(id.clone()), index);
-        self.slots.push(Slot { id, incarnation, state, in_ring: false, in_down: false });
-        self.digest ^= contribution(&self.slots[index as usize]);
+        self.slots.push(Slot::new(OWN | self.own.len() as u32, incarnation, state));
+        self.own.push(id);
         self.counts[state as usize] += 1;
         self.track(index, rng);
         index
@@ -192,30 +373,53 @@ impl Members {
         id: Option<Arc<MemberId>>,
         rng: &mut Rng,
     ) {
-        let slot = &mut self.slots[index as usize];
-        self.digest ^= contribution(slot);
-        self.counts[slot.state as usize] -= 1;
-        self.counts[state as usize] += 1;
-        slot.state = state;
-        slot.incarnation = incarnation;
-        if let Some(id) = id {
-            debug_assert_eq!(id.name, slot.id.name, "an identity change keeps the name");
-            slot.id = id.clone();
-            // Same name, so the index key is equal; replace it to drop the old address.
-            self.index.insert(NameKey(id), index);
+        let old = self.slot(index);
+        let share = contribution(old.id, old.incarnation, old.state);
+        let old_state = old.state;
+        if let Some(id) = &id {
+            debug_assert_eq!(id.name, old.id.name, "an identity change keeps the name");
         }
-        self.digest ^= contribution(&self.slots[index as usize]);
+        self.digest ^= share;
+        self.counts[old_state as usize] -= 1;
+        self.counts[state as usize] += 1;
+        if let Some(id) = id {
+            self.replace_identity(index, id);
+        }
+        let slot = &mut self.slots[index as usize];
+        slot.set_state(state);
+        slot.incarnation = incarnation;
+        let new = self.slot(index);
+        self.digest ^= contribution(new.id, new.incarnation, new.state);
         if index != 0 {
             self.track(index, rng);
+        }
+    }
+
+    /// A member's new address: a new identity of the slot's own (replacing its old own one,
+    /// so identities never outnumber slots).
+    fn replace_identity(&mut self, index: u32, id: Arc<MemberId>) {
+        let slot = &mut self.slots[index as usize];
+        let identity = slot.identity();
+        if identity & OWN != 0 {
+            self.own[(identity & IDENTITY_NUMBER) as usize] = id.clone();
+        } else {
+            let number = OWN | self.own.len() as u32;
+            slot.packed = (slot.packed & !(OWN | IDENTITY_NUMBER)) | number;
+            self.own.push(id.clone());
+        }
+        // Same name, so an index key is equal; replace it to drop the old address. A roster
+        // member is found through the roster, by name, whatever its address.
+        if self.index.contains_key(&*id.name) {
+            self.index.insert(NameKey(id), index);
         }
     }
 
     /// Puts a live member in the probe ring, and a down one in the reconnect list.
     fn track(&mut self, index: u32, rng: &mut Rng) {
         let slot = &mut self.slots[index as usize];
-        match slot.state {
-            MemberState::Up | MemberState::Suspect if !slot.in_ring => {
-                slot.in_ring = true;
+        match slot.state() {
+            MemberState::Up | MemberState::Suspect if !slot.flag(IN_RING) => {
+                slot.set_flag(IN_RING, true);
                 // A random place between the cursor and the end: probed later in this round.
                 self.ring.push(index);
                 let ahead = self.ring.len() - self.cursor;
@@ -223,8 +427,8 @@ impl Members {
                 let last = self.ring.len() - 1;
                 self.ring.swap(at, last);
             }
-            MemberState::Down if !slot.in_down => {
-                slot.in_down = true;
+            MemberState::Down if !slot.flag(IN_DOWN) => {
+                slot.set_flag(IN_DOWN, true);
                 self.down.push(index);
             }
             _ => {}
@@ -232,9 +436,8 @@ impl Members {
     }
 
     fn probeable(&self, index: u32) -> bool {
-        matches!(self.slots[index as usize].state, MemberState::Up | MemberState::Suspect)
+        matches!(self.state(index), MemberState::Up | MemberState::Suspect)
     }
-
     /// The next member to probe, or `None` if there is nobody else alive.
     pub fn next_target(&mut self, order: ProbeOrder, rng: &mut Rng) -> Option<u32> {
         match order {
@@ -294,10 +497,7 @@ impl Members {
                 break;
             }
             let index = self.ring[rng.below(self.ring.len() as u64) as usize];
-            if self.slots[index as usize].state == MemberState::Up
-                && index != exclude
-                && !chosen.contains(&index)
-            {
+            if self.state(index) == MemberState::Up && index != exclude && !chosen.contains(&index) {
                 chosen.push(index);
             }
         }
@@ -312,11 +512,11 @@ impl Members {
             }
             let at = rng.below(self.down.len() as u64) as usize;
             let index = self.down[at];
-            if self.slots[index as usize].state == MemberState::Down {
+            if self.state(index) == MemberState::Down {
                 return Some(index);
             }
             self.down.swap_remove(at);
-            self.slots[index as usize].in_down = false;
+            self.slots[index as usize].set_flag(IN_DOWN, false);
         }
         None
     }
@@ -325,9 +525,10 @@ impl Members {
     fn reshuffle(&mut self, rng: &mut Rng) {
         let slots = &mut self.slots;
         self.ring.retain(|&index| {
-            let keep = matches!(slots[index as usize].state, MemberState::Up | MemberState::Suspect);
+            let slot = &mut slots[index as usize];
+            let keep = matches!(slot.state(), MemberState::Up | MemberState::Suspect);
             if !keep {
-                slots[index as usize].in_ring = false;
+                slot.set_flag(IN_RING, false);
             }
             keep
         });
@@ -341,22 +542,22 @@ impl Members {
 
 /// One slot's share of the table digest: a hash of what a sync page says about it. `up` and
 /// `suspect` hash alike (a suspicion is spread by gossip, not by pages).
-fn contribution(slot: &Slot) -> u64 {
-    let class: u8 = match slot.state {
+fn contribution(id: &MemberId, incarnation: u32, state: MemberState) -> u64 {
+    let class: u8 = match state {
         MemberState::Up | MemberState::Suspect => 1,
         MemberState::Down => 2,
         MemberState::Left => 3,
     };
     let mut hasher = Fnv::default();
-    hasher.write(slot.id.name.as_bytes());
+    hasher.write(id.name.as_bytes());
     // A separator no name contains (names have no control characters).
     hasher.write(&[0]);
-    match slot.id.addr.ip() {
+    match id.addr.ip() {
         std::net::IpAddr::V4(ip) => hasher.write(&ip.octets()),
         std::net::IpAddr::V6(ip) => hasher.write(&ip.octets()),
     }
-    hasher.write(&slot.id.addr.port().to_be_bytes());
-    hasher.write(&slot.incarnation.to_be_bytes());
+    hasher.write(&id.addr.port().to_be_bytes());
+    hasher.write(&incarnation.to_be_bytes());
     hasher.write(&[class]);
     // FNV's last bytes move only the low bits much: a final mix spreads them, so that the
     // XOR of many contributions stays a good 64-bit hash.

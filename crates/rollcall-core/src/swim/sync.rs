@@ -88,7 +88,7 @@ impl Peer {
         let mut walked = 0;
         while walked < len {
             let index = ((self.page_cursor + walked) % len) as u32;
-            let state = self.members.slot(index).state;
+            let state = self.members.state(index);
             // Only `up` and `left` travel in pages: accusations spread by gossip alone, so a
             // peer back from a partition cannot flood the cluster with its stale verdicts
             // (a member it missed is found by its own probes soon enough).

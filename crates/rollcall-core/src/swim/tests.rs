@@ -540,3 +540,64 @@ fn sync_pages_are_short_when_tables_agree_and_full_when_they_differ() {
     assert!(peers[0].member("extra").is_some(), "the page taught peer 0 the member it missed");
     assert_eq!(peers[0].members.digest(), peers[1].members.digest(), "the tables agree again");
 }
+
+/// A table seeded from a shared roster is the table `add_known` builds, slot for slot and
+/// draw for draw: the same run, event for event, through a crash, and with a table bound
+/// that cuts the roster short. The simulator's figures rest on this.
+#[test]
+fn a_roster_builds_the_table_add_known_builds() {
+    for max_members in [100, 5] {
+        let config = SwimConfig { max_members, ..SwimConfig::default() };
+        let mut known = Cluster::warm(8, config.clone());
+        let mut shared = Cluster::cold(8, config);
+        let roster = Roster::new((0..8).map(|i| MemberId::new(&name(i), addr(i))));
+        for peer in shared.peers.iter_mut().flatten() {
+            peer.add_roster(&roster);
+            // A second call is `add_known`, which adds nothing new.
+            peer.add_roster(&roster);
+        }
+        for cluster in [&mut known, &mut shared] {
+            cluster.run_for(secs(20));
+            cluster.peers[3] = None;
+            cluster.run_for(secs(60));
+        }
+        assert!(!known.saw(3, MemberState::Down).is_empty(), "the run declares the crash");
+        assert_eq!(known.events, shared.events, "max_members {max_members}");
+        for (a, b) in known.peers.iter().flatten().zip(shared.peers.iter().flatten()) {
+            assert_eq!(a.members().collect::<Vec<_>>(), b.members().collect::<Vec<_>>());
+            assert_eq!(a.members.digest(), b.members.digest());
+        }
+    }
+}
+
+/// What makes 10,000 simulated peers fit in memory: 8 bytes per slot.
+#[test]
+fn a_slot_is_eight_bytes() {
+    assert_eq!(core::mem::size_of::<members::Slot>(), 8);
+}
+
+/// A buffer given back with `recycle` (whatever it holds) is written over: the peer sends
+/// the bytes it would have sent into a fresh one.
+#[test]
+fn a_recycled_buffer_changes_no_datagram() {
+    let config = SwimConfig::default();
+    let ids: Vec<Arc<MemberId>> = (0..4).map(|i| MemberId::new(&name(i), addr(i))).collect();
+    let mut sent = Vec::new();
+    for recycle in [false, true] {
+        let mut peer = Peer::new(config.clone(), &name(0), addr(0), keys(1, 7), 0, 9, Instant::ZERO).unwrap();
+        peer.add_known(ids.iter().map(|id| (id.clone(), 0)));
+        let mut payloads = Vec::new();
+        for step in 1..=20 {
+            if recycle {
+                peer.recycle(vec![0xee; 3000]);
+            }
+            peer.handle_timeout(Instant::from_millis(step * 500));
+            while let Some(transmit) = peer.poll_transmit() {
+                payloads.push(transmit);
+            }
+        }
+        sent.push(payloads);
+    }
+    assert!(!sent[0].is_empty());
+    assert_eq!(sent[0], sent[1]);
+}
