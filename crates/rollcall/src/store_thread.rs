@@ -113,6 +113,9 @@ impl Persist {
                 // store has failed for longer than the shutdown grace after that.
                 while thread.receive(&receiver) {
                     let failing = thread.health.failure().is_some();
+                    if !failing {
+                        thread.gather_pings(&receiver, thread::PING_WINDOW);
+                    }
                     let mut chunks = 0;
                     if failing {
                         chunks += thread.shed_while_failing();

@@ -201,6 +201,53 @@ fn a_ping_declaring_a_huge_body_is_refused_at_once_and_its_connection_closed() {
     assert_eq!(check(&monitor, "backup")["state"], "new", "the refused ping changed nothing");
 }
 
+/// A ping is answered once its row is queued; the store holds a run of pings open for a few
+/// milliseconds to commit them together (docs/STORE.md). The window closes on its own, with
+/// nothing else written; a ping committed survives `kill -9`; a stop right after the answers
+/// commits them first.
+#[test]
+fn acknowledged_pings_are_committed_by_the_window_and_kept_through_a_kill_and_a_stop() {
+    let sandbox = Sandbox::new();
+    let monitor = Monitor::start(&sandbox, &config(false));
+    let url = format!("http://{}/ping/{PING_KEY}/backup", monitor.http);
+    cron_curl(&["--data-raw", "first", &url]);
+    monitor.wait_until(WAIT, "the ping's row is in the store file", || match stored_bodies(&sandbox) {
+        bodies if bodies == ["first"] => Ok(()),
+        bodies => Err(format!("stored: {bodies:?}")),
+    });
+    monitor.crash();
+
+    let monitor = Monitor::start(&sandbox, &config(false));
+    assert_eq!(ping_bodies(&check(&monitor, "backup")), ["first"], "kept through kill -9");
+    let url = format!("http://{}/ping/{PING_KEY}/backup", monitor.http);
+    cron_curl(&["--data-raw", "second", &url]);
+    cron_curl(&["--data-raw", "third", &url]);
+    let status = monitor.stop(nix::sys::signal::Signal::SIGTERM);
+    assert!(status.success(), "the monitor stops cleanly: {status}");
+    assert_eq!(stored_bodies(&sandbox), ["first", "second", "third"], "committed before the exit");
+
+    let monitor = Monitor::start(&sandbox, &config(false));
+    let mut bodies = ping_bodies(&check(&monitor, "backup"));
+    bodies.sort();
+    assert_eq!(bodies, ["first", "second", "third"]);
+}
+
+/// The bodies of the pings stored in the monitor's SQLite file, oldest first.
+fn stored_bodies(sandbox: &Sandbox) -> Vec<String> {
+    let path = sandbox.data_dir().join("rollcall.db");
+    let store = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|error| panic!("open {}: {error}", path.display()));
+    let mut query = store.prepare("SELECT body FROM pings ORDER BY id").expect("the pings table");
+    let rows = query.query_map([], |row| row.get::<_, Vec<u8>>(0)).expect("read the pings");
+    rows.map(|body| String::from_utf8_lossy(&body.expect("a body")).into_owned()).collect()
+}
+
+/// The bodies of a check's pings as the API shows them.
+fn ping_bodies(check: &Value) -> Vec<String> {
+    let pings = check["pings"].as_array().unwrap_or_else(|| panic!("no pings in {check}"));
+    pings.iter().map(|ping| ping["body"].as_str().unwrap_or("?").to_string()).collect()
+}
+
 /// Runs curl as a crontab line does (`-fsS -m 10 --retry 5 -o /dev/null`) and asserts it
 /// succeeded.
 fn cron_curl(args: &[&str]) {

@@ -389,3 +389,82 @@ fn an_acked_batch_is_committed_once_the_durable_ticket_reaches_its_own() {
     );
     persist.shutdown();
 }
+
+/// A window far longer than a passing test runs: a gather that returns did not wait for it,
+/// and one that waits for it takes the jobs it should have left and fails.
+const NEVER: Duration = Duration::from_secs(30);
+
+fn pings_job(check_id: &str, count: usize) -> Job {
+    Job::Urgent(std::time::Instant::now(), (0..count).map(|_| ping(check_id)).collect(), 0)
+}
+
+#[test]
+fn a_ping_window_gathers_pings_and_closes_at_the_first_other_write() {
+    let (mut thread, _dir) = thread();
+    let (sender, receiver) = mpsc::channel();
+    sender.send(pings_job("backup", 1)).expect("alive");
+    assert!(thread.receive(&receiver));
+    sender.send(pings_job("backup", 2)).expect("alive");
+    sender
+        .send(Job::Urgent(std::time::Instant::now(), vec![node("n1", 1, NodeState::Down)], 0))
+        .expect("alive");
+    sender.send(pings_job("nightly", 1)).expect("alive");
+    thread.gather_pings(&receiver, NEVER);
+    assert_eq!(thread.urgent.len(), 3, "the pings and the down, not the ping after it");
+    let transaction = thread.next_transaction();
+    assert_eq!(transaction.writes.len(), 4);
+    assert_eq!(ids_and_states(&transaction.writes), vec![("n1".to_string(), 1, NodeState::Down)]);
+
+    // A write somebody waits for (a lease, with its ticket) closes the window too.
+    sender.send(pings_job("backup", 1)).expect("alive");
+    assert!(thread.receive(&receiver));
+    assert_eq!(thread.urgent.len(), 2, "the ping left behind, and this one");
+    thread.next_transaction();
+    sender.send(pings_job("backup", 1)).expect("alive");
+    assert!(thread.receive(&receiver));
+    sender.send(Job::Urgent(std::time::Instant::now(), vec![ping("backup")], 7)).expect("alive");
+    thread.gather_pings(&receiver, NEVER);
+    assert_eq!(thread.next_transaction().ticket, 7);
+}
+
+#[test]
+fn a_ping_window_opens_only_over_pings_and_ends_on_its_own() {
+    let (mut thread, _dir) = thread();
+    let (sender, receiver) = mpsc::channel();
+    // Something else already queued: no window at all.
+    sender
+        .send(Job::Urgent(std::time::Instant::now(), vec![node("n1", 1, NodeState::Down)], 0))
+        .expect("alive");
+    sender.send(pings_job("backup", 1)).expect("alive");
+    assert!(thread.receive(&receiver));
+    sender.send(pings_job("backup", 1)).expect("alive");
+    thread.gather_pings(&receiver, NEVER);
+    assert_eq!(thread.urgent.len(), 2, "nothing gathered behind a down");
+    thread.next_transaction();
+
+    // Only pings, nothing more arrives: the window ends when it is over.
+    assert!(thread.receive(&receiver));
+    thread.gather_pings(&receiver, Duration::from_millis(20));
+    assert_eq!(thread.urgent.len(), 1);
+    thread.next_transaction();
+
+    // A full window commits at once.
+    sender.send(pings_job("backup", 1)).expect("alive");
+    assert!(thread.receive(&receiver));
+    sender.send(pings_job("backup", thread::PING_WINDOW_WRITES as usize)).expect("alive");
+    sender.send(pings_job("backup", 1)).expect("alive");
+    thread.gather_pings(&receiver, NEVER);
+    assert_eq!(thread.urgent.len(), 2, "stopped once the window was full");
+
+    thread.next_transaction();
+
+    // The senders gone (the monitor stopping): the window ends at once.
+    sender.send(pings_job("backup", 1)).expect("alive");
+    assert!(thread.receive(&receiver));
+    assert_eq!(thread.urgent.len(), 2, "the ping left behind, and this one");
+    drop(sender);
+    thread.gather_pings(&receiver, NEVER);
+    assert!(thread.receive(&receiver), "what is queued is still committed");
+    assert_eq!(thread.next_transaction().writes.len(), 2);
+    assert!(!thread.receive(&receiver), "then the thread ends");
+}
