@@ -39,6 +39,7 @@ pub use wire::{MemberState, Rejection};
 use crate::Transmit;
 use crate::keyring::KeyRing;
 use crate::rng::Rng;
+use apply::Sender;
 use core::time::Duration;
 use gossip::{Broadcasts, Owned};
 use members::Members;
@@ -568,18 +569,17 @@ impl Peer {
     }
 
     fn receive(&mut self, now: Instant, from: SocketAddr, datagram: &Datagram<'_>) {
-        self.apply_sender(now, from, datagram.sender, datagram.incarnation);
+        let at = self.apply_sender(now, from, datagram.sender, datagram.incarnation);
         // A sender we hold down or left has a view we cannot trust (it was cut off, or it
         // is a stale copy): its accusations of others are ignored until it refutes, but
         // what it says of itself and of us, and any `up`, still counts. Without this rule
         // a healed partition floods each side with suspicions of its own live members.
-        let trusted = self
-            .members
-            .find(datagram.sender)
+        let trusted = at
             .is_some_and(|index| matches!(self.members.state(index), MemberState::Up | MemberState::Suspect));
+        let sender = Sender { name: datagram.sender, at, trusted };
         // Piggybacked news first, so that a refutation rides on the ack sent below.
         for update in datagram.updates.iter() {
-            self.apply_from(now, &update, trusted);
+            self.apply_from(now, &update, sender);
         }
         match datagram.body {
             Body::Ping { seq, target } => {
@@ -594,7 +594,7 @@ impl Peer {
                 _ => self.stats.late_acks += 1,
             },
             Body::PingReq { seq, target, addr } => self.on_ping_req(now, from, seq, target, addr),
-            Body::Sync { .. } => self.on_sync(now, from, datagram, trusted),
+            Body::Sync { .. } => self.on_sync(now, from, datagram, sender),
             Body::Gossip => {}
         }
     }
@@ -761,18 +761,6 @@ impl Peer {
         self.next_seq
     }
 
-    /// The buddy rule: a ping to a member we suspect carries that suspicion, first.
-    fn suspect_note(&self, member: u32) -> Option<Owned> {
-        let slot = self.members.slot(member);
-        (slot.state == MemberState::Suspect).then(|| Owned {
-            state: MemberState::Suspect,
-            incarnation: slot.incarnation,
-            id: slot.id.clone(),
-            accuser: Some(Arc::from(self.name())),
-            addr: false,
-        })
-    }
-
     /// Encodes and queues one datagram: the body, `first` if any, then queued gossip.
     fn send(&mut self, to: SocketAddr, body: &Body<'_>, first: Option<Owned>) {
         let mut out = core::mem::take(&mut self.scratch);
@@ -802,22 +790,6 @@ impl Peer {
         self.stats.sent_bytes += out.len() as u64;
         self.scratch = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(wire::MAX_DATAGRAM));
         self.outbox.push_back(Transmit { to, payload: out });
-    }
-
-    /// What this peer states about table slot `index`, as an update.
-    fn entry(&self, index: u32) -> Owned {
-        let slot = self.members.slot(index);
-        let accuser = match slot.state {
-            MemberState::Suspect => self
-                .suspicions
-                .get(&index)
-                .map(|s| s.accusers[0].clone())
-                .or_else(|| Some(Arc::from(self.name()))),
-            MemberState::Down => Some(Arc::from(self.name())),
-            _ => None,
-        };
-        let (state, incarnation, id) = (slot.state, slot.incarnation, slot.id.clone());
-        Owned { state, incarnation, id, accuser, addr: true }
     }
 }
 
