@@ -42,7 +42,7 @@ use crate::rng::Rng;
 use apply::Sender;
 use core::time::Duration;
 use gossip::{Broadcasts, Owned};
-use members::Members;
+use members::{Members, NameTag};
 use rollcall_detect::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -304,6 +304,8 @@ pub struct Peer {
     keys: KeyRing,
     rng: Rng,
     members: Members,
+    /// This peer's name, tagged: see [`Peer::is_me`].
+    tag: NameTag,
     gossip: Broadcasts,
     suspicions: BTreeMap<u32, Suspicion>,
     timers: BTreeSet<(Instant, Timer)>,
@@ -358,6 +360,7 @@ impl Peer {
             keys,
             rng,
             members: Members::new(MemberId::new(name, addr), incarnation),
+            tag: NameTag::new(name),
             gossip: Broadcasts::default(),
             suspicions: BTreeMap::new(),
             timers,
@@ -508,7 +511,7 @@ impl Peer {
             Ok(datagram) => datagram,
             Err(reason) => return self.reject(reason),
         };
-        if datagram.sender == self.name() {
+        if self.is_me(datagram.sender) {
             return self.reject(Rejection::FromSelf);
         }
         self.stats.received += 1;
@@ -557,6 +560,11 @@ impl Peer {
     }
 
     // ----- helpers -----
+
+    /// Whether `name` is this peer's, mostly without reading the name (see [`NameTag`]).
+    fn is_me(&self, name: &str) -> bool {
+        self.tag.may_be(name) && name == self.name()
+    }
 
     fn reject(&mut self, reason: Rejection) {
         *self.stats.rejected.entry(reason).or_default() += 1;

@@ -27,7 +27,7 @@ pub(super) const MAX_RECHECKS: usize = 4;
 impl Peer {
     /// Applies one statement from gossip, a sync page, or our own probe.
     pub(super) fn apply(&mut self, now: Instant, update: &Update<'_>) {
-        if update.name == self.name() {
+        if self.is_me(update.name) {
             return self.about_me(now, update);
         }
         let index = self.members.find(update.name);
@@ -39,7 +39,7 @@ impl Peer {
     /// in a simulation of 10,000 peers).
     /// `accuser` says where the statement's accuser is, if the caller looked.
     fn apply_at(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>, accuser: Looked) {
-        debug_assert!(update.name != self.name(), "statements about ourselves go to about_me");
+        debug_assert!(!self.is_me(update.name), "statements about ourselves go to about_me");
         match update.state {
             MemberState::Up => self.apply_up(now, index, update),
             MemberState::Suspect => self.apply_suspect(now, index, update, accuser),
@@ -83,7 +83,7 @@ impl Peer {
     /// our own suspicion timeout, which it refutes if it is alive.
     pub(super) fn merge_page(&mut self, now: Instant, sender: Sender<'_>, entries: Entries<'_>) {
         for entry in entries.iter() {
-            if entry.state == MemberState::Down && entry.name != self.name() {
+            if entry.state == MemberState::Down && !self.is_me(entry.name) {
                 let accuser = entry.accuser.filter(|a| !a.is_empty()).or(Some(sender.name));
                 self.apply_from(now, &Update { state: MemberState::Suspect, accuser, ..entry }, sender);
             } else {
@@ -101,7 +101,7 @@ impl Peer {
     /// gets a suspicion timeout to refute (a peer that had heard the suspicion, as nearly
     /// all have when a member really failed, takes the `down` at once).
     pub(super) fn apply_from(&mut self, now: Instant, update: &Update<'_>, sender: Sender<'_>) {
-        if update.state == MemberState::Up || update.name == self.name() {
+        if update.state == MemberState::Up || self.is_me(update.name) {
             return self.apply(now, update);
         }
         // An accusation by the sender (the commonest) names it with the very string the
@@ -110,8 +110,7 @@ impl Peer {
             Some(at) if core::ptr::eq(name, sender.name) => Some(at),
             _ => self.members.find(name),
         });
-        let accuser_down = accuser
-            .is_some_and(|index| matches!(self.members.state(index), MemberState::Down | MemberState::Left));
+        let accuser_down = accuser.is_some_and(|index| self.members.gone(index));
         if !sender.trusted || accuser_down {
             self.stats.distrusted += 1;
             return;
