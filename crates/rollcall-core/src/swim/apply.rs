@@ -105,12 +105,18 @@ impl Peer {
             return self.apply(now, update);
         }
         // An accusation by the sender (the commonest) names it with the very string the
-        // datagram's header does: its slot is known already.
-        let accuser = update.accuser.and_then(|name| match sender.at {
-            Some(at) if core::ptr::eq(name, sender.name) => Some(at),
-            _ => self.members.find(name),
-        });
-        let accuser_down = accuser.is_some_and(|index| self.members.gone(index));
+        // datagram's header does: its slot is known already, and was just read (its state
+        // is read there, not from the bits, which would be one more cache miss).
+        let by_sender = update.accuser.is_some_and(|name| core::ptr::eq(name, sender.name));
+        let (accuser, accuser_down) = match sender.at {
+            Some(at) if by_sender => {
+                (Some(at), matches!(self.members.state(at), MemberState::Down | MemberState::Left))
+            }
+            _ => {
+                let accuser = update.accuser.and_then(|name| self.members.find(name));
+                (accuser, accuser.is_some_and(|index| self.members.gone(index)))
+            }
+        };
         if !sender.trusted || accuser_down {
             self.stats.distrusted += 1;
             return;
