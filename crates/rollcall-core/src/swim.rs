@@ -28,6 +28,7 @@
 mod apply;
 mod gossip;
 mod members;
+mod names;
 mod suspicion;
 mod sync;
 pub mod wire;

@@ -11,6 +11,7 @@
 //! Nothing here scans the table per tick: probe targets come from a shuffled ring walked by a
 //! cursor, random members from random positions in it.
 
+use super::names::NameIndex;
 use super::wire::MemberState;
 use crate::rng::Rng;
 use core::hash::{BuildHasherDefault, Hasher};
@@ -78,7 +79,7 @@ pub enum ProbeOrder {
 #[derive(Debug)]
 pub struct Roster {
     ids: Vec<Arc<MemberId>>,
-    index: HashMap<NameKey, u32, BuildHasherDefault<Fnv>>,
+    index: NameIndex,
     /// Each member's share of a table digest when it is `up` at incarnation 0, computed once
     /// here rather than once per peer and member.
     shares: Vec<u64>,
@@ -87,16 +88,18 @@ pub struct Roster {
 impl Roster {
     /// A roster of `ids`, in their order; at most [`Roster::MAX`] of them are kept.
     pub fn new(ids: impl IntoIterator<Item = Arc<MemberId>>) -> Arc<Roster> {
-        let mut roster = Roster { ids: Vec::new(), index: HashMap::default(), shares: Vec::new() };
+        let ids: Vec<Arc<MemberId>> = ids.into_iter().collect();
+        let index = NameIndex::with_capacity(ids.len().min(Roster::MAX));
+        let mut roster = Roster { ids: Vec::with_capacity(ids.len()), index, shares: Vec::new() };
         for id in ids {
             if roster.ids.len() >= Roster::MAX {
                 break;
             }
-            if roster.index.contains_key(&*id.name) {
+            if roster.find(&id.name).is_some() {
                 continue;
             }
             let number = roster.ids.len() as u32;
-            roster.index.insert(NameKey(id.clone()), number);
+            roster.index.insert(&id.name, number);
             roster.shares.push(contribution(&id, 0, MemberState::Up));
             roster.ids.push(id);
         }
@@ -120,7 +123,7 @@ impl Roster {
     }
 
     fn find(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
+        self.index.find(name, |number| &self.ids[number as usize].name)
     }
 }
 
