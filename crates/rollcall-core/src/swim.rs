@@ -28,6 +28,7 @@
 mod apply;
 mod gossip;
 mod members;
+mod names;
 mod suspicion;
 mod sync;
 pub mod wire;
@@ -39,9 +40,10 @@ pub use wire::{MemberState, Rejection};
 use crate::Transmit;
 use crate::keyring::KeyRing;
 use crate::rng::Rng;
+use apply::Sender;
 use core::time::Duration;
 use gossip::{Broadcasts, Owned};
-use members::Members;
+use members::{Members, NameTag};
 use rollcall_detect::Instant;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -303,6 +305,8 @@ pub struct Peer {
     keys: KeyRing,
     rng: Rng,
     members: Members,
+    /// This peer's name, tagged: see [`Peer::is_me`].
+    tag: NameTag,
     gossip: Broadcasts,
     suspicions: BTreeMap<u32, Suspicion>,
     timers: BTreeSet<(Instant, Timer)>,
@@ -357,6 +361,7 @@ impl Peer {
             keys,
             rng,
             members: Members::new(MemberId::new(name, addr), incarnation),
+            tag: NameTag::new(name),
             gossip: Broadcasts::default(),
             suspicions: BTreeMap::new(),
             timers,
@@ -507,7 +512,7 @@ impl Peer {
             Ok(datagram) => datagram,
             Err(reason) => return self.reject(reason),
         };
-        if datagram.sender == self.name() {
+        if self.is_me(datagram.sender) {
             return self.reject(Rejection::FromSelf);
         }
         self.stats.received += 1;
@@ -557,6 +562,11 @@ impl Peer {
 
     // ----- helpers -----
 
+    /// Whether `name` is this peer's, mostly without reading the name (see [`NameTag`]).
+    fn is_me(&self, name: &str) -> bool {
+        self.tag.may_be(name) && name == self.name()
+    }
+
     fn reject(&mut self, reason: Rejection) {
         *self.stats.rejected.entry(reason).or_default() += 1;
     }
@@ -568,18 +578,17 @@ impl Peer {
     }
 
     fn receive(&mut self, now: Instant, from: SocketAddr, datagram: &Datagram<'_>) {
-        self.apply_sender(now, from, datagram.sender, datagram.incarnation);
+        let at = self.apply_sender(now, from, datagram.sender, datagram.incarnation);
         // A sender we hold down or left has a view we cannot trust (it was cut off, or it
         // is a stale copy): its accusations of others are ignored until it refutes, but
         // what it says of itself and of us, and any `up`, still counts. Without this rule
         // a healed partition floods each side with suspicions of its own live members.
-        let trusted = self
-            .members
-            .find(datagram.sender)
+        let trusted = at
             .is_some_and(|index| matches!(self.members.state(index), MemberState::Up | MemberState::Suspect));
+        let sender = Sender { name: datagram.sender, at, trusted };
         // Piggybacked news first, so that a refutation rides on the ack sent below.
         for update in datagram.updates.iter() {
-            self.apply_from(now, &update, trusted);
+            self.apply_from(now, &update, sender);
         }
         match datagram.body {
             Body::Ping { seq, target } => {
@@ -594,7 +603,7 @@ impl Peer {
                 _ => self.stats.late_acks += 1,
             },
             Body::PingReq { seq, target, addr } => self.on_ping_req(now, from, seq, target, addr),
-            Body::Sync { .. } => self.on_sync(now, from, datagram, trusted),
+            Body::Sync { .. } => self.on_sync(now, from, datagram, sender),
             Body::Gossip => {}
         }
     }
@@ -761,18 +770,6 @@ impl Peer {
         self.next_seq
     }
 
-    /// The buddy rule: a ping to a member we suspect carries that suspicion, first.
-    fn suspect_note(&self, member: u32) -> Option<Owned> {
-        let slot = self.members.slot(member);
-        (slot.state == MemberState::Suspect).then(|| Owned {
-            state: MemberState::Suspect,
-            incarnation: slot.incarnation,
-            id: slot.id.clone(),
-            accuser: Some(Arc::from(self.name())),
-            addr: false,
-        })
-    }
-
     /// Encodes and queues one datagram: the body, `first` if any, then queued gossip.
     fn send(&mut self, to: SocketAddr, body: &Body<'_>, first: Option<Owned>) {
         let mut out = core::mem::take(&mut self.scratch);
@@ -802,22 +799,6 @@ impl Peer {
         self.stats.sent_bytes += out.len() as u64;
         self.scratch = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(wire::MAX_DATAGRAM));
         self.outbox.push_back(Transmit { to, payload: out });
-    }
-
-    /// What this peer states about table slot `index`, as an update.
-    fn entry(&self, index: u32) -> Owned {
-        let slot = self.members.slot(index);
-        let accuser = match slot.state {
-            MemberState::Suspect => self
-                .suspicions
-                .get(&index)
-                .map(|s| s.accusers[0].clone())
-                .or_else(|| Some(Arc::from(self.name()))),
-            MemberState::Down => Some(Arc::from(self.name())),
-            _ => None,
-        };
-        let (state, incarnation, id) = (slot.state, slot.incarnation, slot.id.clone());
-        Owned { state, incarnation, id, accuser, addr: true }
     }
 }
 

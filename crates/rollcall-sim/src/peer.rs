@@ -13,6 +13,7 @@
 
 mod check;
 mod engine;
+mod queue;
 mod report;
 
 pub use check::{PeerFindings, PeerViolation, completeness_bound};

@@ -11,8 +11,9 @@
 //! About ourselves, `suspect`, `down` or `left` at our incarnation or above is refuted: we
 //! take a larger incarnation and gossip `up` (and Lifeguard counts it against our health).
 
-use super::gossip::Owned;
-use super::suspicion::Suspicion;
+use super::gossip::{Name, Owned};
+use super::members::Members;
+use super::suspicion::{Accuser, Suspicion};
 use super::wire::{Body, Entries, MemberState, Update};
 use super::{MemberId, Peer, SwimEvent, Timer};
 use rollcall_detect::Instant;
@@ -26,22 +27,23 @@ pub(super) const MAX_RECHECKS: usize = 4;
 impl Peer {
     /// Applies one statement from gossip, a sync page, or our own probe.
     pub(super) fn apply(&mut self, now: Instant, update: &Update<'_>) {
-        if update.name == self.name() {
+        if self.is_me(update.name) {
             return self.about_me(now, update);
         }
         let index = self.members.find(update.name);
-        self.apply_at(now, index, update);
+        self.apply_at(now, index, update, Looked::No);
     }
 
     /// [`Peer::apply`] about another member, found at table slot `index` (or unknown): the
     /// callers that looked it up already save a second lookup (hundreds of millions of them
     /// in a simulation of 10,000 peers).
-    fn apply_at(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
-        debug_assert!(update.name != self.name(), "statements about ourselves go to about_me");
+    /// `accuser` says where the statement's accuser is, if the caller looked.
+    fn apply_at(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>, accuser: Looked) {
+        debug_assert!(!self.is_me(update.name), "statements about ourselves go to about_me");
         match update.state {
             MemberState::Up => self.apply_up(now, index, update),
-            MemberState::Suspect => self.apply_suspect(now, index, update),
-            MemberState::Down | MemberState::Left => self.apply_down(now, index, update),
+            MemberState::Suspect => self.apply_suspect(now, index, update, accuser),
+            MemberState::Down | MemberState::Left => self.apply_down(now, index, update, accuser),
         }
     }
 
@@ -52,30 +54,40 @@ impl Peer {
     /// gossip had run its course, otherwise kept it for the whole timeout and declared a
     /// live member down (the sweep in docs/PEER.md); the suspect's next datagram to it now
     /// ends that.
-    pub(super) fn apply_sender(&mut self, now: Instant, from: SocketAddr, name: &str, incarnation: u32) {
+    ///
+    /// Returns the sender's slot, if the table holds it (now).
+    pub(super) fn apply_sender(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        name: &str,
+        incarnation: u32,
+    ) -> Option<u32> {
         let index = self.members.find(name);
         let held = index.map(|index| self.members.slot(index));
         if held.is_some_and(|slot| incarnation <= slot.incarnation) {
-            return;
+            return index;
         }
         // A known member keeps the address it is known by (the source address of a
         // datagram may differ from the one it advertises).
         let addr = held.map_or(from, |slot| slot.id.addr);
         let update = Update { state: MemberState::Up, incarnation, name, addr: Some(addr), accuser: None };
         // The sender is never this peer: `handle_datagram` rejects datagrams in our name.
-        self.apply_at(now, index, &update);
+        self.apply_at(now, index, &update, Looked::No);
+        // A member new to us may have joined the table just now.
+        index.or_else(|| self.members.find(name))
     }
 
     /// A sync page: like gossip, except that `down` counts as `suspect` (memberlist's merge
     /// rule), so that one peer's stale verdict cannot kill a member outright; it must fail
     /// our own suspicion timeout, which it refutes if it is alive.
-    pub(super) fn merge_page(&mut self, now: Instant, sender: &str, entries: Entries<'_>, trusted: bool) {
+    pub(super) fn merge_page(&mut self, now: Instant, sender: Sender<'_>, entries: Entries<'_>) {
         for entry in entries.iter() {
-            if entry.state == MemberState::Down && entry.name != self.name() {
-                let accuser = entry.accuser.filter(|a| !a.is_empty()).or(Some(sender));
-                self.apply_from(now, &Update { state: MemberState::Suspect, accuser, ..entry }, trusted);
+            if entry.state == MemberState::Down && !self.is_me(entry.name) {
+                let accuser = entry.accuser.filter(|a| !a.is_empty()).or(Some(sender.name));
+                self.apply_from(now, &Update { state: MemberState::Suspect, accuser, ..entry }, sender);
             } else {
-                self.apply_from(now, &entry, trusted);
+                self.apply_from(now, &entry, sender);
             }
         }
     }
@@ -88,24 +100,34 @@ impl Peer {
     /// peer's `down` of a member we hold `up` only starts our own suspicion, so the member
     /// gets a suspicion timeout to refute (a peer that had heard the suspicion, as nearly
     /// all have when a member really failed, takes the `down` at once).
-    pub(super) fn apply_from(&mut self, now: Instant, update: &Update<'_>, trusted: bool) {
-        if update.state == MemberState::Up || update.name == self.name() {
+    pub(super) fn apply_from(&mut self, now: Instant, update: &Update<'_>, sender: Sender<'_>) {
+        if update.state == MemberState::Up || self.is_me(update.name) {
             return self.apply(now, update);
         }
-        let accuser_down = update
-            .accuser
-            .and_then(|name| self.members.find(name))
-            .is_some_and(|index| matches!(self.members.state(index), MemberState::Down | MemberState::Left));
-        if !trusted || accuser_down {
+        // An accusation by the sender (the commonest) names it with the very string the
+        // datagram's header does: its slot is known already, and was just read (its state
+        // is read there, not from the bits, which would be one more cache miss).
+        let by_sender = update.accuser.is_some_and(|name| core::ptr::eq(name, sender.name));
+        let (accuser, accuser_down) = match sender.at {
+            Some(at) if by_sender => {
+                (Some(at), matches!(self.members.state(at), MemberState::Down | MemberState::Left))
+            }
+            _ => {
+                let accuser = update.accuser.and_then(|name| self.members.find(name));
+                (accuser, accuser.is_some_and(|index| self.members.gone(index)))
+            }
+        };
+        if !sender.trusted || accuser_down {
             self.stats.distrusted += 1;
             return;
         }
         let index = self.members.find(update.name);
         let held_up = index.is_some_and(|index| self.members.state(index) == MemberState::Up);
+        let accuser = Looked::At(accuser);
         if update.state == MemberState::Down && held_up {
-            self.apply_at(now, index, &Update { state: MemberState::Suspect, ..*update });
+            self.apply_at(now, index, &Update { state: MemberState::Suspect, ..*update }, accuser);
         } else {
-            self.apply_at(now, index, update);
+            self.apply_at(now, index, update, accuser);
         }
     }
 
@@ -170,7 +192,7 @@ impl Peer {
         self.changed(now, index, Some(from), None, moved.is_some());
     }
 
-    fn apply_suspect(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
+    fn apply_suspect(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>, looked: Looked) {
         // Suspicion of a member we do not know is dropped (memberlist does the same): it
         // will reach us again as `up` or `down` if it matters.
         let Some(index) = index else { return };
@@ -178,22 +200,21 @@ impl Peer {
         if update.incarnation < slot.incarnation {
             return;
         }
-        // Borrowed, not allocated: most suspicions heard are old news (or about members
-        // already down), and change nothing.
-        let mine;
-        let accuser: &str = match update.accuser {
-            Some(name) if !name.is_empty() => name,
-            _ => {
-                mine = self.members.slot(0).id.clone();
-                &mine.name
-            }
+        // No accuser (or an empty one) is this peer. The accuser is kept by slot, not by
+        // name: most suspicions heard are old news, or about members already down, and a
+        // confirmation is checked against the others without comparing names.
+        let (name, at) = match update.accuser {
+            Some(name) if !name.is_empty() => (Some(name), looked.or_find(&self.members, name)),
+            _ => (None, Some(0)),
         };
+        let accuser = || at.map_or_else(|| Accuser::Name(Arc::from(name.unwrap_or_default())), Accuser::Slot);
         match slot.state {
             MemberState::Down | MemberState::Left => {}
             MemberState::Suspect => {
+                let members = &self.members;
                 let Some(suspicion) = self.suspicions.get_mut(&index) else { return };
                 let old = suspicion.deadline;
-                if suspicion.confirm(accuser) {
+                if suspicion.confirm(|held| same_accuser(members, held, at, name), accuser) {
                     // An independent confirmation: the deadline moves earlier, and the news
                     // is passed on so that others can count it too.
                     let new = suspicion.deadline;
@@ -202,23 +223,24 @@ impl Peer {
                     let id = slot.id.clone();
                     let incarnation = slot.incarnation;
                     let state = MemberState::Suspect;
-                    let accuser = Some(Arc::from(accuser));
+                    let accuser = Some(self.accuser_name(&accuser()));
                     self.gossip.push(index, Owned { state, incarnation, id, accuser, addr: false });
                 }
             }
             MemberState::Up => {
-                let accuser: Arc<str> = Arc::from(accuser);
+                let accuser = accuser();
+                let name = self.accuser_name(&accuser);
                 self.members.set(index, MemberState::Suspect, update.incarnation, None, &mut self.rng);
                 let n = self.members.live();
-                let suspicion = Suspicion::new(&self.config, n, update.incarnation, accuser.clone(), now);
+                let suspicion = Suspicion::new(&self.config, n, update.incarnation, accuser, now);
                 self.timers.insert((suspicion.deadline, Timer::Suspicion(index)));
                 self.suspicions.insert(index, suspicion);
-                self.changed(now, index, Some(MemberState::Up), Some(accuser), false);
+                self.changed(now, index, Some(MemberState::Up), Some(name), false);
             }
         }
     }
 
-    fn apply_down(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>) {
+    fn apply_down(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>, looked: Looked) {
         let Some(index) = index else { return };
         let slot = self.members.slot(index);
         let from = slot.state;
@@ -230,7 +252,11 @@ impl Peer {
         if !overrides || update.incarnation < slot.incarnation {
             return;
         }
-        let accuser = update.accuser.filter(|a| !a.is_empty()).map(Arc::from);
+        let accuser =
+            update.accuser.filter(|a| !a.is_empty()).map(|name| match looked.or_find(&self.members, name) {
+                Some(at) => Name::Member(self.members.slot(at).id.clone()),
+                None => Name::Own(Arc::from(name)),
+            });
         self.members.set(index, update.state, update.incarnation, None, &mut self.rng);
         self.suspicions.remove(&index);
         self.changed(now, index, Some(from), accuser, false);
@@ -250,7 +276,7 @@ impl Peer {
             return;
         }
         self.members.set(index, MemberState::Down, incarnation, None, &mut self.rng);
-        let me = Arc::from(self.name());
+        let me = Name::Member(self.members.slot(0).id.clone());
         self.changed(now, index, Some(MemberState::Suspect), Some(me), false);
     }
 
@@ -272,12 +298,11 @@ impl Peer {
     /// once per round-robin round (200 periods at 200 peers), and a sync page names a
     /// fraction of the table. The sweep in docs/PEER.md traced its last false down to this.
     pub(super) fn recheck_suspects(&mut self, now: Instant) {
-        let me = self.name();
         let due: Vec<u32> = self
             .suspicions
             .iter()
             .filter(|(_, suspicion)| {
-                suspicion.accusers.first().is_some_and(|first| &**first == me)
+                matches!(suspicion.accusers.first(), Some(Accuser::Slot(0)))
                     || now >= suspicion.started + suspicion.min
             })
             .map(|(&index, _)| index)
@@ -291,6 +316,46 @@ impl Peer {
         }
     }
 
+    /// The buddy rule: a ping to a member we suspect carries that suspicion, first.
+    pub(super) fn suspect_note(&self, member: u32) -> Option<Owned> {
+        let slot = self.members.slot(member);
+        (slot.state == MemberState::Suspect).then(|| Owned {
+            state: MemberState::Suspect,
+            incarnation: slot.incarnation,
+            id: slot.id.clone(),
+            accuser: Some(Name::Member(self.members.slot(0).id.clone())),
+            addr: false,
+        })
+    }
+
+    /// What this peer states about table slot `index`, as an update.
+    pub(super) fn entry(&self, index: u32) -> Owned {
+        self.entry_by(index, None)
+    }
+
+    /// [`Peer::entry`], with `accuser` as the accuser if given (who just accused).
+    fn entry_by(&self, index: u32, accuser: Option<Name>) -> Owned {
+        let slot = self.members.slot(index);
+        let me = || Some(Name::Member(self.members.slot(0).id.clone()));
+        let accuser = accuser.or_else(|| match slot.state {
+            MemberState::Suspect => {
+                self.suspicions.get(&index).map(|s| self.accuser_name(&s.accusers[0])).or_else(me)
+            }
+            MemberState::Down => me(),
+            _ => None,
+        });
+        let (state, incarnation, id) = (slot.state, slot.incarnation, slot.id.clone());
+        Owned { state, incarnation, id, accuser, addr: true }
+    }
+
+    /// An accuser's name, for gossip: shared with the table's identity when it is a member.
+    fn accuser_name(&self, accuser: &Accuser) -> Name {
+        match accuser {
+            Accuser::Slot(at) => Name::Member(self.members.slot(*at).id.clone()),
+            Accuser::Name(name) => Name::Own(name.clone()),
+        }
+    }
+
     /// Gossips a member's new state, with its address if `addr` (an `up` of a member new to
     /// us, or at a new address), and reports it if the state itself changed.
     fn changed(
@@ -298,15 +363,12 @@ impl Peer {
         now: Instant,
         index: u32,
         from: Option<MemberState>,
-        accuser: Option<Arc<str>>,
+        accuser: Option<Name>,
         addr: bool,
     ) {
         let slot = self.members.slot(index);
-        let mut update = self.entry(index);
+        let mut update = self.entry_by(index, accuser);
         update.addr = addr;
-        if accuser.is_some() {
-            update.accuser = accuser;
-        }
         if from != Some(slot.state) {
             self.events.push_back(SwimEvent::Member {
                 member: slot.id.clone(),
@@ -317,5 +379,44 @@ impl Peer {
             });
         }
         self.gossip.push(index, update);
+    }
+}
+
+/// The sender of the statements being applied: its name (as the datagram's header has it),
+/// its slot if the table holds it, and whether its accusations of others count (see
+/// `Peer::receive`).
+#[derive(Clone, Copy)]
+pub(super) struct Sender<'a> {
+    pub name: &'a str,
+    pub at: Option<u32>,
+    pub trusted: bool,
+}
+
+/// Where a statement's accuser sits in our table: looked up already by the caller (`At`,
+/// `None` if the table does not hold it), or not yet.
+#[derive(Clone, Copy)]
+pub(super) enum Looked {
+    No,
+    At(Option<u32>),
+}
+
+impl Looked {
+    fn or_find(self, members: &Members, name: &str) -> Option<u32> {
+        match self {
+            Looked::At(at) => at,
+            Looked::No => members.find(name),
+        }
+    }
+}
+
+/// Whether `held` is the accuser named `name` (`None`: this peer), found at slot `at`.
+/// Slots are compared as numbers; a name the table did not hold when it accused may have
+/// joined it since, so a name is compared with the other side's name.
+fn same_accuser(members: &Members, held: &Accuser, at: Option<u32>, name: Option<&str>) -> bool {
+    let name = || name.unwrap_or_else(|| &members.slot(0).id.name);
+    match (held, at) {
+        (Accuser::Slot(held), Some(at)) => *held == at,
+        (Accuser::Slot(held), None) => *members.slot(*held).id.name == *name(),
+        (Accuser::Name(held), _) => **held == *name(),
     }
 }

@@ -17,7 +17,7 @@ pub(crate) struct Owned {
     pub state: MemberState,
     pub incarnation: u32,
     pub id: Arc<MemberId>,
-    pub accuser: Option<Arc<str>>,
+    pub accuser: Option<Name>,
     /// Whether an `up` statement carries the address (see `wire::Update::addr`).
     pub addr: bool,
 }
@@ -29,7 +29,25 @@ impl Owned {
             incarnation: self.incarnation,
             name: &self.id.name,
             addr: self.addr.then_some(self.id.addr),
-            accuser: self.accuser.as_deref(),
+            accuser: self.accuser.as_ref().map(Name::as_str),
+        }
+    }
+}
+
+/// A name a queued update holds (an accuser's): nearly always a member of the table, whose
+/// identity it shares at the cost of a reference count, so that no statement allocates;
+/// its own copy only for an accuser the table does not hold.
+#[derive(Clone, Debug)]
+pub(crate) enum Name {
+    Member(Arc<MemberId>),
+    Own(Arc<str>),
+}
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Member(id) => &id.name,
+            Name::Own(name) => name,
         }
     }
 }

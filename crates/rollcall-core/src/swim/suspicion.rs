@@ -45,12 +45,12 @@ pub(crate) struct Suspicion {
     pub max: Duration,
     pub k: u32,
     /// The first accuser, then each distinct confirmer (at most `k` of them count).
-    pub accusers: Vec<Arc<str>>,
+    pub accusers: Vec<Accuser>,
     pub deadline: Instant,
 }
 
 impl Suspicion {
-    pub fn new(config: &SwimConfig, n: u32, incarnation: u32, accuser: Arc<str>, now: Instant) -> Suspicion {
+    pub fn new(config: &SwimConfig, n: u32, incarnation: u32, accuser: Accuser, now: Instant) -> Suspicion {
         let (min, max) = suspicion_bounds(config, n);
         let k = expected_confirmations(config, n);
         let mut suspicion =
@@ -67,15 +67,26 @@ impl Suspicion {
         suspicion_timeout(self.min, self.max, self.k, self.confirmations())
     }
 
-    /// Records `accuser`; true (and a new, earlier deadline) if it is a new, counted one.
-    pub fn confirm(&mut self, accuser: &str) -> bool {
-        if self.confirmations() >= self.k || self.accusers.iter().any(|a| &**a == accuser) {
+    /// Records the accuser `made` would return, unless `same` says it accused already;
+    /// true (and a new, earlier deadline) if it is a new, counted one.
+    pub fn confirm(&mut self, same: impl Fn(&Accuser) -> bool, made: impl FnOnce() -> Accuser) -> bool {
+        if self.confirmations() >= self.k || self.accusers.iter().any(same) {
             return false;
         }
-        self.accusers.push(Arc::from(accuser));
+        self.accusers.push(made());
         self.deadline = self.started + self.timeout();
         true
     }
+}
+
+/// Who accused a member: a member of our table, by slot (slot 0 is this peer), which is
+/// compared as a number and costs no allocation; or, rarely, a name the table does not
+/// hold. Slots are never reused and each holds one name for good, so two accusers are the
+/// same member exactly when their slots are equal (see `Peer::same_accuser`).
+#[derive(Clone, Debug)]
+pub(crate) enum Accuser {
+    Slot(u32),
+    Name(Arc<str>),
 }
 
 /// Lifeguard's local health multiplier ("awareness" in memberlist): a score in

@@ -11,6 +11,7 @@
 //! saving of wire version 2: they used to be full pages sent every 2 s to dead members.
 
 use super::Peer;
+use super::apply::Sender;
 use super::wire::{Body, Datagram, Entries, MemberState, Writer};
 use rollcall_detect::Instant;
 use std::net::SocketAddr;
@@ -31,9 +32,15 @@ pub(super) enum Page {
 
 impl Peer {
     /// A sync page arrived: merge it, then answer if asked (see the module doc).
-    pub(super) fn on_sync(&mut self, now: Instant, from: SocketAddr, datagram: &Datagram<'_>, trusted: bool) {
+    pub(super) fn on_sync(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &Datagram<'_>,
+        sender: Sender<'_>,
+    ) {
         let Body::Sync { reply, digest, entries } = datagram.body else { return };
-        self.merge_page(now, datagram.sender, entries, trusted);
+        self.merge_page(now, sender, entries);
         if !reply || self.leaving {
             return;
         }

@@ -570,6 +570,36 @@ fn a_roster_builds_the_table_add_known_builds() {
     }
 }
 
+/// The roster's index compares a name's length and first bytes before the whole name:
+/// names that share them, long or short, are still told apart, and names it does not
+/// hold are not found.
+#[test]
+fn a_roster_tells_apart_names_with_the_same_first_bytes() {
+    // Many names of one length and head, so that lookups probe past entries that match
+    // them but for the tail.
+    let long = |i: usize| format!("{}-{i:04}", "a".repeat(50));
+    let names: Vec<String> = ["node-1", "node-10", "a-long-member-name-1", "a-long-member-name-2", "node-1"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..500).map(long))
+        .collect();
+    let at = |i: usize| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0a01_0000 + i as u32), 7946));
+    let roster = Roster::new(names.iter().enumerate().map(|(i, n)| MemberId::new(n, at(i))));
+    assert_eq!(roster.len(), names.len() - 1, "the duplicate is dropped");
+    let mut peer = Peer::new(SwimConfig::default(), "me", addr(0), keys(1, 7), 0, 9, Instant::ZERO).unwrap();
+    peer.add_roster(&roster);
+    for name in &names {
+        assert!(peer.member(name).is_some(), "{name}");
+    }
+    for absent in ["node-2", "node-", "a-long-member-name-3", "a-long-member-name-", "me-too"] {
+        assert!(peer.member(absent).is_none(), "{absent}");
+    }
+    for absent in (500..1000).map(long) {
+        assert!(peer.member(&absent).is_none(), "{absent}");
+    }
+    assert!(peer.member("me").is_some(), "the peer itself is in its table");
+}
+
 /// What makes 10,000 simulated peers fit in memory: 8 bytes per slot.
 #[test]
 fn a_slot_is_eight_bytes() {

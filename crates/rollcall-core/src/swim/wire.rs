@@ -431,7 +431,7 @@ impl<'b, 's> Writer<'b, 's> {
         };
         let accuser = match update.accuser {
             _ if !update.state.has_accuser() => 0,
-            Some(name) if name == self.sender => 0,
+            Some(name) if same_name(name, self.sender) => 0,
             accuser => 1 + accuser.map_or(0, str::len),
         };
         1 + varint_len(update.incarnation) + 1 + update.name.len() + addr + accuser
@@ -510,7 +510,7 @@ fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 }
 
 fn put_update(out: &mut Vec<u8>, update: &Update<'_>, sender: &str) {
-    let by_sender = update.state.has_accuser() && update.accuser == Some(sender);
+    let by_sender = update.state.has_accuser() && update.accuser.is_some_and(|name| same_name(name, sender));
     let addr = update.addr.filter(|_| update.state == MemberState::Up);
     let flags = if by_sender { SENDER_ACCUSES } else { 0 } | if addr.is_some() { HAS_ADDR } else { 0 };
     out.push(update.state.code() | flags);
@@ -522,6 +522,13 @@ fn put_update(out: &mut Vec<u8>, update: &Update<'_>, sender: &str) {
     if update.state.has_accuser() && !by_sender {
         put_name_or_empty(out, update.accuser.unwrap_or(""));
     }
+}
+
+/// `a == b`, by address first: a statement this peer made names it with the very string
+/// the writer has for the sender (the table's own identity), and comparing bytes would cost
+/// a read of both.
+fn same_name(a: &str, b: &str) -> bool {
+    core::ptr::eq(a, b) || a == b
 }
 
 fn put_name_or_empty(out: &mut Vec<u8>, name: &str) {

@@ -17,17 +17,16 @@
 
 use crate::engine::Progress;
 use crate::net::{Fate, Path};
+use crate::peer::queue::Queue;
 use crate::peer::{PeerSettings, Start};
 use crate::plan::{Action, Plan, instant, plan};
 use crate::rng::{Purpose, Rng};
 use crate::scenario::Scenario;
 use crate::trace::{NetStats, NodeTruth, span_at};
-use core::cmp::Reverse;
 use core::time::Duration;
 use rollcall_core::swim::wire::{self, Body};
 use rollcall_core::swim::{MemberId, MemberState, Peer, Roster, SwimConfig, SwimEvent};
 use rollcall_core::{Instant, KeyRing};
-use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -131,8 +130,6 @@ enum Event {
     },
 }
 
-type Queued = crate::trace::Queued<Event>;
-
 struct Node {
     peer: Option<Peer>,
     path: Path,
@@ -154,8 +151,7 @@ struct Engine<'a> {
     /// Every node, shared by the peers' tables at a warm start (12 bytes per member each).
     roster: Arc<Roster>,
     nodes: Vec<Node>,
-    queue: BinaryHeap<Reverse<Queued>>,
-    order: u64,
+    queue: Queue<Event>,
     trace: PeerTrace,
     outgoing: Vec<(SocketAddr, Vec<u8>)>,
     start: Start,
@@ -198,8 +194,7 @@ pub fn run(
         ids,
         roster,
         nodes: Vec::with_capacity(n as usize),
-        queue: BinaryHeap::with_capacity(n as usize * 4),
-        order: 0,
+        queue: Queue::with_capacity(n as usize * 4),
         trace: PeerTrace {
             seed: scenario.seed,
             end: instant(scenario.duration),
@@ -245,8 +240,7 @@ pub fn run(
 
 impl Engine<'_> {
     fn push(&mut self, at: Instant, event: Event) {
-        self.order += 1;
-        self.queue.push(Reverse(Queued { at, order: self.order, event }));
+        self.queue.push(at, event);
     }
 
     /// Starts (or restarts) node `index`'s peer at `incarnation`.
@@ -295,12 +289,11 @@ impl Engine<'_> {
                 events,
             })
         };
-        while let Some(Reverse(queued)) = self.queue.pop() {
-            if queued.at > end {
+        while let Some((now, event)) = self.queue.pop() {
+            if now > end {
                 break;
             }
-            let now = queued.at;
-            match queued.event {
+            match event {
                 Event::Deliver { to, from, bytes } => self.deliver(to, from, bytes, now),
                 Event::Wake { node } => self.wake(node, now),
                 Event::Resume { node } => self.resume(node, now),
@@ -485,13 +478,7 @@ impl Engine<'_> {
                     } else {
                         bytes.clone().unwrap_or_default()
                     };
-                    self.order += 1;
-                    let at = now + latency;
-                    self.queue.push(Reverse(Queued {
-                        at,
-                        order: self.order,
-                        event: Event::Deliver { to, from, bytes: payload },
-                    }));
+                    self.queue.push(now + latency, Event::Deliver { to, from, bytes: payload });
                 }
             }
         }
