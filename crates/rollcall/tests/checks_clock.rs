@@ -30,6 +30,7 @@ fn cron_checks_follow_the_wall_clock_when_it_is_stepped_back_then_forward() {
     let clock = FakeClock::new(sandbox.path(), true_offset_s + 40);
     let monitor =
         Monitor::start_env(&sandbox, &config, "127.0.0.1:0".parse().expect("an address"), &clock.env());
+    clock.preloaded_into(monitor.pid());
     let true_ms = || now_ms() + true_offset_s * 1000;
 
     // NTP steps the monitor's clock back to true time: pings are stamped with it at once.
@@ -77,6 +78,22 @@ fn cron_checks_follow_the_wall_clock_when_it_is_stepped_back_then_forward() {
 /// libfaketime's offset file: `+N` seconds ahead of the real clock.
 struct FakeClock {
     file: PathBuf,
+    /// The process libfaketime was preloaded into: dropped after the monitor (declared
+    /// before it), the clock removes the shared-memory files libfaketime made for it, which
+    /// it removes itself only when the process exits normally (this one is killed).
+    process: std::cell::Cell<Option<u32>>,
+}
+
+impl Drop for FakeClock {
+    fn drop(&mut self) {
+        if let Some(pid) = self.process.get() {
+            for leftover in
+                [format!("/dev/shm/faketime_shm_{pid}"), format!("/dev/shm/sem.faketime_sem_{pid}")]
+            {
+                let _ = std::fs::remove_file(leftover);
+            }
+        }
+    }
 }
 
 impl FakeClock {
@@ -85,9 +102,13 @@ impl FakeClock {
             Path::new(LIBFAKETIME).exists(),
             "{LIBFAKETIME} is missing: install the Debian package `faketime`"
         );
-        let clock = FakeClock { file: dir.join("faketime") };
+        let clock = FakeClock { file: dir.join("faketime"), process: std::cell::Cell::new(None) };
         clock.set(ahead_s);
         clock
+    }
+
+    fn preloaded_into(&self, pid: u32) {
+        self.process.set(Some(pid));
     }
 
     fn set(&self, ahead_s: i64) {
