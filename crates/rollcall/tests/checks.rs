@@ -524,6 +524,58 @@ fn a_failing_check_fires_and_resolves_an_alert_at_a_webhook() {
     assert_eq!(resolved["labels"], json!({"team": "ops"}), "{resolved}");
 }
 
+/// The store holds a run of pings open for a few milliseconds to commit them together
+/// (docs/STORE.md); a page never waits behind it. One job pings without pause while another
+/// fails: the failure pages while the pings go on, and its down is in the store file by then.
+#[test]
+fn a_failing_check_pages_while_another_is_pinged_without_pause() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let extra = format!(
+        "[pings]\nper_token_rate = 100000.0\nper_token_burst = 100000\nper_source_rate = 100000.0\n\
+         per_source_burst = 100000\n\n[[sink]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\
+         timeout = \"5s\"\n",
+        receiver.url()
+    );
+    let checks = format!("{}{}", check_toml("busy", "1h", "1h"), check_toml("nightly", "1h", "1h"));
+    let monitor = Monitor::start(&sandbox, &config(&checks, &extra));
+    let api = Api::new(&monitor);
+    expect_state(&api.ping("GET", &format!("/ping/{}", token_of("nightly")), b""), "up");
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let pinged = std::thread::scope(|scope| {
+        let pinger = scope.spawn(|| {
+            let busy = format!("/ping/{}", token_of("busy"));
+            let mut answered = 0u32;
+            // Bounded in count as well as by the flag.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && answered < 200_000 {
+                assert_eq!(api.ping("GET", &busy, b"").status, 200);
+                answered += 1;
+            }
+            answered
+        });
+        expect_state(&api.ping("POST", &format!("/ping/{}/fail", token_of("nightly")), b"disk full"), "down");
+        let firing = wait_for_alert(&monitor, &receiver, "firing");
+        let still_pinging = !pinger.is_finished();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(still_pinging, "the pings went on while the page was made");
+        assert_eq!(firing["subject"], json!({"kind": "check", "id": "nightly"}), "{firing}");
+        pinger.join().expect("the pinger ran")
+    });
+    assert!(pinged > 0);
+    let path = sandbox.data_dir().join("rollcall.db");
+    let store = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|error| panic!("open {}: {error}", path.display()));
+    let downs: i64 = store
+        .query_row(
+            "SELECT count(*) FROM transitions WHERE node = 'nightly' AND to_state = 'down'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the transitions table");
+    assert_eq!(downs, 1, "the down is committed (the page is sent only from committed rows)");
+}
+
 // ---- helpers ----
 
 /// A monitor config with the API token, `checks` (`[[check]]` tables) and `extra` tables.
