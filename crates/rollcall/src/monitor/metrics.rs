@@ -385,7 +385,7 @@ fn render_receive_path(registry: &mut Registry, stats: &StatsSnapshot) {
     render_receive_threads(registry, &stats.receive_threads);
     registry.register(
         "store_commit_seconds",
-        "From queueing a batch of writes to its commit in the store",
+        "From queueing a batch of writes to its commit in the store (pings alone wait up to 10 ms for more)",
         stats.store_commit_seconds.clone(),
     );
 }
