@@ -307,7 +307,7 @@ impl Peer {
             .suspicions
             .iter()
             .filter(|(_, suspicion)| {
-                matches!(suspicion.accusers.first(), Some(Accuser::Slot(0)))
+                matches!(suspicion.accusers.first(), Accuser::Slot(0))
                     || now >= suspicion.started + suspicion.min
             })
             .map(|(&index, _)| index)
@@ -344,7 +344,7 @@ impl Peer {
         let me = || Some(Name::Member(self.members.slot(0).id.clone()));
         let accuser = accuser.or_else(|| match slot.state {
             MemberState::Suspect => {
-                self.suspicions.get(&index).map(|s| self.accuser_name(&s.accusers[0])).or_else(me)
+                self.suspicions.get(&index).map(|s| self.accuser_name(s.accusers.first())).or_else(me)
             }
             MemberState::Down => me(),
             _ => None,
