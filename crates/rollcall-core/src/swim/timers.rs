@@ -71,7 +71,7 @@ mod tests {
                 _ => Timer::Nack((x >> 20) as u32 % 4),
             };
             match step % 5 {
-                0 | 1 | 2 => {
+                0..=2 => {
                     timers.insert((at, timer));
                     set.insert((at, timer));
                 }
