@@ -31,6 +31,7 @@ mod members;
 mod names;
 mod suspicion;
 mod sync;
+mod timers;
 pub mod wire;
 
 pub use members::{MemberId, ProbeOrder, Roster};
@@ -45,11 +46,12 @@ use core::time::Duration;
 use gossip::{Broadcasts, Owned};
 use members::{Members, NameTag};
 use rollcall_detect::Instant;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use suspicion::{Health, Suspicion};
 use sync::Page;
+use timers::Timers;
 use wire::{Body, Datagram, Update, Writer};
 
 /// A peer's settings. [`SwimConfig::default`] is memberlist's LAN profile where SWIM and
@@ -309,7 +311,7 @@ pub struct Peer {
     tag: NameTag,
     gossip: Broadcasts,
     suspicions: BTreeMap<u32, Suspicion>,
-    timers: BTreeSet<(Instant, Timer)>,
+    timers: Timers,
     probe: Option<Probe>,
     forwards: BTreeMap<u32, Forward>,
     next_seq: u32,
@@ -341,7 +343,7 @@ impl Peer {
     ) -> Result<Peer, SwimConfigError> {
         validate(&config, name)?;
         let mut rng = Rng::new(seed);
-        let mut timers = BTreeSet::new();
+        let mut timers = Timers::default();
         // Random phases so that peers started together do not probe and sync in lockstep.
         let gossip = config.gossip_interval.map(|span| (Timer::Gossip, span));
         for (timer, span) in [

@@ -64,13 +64,12 @@ impl Peer {
         incarnation: u32,
     ) -> Option<u32> {
         let index = self.members.find(name);
-        let held = index.map(|index| self.members.slot(index));
-        if held.is_some_and(|slot| incarnation <= slot.incarnation) {
+        if index.is_some_and(|index| incarnation <= self.members.incarnation(index)) {
             return index;
         }
         // A known member keeps the address it is known by (the source address of a
         // datagram may differ from the one it advertises).
-        let addr = held.map_or(from, |slot| slot.id.addr);
+        let addr = index.map_or(from, |index| self.members.slot(index).id.addr);
         let update = Update { state: MemberState::Up, incarnation, name, addr: Some(addr), accuser: None };
         // The sender is never this peer: `handle_datagram` rejects datagrams in our name.
         self.apply_at(now, index, &update, Looked::No);
@@ -196,6 +195,11 @@ impl Peer {
         // Suspicion of a member we do not know is dropped (memberlist does the same): it
         // will reach us again as `up` or `down` if it matters.
         let Some(index) = index else { return };
+        // Most suspicions heard are of members already down: the state words say so
+        // without reading the slot (it would be ignored at any incarnation).
+        if self.members.gone(index) {
+            return;
+        }
         let slot = self.members.slot(index);
         if update.incarnation < slot.incarnation {
             return;
@@ -242,14 +246,15 @@ impl Peer {
 
     fn apply_down(&mut self, now: Instant, index: Option<u32>, update: &Update<'_>, looked: Looked) {
         let Some(index) = index else { return };
-        let slot = self.members.slot(index);
-        let from = slot.state;
+        // The state from the state words: a `down` of a member already down (the commonest)
+        // is settled without reading its slot.
+        let from = self.members.state(index);
         let overrides = match from {
             MemberState::Up | MemberState::Suspect => true,
             MemberState::Down => update.state == MemberState::Left,
             MemberState::Left => false,
         };
-        if !overrides || update.incarnation < slot.incarnation {
+        if !overrides || update.incarnation < self.members.incarnation(index) {
             return;
         }
         let accuser =
@@ -302,7 +307,7 @@ impl Peer {
             .suspicions
             .iter()
             .filter(|(_, suspicion)| {
-                matches!(suspicion.accusers.first(), Some(Accuser::Slot(0)))
+                matches!(suspicion.accusers.first(), Accuser::Slot(0))
                     || now >= suspicion.started + suspicion.min
             })
             .map(|(&index, _)| index)
@@ -339,7 +344,7 @@ impl Peer {
         let me = || Some(Name::Member(self.members.slot(0).id.clone()));
         let accuser = accuser.or_else(|| match slot.state {
             MemberState::Suspect => {
-                self.suspicions.get(&index).map(|s| self.accuser_name(&s.accusers[0])).or_else(me)
+                self.suspicions.get(&index).map(|s| self.accuser_name(s.accusers.first())).or_else(me)
             }
             MemberState::Down => me(),
             _ => None,
