@@ -6,6 +6,7 @@ mod wire;
 
 use super::*;
 use crate::keyring::Key;
+use core::time::Duration;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
