@@ -248,20 +248,27 @@ impl PhiAccrual {
         // so the window is never empty and the division is safe.
         let window = &self.samples[..usize::from(self.len)];
         debug_assert!(!window.is_empty(), "seeded at creation, never emptied");
-        let n = window.len() as f64;
-        let mean = window.iter().map(|&s| f64::from(s)).sum::<f64>() / n;
-        // Two passes rather than `E[x^2] - E[x]^2`, which cancels catastrophically when the
-        // intervals are large and nearly equal (the common, regular case).
-        let variance = window.iter().map(|&s| (f64::from(s) - mean).powi(2)).sum::<f64>() / n;
+        // Exact integer sums: a sample is below 2^32, so at most 32 of them sum below 2^37
+        // and their squares below 2^69. The mean is the one a float sum gives (every partial
+        // sum is exact in a double); the variance comes from `n sum(s^2) - sum(s)^2 =
+        // n^2 var`, exact here, rounded once, so it has neither the cancellation of that form
+        // in floats nor the 32 dependent float additions of a second pass over the window
+        // (which were most of the detector's cost at a heartbeat).
+        let n = window.len() as u64;
+        let sum: u64 = window.iter().map(|&s| u64::from(s)).sum();
+        let squares: u128 = window.iter().map(|&s| u128::from(u64::from(s) * u64::from(s))).sum();
+        let spread = u128::from(n) * squares - u128::from(sum) * u128::from(sum);
+        let mean = sum as f64 / n as f64;
+        let variance = spread as f64 / (n * n) as f64;
         (mean, variance.sqrt())
     }
 
     /// The normal model phi is computed against.
     fn model(&self) -> Model {
         let (mean_us, std_us) = self.window_moments();
-        let min_us = self.config.min_std_deviation.as_nanos() as f64 / 1e3;
+        let min_us = micros(self.config.min_std_deviation);
         Model {
-            mean_us: mean_us + self.config.acceptable_pause.as_nanos() as f64 / 1e3,
+            mean_us: mean_us + micros(self.config.acceptable_pause),
             sigma_us: std_us.max(min_us).max(SIGMA_FLOOR_US),
         }
     }
@@ -284,7 +291,7 @@ impl Detector for PhiAccrual {
     fn level(&self, now: Instant) -> f64 {
         match self.last {
             None => 0.0,
-            Some(last) => phi((now - last).as_nanos() as f64 / 1e3, self.model()),
+            Some(last) => phi(micros(now - last), self.model()),
         }
     }
 
@@ -297,10 +304,12 @@ impl Detector for PhiAccrual {
             return Some(last);
         }
         let model = self.model();
-        let elapsed_us = model.mean_us + remembered_quantile(threshold) * model.sigma_us;
-        // The same arithmetic as `level`, with the model computed once for the whole walk.
+        let boundary = remembered_boundary(threshold);
+        let elapsed_us = model.mean_us + boundary.quantile * model.sigma_us;
+        // The same arithmetic as `level` (the score of `phi`), with the model computed once
+        // for the whole walk and phi itself evaluated only next to its crossing.
         Some(earliest_crossing(last, elapsed_us * 1e3, |at| {
-            phi((at - last).as_nanos() as f64 / 1e3, model) >= threshold
+            boundary.reached(score(micros(at - last), model), threshold)
         }))
     }
 
@@ -323,7 +332,12 @@ impl Detector for PhiAccrual {
 
 /// Phi after `elapsed_us` microseconds of silence, under `model`.
 fn phi(elapsed_us: f64, model: Model) -> f64 {
-    phi_of_score((elapsed_us - model.mean_us) / model.sigma_us)
+    phi_of_score(score(elapsed_us, model))
+}
+
+/// How many standard deviations past the model's mean `elapsed_us` of silence is.
+fn score(elapsed_us: f64, model: Model) -> f64 {
+    (elapsed_us - model.mean_us) / model.sigma_us
 }
 
 /// Phi at `y` standard deviations past the mean, by Akka's logistic approximation.
@@ -370,22 +384,79 @@ pub(crate) fn logistic_quantile(threshold: f64) -> f64 {
     if newton.is_finite() { newton } else { y }
 }
 
-/// [`logistic_quantile`] of `threshold`, remembered on this thread for the last two
-/// thresholds asked for.
+/// Half the width of a [`Boundary`]'s band, relative to its score (absolute below 1).
+///
+/// `phi_of_score` is accurate to a few units in the last place, which moves its crossing by
+/// about 10^-15 of the score; 10^-12 is a thousand times that, and still a thousand times
+/// narrower than what one nanosecond of silence moves the score by under any standard
+/// deviation up to a thousand seconds (10^-3 / sigma_us), so the walk of `earliest_crossing`
+/// almost never lands inside the band.
+const BAND: f64 = 1e-12;
+
+/// Where [`phi_of_score`] reaches one threshold: the closed-form score and a narrow band
+/// around it, outside of which comparing a score with the band answers "has phi reached the
+/// threshold" without computing phi.
+///
+/// Phi is non-decreasing in the score (see [`phi_of_score`]), so below the band it is under
+/// the threshold and above it at or over; inside the band, where rounding decides, phi is
+/// computed as before. Answers are therefore the ones phi gives, and the crossing is the
+/// same instant to the nanosecond; what is saved is the `exp` and `ln_1p` of each step of
+/// the walk (two steps at every heartbeat, about a third of the detector's cost there).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Boundary {
+    /// [`logistic_quantile`] of the threshold, bit for bit.
+    pub(crate) quantile: f64,
+    /// Every score below this is short of the threshold.
+    below: f64,
+    /// Every score at or above this has reached it.
+    reached_from: f64,
+}
+
+impl Boundary {
+    pub(crate) fn new(threshold: f64) -> Boundary {
+        let quantile = logistic_quantile(threshold);
+        let half = BAND * quantile.abs().max(1.0);
+        let (below, reached_from) = (quantile - half, quantile + half);
+        // Checked at both ends, so that a threshold whose phi is too coarse for the band
+        // (a subnormal one, or NaN) falls back to computing phi at every step.
+        if phi_of_score(below) < threshold && phi_of_score(reached_from) >= threshold {
+            Boundary { quantile, below, reached_from }
+        } else {
+            Boundary { quantile, below: f64::NEG_INFINITY, reached_from: f64::INFINITY }
+        }
+    }
+
+    /// Whether phi at `score` has reached `threshold`, the one this boundary was made for:
+    /// `phi_of_score(score) >= threshold`.
+    pub(crate) fn reached(&self, score: f64, threshold: f64) -> bool {
+        if score >= self.reached_from {
+            true
+        } else if score < self.below {
+            false
+        } else {
+            phi_of_score(score) >= threshold
+        }
+    }
+}
+
+/// The [`Boundary`] of `threshold`, remembered on this thread for the last two thresholds
+/// asked for.
 ///
 /// A monitor asks every detector for the crossing of one of two configured thresholds (the
 /// suspect level while a node is up, the down level while it is suspect) at every heartbeat,
-/// and the quantile depends on the threshold alone; computed each time, its half a dozen
-/// libm calls (`exp_m1`, `ln`, `asinh`, `sinh`) were about a quarter of the detector's cost
-/// on the heartbeat path. The answer is bit for bit the one computed, so results do not
-/// depend on what the memo held; a thread-local keeps detectors free of shared state.
-pub(crate) fn remembered_quantile(threshold: f64) -> f64 {
+/// and the boundary depends on the threshold alone; computed each time, the quantile's half
+/// a dozen libm calls (`exp_m1`, `ln`, `asinh`, `sinh`) were about a quarter of the
+/// detector's cost on the heartbeat path. The answer is bit for bit the one computed, so
+/// results do not depend on what the memo held; a thread-local keeps detectors free of
+/// shared state.
+pub(crate) fn remembered_boundary(threshold: f64) -> Boundary {
     use std::cell::Cell;
     // Keyed by the threshold's bits; NaN's bits never match, because `crossing` answers a
     // NaN threshold before asking (and NaN is never equal to itself anyway).
-    const EMPTY: (u64, f64) = (u64::MAX, f64::NAN);
+    const EMPTY: (u64, Boundary) =
+        (u64::MAX, Boundary { quantile: f64::NAN, below: f64::NAN, reached_from: f64::NAN });
     thread_local! {
-        static MEMO: Cell<[(u64, f64); 2]> = const { Cell::new([EMPTY; 2]) };
+        static MEMO: Cell<[(u64, Boundary); 2]> = const { Cell::new([EMPTY; 2]) };
     }
     let key = threshold.to_bits();
     MEMO.with(|memo| {
@@ -397,10 +468,23 @@ pub(crate) fn remembered_quantile(threshold: f64) -> f64 {
             memo.set([older, latest]);
             return older.1;
         }
-        let quantile = logistic_quantile(threshold);
-        memo.set([(key, quantile), latest]);
-        quantile
+        let boundary = Boundary::new(threshold);
+        memo.set([(key, boundary), latest]);
+        boundary
     })
+}
+
+/// A [`Duration`] in microseconds, as `as_nanos() as f64 / 1e3` computes it.
+///
+/// A `u128` to `f64` conversion is a library call of a few dozen instructions; a span that
+/// fits in 64 bits of nanoseconds (584 years) converts from `u64` to the same double.
+fn micros(span: Duration) -> f64 {
+    let nanos = span.as_nanos();
+    let nanos = match u64::try_from(nanos) {
+        Ok(short) => short as f64,
+        Err(_) => nanos as f64,
+    };
+    nanos / 1e3
 }
 
 /// A non-negative count of microseconds as a [`Duration`], rounded to the nanosecond.

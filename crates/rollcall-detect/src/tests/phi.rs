@@ -1,7 +1,7 @@
 //! Example tests of phi accrual.
 
 use super::{Lcg, NS, akka, at_ms, check_crossing, extend, feed, feed_steady, phi};
-use crate::phi::{logistic_quantile, phi_of_score, remembered_quantile};
+use crate::phi::{Boundary, logistic_quantile, phi_of_score, remembered_boundary};
 use crate::{
     AnyDetector, Detector, FixedTimeout, Instant, IntervalStats, PHI_WINDOW, PhiAccrual, PhiAccrualConfig,
 };
@@ -125,6 +125,45 @@ fn window_is_seeded_like_akka() {
     let config =
         PhiAccrualConfig { first_heartbeat_estimate: Some(Duration::from_millis(400)), ..Default::default() };
     check_stats(&phi(config, SECOND), Duration::from_millis(400), Duration::from_millis(100), 2);
+}
+
+#[test]
+fn moments_are_exact_for_long_nearly_equal_intervals() {
+    // Intervals of about 71 minutes (near the largest a sample holds, 2^32 us) alternating
+    // by one microsecond: mean 4,294,000,000.5 us and standard deviation 0.5 us exactly,
+    // where a float sum of squares would lose the half to cancellation.
+    let mut detector = akka();
+    let long = Duration::from_micros(4_294_000_000);
+    let intervals = (0..64).map(|i| long + Duration::from_micros(i % 2));
+    feed(&mut detector, Instant::ZERO, intervals);
+    check_stats(&detector, long + Duration::from_nanos(500), Duration::from_nanos(500), 32);
+}
+
+#[test]
+fn moments_match_a_two_pass_reference() {
+    // Jittered windows of every length from the seeds to full: the mean and standard
+    // deviation agree with the textbook two-pass computation to the nanosecond.
+    let mut jitter = Lcg(7);
+    let mut detector = akka();
+    let mut last = feed(&mut detector, Instant::ZERO, []);
+    for _ in 0..100 {
+        let interval = Duration::from_micros(jitter.next_in(1, 20_000_000).unsigned_abs());
+        last = extend(&mut detector, last, [interval]);
+        let window: Vec<f64> =
+            detector.recent_intervals().iter().map(|d| d.as_nanos() as f64 / 1e3).collect();
+        let n = window.len() as f64;
+        let mean = window.iter().sum::<f64>() / n;
+        let variance = window.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
+        let stats = detector.interval_stats();
+        let close = |got: Duration, want_us: f64| (got.as_nanos() as f64 - want_us * 1e3).abs() <= 1.0;
+        assert!(close(stats.mean, mean), "mean {:?}, reference {mean} us", stats.mean);
+        assert!(
+            close(stats.std_deviation, variance.sqrt()),
+            "std {:?}, reference {} us",
+            stats.std_deviation,
+            variance.sqrt()
+        );
+    }
 }
 
 #[test]
@@ -256,14 +295,59 @@ fn closed_form_inverts_the_logistic() {
 }
 
 #[test]
-fn remembered_quantiles_are_the_computed_ones() {
+fn remembered_boundaries_are_the_computed_ones() {
     // Two thresholds alternating (a node up, then suspect), a third evicting the older,
     // then the first again: every answer is bit for bit the computed one.
     for threshold in [3.0, 8.0, 3.0, 8.0, 8.0, 0.5, 3.0, 8.0, 1e-9, 300.0, 3.0] {
-        let remembered = remembered_quantile(threshold);
+        let remembered = remembered_boundary(threshold);
         let computed = logistic_quantile(threshold);
-        assert_eq!(remembered.to_bits(), computed.to_bits(), "threshold {threshold}");
+        assert_eq!(remembered.quantile.to_bits(), computed.to_bits(), "threshold {threshold}");
+        let fresh = Boundary::new(threshold);
+        for score in [computed - 1.0, computed, computed + 1.0] {
+            assert_eq!(remembered.reached(score, threshold), fresh.reached(score, threshold));
+        }
     }
+}
+
+/// The score `steps` representable doubles above (or below, if negative) `score`.
+fn ulps_away(score: f64, steps: i64) -> f64 {
+    let mut at = score;
+    for _ in 0..steps.unsigned_abs() {
+        at = if steps > 0 { at.next_up() } else { at.next_down() };
+    }
+    at
+}
+
+#[test]
+fn a_boundary_answers_as_phi_does() {
+    // Every score near the crossing, where rounding decides (a thousand doubles either side
+    // of the closed form and of each end of the band), and scores across the whole range:
+    // the boundary's answer is phi's. Thresholds from 10^-9 to 10^4, and the edges: below
+    // log10 2 the crossing lies before the mean (a negative score).
+    let mut thresholds: Vec<f64> = (-90..=40).map(|e| 10f64.powf(f64::from(e) / 10.0)).collect();
+    thresholds.extend([3.0, 8.0, 2f64.log10(), 1e-300, 5e-324, 1e300]);
+    let mut checked_inside = 0;
+    for threshold in thresholds {
+        let boundary = Boundary::new(threshold);
+        let quantile = boundary.quantile;
+        let half = 1e-12 * quantile.abs().max(1.0);
+        let mut scores = Vec::new();
+        for centre in [quantile, quantile - half, quantile + half] {
+            scores.extend((-1000..=1000).map(|steps| ulps_away(centre, steps)));
+        }
+        scores.extend((-400..=400).map(|tenth| quantile + f64::from(tenth) / 10.0));
+        scores.extend([f64::NEG_INFINITY, -1e300, 0.0, 1e300, f64::INFINITY, f64::NAN]);
+        for score in scores {
+            let phi = phi_of_score(score);
+            assert_eq!(
+                boundary.reached(score, threshold),
+                phi >= threshold,
+                "threshold {threshold}, score {score}: phi {phi}"
+            );
+            checked_inside += usize::from((quantile - half..quantile + half).contains(&score));
+        }
+    }
+    assert!(checked_inside > 1000, "the band itself was exercised ({checked_inside} scores)");
 }
 
 #[test]
