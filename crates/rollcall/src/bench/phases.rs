@@ -198,7 +198,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let total = total as u64;
     stretch(&mut sent, args.presign, drained - started);
     let cpu = probe::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
-    let threads = probe::cpu_seconds_by_thread(pid);
+    let threads = probe::cpu_used_by_thread_name(&threads_before, &probe::cpu_seconds_by_thread(pid), cpu);
     let drops = delta(drops_before, probe::udp_drops_by_port(monitor.udp.port()));
     report.throughput = throughput(sent, total - accepted_before, drops);
     report.throughput.rejected =
@@ -209,10 +209,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     report.throughput.cpu_seconds_per_million = Some(per_million(cpu, total - accepted_before));
     report.throughput.cpu_seconds_per_million_by_thread = threads
         .into_iter()
-        .map(|(name, after)| {
-            let used = after - threads_before.get(&name).copied().unwrap_or(0.0);
-            (name, per_million(used, total - accepted_before))
-        })
+        .map(|(name, used)| (name, per_million(used, total - accepted_before)))
         .filter(|(_, per)| *per > 0.0)
         .collect();
     report.ratio = report.throughput.per_second / report.baseline.per_second.max(1.0);

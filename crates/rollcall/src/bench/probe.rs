@@ -121,20 +121,52 @@ pub fn thread_cpu_seconds(tid: i32) -> Option<f64> {
     stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat"))
 }
 
-/// CPU seconds each thread of process `pid` has used so far, summed by thread name (tokio's
-/// workers share one name), so that the heartbeat path can be told from the store thread.
-pub fn cpu_seconds_by_thread(pid: u32) -> BTreeMap<String, f64> {
-    let mut by_name = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
+/// CPU seconds each live thread of process `pid` has used so far, by thread id, with the
+/// thread's name.
+pub fn cpu_seconds_by_thread(pid: u32) -> BTreeMap<u32, (String, f64)> {
+    let mut by_tid = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_tid };
     for task in tasks.filter_map(Result::ok) {
+        let Some(tid) = task.file_name().to_str().and_then(|name| name.parse().ok()) else { continue };
         let path = task.path();
         let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_string();
         if let Some(cpu) = stat_cpu_seconds(&path.join("stat").to_string_lossy()) {
-            *by_name.entry(name).or_insert(0.0) += cpu;
+            by_tid.insert(tid, (name, cpu));
         }
+    }
+    by_tid
+}
+
+/// What each thread name used between two [`cpu_seconds_by_thread`] readings of a process
+/// that used `process_used` seconds in all, summed by name (tokio's workers share one).
+///
+/// Differences are taken thread by thread: a thread that exits in between (tokio's idle
+/// blocking threads do, after ten seconds) would otherwise take its whole past out of its
+/// name's sum. What the process used beyond the threads alive at the end, the part of the
+/// exited threads, is reported as [`EXITED_THREADS`].
+pub fn cpu_used_by_thread_name(
+    before: &BTreeMap<u32, (String, f64)>,
+    after: &BTreeMap<u32, (String, f64)>,
+    process_used: f64,
+) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    let mut live = 0.0;
+    for (tid, (name, cpu)) in after {
+        let used = cpu - before.get(tid).map_or(0.0, |(_, earlier)| *earlier);
+        live += used;
+        *by_name.entry(name.clone()).or_insert(0.0) += used;
+    }
+    // Ticks are counted per thread and per process separately: allow one tick of each live
+    // thread before calling the rest an exited thread's.
+    let exited = process_used - live;
+    if exited > after.len() as f64 / CLOCK_TICKS {
+        by_name.insert(EXITED_THREADS.to_string(), exited);
     }
     by_name
 }
+
+/// The name [`cpu_used_by_thread_name`] gives what threads that exited used.
+pub const EXITED_THREADS: &str = "(exited threads)";
 
 /// utime + stime of a `/proc/.../stat` file, in seconds.
 fn stat_cpu_seconds(path: &str) -> Option<f64> {
@@ -425,4 +457,30 @@ pub fn wall_ms() -> i64 {
 fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let time = humantime::parse_rfc3339(text).ok()?;
     Some(time.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_exits_does_not_take_its_past_out_of_its_name() {
+        let threads = |rows: &[(u32, &str, f64)]| -> BTreeMap<u32, (String, f64)> {
+            rows.iter().map(|&(tid, name, cpu)| (tid, (name.to_string(), cpu))).collect()
+        };
+        // Worker 2 (5 s used before the phase) exits during it, worker 4 starts.
+        let before =
+            threads(&[(1, "tokio-rt-worker", 10.0), (2, "tokio-rt-worker", 5.0), (3, "rollcall-store", 2.0)]);
+        let after =
+            threads(&[(1, "tokio-rt-worker", 12.0), (3, "rollcall-store", 2.5), (4, "tokio-rt-worker", 0.3)]);
+        let used = cpu_used_by_thread_name(&before, &after, 3.5);
+        let close = |name: &str, want: f64| (used[name] - want).abs() < 1e-9;
+        assert!(close("tokio-rt-worker", 2.3), "{used:?}");
+        assert!(close("rollcall-store", 0.5), "{used:?}");
+        assert!(close(EXITED_THREADS, 0.7), "{used:?}");
+        // Nothing exited: no such row, though the two clocks differ by a tick.
+        let used =
+            cpu_used_by_thread_name(&before, &threads(&[(1, "w", 10.5), (2, "w", 5.0), (3, "s", 2.0)]), 0.51);
+        assert!(!used.contains_key(EXITED_THREADS), "{used:?}");
+    }
 }

@@ -83,7 +83,8 @@ pub struct Throughput {
     pub cpu_seconds: Option<f64>,
     pub cpu_seconds_per_million: Option<f64>,
     /// Monitor only: the same by thread name (tokio's workers carry the owner and the HTTP
-    /// API; `rollcall-store` commits, checkpoints included), threads that used any.
+    /// API; `rollcall-store` commits, checkpoints included), threads that used any; what threads
+    /// that exited during the phase used is `(exited threads)`.
     pub cpu_seconds_per_million_by_thread: BTreeMap<String, f64>,
 }
 

@@ -201,6 +201,11 @@ impl Owner {
         let mut next_advice = self.clock.now() + advise_every.min(super::advice::FIRST);
         // Bumped after every commit: a paced checkpoint waits on it for room in the store.
         let mut commits = self.persist.committed();
+        // One timer for the whole loop, moved to each turn's deadline: a timer made and
+        // dropped every turn registers and removes itself with the runtime's timer driver
+        // each time, and a saturated owner turns thousands of times a second.
+        let sleep = tokio::time::sleep_until(self.clock.std_instant(next_advice).into());
+        tokio::pin!(sleep);
         loop {
             // Marked seen before the room is checked, so a commit after the check wakes us.
             commits.borrow_and_update();
@@ -217,6 +222,7 @@ impl Owner {
                 checkpoint_ready.then(|| self.clock.now()),
             ];
             let wake = self.clock.std_instant(due.into_iter().flatten().min().expect("never empty"));
+            sleep.as_mut().reset(wake.into());
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -241,7 +247,7 @@ impl Owner {
                 }
                 Some(command) = self.commands.recv() => self.answer_queued(command, COMMAND_BATCH),
                 Ok(()) = commits.changed(), if checkpoint_waits => {}
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                () = &mut sleep => {}
             }
             // Every wake-up looks at the wall clock: a step is seen within a tick.
             let (now, step) = self.clock.observe_wall();
