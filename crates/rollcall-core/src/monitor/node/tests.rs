@@ -79,3 +79,41 @@ fn marks_keep_the_rise_count_and_both_flags_apart() {
     marks.count_rise(true);
     assert_eq!((marks.rise_count(), marks.restarted(), marks.answered()), (1, true, false));
 }
+
+/// The index alone, against a map, with hashes drawn from a handful of tags so that runs
+/// are long, collide, wrap around the end of the table and are cut by removals in their
+/// middle: every entry stays findable, and nothing removed is found.
+#[test]
+fn the_id_index_keeps_every_run_whole_through_removals() {
+    let mut index = IdIndex::default();
+    let mut model: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+    let mut state = 99u64;
+    let mut next = 0u32;
+    for step in 0..30_000 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // Tags of a few values, near both ends of a small table's range.
+        let tag = [0u64, 1, 2, 15, 31, 63, 0xffff_ffff][(state >> 40) as usize % 7];
+        let hash = (tag << 32) | (state & 0xffff);
+        if model.len() < 40 && !(state >> 20).is_multiple_of(3) {
+            index.insert(hash, next);
+            model.insert(next, hash);
+            next += 1;
+        } else if let Some((&gone, &gone_hash)) =
+            model.iter().nth((state >> 24) as usize % model.len().max(1))
+        {
+            index.remove(gone_hash, gone);
+            model.remove(&gone);
+            assert_eq!(index.find(gone_hash, |i| i == gone), None, "step {step}: removed {gone} found");
+            // Now and then the highest index moves into the hole, as the table does.
+            if let Some((&last, &last_hash)) = model.iter().next_back().filter(|_| step % 2 == 0) {
+                index.renumber(last_hash, last, gone);
+                model.remove(&last);
+                model.insert(gone, last_hash);
+            }
+        }
+        assert_eq!(index.len(), model.len());
+        for (&at, &hash) in &model {
+            assert_eq!(index.find(hash, |i| i == at), Some(at), "step {step}: {at} lost");
+        }
+    }
+}
