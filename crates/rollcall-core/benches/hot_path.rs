@@ -160,3 +160,67 @@ fn monitor_heartbeat(bencher: divan::Bencher, n: u32) {
     let stats = monitor.stats();
     assert!(stats.heartbeats > u64::from(n), "heartbeats were accepted, not refused");
 }
+
+/// A monitor tracking `n` nodes, every one heard from once, and their ids.
+fn fleet(ring: &KeyRing, n: u32) -> (Monitor, Vec<String>, Instant) {
+    let from: SocketAddr = "127.0.0.1:9".parse().expect("a valid address");
+    let mut now = Instant::from_nanos(0);
+    let config = MonitorConfig { max_nodes: n as usize, ..MonitorConfig::default() };
+    let mut monitor = Monitor::new(config, ring.clone(), now).expect("a valid configuration");
+    let ids: Vec<String> = (0..n).map(|i| format!("bench-{i:07}")).collect();
+    let mut datagram = Vec::with_capacity(128);
+    for id in &ids {
+        now = now + Duration::from_micros(1);
+        heartbeat(ring, id, 1, &mut datagram);
+        monitor.handle_datagram(now, from, &datagram);
+    }
+    while monitor.poll_event().is_some() {}
+    (monitor, ids, now)
+}
+
+/// What a read of the socket hands over: 64 heartbeats of nodes spread over the table (a
+/// stride of 7,919), first one by one through `handle_datagram`, then as one
+/// `VerifiedBatch` through `handle_verified`, which looks the batch's ids up together
+/// before handling them. Time per heartbeat.
+#[divan::bench(args = NODES, sample_count = 20, consts = [false, true])]
+fn monitor_read_of_64<const AS_BATCH: bool>(bencher: divan::Bencher, n: u32) {
+    const READ: usize = 64;
+    let ring = ring();
+    let from: SocketAddr = "127.0.0.1:9".parse().expect("a valid address");
+    let (mut monitor, ids, mut now) = fleet(&ring, n);
+    let mut sequences = vec![1u64; ids.len()];
+    let mut at = 0usize;
+    let mut batch = rollcall_core::monitor::VerifiedBatch::new();
+    bencher
+        .counter(divan::counter::ItemsCount::new(READ))
+        .with_inputs(|| {
+            (0..READ)
+                .map(|_| {
+                    at = (at + 7919) % ids.len();
+                    sequences[at] += 1;
+                    let mut out = Vec::with_capacity(128);
+                    heartbeat(&ring, &ids[at], sequences[at], &mut out);
+                    out
+                })
+                .collect::<Vec<_>>()
+        })
+        .bench_local_refs(|read| {
+            now = now + Duration::from_micros(64);
+            if AS_BATCH {
+                batch.clear();
+                for datagram in read.iter() {
+                    let _ = batch.push(from, datagram, &ring);
+                }
+                monitor.handle_verified(now, &batch);
+            } else {
+                for datagram in read.iter() {
+                    monitor.handle_datagram(now, from, datagram);
+                }
+            }
+            if monitor.poll_timeout().is_some_and(|due| due <= now) {
+                monitor.handle_timeout(now);
+            }
+            while monitor.poll_event().is_some() {}
+        });
+    assert!(monitor.stats().heartbeats > u64::from(n), "heartbeats were accepted, not refused");
+}

@@ -329,6 +329,11 @@ impl Monitor {
         }
     }
 
+    /// The keys datagrams are authenticated with (and probes signed with).
+    pub fn key_ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
     /// Replaces the key ring (key rotation). Takes effect for the next datagram.
     pub fn set_key_ring(&mut self, ring: KeyRing) {
         self.ring = ring;

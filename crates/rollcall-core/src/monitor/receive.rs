@@ -174,6 +174,11 @@ impl Monitor {
         for (&rejection, &count) in &batch.rejected {
             *self.stats.rejected.entry(rejection).or_default() += count;
         }
+        // Misses overlap across the batch's ids here, rather than one heartbeat at a time
+        // below (see `NodeTable::warm`).
+        let warmth =
+            batch.messages().fold(0u8, |warmth, (_, message)| warmth ^ self.nodes.warm(message.node));
+        std::hint::black_box(warmth);
         for (from, message) in batch.messages() {
             self.handle_message(&message, from, now);
         }

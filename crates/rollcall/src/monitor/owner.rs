@@ -173,7 +173,7 @@ impl Owner {
             sinks: settings.sinks.clone(),
             clock,
             udp,
-            receiver: super::udp::Receiver::new(),
+            receiver: super::udp::Receiver::new(settings.key_ring.clone()),
             threads,
             commands: rx,
             persist,
@@ -229,8 +229,8 @@ impl Owner {
                 ready = self.udp.readable(), if self.threads.is_none() => {
                     if ready.is_ok() {
                         let (core, clock) = (&mut self.core, &self.clock);
-                        self.receiver.drain(&self.udp, RECV_BATCH, || clock.now(), |now, from, bytes| {
-                            core.handle_datagram(now, from, bytes)
+                        self.receiver.drain(&self.udp, RECV_BATCH, || clock.now(), |now, batch| {
+                            core.handle_verified(now, batch)
                         });
                     }
                     // Datagrams come first, but a saturated socket must not starve the API:

@@ -12,7 +12,8 @@ mod threads;
 pub use threads::{ReceiveThreads, ThreadStats, total};
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
-use rollcall_core::Instant;
+use rollcall_core::monitor::VerifiedBatch;
+use rollcall_core::{Instant, KeyRing};
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -80,20 +81,25 @@ pub struct ReceiveStats {
 /// Batched reads from the heartbeat socket. Its buffers are allocated once; a read allocates
 /// only the small arrays of headers and slices `recvmmsg` fills (nix's headers hold raw
 /// pointers, so they cannot live in a `Send` task across an await).
+///
+/// Each read is authenticated into a [`VerifiedBatch`] (the core's one check) and handed
+/// over whole, so that the core can look the batch's ids up together
+/// ([`rollcall_core::Monitor::handle_verified`]).
 pub struct Receiver {
     buffers: Vec<[u8; DATAGRAM_BUFFER]>,
+    ring: KeyRing,
+    batch: VerifiedBatch,
     stats: ReceiveStats,
 }
 
-impl Default for Receiver {
-    fn default() -> Self {
-        Receiver::new()
-    }
-}
-
 impl Receiver {
-    pub fn new() -> Receiver {
-        Receiver { buffers: vec![[0u8; DATAGRAM_BUFFER]; BATCH], stats: ReceiveStats::default() }
+    pub fn new(ring: KeyRing) -> Receiver {
+        Receiver {
+            buffers: vec![[0u8; DATAGRAM_BUFFER]; BATCH],
+            ring,
+            batch: VerifiedBatch::new(),
+            stats: ReceiveStats::default(),
+        }
     }
 
     /// Reads what is queued on `socket`, up to about `max` datagrams, without waiting, and
@@ -105,7 +111,7 @@ impl Receiver {
         socket: &tokio::net::UdpSocket,
         max: usize,
         now: impl Fn() -> Instant,
-        mut handle: impl FnMut(Instant, SocketAddr, &[u8]),
+        mut handle: impl FnMut(Instant, &VerifiedBatch),
     ) -> usize {
         let mut read = 0;
         while read < max {
@@ -154,7 +160,7 @@ impl Receiver {
         &mut self,
         fd: std::os::fd::RawFd,
         now: &impl Fn() -> Instant,
-        handle: &mut impl FnMut(Instant, SocketAddr, &[u8]),
+        handle: &mut impl FnMut(Instant, &VerifiedBatch),
     ) -> nix::Result<usize> {
         let mut slices: Vec<[IoSliceMut<'_>; 1]> =
             self.buffers.iter_mut().map(|buffer| [IoSliceMut::new(&mut buffer[..])]).collect();
@@ -162,11 +168,16 @@ impl Receiver {
         let results = recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
         let at = now();
         let mut count = 0;
+        self.batch.clear();
         for message in results {
             count += 1;
             let Some(from) = message.address.as_ref().and_then(socket_addr) else { continue };
             let bytes = message.iovs().next().unwrap_or(&[]);
-            handle(at, from, bytes);
+            // A refusal is counted in the batch and reaches the core's stats with it.
+            let _ = self.batch.push(from, bytes, &self.ring);
+        }
+        if count > 0 {
+            handle(at, &self.batch);
         }
         Ok(count)
     }

@@ -46,6 +46,15 @@ impl IdIndex {
         Some(self.entries[at].index)
     }
 
+    /// The index in the first entry `hash`'s run would be read from (whoever's it is), or
+    /// `None` if that entry is empty: one read of the array, for warming the cache.
+    #[inline]
+    pub fn first(&self, hash: u64) -> Option<u32> {
+        let mask = self.entries.len().checked_sub(1)?;
+        let entry = self.entries[tag_of(hash) as usize & mask];
+        (entry.index != EMPTY).then_some(entry.index)
+    }
+
     /// Adds `index` under `hash`; the caller has checked that its id is not indexed yet.
     pub fn insert(&mut self, hash: u64, index: u32) {
         debug_assert_ne!(index, EMPTY, "indexes stay below u32::MAX (max_nodes is validated)");

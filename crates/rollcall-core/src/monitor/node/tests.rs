@@ -50,6 +50,8 @@ fn the_id_index_agrees_with_a_map_through_inserts_and_removals() {
         let id = table.get(index).id.clone();
         assert_eq!(table.index_of(&id), Some(index), "every node is found at its index");
         assert!(model.contains_key(&*id));
+        // Warming reads the record at the start of the id's run: a node's, here "node-...".
+        assert_eq!(table.warm(&id), b'n');
     }
     for absent in (0..600).map(|n| format!("node-{n}")).filter(|id| !model.contains_key(id)) {
         assert_eq!(table.index_of(&absent), None);
@@ -114,6 +116,7 @@ fn the_id_index_keeps_every_run_whole_through_removals() {
         assert_eq!(index.len(), model.len());
         for (&at, &hash) in &model {
             assert_eq!(index.find(hash, |i| i == at), Some(at), "step {step}: {at} lost");
+            assert!(index.first(hash).is_some(), "step {step}: the run of {at} starts empty");
         }
     }
 }
