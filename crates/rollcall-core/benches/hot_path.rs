@@ -121,11 +121,7 @@ fn timer_expire(bencher: divan::Bencher, n: u32) {
 fn monitor_heartbeat(bencher: divan::Bencher, n: u32) {
     let ring = ring();
     let from: SocketAddr = "127.0.0.1:9".parse().expect("a valid address");
-    let mut now = Instant::from_nanos(0);
-    let config = MonitorConfig { max_nodes: n as usize, ..MonitorConfig::default() };
-    let mut monitor = Monitor::new(config, ring.clone(), now).expect("a valid configuration");
-    let ids: Vec<String> = (0..n).map(|i| format!("bench-{i:07}")).collect();
-    let mut datagram = Vec::with_capacity(128);
+    let (mut monitor, ids, mut now) = fleet(&ring, n);
     let mut handled = 0u64;
     let mut step = |monitor: &mut Monitor, now: Instant| {
         handled += 1;
@@ -136,12 +132,6 @@ fn monitor_heartbeat(bencher: divan::Bencher, n: u32) {
             while monitor.poll_event().is_some() {}
         }
     };
-    for id in &ids {
-        now = now + Duration::from_micros(1);
-        heartbeat(&ring, id, 1, &mut datagram);
-        monitor.handle_datagram(now, from, &datagram);
-        step(&mut monitor, now);
-    }
     let mut index = 0usize;
     let mut sequences = vec![1u64; ids.len()];
     bencher
