@@ -103,9 +103,9 @@ impl Receiver {
     }
 
     /// Reads what is queued on `socket`, up to about `max` datagrams, without waiting, and
-    /// hands each to `handle` with the instant its batch was read (`now()` is called once per
-    /// batch: every datagram of a batch was already queued when it was read). Returns how
-    /// many datagrams were read.
+    /// hands each read, authenticated, to `handle` with the instant it was read (`now()` is
+    /// called once per read: every datagram of it was already queued then). Returns how many
+    /// datagrams were read, refused ones included.
     pub fn drain(
         &mut self,
         socket: &tokio::net::UdpSocket,
