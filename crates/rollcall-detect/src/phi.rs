@@ -387,10 +387,11 @@ pub(crate) fn logistic_quantile(threshold: f64) -> f64 {
 /// Half the width of a [`Boundary`]'s band, relative to its score (absolute below 1).
 ///
 /// `phi_of_score` is accurate to a few units in the last place, which moves its crossing by
-/// about 10^-15 of the score; 10^-12 is a thousand times that, and still a thousand times
-/// narrower than what one nanosecond of silence moves the score by under any standard
-/// deviation up to a thousand seconds (10^-3 / sigma_us), so the walk of `earliest_crossing`
-/// almost never lands inside the band.
+/// about 10^-15 of the score; 10^-12 is a thousand times that, and still a hundred times
+/// narrower than what one nanosecond of silence moves the score by (10^-3 / sigma_us) under
+/// a standard deviation of up to a second, so the walk of `earliest_crossing` rarely lands
+/// inside the band. Under longer deviations it lands there more often and computes phi, as
+/// it always did.
 const BAND: f64 = 1e-12;
 
 /// Where [`phi_of_score`] reaches one threshold: the closed-form score and a narrow band
@@ -401,7 +402,7 @@ const BAND: f64 = 1e-12;
 /// the threshold and above it at or over; inside the band, where rounding decides, phi is
 /// computed as before. Answers are therefore the ones phi gives, and the crossing is the
 /// same instant to the nanosecond; what is saved is the `exp` and `ln_1p` of each step of
-/// the walk (two steps at every heartbeat, about a third of the detector's cost there).
+/// the walk (two steps at every heartbeat, nearly half of the detector's cost there).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Boundary {
     /// [`logistic_quantile`] of the threshold, bit for bit.
