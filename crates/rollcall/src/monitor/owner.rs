@@ -163,6 +163,7 @@ impl Owner {
         }
         let leases = leases::LeaseState::restore(&restored.leases, restored.last_lease_token, &clock, now);
         let recv_buffer_bytes = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
+        let receiver = super::udp::Receiver::new(settings.key_ring.clone(), &udp);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let mut owner = Owner {
             core,
@@ -173,7 +174,7 @@ impl Owner {
             sinks: settings.sinks.clone(),
             clock,
             udp,
-            receiver: super::udp::Receiver::new(settings.key_ring.clone()),
+            receiver,
             threads,
             commands: rx,
             persist,

@@ -14,6 +14,7 @@ pub use threads::{ReceiveThreads, ThreadStats, total};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use rollcall_core::monitor::VerifiedBatch;
 use rollcall_core::{Instant, KeyRing};
+use std::cell::RefCell;
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -87,15 +88,18 @@ pub struct ReceiveStats {
 /// ([`rollcall_core::Monitor::handle_verified`]).
 pub struct Receiver {
     buffers: Vec<[u8; DATAGRAM_BUFFER]>,
+    ipv6: bool,
     ring: KeyRing,
     batch: VerifiedBatch,
     stats: ReceiveStats,
 }
 
 impl Receiver {
-    pub fn new(ring: KeyRing) -> Receiver {
+    /// A receiver for `socket`'s reads.
+    pub fn new(ring: KeyRing, socket: &tokio::net::UdpSocket) -> Receiver {
         Receiver {
-            buffers: vec![[0u8; DATAGRAM_BUFFER]; BATCH],
+            buffers: read_buffers(),
+            ipv6: is_ipv6(socket),
             ring,
             batch: VerifiedBatch::new(),
             stats: ReceiveStats::default(),
@@ -162,25 +166,70 @@ impl Receiver {
         now: &impl Fn() -> Instant,
         handle: &mut impl FnMut(Instant, &VerifiedBatch),
     ) -> nix::Result<usize> {
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-            self.buffers.iter_mut().map(|buffer| [IoSliceMut::new(&mut buffer[..])]).collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let results = recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
-        let at = now();
+        let count = read_verified(fd, self.ipv6, &mut self.buffers, &self.ring, &mut self.batch)?;
+        if count > 0 {
+            // Stamped once per read, after it: every datagram of it was queued by then.
+            handle(now(), &self.batch);
+        }
+        Ok(count)
+    }
+}
+
+thread_local! {
+    /// `recvmmsg`'s headers, made once per thread: one set for IPv4 sockets, one for IPv6.
+    /// nix's headers hold raw pointers (not `Send`), so the owner's task cannot keep them
+    /// across an await; made per read, they were 12 KiB allocated and zeroed for a read of
+    /// about 15 datagrams under load.
+    ///
+    /// The kernel writes each address's length back into its header, and the next read
+    /// offers only that much room for the address (nix sets it once). Every address a socket
+    /// reads has its family's length (a `sockaddr_in` on an IPv4 socket, a `sockaddr_in6` on
+    /// an IPv6 one, IPv4 senders included as mapped addresses), so a set used by sockets of
+    /// one family never cuts one; a set shared by both would cut IPv6 senders after an IPv4
+    /// read (test `reused_headers_keep_every_sender_whole`).
+    static HEADERS: RefCell<[MultiHeaders<SockaddrStorage>; 2]> =
+        RefCell::new([MultiHeaders::preallocate(BATCH, None), MultiHeaders::preallocate(BATCH, None)]);
+}
+
+/// Buffers for [`read_verified`]: one per datagram of a read.
+fn read_buffers() -> Vec<[u8; DATAGRAM_BUFFER]> {
+    vec![[0u8; DATAGRAM_BUFFER]; BATCH]
+}
+
+/// Whether `socket` is an IPv6 one, for [`read_verified`].
+fn is_ipv6(socket: &impl AsRawFd) -> bool {
+    nix::sys::socket::getsockname::<SockaddrStorage>(socket.as_raw_fd())
+        .is_ok_and(|local| local.as_sockaddr_in6().is_some())
+}
+
+/// One `recvmmsg` on `fd` (an IPv6 socket if `ipv6`) without waiting: up to [`BATCH`] queued
+/// datagrams, each authenticated into `batch` (cleared first; a refusal is counted in it).
+/// Returns how many datagrams were read, refused ones included.
+fn read_verified(
+    fd: std::os::fd::RawFd,
+    ipv6: bool,
+    buffers: &mut [[u8; DATAGRAM_BUFFER]],
+    ring: &KeyRing,
+    batch: &mut VerifiedBatch,
+) -> nix::Result<usize> {
+    HEADERS.with_borrow_mut(|sets| {
+        let headers = &mut sets[usize::from(ipv6)];
+        let mut free = buffers.iter_mut();
+        let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+            [IoSliceMut::new(&mut free.next().expect("one buffer per datagram")[..])]
+        });
+        let results = recvmmsg(fd, headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+        batch.clear();
         let mut count = 0;
-        self.batch.clear();
         for message in results {
             count += 1;
             let Some(from) = message.address.as_ref().and_then(socket_addr) else { continue };
             let bytes = message.iovs().next().unwrap_or(&[]);
             // A refusal is counted in the batch and reaches the core's stats with it.
-            let _ = self.batch.push(from, bytes, &self.ring);
-        }
-        if count > 0 {
-            handle(at, &self.batch);
+            let _ = batch.push(from, bytes, ring);
         }
         Ok(count)
-    }
+    })
 }
 
 fn socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
@@ -207,4 +256,95 @@ pub fn drops_by_inode(table: &str, inode: &str) -> Option<u64> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         (fields.get(9) == Some(&inode)).then(|| fields.last()?.parse().ok()).flatten()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollcall_core::wire::{Kind, Outgoing, encode};
+    use std::time::Duration;
+
+    /// Reads `socket` (an IPv6 one if `ipv6`) until `expected` heartbeats came, bounded in
+    /// time, and returns each one's sender and node id.
+    fn read_senders(
+        socket: &UdpSocket,
+        ipv6: bool,
+        ring: &KeyRing,
+        expected: usize,
+    ) -> Vec<(SocketAddr, String)> {
+        let (mut buffers, mut batch) = (read_buffers(), VerifiedBatch::new());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut senders = Vec::new();
+        while senders.len() < expected && std::time::Instant::now() < deadline {
+            match read_verified(socket.as_raw_fd(), ipv6, &mut buffers, ring, &mut batch) {
+                Ok(_) => {
+                    senders.extend(batch.messages().map(|(from, message)| (from, message.node.to_string())))
+                }
+                Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(1)),
+                Err(error) => panic!("read failed: {error}"),
+            }
+        }
+        senders
+    }
+
+    fn send(from: &UdpSocket, to: SocketAddr, node: &str, ring: &KeyRing) {
+        let message = Outgoing {
+            kind: Kind::Heartbeat,
+            node,
+            generation: 1,
+            sequence: 1,
+            interval_ms: 1000,
+            labels: &[],
+            follows_advice: false,
+        };
+        let mut bytes = Vec::new();
+        encode(&message, ring, &mut bytes).expect("a valid heartbeat");
+        from.send_to(&bytes, to).expect("loopback send");
+    }
+
+    /// The headers of one thread are reused from read to read and from socket to socket:
+    /// reads of an IPv4 socket, then of a dual-stack IPv6 one (IPv4 and IPv6 senders), in
+    /// turn, must each give every sender's whole address.
+    #[test]
+    fn reused_headers_keep_every_sender_whole() {
+        let ring = KeyRing::parse(&rollcall_core::Key::generate_line(1, &[7; 32])).expect("a valid key");
+        let plain = bind("127.0.0.1:0".parse().unwrap(), 1 << 20, false).expect("bind IPv4");
+        let dual = bind("[::]:0".parse().unwrap(), 1 << 20, false).expect("bind IPv6");
+        for socket in [&plain, &dual] {
+            socket.set_nonblocking(true).unwrap();
+        }
+        let (plain_port, dual_port) = (plain.local_addr().unwrap().port(), dual.local_addr().unwrap().port());
+        assert!(!is_ipv6(&plain) && is_ipv6(&dual));
+        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let v6 = UdpSocket::bind("[::1]:0").unwrap();
+        let mapped = |addr: SocketAddr| match addr {
+            SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            v6 => v6,
+        };
+        for round in 0..10 {
+            send(&v4, SocketAddr::from(([127, 0, 0, 1], plain_port)), &format!("plain-{round}"), &ring);
+            assert_eq!(
+                read_senders(&plain, false, &ring, 1),
+                [(v4.local_addr().unwrap(), format!("plain-{round}"))],
+                "an IPv4 socket's read, round {round}"
+            );
+            send(
+                &v6,
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, dual_port)),
+                &format!("six-{round}"),
+                &ring,
+            );
+            send(&v4, SocketAddr::from(([127, 0, 0, 1], dual_port)), &format!("four-{round}"), &ring);
+            let mut heard = read_senders(&dual, true, &ring, 2);
+            heard.sort_by(|a, b| a.1.cmp(&b.1));
+            assert_eq!(
+                heard,
+                [
+                    (mapped(v4.local_addr().unwrap()), format!("four-{round}")),
+                    (v6.local_addr().unwrap(), format!("six-{round}")),
+                ],
+                "a dual-stack socket's read, round {round}"
+            );
+        }
+    }
 }

@@ -9,13 +9,11 @@
 //! thread hands over all of them. The owner keeps the first socket (a duplicate of its file
 //! descriptor) for sending probes and advice.
 
-use super::{BATCH, DATAGRAM_BUFFER, ReceiveStats, kernel_drops, socket_addr};
+use super::{ReceiveStats, is_ipv6, kernel_drops, read_buffers, read_verified};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, poll};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use rollcall_core::KeyRing;
 use rollcall_core::monitor::VerifiedBatch;
-use std::io::IoSliceMut;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
@@ -190,33 +188,21 @@ impl Reader {
     /// nothing is queued, waits in `poll` with a timeout, which also bounds how long a stop
     /// takes to be noticed.
     fn run(self) {
-        let mut buffers = vec![[0u8; DATAGRAM_BUFFER]; BATCH];
+        let mut buffers = read_buffers();
         let mut batch = VerifiedBatch::new();
+        let ipv6 = is_ipv6(&*self.socket);
         while !self.stop.load(Ordering::Relaxed) {
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-                buffers.iter_mut().map(|buffer| [IoSliceMut::new(&mut buffer[..])]).collect();
-            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-            let fd = self.socket.as_raw_fd();
-            let count = match recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
-                Ok(results) => {
-                    let mut count = 0u64;
-                    for message in results {
-                        count += 1;
-                        let Some(from) = message.address.as_ref().and_then(socket_addr) else { continue };
-                        let bytes = message.iovs().next().unwrap_or(&[]);
-                        // A refusal is counted in the batch, for the owner's counters.
-                        let _ = batch.push(from, bytes, &self.ring);
+            let count =
+                match read_verified(self.socket.as_raw_fd(), ipv6, &mut buffers, &self.ring, &mut batch) {
+                    Ok(count) => count as u64,
+                    Err(Errno::EAGAIN | Errno::EINTR) => 0,
+                    Err(error) => {
+                        // ICMP errors from an earlier send surface here on some kernels.
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%error, "UDP receive failed");
+                        0
                     }
-                    count
-                }
-                Err(Errno::EAGAIN | Errno::EINTR) => 0,
-                Err(error) => {
-                    // ICMP errors from an earlier send surface here on some kernels.
-                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%error, "UDP receive failed");
-                    0
-                }
-            };
+                };
             if count == 0 {
                 self.wait();
                 continue;
