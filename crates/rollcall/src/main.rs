@@ -5,6 +5,11 @@ use clap::Parser;
 use rollcall::{agent, bench, cli, client, demo, keygen, lease, monitor, peer, sim, upstreams};
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: the HTTP stack's allocations per request cost a
+/// tenth of the monitor's CPU under pings with glibc (docs/BENCHMARKS.md, session 12).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
