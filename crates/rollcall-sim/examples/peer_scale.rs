@@ -14,6 +14,10 @@ use rollcall_sim::Scenario;
 use rollcall_sim::peer::{simulate, split_scenario};
 use std::time::Instant;
 
+/// The allocator of the rollcall binary, whose `rollcall sim` runs the same simulator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let nodes: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
