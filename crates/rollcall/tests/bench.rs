@@ -11,6 +11,7 @@ fn bench_reports_every_figure_at_a_tiny_scale() {
     let dir = tempfile::Builder::new().prefix("rollcall-bench-it-").tempdir().expect("create a temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_rollcall"))
         .args(["bench", "--nodes", "200", "--interval", "100ms", "--saturate", "1s", "--steady", "1s"])
+        .args(["--rounds", "2"])
         // The anchors and the HTTP ceilings, briefly: only that each is measured is checked.
         .args(["--wrk", "1s", "--etcd", "1s", "--redis", "1s"])
         .args(["--detector", "fixed", "--detection-timeout", "30s", "--json", "--dir"])
@@ -41,6 +42,13 @@ fn bench_reports_every_figure_at_a_tiny_scale() {
         let value = number(figure);
         assert!(value.is_finite() && value > 0.0, "{figure} present and positive: {value}");
     }
+    // Two saturation rounds: the first is the one above, the median lies between them.
+    let rounds = report["cpu_rounds"].as_array().expect("cpu_rounds is a list");
+    assert_eq!(rounds.len(), 2, "one round per --rounds: {report:#}");
+    let ratios: Vec<f64> = rounds.iter().map(|round| round["ratio"].as_f64().expect("a ratio")).collect();
+    assert!(ratios.iter().all(|ratio| ratio.is_finite() && *ratio > 0.0), "{ratios:?}");
+    assert_eq!(ratios[0], number("cpu_ratio"), "the first round is the baseline and throughput phases");
+    assert!((number("cpu_ratio_median") - (ratios[0] + ratios[1]) / 2.0).abs() < 1e-9, "{ratios:?}");
     assert!(number("steady.heartbeats") > 0.0);
     assert!(number("steady.cpu_seconds") >= 0.0);
     assert!(number("steady.rss_bytes") > 0.0, "RSS read from /proc");

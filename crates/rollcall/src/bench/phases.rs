@@ -43,6 +43,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             senders: args.senders,
             detector: format!("{:?}", args.detector).to_lowercase(),
             saturate_s: args.saturate.as_secs_f64(),
+            rounds: args.rounds,
             steady_s: args.steady.as_secs_f64(),
             stopped: stopped_count,
             datagram_bytes: rollcall_core::wire::encoded_len(node_id(0).len(), 0),
@@ -54,21 +55,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     };
 
     progress.phase("baseline: raw receiver");
-    let raw = RawReceiver::start(args.recv_buffer_bytes)?;
-    if let Some(datagrams) = args.presign {
-        fleet.presign(datagrams)?;
-    }
-    let raw_cpu_before = raw.cpu_seconds();
-    let started = Instant::now();
-    let mut sent = fleet.run(raw.addr, Pace::Saturate, args.saturate, &progress.count);
-    let (received, drained) = settle_timed(|| Some(raw.received() as f64))?;
-    let received = received as u64;
-    stretch(&mut sent, args.presign, drained - started);
-    let raw_cpu = raw.cpu_seconds().zip(raw_cpu_before).map(|(after, before)| after - before);
-    report.baseline = throughput(sent, received, raw.kernel_drops());
-    report.baseline.cpu_seconds = raw_cpu;
-    report.baseline.cpu_seconds_per_million = raw_cpu.map(|cpu| per_million(cpu, received));
-    drop(raw);
+    report.baseline = raw_saturated(args, &mut fleet, &progress)?;
 
     progress.phase("starting the monitor");
     let monitor = MonitorProcess::start(&config, &dir.join("monitor-1.log"), args.monitor_cpus.as_deref())?;
@@ -182,36 +169,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     };
 
     progress.phase("throughput: saturated monitor");
-    if let Some(datagrams) = args.presign {
-        fleet.presign(datagrams)?;
-    }
-    let accepted_before = accepted(&api)?;
-    let rejected_before = api.metric("rollcall_heartbeats_rejected_total{")?;
-    const HANDOFF: &str = "rollcall_udp_thread_handoff_dropped_total{";
-    let handoff_before = api.metric(HANDOFF)?;
-    let cpu_before = probe::cpu_seconds(pid).unwrap_or(0.0);
-    let threads_before = probe::cpu_seconds_by_thread(pid);
-    let drops_before = probe::udp_drops_by_port(monitor.udp.port());
-    let started = Instant::now();
-    let mut sent = fleet.run(monitor.udp, Pace::Saturate, args.saturate, &progress.count);
-    let (total, drained) = settle_timed(|| accepted(&api).ok().map(|v| v as f64))?;
-    let total = total as u64;
-    stretch(&mut sent, args.presign, drained - started);
-    let cpu = probe::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
-    let threads = probe::cpu_used_by_thread_name(&threads_before, &probe::cpu_seconds_by_thread(pid), cpu);
-    let drops = delta(drops_before, probe::udp_drops_by_port(monitor.udp.port()));
-    report.throughput = throughput(sent, total - accepted_before, drops);
-    report.throughput.rejected =
-        Some((api.metric("rollcall_heartbeats_rejected_total{")? - rejected_before) as u64);
-    report.throughput.handoff_dropped =
-        (args.receive_threads > 1).then(|| (api.metric(HANDOFF).unwrap_or(0.0) - handoff_before) as u64);
-    report.throughput.cpu_seconds = Some(cpu);
-    report.throughput.cpu_seconds_per_million = Some(per_million(cpu, total - accepted_before));
-    report.throughput.cpu_seconds_per_million_by_thread = threads
-        .into_iter()
-        .map(|(name, used)| (name, per_million(used, total - accepted_before)))
-        .filter(|(_, per)| *per > 0.0)
-        .collect();
+    report.throughput = monitor_saturated(args, &mut fleet, &progress, &api, &monitor)?;
     report.ratio = report.throughput.per_second / report.baseline.per_second.max(1.0);
     report.cpu_ratio = report
         .throughput
@@ -219,6 +177,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         .zip(report.baseline.cpu_seconds_per_million)
         .filter(|(_, raw)| *raw > 0.0)
         .map(|(monitor, raw)| monitor / raw);
+    report.cpu_rounds.extend(CpuRound::of(&report.baseline, &report.throughput));
+    for round in 2..=args.rounds {
+        progress.phase(&format!("round {round} of {}: raw receiver, then the monitor", args.rounds));
+        let raw = raw_saturated(args, &mut fleet, &progress)?;
+        let monitor = monitor_saturated(args, &mut fleet, &progress, &api, &monitor)?;
+        report.cpu_rounds.extend(CpuRound::of(&raw, &monitor));
+    }
+    report.cpu_ratio_median = median(report.cpu_rounds.iter().map(|round| round.ratio).collect());
 
     if let Some(duration) = args.wrk {
         progress.phase("HTTP pings (wrk)");
@@ -270,6 +236,68 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         drop(temp);
     }
     Ok(report)
+}
+
+/// The raw receiver saturated by the generator for `--saturate`: the kernel's receive path,
+/// the floor the monitor's cost is compared with.
+fn raw_saturated(args: &BenchArgs, fleet: &mut Fleet, progress: &Progress) -> anyhow::Result<Throughput> {
+    let raw = RawReceiver::start(args.recv_buffer_bytes)?;
+    if let Some(datagrams) = args.presign {
+        fleet.presign(datagrams)?;
+    }
+    let raw_cpu_before = raw.cpu_seconds();
+    let started = Instant::now();
+    let mut sent = fleet.run(raw.addr, Pace::Saturate, args.saturate, &progress.count);
+    let (received, drained) = settle_timed(|| Some(raw.received() as f64))?;
+    let received = received as u64;
+    stretch(&mut sent, args.presign, drained - started);
+    let raw_cpu = raw.cpu_seconds().zip(raw_cpu_before).map(|(after, before)| after - before);
+    let mut baseline = throughput(sent, received, raw.kernel_drops());
+    baseline.cpu_seconds = raw_cpu;
+    baseline.cpu_seconds_per_million = raw_cpu.map(|cpu| per_million(cpu, received));
+    Ok(baseline)
+}
+
+/// The monitor saturated by the generator for `--saturate`: accepted heartbeats and the
+/// process's CPU (all threads) per million of them.
+fn monitor_saturated(
+    args: &BenchArgs,
+    fleet: &mut Fleet,
+    progress: &Progress,
+    api: &Api,
+    monitor: &MonitorProcess,
+) -> anyhow::Result<Throughput> {
+    if let Some(datagrams) = args.presign {
+        fleet.presign(datagrams)?;
+    }
+    let pid = monitor.pid();
+    let accepted_before = accepted(api)?;
+    let rejected_before = api.metric("rollcall_heartbeats_rejected_total{")?;
+    const HANDOFF: &str = "rollcall_udp_thread_handoff_dropped_total{";
+    let handoff_before = api.metric(HANDOFF)?;
+    let cpu_before = probe::cpu_seconds(pid).unwrap_or(0.0);
+    let threads_before = probe::cpu_seconds_by_thread(pid);
+    let drops_before = probe::udp_drops_by_port(monitor.udp.port());
+    let started = Instant::now();
+    let mut sent = fleet.run(monitor.udp, Pace::Saturate, args.saturate, &progress.count);
+    let (total, drained) = settle_timed(|| accepted(api).ok().map(|v| v as f64))?;
+    let total = total as u64;
+    stretch(&mut sent, args.presign, drained - started);
+    let cpu = probe::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let threads = probe::cpu_used_by_thread_name(&threads_before, &probe::cpu_seconds_by_thread(pid), cpu);
+    let drops = delta(drops_before, probe::udp_drops_by_port(monitor.udp.port()));
+    let mut saturated = throughput(sent, total - accepted_before, drops);
+    saturated.rejected = Some((api.metric("rollcall_heartbeats_rejected_total{")? - rejected_before) as u64);
+    saturated.handoff_dropped =
+        (args.receive_threads > 1).then(|| (api.metric(HANDOFF).unwrap_or(0.0) - handoff_before) as u64);
+    saturated.cpu_seconds = Some(cpu);
+    saturated.cpu_seconds_per_million = Some(per_million(cpu, total - accepted_before));
+    saturated.cpu_seconds_per_million_by_thread = threads
+        .into_iter()
+        .map(|(name, used)| (name, per_million(used, total - accepted_before)))
+        .filter(|(_, per)| *per > 0.0)
+        .collect();
+    Ok(saturated)
 }
 
 /// The monitor's configuration: loopback ports chosen by the OS, the benchmark's key, a

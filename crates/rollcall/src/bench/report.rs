@@ -18,6 +18,12 @@ pub struct Report {
     /// process) over the raw receiver's (per datagram, its one thread) in the same run: what
     /// the monitor costs over the kernel's receive path, whatever else runs on the machine.
     pub cpu_ratio: Option<f64>,
+    /// Every saturation round (`--rounds`; the first is `baseline` and `throughput` above),
+    /// each a raw receiver's phase then the monitor's.
+    pub cpu_rounds: Vec<CpuRound>,
+    /// The median of the rounds' CPU ratios: one round's moves with what else runs (±0.1
+    /// at 1,000 nodes on two shared cores), a median of several much less.
+    pub cpu_ratio_median: Option<f64>,
     pub steady: Steady,
     /// Agents started together (`--burst`), before registration.
     pub burst: Option<Burst>,
@@ -39,6 +45,38 @@ pub struct Report {
     pub versus: Versus,
 }
 
+/// One saturation round: the raw receiver's CPU per million datagrams, then the monitor's
+/// per million accepted heartbeats, and their ratio.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+pub struct CpuRound {
+    pub raw_cpu_seconds_per_million: f64,
+    pub monitor_cpu_seconds_per_million: f64,
+    pub ratio: f64,
+}
+
+impl CpuRound {
+    /// `None` when either CPU figure is missing, or the raw receiver's is zero.
+    pub fn of(raw: &Throughput, monitor: &Throughput) -> Option<CpuRound> {
+        let (raw, monitor) = (raw.cpu_seconds_per_million?, monitor.cpu_seconds_per_million?);
+        (raw > 0.0).then(|| CpuRound {
+            raw_cpu_seconds_per_million: raw,
+            monitor_cpu_seconds_per_million: monitor,
+            ratio: monitor / raw,
+        })
+    }
+}
+
+/// The median (the mean of the two middle values for an even count); `None` if empty.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
+    }
+}
+
 #[derive(Serialize, Debug, Default)]
 pub struct Machine {
     pub cpus: usize,
@@ -54,6 +92,7 @@ pub struct Config {
     pub senders: usize,
     pub detector: String,
     pub saturate_s: f64,
+    pub rounds: u32,
     pub steady_s: f64,
     pub stopped: usize,
     pub datagram_bytes: usize,
@@ -324,6 +363,14 @@ impl Report {
         if let Some(ratio) = self.cpu_ratio {
             rows.push(("CPU ratio, monitor / raw receiver".into(), format!("{ratio:.2}x (goal <= 1.5x)")));
         }
+        if let (Some(median), true) = (self.cpu_ratio_median, self.cpu_rounds.len() > 1) {
+            let rounds: Vec<String> =
+                self.cpu_rounds.iter().map(|round| format!("{:.2}", round.ratio)).collect();
+            rows.push((
+                format!("CPU ratio over {} rounds", self.cpu_rounds.len()),
+                format!("median {median:.2}x (rounds {})", rounds.join(", ")),
+            ));
+        }
         let s = &self.steady;
         rows.push((
             "steady load".into(),
@@ -468,4 +515,27 @@ impl Report {
 
 fn micros(value: Option<f64>) -> String {
     value.map_or("-".into(), |us| format!("{us:.1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![1.7]), Some(1.7));
+        assert_eq!(median(vec![1.9, 1.5, 1.6]), Some(1.6));
+        assert_eq!(median(vec![1.9, 1.5, 1.75, 1.25]), Some(1.625));
+    }
+
+    #[test]
+    fn a_round_needs_both_cpu_figures_and_a_raw_floor_above_zero() {
+        let with = |cpu: Option<f64>| Throughput { cpu_seconds_per_million: cpu, ..Throughput::default() };
+        let round = CpuRound::of(&with(Some(0.6)), &with(Some(0.9))).expect("both figures");
+        assert!((round.ratio - 1.5).abs() < 1e-12, "{round:?}");
+        assert_eq!(CpuRound::of(&with(None), &with(Some(0.9))), None);
+        assert_eq!(CpuRound::of(&with(Some(0.6)), &with(None)), None);
+        assert_eq!(CpuRound::of(&with(Some(0.0)), &with(Some(0.9))), None);
+    }
 }
