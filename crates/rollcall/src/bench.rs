@@ -38,8 +38,9 @@ pub struct BenchArgs {
     #[arg(long, value_parser = rollcall_core::settings::parse_duration, default_value = "5s")]
     pub saturate: Duration,
     /// Saturation rounds: after the first (raw receiver, then monitor), this many minus one
-    /// more pairs, each the raw receiver then the monitor again; the report gives every
-    /// round's CPU ratio and their median (one round's ratio moves with what else runs).
+    /// more pairs, each the raw receiver then the monitor again (after the nodes, silent
+    /// while the raw receiver is measured, are up again); the report gives every round's CPU
+    /// ratio and their median (one round's ratio moves with what else runs).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
     /// How long the steady phase lasts.

@@ -181,6 +181,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     for round in 2..=args.rounds {
         progress.phase(&format!("round {round} of {}: raw receiver, then the monitor", args.rounds));
         let raw = raw_saturated(args, &mut fleet, &progress)?;
+        revive(args, &mut fleet, &progress, &api, monitor.udp, args.nodes - stopped_count)?;
         let monitor = monitor_saturated(args, &mut fleet, &progress, &api, &monitor)?;
         report.cpu_rounds.extend(CpuRound::of(&raw, &monitor));
     }
@@ -256,6 +257,31 @@ fn raw_saturated(args: &BenchArgs, fleet: &mut Fleet, progress: &Progress) -> an
     baseline.cpu_seconds = raw_cpu;
     baseline.cpu_seconds_per_million = raw_cpu.map(|cpu| per_million(cpu, received));
     Ok(baseline)
+}
+
+/// Beats at `--interval` until the `running` nodes are up again and their alerts delivered.
+/// A saturated phase ends with every node silent, so the monitor declares them all down
+/// while the raw receiver is measured; without this, the next measured phase would pay for
+/// their revival (a transition, an incident resolved and a webhook each: a fifth more CPU
+/// per heartbeat at 1,000 nodes). Bounded like registration.
+fn revive(
+    args: &BenchArgs,
+    fleet: &mut Fleet,
+    progress: &Progress,
+    api: &Api,
+    udp: std::net::SocketAddr,
+    running: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for _ in 0..REGISTER_ROUNDS {
+        fleet.run(udp, Pace::Interval(args.interval), args.interval, &progress.count);
+        let up = api.metric("rollcall_nodes{state=\"up\"}")? as usize;
+        let pending = api.metric("rollcall_outbox_pending{")?;
+        if (up >= running && pending == 0.0) || started.elapsed() >= args.register_timeout {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The monitor saturated by the generator for `--saturate`: accepted heartbeats and the
