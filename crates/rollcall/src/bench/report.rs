@@ -47,21 +47,26 @@ pub struct Report {
 
 /// One saturation round: the raw receiver's CPU per million datagrams, then the monitor's
 /// per million accepted heartbeats, and their ratio.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct CpuRound {
     pub raw_cpu_seconds_per_million: f64,
     pub monitor_cpu_seconds_per_million: f64,
     pub ratio: f64,
+    /// The monitor's figure by thread name (a store checkpoint that falls in one round
+    /// shows in `rollcall-store`).
+    pub monitor_by_thread: BTreeMap<String, f64>,
 }
 
 impl CpuRound {
     /// `None` when either CPU figure is missing, or the raw receiver's is zero.
     pub fn of(raw: &Throughput, monitor: &Throughput) -> Option<CpuRound> {
+        let by_thread = &monitor.cpu_seconds_per_million_by_thread;
         let (raw, monitor) = (raw.cpu_seconds_per_million?, monitor.cpu_seconds_per_million?);
         (raw > 0.0).then(|| CpuRound {
             raw_cpu_seconds_per_million: raw,
             monitor_cpu_seconds_per_million: monitor,
             ratio: monitor / raw,
+            monitor_by_thread: by_thread.clone(),
         })
     }
 }
