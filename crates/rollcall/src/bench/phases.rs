@@ -171,19 +171,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     progress.phase("throughput: saturated monitor");
     report.throughput = monitor_saturated(args, &mut fleet, &progress, &api, &monitor)?;
     report.ratio = report.throughput.per_second / report.baseline.per_second.max(1.0);
-    report.cpu_ratio = report
-        .throughput
-        .cpu_seconds_per_million
-        .zip(report.baseline.cpu_seconds_per_million)
-        .filter(|(_, raw)| *raw > 0.0)
-        .map(|(monitor, raw)| monitor / raw);
     report.cpu_rounds.extend(CpuRound::of(&report.baseline, &report.throughput));
+    report.cpu_ratio = report.cpu_rounds.first().map(|round| round.ratio);
     for round in 2..=args.rounds {
         progress.phase(&format!("round {round} of {}: raw receiver, then the monitor", args.rounds));
         let raw = raw_saturated(args, &mut fleet, &progress)?;
         revive(args, &mut fleet, &progress, &api, monitor.udp, args.nodes - stopped_count)?;
-        let monitor = monitor_saturated(args, &mut fleet, &progress, &api, &monitor)?;
-        report.cpu_rounds.extend(CpuRound::of(&raw, &monitor));
+        let saturated = monitor_saturated(args, &mut fleet, &progress, &api, &monitor)?;
+        report.cpu_rounds.extend(CpuRound::of(&raw, &saturated));
     }
     report.cpu_ratio_median = median(report.cpu_rounds.iter().map(|round| round.ratio).collect());
 
