@@ -166,6 +166,7 @@ impl Receiver {
         now: &impl Fn() -> Instant,
         handle: &mut impl FnMut(Instant, &VerifiedBatch),
     ) -> nix::Result<usize> {
+        self.batch.clear();
         let count = read_verified(fd, self.ipv6, &mut self.buffers, &self.ring, &mut self.batch)?;
         if count > 0 {
             // Stamped once per read, after it: every datagram of it was queued by then.
@@ -203,8 +204,9 @@ fn is_ipv6(socket: &impl AsRawFd) -> bool {
 }
 
 /// One `recvmmsg` on `fd` (an IPv6 socket if `ipv6`) without waiting: up to [`BATCH`] queued
-/// datagrams, each authenticated into `batch` (cleared first; a refusal is counted in it).
-/// Returns how many datagrams were read, refused ones included.
+/// datagrams, each authenticated and added to `batch` (a refusal is counted in it). What the
+/// batch already holds stays: a receive thread carries a dropped batch's refusal counts in
+/// the next one. Returns how many datagrams were read, refused ones included.
 fn read_verified(
     fd: std::os::fd::RawFd,
     ipv6: bool,
@@ -219,7 +221,6 @@ fn read_verified(
             [IoSliceMut::new(&mut free.next().expect("one buffer per datagram")[..])]
         });
         let results = recvmmsg(fd, headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
-        batch.clear();
         let mut count = 0;
         for message in results {
             count += 1;
@@ -300,6 +301,35 @@ mod tests {
         let mut bytes = Vec::new();
         encode(&message, ring, &mut bytes).expect("a valid heartbeat");
         from.send_to(&bytes, to).expect("loopback send");
+    }
+
+    /// A read adds to the batch: refusals it already counts (a dropped batch's, carried by a
+    /// receive thread) stay, next to the read's own.
+    #[test]
+    fn a_read_keeps_what_the_batch_already_holds() {
+        let ring = KeyRing::parse(&rollcall_core::Key::generate_line(1, &[7; 32])).expect("a valid key");
+        let socket = bind("127.0.0.1:0".parse().unwrap(), 1 << 20, false).expect("bind");
+        socket.set_nonblocking(true).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = VerifiedBatch::new();
+        let carried = rollcall_core::monitor::Rejection::Decode(rollcall_core::wire::DecodeError::BadTag);
+        batch.add_rejections([(carried, 3)]);
+        send(&sender, socket.local_addr().unwrap(), "kept", &ring);
+        sender.send_to(b"not a heartbeat", socket.local_addr().unwrap()).unwrap();
+        let mut buffers = read_buffers();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut read = 0;
+        while read < 2 && std::time::Instant::now() < deadline {
+            match read_verified(socket.as_raw_fd(), false, &mut buffers, &ring, &mut batch) {
+                Ok(count) => read += count,
+                Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(1)),
+                Err(error) => panic!("read failed: {error}"),
+            }
+        }
+        assert_eq!(read, 2, "both datagrams read");
+        assert_eq!(batch.len(), 1, "the heartbeat verified");
+        assert_eq!(batch.rejected(), 4, "the three carried refusals and the garbage");
+        assert_eq!(batch.take_rejections().get(&carried), Some(&3), "the carried count kept its reason");
     }
 
     /// The headers of one thread are reused from read to read and from socket to socket:
